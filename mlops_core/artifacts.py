@@ -1,0 +1,135 @@
+"""The artifact layout: a model version is a folder of files named by ``manifest.json``.
+
+Layout (locally under ``artifacts/``, in S3 under ``{project}/models/{version}/``)::
+
+    model.pkl       the fitted scikit-learn pipeline (features -> prediction)
+    baseline.json   per-feature statistics and a reference sample, for drift checks
+    metrics.json    holdout metrics of the model and of a DummyRegressor baseline
+    manifest.json   the commit marker: every other file with its sha256, the feature
+                    schema, the data fingerprint, hyper-parameters and library versions
+
+The version id is time-ordered and content-derived: ``20261128T064500Z-3f9a2c1`` is the
+training time (UTC) and the first 7 hex digits of the model's sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlops_core.errors import IntegrityError, InvalidInput
+from mlops_core.features import FeatureSpec
+
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.pkl"
+BASELINE_FILE = "baseline.json"
+METRICS_FILE = "metrics.json"
+SCHEMA_VERSION = 1
+
+VERSION_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{7}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def make_version(created_at: datetime, model_sha256: str) -> str:
+    return f"{created_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{model_sha256[:7]}"
+
+
+def check_version(version: str) -> str:
+    if not VERSION_RE.fullmatch(version):
+        raise InvalidInput(
+            f"malformed model version {version!r}",
+            hint="a version looks like 20261128T064500Z-3f9a2c1 ('mlopsctl models' lists them)",
+        )
+    return version
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sha256: str = Field(pattern=SHA256_RE.pattern)
+    size: int = Field(ge=0)
+
+
+class DataInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str
+    fingerprint: str = Field(description="sha256 of the training CSV's bytes")
+    rows: int
+    columns: list[str]
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    project: str
+    version: str = Field(pattern=VERSION_RE.pattern)
+    created_at: datetime
+    model_file: str = MODEL_FILE
+    model_format: str = "sklearn-pickle"
+    files: dict[str, FileEntry]
+    target: str
+    features: list[FeatureSpec]
+    data: DataInfo
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, Any] = Field(default_factory=dict, description="Copy of metrics.json")
+    runtime: dict[str, str] = Field(description="python and library versions")
+
+    @property
+    def model_sha256(self) -> str:
+        return self.files[self.model_file].sha256
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise InvalidInput(
+            f"no {MANIFEST} in {folder}",
+            hint="train first ('mlopsctl train') or point at a complete artifacts folder",
+        )
+    try:
+        return Manifest.model_validate_json(path.read_text())
+    except ValueError as exc:
+        raise InvalidInput(f"malformed manifest: {exc}", where=str(path)) from None
+
+
+def verify_folder(folder: Path, manifest: Manifest | None = None) -> Manifest:
+    """Check every file the manifest names against its sha256; return the manifest."""
+    manifest = manifest or read_manifest(folder)
+    for name, entry in manifest.files.items():
+        path = folder / name
+        if not path.is_file():
+            raise IntegrityError(f"{name} is missing", where=str(folder))
+        actual = sha256_file(path)
+        if actual != entry.sha256:
+            raise IntegrityError(
+                f"{name} has sha256 {actual[:12]}…, manifest says {entry.sha256[:12]}…",
+                where=str(folder),
+                hint="the file was changed after training; retrain or restore it",
+            )
+    return manifest
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Deterministic JSON (sorted keys) so identical content hashes identically."""
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

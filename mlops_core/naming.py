@@ -1,0 +1,139 @@
+"""Names of every AWS resource the platform uses: the one table.
+
+``mlopsctl dev up``, the CLI, the controller and the serving service all call these
+functions; the Terraform module in ``infra/terraform`` builds the same names from the same
+inputs (``platform`` and ``project``/``env``), and ``tests/infra`` asserts the two agree.
+
+Project and env names are restricted to what is valid in every place they appear: S3 keys,
+SSM paths, ECS service names, task definition families and target group names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from mlops_core.errors import InvalidInput
+
+DEFAULT_PLATFORM = "mlops"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ENVS = ("dev", "staging", "prod")
+
+PLATFORM_RE = re.compile(r"^[a-z][a-z0-9-]{1,20}[a-z0-9]$")
+PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+ENV_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+
+MANAGED_BY_TAG = ("managed-by", "mlops-controller")
+
+
+def check_project(name: str) -> str:
+    if not PROJECT_RE.fullmatch(name):
+        raise InvalidInput(
+            f"invalid project name {name!r}",
+            hint="use 2-32 lowercase letters, digits and '-', starting with a letter",
+        )
+    return name
+
+
+def check_env(name: str) -> str:
+    if not ENV_RE.fullmatch(name):
+        raise InvalidInput(
+            f"invalid env name {name!r}",
+            hint="use 1-10 lowercase letters and digits, starting with a letter (e.g. prod)",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Platform-wide names. ``platform`` is Terraform's ``var.platform``."""
+
+    platform: str = DEFAULT_PLATFORM
+    artifact_bucket: str = f"{DEFAULT_PLATFORM}-artifacts"
+    region: str = DEFAULT_REGION
+
+    @classmethod
+    def from_env(cls) -> Platform:
+        """Read ``MLOPS_PLATFORM``, ``MLOPS_ARTIFACT_BUCKET`` and the AWS region."""
+        platform = os.environ.get("MLOPS_PLATFORM", DEFAULT_PLATFORM)
+        if not PLATFORM_RE.fullmatch(platform):
+            raise InvalidInput(
+                f"invalid MLOPS_PLATFORM {platform!r}",
+                hint="use 3-22 lowercase letters, digits and '-'",
+            )
+        bucket = os.environ.get("MLOPS_ARTIFACT_BUCKET") or artifact_bucket_name(platform)
+        region = (
+            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+        )
+        return cls(platform=platform, artifact_bucket=bucket, region=region)
+
+    # -- platform-wide resources -------------------------------------------------------
+    @property
+    def ecs_cluster(self) -> str:
+        return ecs_cluster_name(self.platform)
+
+    @property
+    def ecr_serving_repository(self) -> str:
+        return f"{self.platform}/serving"
+
+    @property
+    def ecr_training_repository(self) -> str:
+        return f"{self.platform}/training"
+
+    @property
+    def ssm_prefix(self) -> str:
+        return f"/{self.platform}"
+
+    @property
+    def desired_state_prefix(self) -> str:
+        """Key prefix in the artifact bucket where the S3 source keeps ModelDeployments."""
+        return "deployments/"
+
+    # -- per project -------------------------------------------------------------------
+    def models_prefix(self, project: str) -> str:
+        return f"{check_project(project)}/models/"
+
+    def version_prefix(self, project: str, version: str) -> str:
+        return f"{self.models_prefix(project)}{version}/"
+
+    def version_uri(self, project: str, version: str) -> str:
+        return f"s3://{self.artifact_bucket}/{self.version_prefix(project, version)}"
+
+    def project_config_key(self, project: str) -> str:
+        return f"{check_project(project)}/project.json"
+
+    # -- per project and env -----------------------------------------------------------
+    def pointer_param(self, project: str, env: str) -> str:
+        return model_pointer_param(self.platform, project, env)
+
+    def service_name(self, project: str, env: str) -> str:
+        return service_name(project, env)
+
+    def task_family(self, project: str, env: str) -> str:
+        return service_name(project, env)
+
+    def log_group(self, project: str, env: str) -> str:
+        return log_group_name(self.platform, project, env)
+
+
+# Plain functions of the same names, for callers (and the Terraform tests) that have the
+# inputs but no Platform object.
+def artifact_bucket_name(platform: str) -> str:
+    return f"{platform}-artifacts"
+
+
+def ecs_cluster_name(platform: str) -> str:
+    return platform
+
+
+def model_pointer_param(platform: str, project: str, env: str) -> str:
+    return f"/{platform}/{check_project(project)}/{check_env(env)}/model"
+
+
+def service_name(project: str, env: str) -> str:
+    return f"{check_project(project)}-{check_env(env)}"
+
+
+def log_group_name(platform: str, project: str, env: str) -> str:
+    return f"/ecs/{platform}/{service_name(project, env)}"

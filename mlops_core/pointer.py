@@ -1,0 +1,108 @@
+"""The model pointer: one SSM parameter per project and env naming the live version.
+
+``/{platform}/{project}/{env}/model`` holds JSON (:class:`ModelPointer`). Promotion is a
+pointer update; rollback resets it to an earlier value from the parameter's own history.
+Artifacts are never touched by either.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mlops_core import aws
+from mlops_core.artifacts import SHA256_RE, VERSION_RE
+from mlops_core.errors import InvalidInput
+from mlops_core.naming import Platform
+
+
+class ModelPointer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(pattern=VERSION_RE.pattern)
+    uri: str = Field(description="s3:// URI of the version's folder")
+    sha256: str = Field(pattern=SHA256_RE.pattern, description="sha256 of the model file")
+    promoted_at: datetime
+    promoted_by: str
+    reason: str = ""
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+def whoami() -> str:
+    """Who is acting: MLOPS_ACTOR (set by CI or the controller), else the OS user."""
+    actor = os.environ.get("MLOPS_ACTOR")
+    if actor:
+        return actor
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "unknown"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PointerStore:
+    """Reads and writes the pointer parameters of one platform."""
+
+    def __init__(self, platform: Platform | None = None):
+        self.platform = platform or Platform.from_env()
+
+    @property
+    def _ssm(self):
+        return aws.client("ssm")
+
+    def _parse(self, raw: str, name: str) -> ModelPointer:
+        try:
+            return ModelPointer.model_validate_json(raw)
+        except ValidationError as exc:
+            raise InvalidInput(
+                f"the pointer parameter does not hold a valid pointer: {exc.errors()[0]['msg']}",
+                where=name,
+                hint="promote a version to rewrite it ('mlopsctl promote VERSION --env ENV')",
+            ) from None
+
+    def get(self, project: str, env: str) -> ModelPointer | None:
+        name = self.platform.pointer_param(project, env)
+        try:
+            raw = self._ssm.get_parameter(Name=name)["Parameter"]["Value"]
+        except self._ssm.exceptions.ParameterNotFound:
+            return None
+        return self._parse(raw, name)
+
+    def put(self, project: str, env: str, pointer: ModelPointer) -> None:
+        name = self.platform.pointer_param(project, env)
+        self._ssm.put_parameter(
+            Name=name,
+            Value=pointer.to_json(),
+            Type="String",
+            Overwrite=True,
+            Description=f"Live model of {project} in {env} (managed by mlopsctl / controller)",
+        )
+
+    def history(self, project: str, env: str) -> list[ModelPointer]:
+        """Every value the parameter has held, oldest first (invalid entries skipped)."""
+        name = self.platform.pointer_param(project, env)
+        out: list[ModelPointer] = []
+        kwargs = {"Name": name, "MaxResults": 50}
+        try:
+            while True:
+                page = self._ssm.get_parameter_history(**kwargs)
+                for p in page.get("Parameters", []):
+                    try:
+                        out.append(ModelPointer.model_validate_json(p["Value"]))
+                    except ValidationError:
+                        continue
+                token = page.get("NextToken")
+                if not token:
+                    break
+                kwargs["NextToken"] = token
+        except self._ssm.exceptions.ParameterNotFound:
+            return []
+        return out

@@ -1,0 +1,87 @@
+"""Load YAML into pydantic models with errors that name the field *and the line*.
+
+PyYAML's composer keeps the position of every node; after pydantic rejects a document we
+walk the error's location through the node tree to report ``file:line: field: message``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from mlops_core.errors import InvalidInput
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest node along ``loc`` that exists in the document."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    node = value_node
+                    line = key_node.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def format_validation_error(err: ValidationError, source: str, root: yaml.Node | None) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        field = ".".join(str(p) for p in loc) or "(document)"
+        line = _line_of(root, loc)
+        where = f"{source}:{line}" if line else source
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check its spelling)"
+        lines.append(f"{where}: {field}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """Parse text into (data, node tree) or raise InvalidInput naming the line."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InvalidInput(f"invalid YAML: {problem}", where=where) from None
+    return data, root
+
+
+def validate_yaml(text: str, model: type[M], source: str) -> M:
+    data, root = parse_yaml(text, source)
+    if not isinstance(data, dict):
+        raise InvalidInput("expected a mapping at the top level", where=source)
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise InvalidInput(
+            format_validation_error(err, source, root),
+            hint=f"fix the field(s) above in {source}",
+        ) from None
+
+
+def load_yaml_file(path: Path, model: type[M]) -> M:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InvalidInput(f"file not found: {path}") from None
+    return validate_yaml(text, model, str(path))

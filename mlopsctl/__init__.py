@@ -1,0 +1,1 @@
+"""mlopsctl: the platform's golden-path command line."""

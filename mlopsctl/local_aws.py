@@ -1,0 +1,130 @@
+"""The embedded local AWS: moto's server on loopback, plus the base resources.
+
+``bootstrap`` creates what Terraform creates in a real account, under the same names
+(:mod:`mlops_core.naming`): the artifact bucket (versioned), the ECS cluster, the ECR
+repositories, the log group; the SSM namespace needs no creation. It is idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from mlops_core import aws
+from mlops_core.errors import MlopsError
+from mlops_core.naming import DEFAULT_REGION, Platform
+
+DEFAULT_PORT = 4566
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def local_env(port: int, region: str = DEFAULT_REGION) -> dict[str, str]:
+    """The environment that points boto3 (and so the whole platform) at the local server."""
+    return {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        **DUMMY_CREDENTIALS,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _moto_server_cmd(port: int) -> list[str]:
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        raise MlopsError(
+            "the local AWS endpoint needs moto's server, which is not installed",
+            hint="pip install 'mlops-platform[local]'  (or: pip install 'moto[server]')",
+        ) from None
+    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+
+
+def is_up(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/moto-api/", timeout=1).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def start_server(port: int, log_path: Path | None = None, timeout: float = 30) -> subprocess.Popen:
+    """Start moto's server as a child process and wait until it answers."""
+    cmd = _moto_server_cmd(port)
+    out = log_path.open("ab") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise MlopsError(
+                f"moto's server exited with code {proc.returncode} while starting",
+                hint=f"is port {port} in use? see {log_path}" if log_path else None,
+            )
+        if is_up(port):
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise MlopsError(f"moto's server did not answer on port {port} within {timeout}s")
+
+
+def reset(port: int) -> None:
+    """Drop every resource on the local server (tests use it between cases)."""
+    httpx.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=10).raise_for_status()
+
+
+def bootstrap(platform: Platform | None = None) -> dict[str, str]:
+    """Create the base resources, idempotently. Returns what was ensured, by name."""
+    p = platform or Platform.from_env()
+    s3 = aws.client("s3")
+    try:
+        kwargs = {"Bucket": p.artifact_bucket}
+        if p.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": p.region}
+        s3.create_bucket(**kwargs)
+    except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+        pass
+    s3.put_bucket_versioning(
+        Bucket=p.artifact_bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    aws.client("ecs").create_cluster(
+        clusterName=p.ecs_cluster,
+        settings=[{"name": "containerInsights", "value": "enabled"}],
+    )  # create_cluster is idempotent on ECS
+    ecr = aws.client("ecr")
+    for repo in (p.ecr_serving_repository, p.ecr_training_repository):
+        with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+            ecr.create_repository(
+                repositoryName=repo,
+                imageTagMutability="IMMUTABLE",
+                imageScanningConfiguration={"scanOnPush": True},
+            )
+    logs = aws.client("logs")
+    group = f"/ecs/{p.platform}"
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+        logs.create_log_group(logGroupName=group)
+    return {
+        "artifact_bucket": p.artifact_bucket,
+        "ecs_cluster": p.ecs_cluster,
+        "ecr_serving_repository": p.ecr_serving_repository,
+        "ecr_training_repository": p.ecr_training_repository,
+        "log_group_prefix": group,
+        "ssm_prefix": p.ssm_prefix,
+    }
+
+
+def which_moto() -> str | None:
+    return shutil.which("moto_server")

@@ -1,0 +1,54 @@
+"""Shared fixtures: a real moto server over HTTP for the whole session.
+
+Every AWS call in the tests goes over HTTP to this server through boto3's standard
+configuration chain (``AWS_ENDPOINT_URL``); nothing is patched in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from mlops_core.naming import Platform
+from mlopsctl import local_aws
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory) -> Iterator[dict[str, str]]:
+    port = local_aws.free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    env = local_aws.local_env(port)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    for k in ("AWS_PROFILE", "MLOPS_PLATFORM", "MLOPS_ARTIFACT_BUCKET"):
+        os.environ.pop(k, None)
+    proc = local_aws.start_server(port, log_path=log)
+    try:
+        yield {**env, "port": str(port)}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def aws_env(moto_server) -> dict[str, str]:
+    """A clean local AWS with the base resources bootstrapped, for one test."""
+    local_aws.reset(int(moto_server["port"]))
+    local_aws.bootstrap(Platform.from_env())
+    return moto_server
+
+
+@pytest.fixture
+def platform(aws_env) -> Platform:
+    return Platform.from_env()
