@@ -1,0 +1,1 @@
+"""The reconciler: converge AWS onto declared ModelDeployments."""

@@ -1,0 +1,242 @@
+"""``ModelDeployment`` (mlops.platform.io/v1alpha1): the one definition.
+
+These pydantic models are the single source for validating manifests from every source
+(Kubernetes, S3, a folder), for the CRD's openAPIV3Schema (``crds/``, generated), and for
+documentation. Field names are camelCase on the wire, as Kubernetes APIs are; Python code
+uses snake_case attributes.
+
+Status follows the Kubernetes API conventions: ``observedGeneration`` and a list of
+``conditions`` (type, status, reason, message, lastTransitionTime, observedGeneration).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from mlops_core.artifacts import VERSION_RE
+from mlops_core.naming import ENV_RE, PROJECT_RE
+
+GROUP = "mlops.platform.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ["mdep"]
+CATEGORIES = ["mlops"]
+
+# A container image reference: [registry[:port]/]path[:tag][@sha256:digest].
+IMAGE_RE = re.compile(
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+DNS1123_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+CANDIDATE_RE = re.compile(r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+|/.+|file://.+)$")
+
+# Fargate's valid task sizes: cpu units -> allowed memory (MiB).
+FARGATE_SIZES: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4096 + 1, 1024)),
+    1024: tuple(range(2048, 8192 + 1, 1024)),
+    2048: tuple(range(4096, 16384 + 1, 1024)),
+    4096: tuple(range(8192, 30720 + 1, 1024)),
+    8192: tuple(range(16384, 61440 + 1, 4096)),
+    16384: tuple(range(32768, 122880 + 1, 8192)),
+}
+
+
+class _Wire(BaseModel):
+    """camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+class ModelRef(_Wire):
+    """Which model to serve: a published ``version``, or a ``candidate`` to publish first."""
+
+    version: str | None = Field(
+        None,
+        pattern=VERSION_RE.pattern,
+        description="A version in the registry, e.g. 20261128T064500Z-3f9a2c1.",
+    )
+    candidate: str | None = Field(
+        None,
+        pattern=CANDIDATE_RE.pattern,
+        description=(
+            "URI of a trained artifacts folder not yet in the registry (s3://... or an "
+            "absolute path). The controller verifies it, checks the gates and publishes it."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ModelRef:
+        if (self.version is None) == (self.candidate is None):
+            raise ValueError("set exactly one of model.version or model.candidate")
+        return self
+
+
+class Serving(_Wire):
+    image: str = Field(
+        pattern=IMAGE_RE.pattern,
+        description="Serving image, e.g. ACCOUNT.dkr.ecr.REGION.amazonaws.com/mlops/serving:0.1",
+    )
+    cpu: int = Field(512, description="Fargate CPU units (256, 512, 1024, ...).")
+    memory: int = Field(1024, description="Fargate memory in MiB; must pair with cpu.")
+    replicas: int = Field(2, ge=0, le=100, description="Desired running tasks.")
+    port: int = Field(8080, ge=1, le=65535)
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, v: int) -> int:
+        if v not in FARGATE_SIZES:
+            raise ValueError(f"cpu {v} is not a Fargate size; use one of {sorted(FARGATE_SIZES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _pair(self) -> Serving:
+        allowed = FARGATE_SIZES.get(self.cpu, ())
+        if self.memory not in allowed:
+            raise ValueError(
+                f"memory {self.memory} MiB is not valid with cpu {self.cpu} on Fargate; "
+                f"use {allowed[0]}..{allowed[-1]} in steps of {allowed[1] - allowed[0]}"
+            )
+        return self
+
+
+class Strategy(_Wire):
+    type: Literal["Rolling"] = Field("Rolling", description="Only Rolling for now.")
+    min_healthy_percent: int = Field(100, ge=0, le=100)
+    max_percent: int = Field(200, ge=100, le=400)
+    progress_deadline_seconds: int = Field(
+        900, ge=60, le=86400, description="A rollout not done by then is failed and rolled back."
+    )
+
+
+class DeploymentGates(_Wire):
+    """Gates checked before a model goes live; unset fields fall back to the project's."""
+
+    min_r2: float | None = Field(None, le=1.0)
+    max_mae: float | None = Field(None, gt=0)
+    max_regression: float | None = Field(None, ge=0)
+
+
+class RollbackPolicy(_Wire):
+    on_failure: bool = Field(
+        True, description="Return to the last good version when a rollout fails or gates fail."
+    )
+
+
+class ModelDeploymentSpec(_Wire):
+    project: str = Field(pattern=PROJECT_RE.pattern)
+    env: str = Field(pattern=ENV_RE.pattern)
+    model: ModelRef
+    serving: Serving
+    strategy: Strategy = Strategy()
+    gates: DeploymentGates = DeploymentGates()
+    rollback: RollbackPolicy = RollbackPolicy()
+
+
+class ObjectMeta(_Wire):
+    model_config = ConfigDict(
+        extra="ignore", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )  # Kubernetes adds uid, resourceVersion, managedFields...: not ours to police
+
+    name: str = Field(pattern=DNS1123_RE.pattern)
+    namespace: str | None = None
+    generation: int | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelDeployment(_Wire):
+    api_version: Literal["mlops.platform.io/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    kind: Literal["ModelDeployment"] = KIND
+    metadata: ObjectMeta
+    spec: ModelDeploymentSpec
+    # Status is written by the controller only; accepted (and ignored) on input so that a
+    # manifest read back from a source with its status still validates.
+    status: ModelDeploymentStatus | None = None
+
+    @property
+    def key(self) -> str:
+        """Unique key of this deployment within its source: ``namespace/name``."""
+        return f"{self.metadata.namespace or 'default'}/{self.metadata.name}"
+
+
+ConditionType = Literal["Ready", "Progressing", "Degraded"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(_Wire):
+    type: str = Field(description="Ready, Progressing or Degraded.")
+    status: ConditionStatus
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    message: str = ""
+    last_transition_time: datetime
+    observed_generation: int | None = None
+
+
+class ModelDeploymentStatus(_Wire):
+    observed_generation: int | None = None
+    current_version: str | None = None
+    previous_version: str | None = Field(None, description="The last good version before it.")
+    task_definition: str | None = Field(None, description="ARN of the live revision.")
+    conditions: list[Condition] = Field(default_factory=list)
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+ModelDeployment.model_rebuild()
+
+
+def set_condition(
+    conditions: list[Condition],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str = "",
+    observed_generation: int | None = None,
+    now: datetime | None = None,
+) -> list[Condition]:
+    """Return ``conditions`` with ``type_`` set; lastTransitionTime moves only on a change
+    of status, as the Kubernetes API conventions ask."""
+    now = now or datetime.now(UTC)
+    out: list[Condition] = []
+    found = False
+    for c in conditions:
+        if c.type != type_:
+            out.append(c)
+            continue
+        found = True
+        changed = c.status != status
+        out.append(
+            Condition(
+                type=type_,
+                status=status,
+                reason=reason,
+                message=message,
+                last_transition_time=now if changed else c.last_transition_time,
+                observed_generation=observed_generation,
+            )
+        )
+    if not found:
+        out.append(
+            Condition(
+                type=type_,
+                status=status,
+                reason=reason,
+                message=message,
+                last_transition_time=now,
+                observed_generation=observed_generation,
+            )
+        )
+    return out
