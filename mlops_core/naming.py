@@ -10,6 +10,7 @@ SSM paths, ECS service names, task definition families and target group names.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 ENV_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 
 MANAGED_BY_TAG = ("managed-by", "mlops-controller")
+
+# Load balancer and target group names are limited to 32 characters.
+ELB_NAME_MAX = 32
+TARGET_GROUP_COLORS = ("blue", "green")
 
 
 def check_project(name: str) -> str:
@@ -116,6 +121,33 @@ class Platform:
     def log_group(self, project: str, env: str) -> str:
         return log_group_name(self.platform, project, env)
 
+    # -- created by Terraform, referred to by the controller -----------------------------
+    @property
+    def task_execution_role(self) -> str:
+        return task_execution_role_name(self.platform)
+
+    @property
+    def controller_role(self) -> str:
+        return controller_role_name(self.platform)
+
+    def serving_task_role(self, project: str) -> str:
+        return serving_task_role_name(self.platform, project)
+
+    def drift_task_role(self, project: str) -> str:
+        return drift_task_role_name(self.platform, project)
+
+    def drift_task_family(self, project: str) -> str:
+        return drift_task_family(project)
+
+    def drift_log_group(self, project: str) -> str:
+        return drift_log_group_name(self.platform, project)
+
+    def load_balancer(self, project: str, env: str) -> str:
+        return alb_name(self.platform, project, env)
+
+    def target_group(self, project: str, env: str, color: str) -> str:
+        return target_group_name(self.platform, project, env, color)
+
 
 # Plain functions of the same names, for callers (and the Terraform tests) that have the
 # inputs but no Platform object.
@@ -137,3 +169,51 @@ def service_name(project: str, env: str) -> str:
 
 def log_group_name(platform: str, project: str, env: str) -> str:
     return f"/ecs/{platform}/{service_name(project, env)}"
+
+
+def fit_name(name: str, limit: int) -> str:
+    """``name`` if it fits in ``limit`` characters, else a prefix plus 8 hex digits of its
+    sha1, so long names stay unique. The Terraform module shortens names the same way."""
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def task_execution_role_name(platform: str) -> str:
+    """The role ECS uses to pull images and write logs for every platform task."""
+    return f"{platform}-task-execution"
+
+
+def controller_role_name(platform: str) -> str:
+    return f"{platform}-controller"
+
+
+def serving_task_role_name(platform: str, project: str) -> str:
+    return f"{platform}-{check_project(project)}-serving"
+
+
+def drift_task_role_name(platform: str, project: str) -> str:
+    return f"{platform}-{check_project(project)}-drift"
+
+
+def drift_task_family(project: str) -> str:
+    """Task definition family of the scheduled drift job (env names have no '-', so this
+    never equals a ``service_name``)."""
+    return f"{check_project(project)}-drift-job"
+
+
+def drift_log_group_name(platform: str, project: str) -> str:
+    return f"/ecs/{platform}/{drift_task_family(project)}"
+
+
+def alb_name(platform: str, project: str, env: str) -> str:
+    return fit_name(f"{platform}-{service_name(project, env)}", ELB_NAME_MAX)
+
+
+def target_group_name(platform: str, project: str, env: str, color: str) -> str:
+    """One of the two target groups (``blue`` serves, ``green`` is for blue/green)."""
+    if color not in TARGET_GROUP_COLORS:
+        raise InvalidInput(
+            f"invalid target group color {color!r}", hint=f"use one of {TARGET_GROUP_COLORS}"
+        )
+    return fit_name(f"{platform}-{service_name(project, env)}-{color}", ELB_NAME_MAX)

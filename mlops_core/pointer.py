@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 from datetime import UTC, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -28,6 +29,9 @@ class ModelPointer(BaseModel):
     promoted_at: datetime
     promoted_by: str
     reason: str = ""
+    action: Literal["promote", "rollback"] = Field(
+        "promote", description="How this value was set; rollback walks history by it."
+    )
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -1,0 +1,324 @@
+"""The model registry: immutable, digest-verified versions in S3.
+
+A version lives at ``s3://{bucket}/{project}/models/{version}/``. Publishing writes every
+file with a conditional put (``IfNoneMatch="*"``), so nothing is ever overwritten, then
+reads each back and checks its sha256, and writes ``manifest.json`` last: it is the commit
+marker. Readers only ever see versions whose manifest exists, so a publish interrupted
+half-way is invisible, and re-running it finishes the job (files already there with the
+right digest are accepted as they are).
+
+``{project}/project.json`` registers the project (its envs and gates) and is config, not an
+artifact: publishing updates it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from mlops_core import aws
+from mlops_core.artifacts import (
+    MANIFEST,
+    Manifest,
+    check_version,
+    read_manifest,
+    verify_folder,
+)
+from mlops_core.errors import Conflict, IntegrityError, InvalidInput, NotFound
+from mlops_core.naming import Platform, check_project
+from mlops_core.project import ProjectConfig
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    project: str
+    version: str
+    uri: str
+    created: bool  # False: the same version was already completely published
+
+
+def _is_missing(exc: ClientError) -> bool:
+    return aws.error_code(exc) in ("NoSuchKey", "404", "NotFound")
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise InvalidInput(f"not an s3:// URI: {uri!r}", hint="use s3://bucket/key/prefix/")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def _stream_sha256(body, out_path: Path | None = None) -> str:
+    h = hashlib.sha256()
+    out = out_path.open("wb") if out_path else None
+    try:
+        for chunk in iter(lambda: body.read(_CHUNK), b""):
+            h.update(chunk)
+            if out:
+                out.write(chunk)
+    finally:
+        if out:
+            out.close()
+    return h.hexdigest()
+
+
+def _download_verified(bucket: str, prefix: str, manifest: Manifest, dest: Path) -> None:
+    """Download every file of ``manifest`` into ``dest``, checking each sha256 on the way."""
+    s3 = aws.client("s3")
+    for name, entry in manifest.files.items():
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            body = s3.get_object(Bucket=bucket, Key=f"{prefix}{name}")["Body"]
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise IntegrityError(
+                    f"{name} is named by the manifest but missing",
+                    where=f"s3://{bucket}/{prefix}",
+                ) from None
+            raise
+        actual = _stream_sha256(body, target)
+        if actual != entry.sha256:
+            raise IntegrityError(
+                f"{name} has sha256 {actual[:12]}…, manifest says {entry.sha256[:12]}…",
+                where=f"s3://{bucket}/{prefix}{name}",
+                hint="the stored file does not match its manifest; do not serve this version",
+            )
+    (dest / MANIFEST).write_text(manifest.to_json())
+
+
+def _read_manifest_s3(bucket: str, key: str) -> Manifest | None:
+    try:
+        raw = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if _is_missing(exc):
+            return None
+        raise
+    try:
+        return Manifest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise IntegrityError(f"malformed manifest: {exc.errors()[0]['msg']}", where=key) from None
+
+
+def read_candidate_manifest(uri: str) -> Manifest:
+    """The manifest of an artifacts folder given by URI (s3://... or a local path)."""
+    if uri.startswith("s3://"):
+        bucket, prefix = split_s3_uri(uri.rstrip("/") + "/")
+        manifest = _read_manifest_s3(bucket, prefix + MANIFEST)
+        if manifest is None:
+            raise NotFound(f"no {MANIFEST} at {uri}", hint="is training finished there?")
+        return manifest
+    return read_manifest(Path(uri.removeprefix("file://")))
+
+
+def fetch_folder(uri: str, dest: Path) -> tuple[Manifest, Path]:
+    """Make a verified local copy of the version folder at ``uri``.
+
+    ``uri`` is ``s3://bucket/.../`` or a local folder (verified in place, not copied).
+    Returns the manifest and the folder to load from. Every file's sha256 is checked
+    against the manifest before this returns, so callers may unpickle safely.
+    """
+    if not uri.startswith("s3://"):
+        folder = Path(uri.removeprefix("file://"))
+        return verify_folder(folder), folder
+    bucket, prefix = split_s3_uri(uri.rstrip("/") + "/")
+    manifest = _read_manifest_s3(bucket, prefix + MANIFEST)
+    if manifest is None:
+        raise NotFound(f"no {MANIFEST} at {uri}", hint="is this a published version folder?")
+    dest.mkdir(parents=True, exist_ok=True)
+    _download_verified(bucket, prefix, manifest, dest)
+    return manifest, dest
+
+
+class Registry:
+    """Published versions of every project of one platform."""
+
+    def __init__(self, platform: Platform | None = None):
+        self.platform = platform or Platform.from_env()
+        self.bucket = self.platform.artifact_bucket
+        # Published manifests never change: cache them for the life of the process.
+        self._manifests: dict[tuple[str, str], Manifest] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def _s3(self):
+        return aws.client("s3")
+
+    # -- publishing --------------------------------------------------------------------
+    def _put_once(self, key: str, path: Path, sha256: str) -> None:
+        """Create ``key`` from ``path`` unless it exists; accept it if it already has our
+        content (a re-run after an interruption, or a concurrent identical publish)."""
+        try:
+            with path.open("rb") as f:
+                self._s3.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=f,
+                    IfNoneMatch="*",
+                    Metadata={"sha256": sha256},
+                )
+        except ClientError as exc:
+            if aws.error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+        # Verify what S3 now holds, whoever wrote it.
+        body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        actual = _stream_sha256(body)
+        if actual != sha256:
+            raise Conflict(
+                f"s3://{self.bucket}/{key} already exists with different content",
+                hint="versions are immutable; retrain to get a new version id",
+            )
+
+    def publish(self, folder: Path, *, exist_ok: bool = False) -> PublishResult:
+        """Publish a trained artifacts folder. Raises Conflict if the version is already
+        published, unless ``exist_ok`` and the published one is identical."""
+        manifest = verify_folder(folder)
+        project = check_project(manifest.project)
+        check_version(manifest.version)
+        prefix = self.platform.version_prefix(project, manifest.version)
+        uri = f"s3://{self.bucket}/{prefix}"
+        manifest_bytes = (folder / MANIFEST).read_bytes()
+
+        existing = _read_manifest_s3(self.bucket, prefix + MANIFEST)
+        if existing is not None:
+            if existing != manifest or not exist_ok:
+                raise Conflict(
+                    f"version {manifest.version} of {project} is already published at {uri}",
+                    hint="versions are immutable; retrain to get a new version id",
+                )
+            return PublishResult(project, manifest.version, uri, created=False)
+
+        for name, entry in sorted(manifest.files.items()):
+            self._put_once(prefix + name, folder / name, entry.sha256)
+        # The commit marker, last.
+        created = True
+        try:
+            self._s3.put_object(
+                Bucket=self.bucket,
+                Key=prefix + MANIFEST,
+                Body=manifest_bytes,
+                IfNoneMatch="*",
+                ContentType="application/json",
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+            created = False  # a concurrent publish of the same version committed first
+            if _read_manifest_s3(self.bucket, prefix + MANIFEST) != manifest:
+                raise Conflict(
+                    f"version {manifest.version} was published concurrently with other content"
+                ) from None
+            if not exist_ok:
+                raise Conflict(
+                    f"version {manifest.version} of {project} was published concurrently",
+                    hint="it is complete; nothing more to do",
+                ) from None
+        return PublishResult(project, manifest.version, uri, created=created)
+
+    def publish_uri(self, uri: str, *, exist_ok: bool = True) -> PublishResult:
+        """Publish the artifacts folder at ``uri`` (s3://... or a local path)."""
+        if not uri.startswith("s3://"):
+            return self.publish(Path(uri.removeprefix("file://")), exist_ok=exist_ok)
+        with tempfile.TemporaryDirectory(prefix="mlops-candidate-") as tmp:
+            _, folder = fetch_folder(uri, Path(tmp))
+            return self.publish(folder, exist_ok=exist_ok)
+
+    # -- reading -----------------------------------------------------------------------
+    def get_manifest(self, project: str, version: str) -> Manifest:
+        key = (check_project(project), check_version(version))
+        with self._lock:
+            cached = self._manifests.get(key)
+        if cached is not None:
+            return cached
+        manifest = _read_manifest_s3(
+            self.bucket, self.platform.version_prefix(project, version) + MANIFEST
+        )
+        if manifest is None:
+            raise NotFound(
+                f"version {version} of project {project!r} is not published",
+                hint=f"'mlopsctl models --project {project}' lists published versions",
+            )
+        with self._lock:
+            self._manifests[key] = manifest
+        return manifest
+
+    def exists(self, project: str, version: str) -> bool:
+        try:
+            self.get_manifest(project, version)
+        except NotFound:
+            return False
+        return True
+
+    def _common_prefixes(self, prefix: str) -> list[str]:
+        out: list[str] = []
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            out.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+        return out
+
+    def list_versions(self, project: str) -> list[Manifest]:
+        """Completely published versions, oldest first (version ids sort by time)."""
+        base = self.platform.models_prefix(project)
+        versions = sorted(p[len(base) :].rstrip("/") for p in self._common_prefixes(base))
+        out = []
+        for version in versions:
+            try:
+                out.append(self.get_manifest(project, version))
+            except (NotFound, InvalidInput):
+                continue  # incomplete publish or a stray folder: invisible to readers
+        return out
+
+    def download(self, project: str, version: str, dest: Path) -> Manifest:
+        manifest = self.get_manifest(project, version)
+        dest.mkdir(parents=True, exist_ok=True)
+        _download_verified(
+            self.bucket, self.platform.version_prefix(project, version), manifest, dest
+        )
+        return manifest
+
+    # -- projects ----------------------------------------------------------------------
+    def register_project(self, config: ProjectConfig) -> None:
+        self._s3.put_object(
+            Bucket=self.bucket,
+            Key=self.platform.project_config_key(config.name),
+            Body=config.model_dump_json(indent=2).encode(),
+            ContentType="application/json",
+        )
+
+    def get_project(self, project: str) -> ProjectConfig:
+        key = self.platform.project_config_key(project)
+        try:
+            raw = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise NotFound(
+                    f"unknown project {project!r}",
+                    hint="publish a version of it first ('mlopsctl publish' registers it); "
+                    f"known projects: {', '.join(self.list_projects()) or 'none'}",
+                ) from None
+            if aws.error_code(exc) == "NoSuchBucket":
+                raise NotFound(
+                    f"artifact bucket {self.bucket!r} does not exist",
+                    hint="run 'mlopsctl dev up' (local) or 'terraform apply' (AWS), "
+                    "or set MLOPS_ARTIFACT_BUCKET",
+                ) from None
+            raise
+        return ProjectConfig.model_validate(json.loads(raw))
+
+    def list_projects(self) -> list[str]:
+        try:
+            prefixes = self._common_prefixes("")
+        except ClientError:
+            return []
+        names = [p.rstrip("/") for p in prefixes]
+        return [n for n in names if n + "/" != self.platform.desired_state_prefix]

@@ -1,0 +1,86 @@
+"""Promotion gates and rollback over the SSM pointer's history."""
+
+from __future__ import annotations
+
+import pytest
+from factories import make_artifacts, project_config
+
+from mlops_core.errors import GateFailed, InvalidInput, NotFound
+from mlops_core.pointer import PointerStore
+from mlops_core.promotion import promote, rollback
+from mlops_core.registry import Registry
+
+
+@pytest.fixture
+def published(platform, tmp_path):
+    reg = Registry(platform)
+    reg.register_project(project_config(min_r2=0.5, max_regression=0.05))
+    versions = {}
+    for seed, r2 in [(1, 0.80), (2, 0.82), (3, 0.60), (4, 0.40)]:
+        m = make_artifacts(tmp_path / str(seed), seed=seed, r2=r2)
+        reg.publish(tmp_path / str(seed))
+        versions[r2] = m.version
+    return reg, versions
+
+
+def test_promote_writes_the_pointer(published):
+    reg, v = published
+    pointer, results = promote("usedcar-price", "prod", v[0.80], registry=reg, actor="ci")
+    assert all(r.passed for r in results)
+    stored = PointerStore(reg.platform).get("usedcar-price", "prod")
+    assert stored == pointer
+    assert stored.version == v[0.80] and stored.promoted_by == "ci"
+    assert stored.uri == reg.platform.version_uri("usedcar-price", v[0.80])
+
+
+def test_gates_refuse_and_name_the_gate(published):
+    reg, v = published
+    with pytest.raises(GateFailed, match="min_r2"):
+        promote("usedcar-price", "prod", v[0.40], registry=reg)
+    assert PointerStore(reg.platform).get("usedcar-price", "prod") is None
+    promote("usedcar-price", "prod", v[0.82], registry=reg)
+    with pytest.raises(GateFailed, match="max_regression"):
+        promote("usedcar-price", "prod", v[0.60], registry=reg)
+    assert PointerStore(reg.platform).get("usedcar-price", "prod").version == v[0.82]
+
+
+def test_force_needs_a_reason_and_records_it(published):
+    reg, v = published
+    with pytest.raises(InvalidInput, match="--reason"):
+        promote("usedcar-price", "prod", v[0.40], registry=reg, force=True)
+    pointer, _ = promote(
+        "usedcar-price", "prod", v[0.40], registry=reg, force=True, reason="hotfix"
+    )
+    assert "FORCED past min_r2" in pointer.reason and "hotfix" in pointer.reason
+
+
+def test_bad_targets_change_nothing(published):
+    reg, v = published
+    with pytest.raises(NotFound, match="not published"):
+        promote("usedcar-price", "prod", "20990101T000000Z-abcdef0", registry=reg)
+    with pytest.raises(NotFound, match="unknown project"):
+        promote("other", "prod", v[0.80], registry=reg)
+    with pytest.raises(InvalidInput, match="unknown env 'qa'"):
+        promote("usedcar-price", "qa", v[0.80], registry=reg)
+    assert PointerStore(reg.platform).history("usedcar-price", "prod") == []
+
+
+def test_rollback_walks_history_like_a_stack(published):
+    reg, v = published
+    for version in (v[0.80], v[0.82]):
+        promote("usedcar-price", "prod", version, registry=reg)
+    promote("usedcar-price", "prod", v[0.60], registry=reg, force=True, reason="test")
+    store = PointerStore(reg.platform)
+    _, to = rollback("usedcar-price", "prod", registry=reg)
+    assert to.version == v[0.82] and to.action == "rollback"
+    _, to = rollback("usedcar-price", "prod", registry=reg)
+    assert to.version == v[0.80]
+    with pytest.raises(NotFound, match="no earlier version"):
+        rollback("usedcar-price", "prod", registry=reg)
+    assert store.get("usedcar-price", "prod").version == v[0.80]
+
+
+def test_rollback_without_history_is_clear(published):
+    reg, _ = published
+    with pytest.raises(NotFound, match="no model pointer"):
+        rollback("usedcar-price", "staging", registry=reg)
