@@ -34,6 +34,10 @@ def metric(metrics: Mapping[str, Any], name: str, of: str = "model") -> float | 
     return None
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def merge(gates: Gates, overrides: Mapping[str, Any] | None) -> Gates:
     """Project gates with a deployment's non-null overrides applied."""
     if not overrides:
@@ -59,7 +63,11 @@ def evaluate(gates: Gates, candidate: Manifest, current: Manifest | None) -> lis
         base = metric(m, "r2", of="baseline")
         ok = base is not None and r2 > base
         results.append(
-            GateResult("must_beat_baseline", ok, f"R² {r2:.4f} vs DummyRegressor {base}")
+            GateResult(
+                "must_beat_baseline",
+                ok,
+                f"R² {r2:.4f} vs DummyRegressor {base if base is None else round(base, 4)}",
+            )
         )
     if current is not None and current.version != candidate.version:
         cur = metric(current.metrics, "r2")

@@ -42,7 +42,7 @@ def configure(level: str | None = None, json: bool | None = None) -> None:
         level=level_name, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
     )
     # botocore and urllib3 are chatty at INFO/DEBUG; keep them quiet unless asked.
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 

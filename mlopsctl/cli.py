@@ -1,0 +1,114 @@
+"""``mlopsctl``: the golden path from a CSV to a production endpoint.
+
+    mlopsctl init NAME          scaffold a project
+    mlopsctl train              train -> artifacts/
+    mlopsctl publish            immutable, digest-verified version in S3
+    mlopsctl promote VERSION --env prod
+    mlopsctl rollback --env prod
+    mlopsctl status
+    mlopsctl serve --env prod
+    mlopsctl deploy --env prod  declare the desired state; the controller converges AWS
+    mlopsctl dev up|down        the embedded local AWS endpoint
+
+Expected failures are :class:`~mlops_core.errors.MlopsError`: printed as ``error: ...``
+with a hint, no traceback, and a non-zero exit code specific to the kind of error.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+)
+
+from mlops_core.errors import MlopsError
+from mlopsctl import cmd_dev, cmd_models, cmd_project, cmd_serve
+
+app = typer.Typer(
+    name="mlopsctl",
+    help="Train, publish, promote and serve models; declare deployments for the controller.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("init")(cmd_project.init)
+app.command("train")(cmd_project.train)
+app.command("publish")(cmd_models.publish)
+app.command("models")(cmd_models.models)
+app.command("promote")(cmd_models.promote)
+app.command("rollback")(cmd_models.rollback)
+app.command("status")(cmd_models.status)
+app.command("serve")(cmd_serve.serve)
+app.add_typer(cmd_dev.app, name="dev")
+
+
+def _mount_optional() -> None:
+    """Sub-commands whose modules may be absent in slim images (e.g. serving)."""
+    try:
+        from mlopsctl import cmd_controller
+    except ImportError:
+        return
+    app.add_typer(cmd_controller.app, name="controller")
+    if hasattr(cmd_controller, "deploy"):
+        app.command("deploy")(cmd_controller.deploy)
+    if hasattr(cmd_controller, "crd"):
+        app.command("crd")(cmd_controller.crd)
+
+
+_mount_optional()
+
+
+def _fail(message: str, code: int) -> int:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: run the app, turning expected errors into messages."""
+    from mlops_core import logs
+
+    logs.configure()
+    try:
+        app(args=argv, standalone_mode=False)
+    except MlopsError as exc:
+        return _fail(exc.render(), exc.exit_code)
+    except EndpointConnectionError as exc:
+        return _fail(
+            f"cannot reach the AWS endpoint ({exc.kwargs.get('endpoint_url')})\n"
+            "  hint: start the local one with 'eval \"$(mlopsctl dev up)\"', "
+            "or unset AWS_ENDPOINT_URL to use AWS",
+            10,
+        )
+    except (NoCredentialsError, NoRegionError) as exc:
+        return _fail(f"{exc}\n  hint: configure AWS credentials and region", 10)
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        code, message = err.get("Code"), err.get("Message")
+        return _fail(f"AWS refused {exc.operation_name}: {code}: {message}", 11)
+    except typer.Abort:
+        return _fail("aborted", 130)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", None)
+        return int(code if code is not None else getattr(exc, "code", 0) or 0)
+    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()
