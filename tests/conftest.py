@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
-import pytest
+# Test folders are named like the packages they test (tests/training, tests/serving...);
+# keep the real packages first on sys.path whatever way pytest is started.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from mlops_core.naming import Platform
-from mlopsctl import local_aws
+import pytest  # noqa: E402
+
+from mlops_core.naming import Platform  # noqa: E402
+from mlopsctl import local_aws  # noqa: E402
 
 
 @pytest.fixture(scope="session")
