@@ -19,9 +19,14 @@ SERVE_PID=""
 START=$(date +%s)
 
 cleanup() {
-  [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null
+  local status=$?
+  if [ -n "$SERVE_PID" ]; then
+    kill "$SERVE_PID" 2>/dev/null || true
+    wait "$SERVE_PID" 2>/dev/null || true
+  fi
   mlopsctl dev down --port "$AWS_PORT" >/dev/null 2>&1 || true
   rm -rf "$WORK"
+  exit "$status"
 }
 trap cleanup EXIT
 
