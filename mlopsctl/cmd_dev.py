@@ -44,8 +44,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _exports(port: int) -> str:
-    env = local_aws.local_env(port)
+def _exports(port: int, resources: dict[str, str]) -> str:
+    """Shell exports: the endpoint, and the network the controller runs services in."""
+    env = {
+        **local_aws.local_env(port),
+        "MLOPS_SUBNETS": resources["subnets"],
+        "MLOPS_SECURITY_GROUPS": resources["security_groups"],
+    }
     return "\n".join(f"export {k}={v}" for k, v in env.items())
 
 
@@ -59,8 +64,7 @@ def up(
         info = json.loads(state.read_text())
         if _pid_alive(info["pid"]) and local_aws.is_up(port):
             err.print(f"local AWS already running on 127.0.0.1:{port} (pid {info['pid']})")
-            _bootstrap(port)
-            typer.echo(_exports(port))
+            typer.echo(_exports(port, _bootstrap(port)))
             return
         state.unlink()
     if local_aws.is_up(port):
@@ -77,7 +81,7 @@ def up(
     for k, v in resources.items():
         err.print(f"  {k:24} {v}")
     err.print('point a shell at it with: eval "$(mlopsctl dev env)"')
-    typer.echo(_exports(port))
+    typer.echo(_exports(port, resources))
 
 
 def _bootstrap(port: int) -> dict[str, str]:
@@ -95,7 +99,11 @@ def env(
     port: int = typer.Option(local_aws.DEFAULT_PORT, envvar="MLOPS_DEV_PORT", help="Port."),
 ) -> None:
     """Print the environment that points boto3 at the local endpoint."""
-    typer.echo(_exports(port))
+    if not local_aws.is_up(port):
+        raise MlopsError(
+            f"no local AWS endpoint answers on port {port}", hint="start it: mlopsctl dev up"
+        )
+    typer.echo(_exports(port, _bootstrap(port)))
 
 
 @app.command()

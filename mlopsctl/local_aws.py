@@ -116,6 +116,7 @@ def bootstrap(platform: Platform | None = None) -> dict[str, str]:
     group = f"/ecs/{p.platform}"
     with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         logs.create_log_group(logGroupName=group)
+    subnets, security_group = ensure_network(p)
     return {
         "artifact_bucket": p.artifact_bucket,
         "ecs_cluster": p.ecs_cluster,
@@ -123,7 +124,40 @@ def bootstrap(platform: Platform | None = None) -> dict[str, str]:
         "ecr_training_repository": p.ecr_training_repository,
         "log_group_prefix": group,
         "ssm_prefix": p.ssm_prefix,
+        "subnets": ",".join(subnets),
+        "security_groups": security_group,
     }
+
+
+def ensure_network(p: Platform) -> tuple[list[str], str]:
+    """A VPC with two subnets and the service security group, found by tag or created:
+    what Terraform's network outputs give the controller on AWS (MLOPS_SUBNETS,
+    MLOPS_SECURITY_GROUPS)."""
+    ec2 = aws.client("ec2")
+    tag = {"Name": "tag:mlops.platform.io/network", "Values": [p.platform]}
+    vpcs = ec2.describe_vpcs(Filters=[tag])["Vpcs"]
+    if vpcs:
+        vpc_id = vpcs[0]["VpcId"]
+        subnets = sorted(s["SubnetId"] for s in ec2.describe_subnets(Filters=[tag])["Subnets"])
+        groups = ec2.describe_security_groups(Filters=[tag])["SecurityGroups"]
+        if len(subnets) >= 2 and groups:
+            return subnets, groups[0]["GroupId"]
+    else:
+        vpc_id = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    tags = [{"Key": "mlops.platform.io/network", "Value": p.platform}]
+    ec2.create_tags(Resources=[vpc_id], Tags=tags)
+    subnets = []
+    for i, zone in enumerate(("a", "b")):
+        subnet = ec2.create_subnet(
+            VpcId=vpc_id, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=f"{p.region}{zone}"
+        )["Subnet"]["SubnetId"]
+        ec2.create_tags(Resources=[subnet], Tags=tags)
+        subnets.append(subnet)
+    group = ec2.create_security_group(
+        GroupName=f"{p.platform}-serving", Description="serving tasks", VpcId=vpc_id
+    )["GroupId"]
+    ec2.create_tags(Resources=[group], Tags=tags)
+    return sorted(subnets), group
 
 
 def which_moto() -> str | None:

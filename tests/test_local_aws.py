@@ -20,3 +20,19 @@ def test_bootstrap_creates_base_resources_idempotently(platform):
 def test_clients_reach_the_local_endpoint_over_http(aws_env):
     s3 = aws.client("s3")
     assert s3.meta.endpoint_url == aws_env["AWS_ENDPOINT_URL"]
+
+
+def test_bootstrap_network_is_found_again_not_duplicated(platform):
+    first = local_aws.bootstrap(platform)
+    second = local_aws.bootstrap(platform)
+    assert first["subnets"] == second["subnets"]
+    assert len(first["subnets"].split(",")) == 2
+    assert first["security_groups"] == second["security_groups"]
+    assert (
+        len(
+            aws.client("ec2").describe_vpcs(
+                Filters=[{"Name": "tag:mlops.platform.io/network", "Values": [platform.platform]}]
+            )["Vpcs"]
+        )
+        == 1
+    )
