@@ -1,0 +1,143 @@
+"""mlopsctl end to end against moto's server: the golden path and its bad inputs.
+
+Commands run in-process through ``mlopsctl.cli.main`` (the console script's own entry),
+so exit codes and messages are exactly what a user sees; AWS calls go over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from factories import make_artifacts
+
+from mlops_core import aws
+from mlops_core.artifacts import MANIFEST, MODEL_FILE
+from mlops_core.pointer import PointerStore
+from mlops_core.registry import Registry
+from mlopsctl.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def project(tmp_path, capsys) -> Path:
+    """A fresh project scaffolded by `mlopsctl init`, with small, fast settings."""
+    code, out, err = run(capsys, "init", "demo-proj", "--dir", str(tmp_path / "p"), "--rows", "600")
+    assert code == 0, err
+    cfg = tmp_path / "p" / "project.yaml"
+    text = cfg.read_text().replace("n_estimators: 100", "n_estimators: 10")
+    cfg.write_text(text.replace("min_r2: 0.7", "min_r2: 0.3"))
+    return tmp_path / "p"
+
+
+def test_init_scaffolds_a_trainable_project(project):
+    assert {p.name for p in project.iterdir()} >= {"project.yaml", "Makefile", "data"}
+    assert "name: demo-proj" in (project / "project.yaml").read_text()
+    assert "train-local" in (project / "Makefile").read_text()
+    assert (project / "data" / "usedcars.csv").stat().st_size > 1000
+
+
+def test_init_never_overwrites(project, capsys):
+    before = (project / "project.yaml").read_text()
+    code, _, err = run(capsys, "init", "demo-proj", "--dir", str(project))
+    assert code == 2 and "not empty" in err
+    assert (project / "project.yaml").read_text() == before
+
+
+def test_golden_path(project, aws_env, capsys, monkeypatch):
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLOPS_ACTOR", "alice")
+    code, out, err = run(capsys, "train")
+    assert code == 0, err
+    assert json.loads((project / "artifacts" / MANIFEST).read_text())["project"] == "demo-proj"
+    code, out, err = run(capsys, "publish")
+    assert code == 0, err
+    code, out, _ = run(capsys, "models", "-q")
+    (v1,) = out.split()
+    code, out, err = run(capsys, "promote", v1, "--env", "prod")
+    assert code == 0, err
+    assert PointerStore().get("demo-proj", "prod").promoted_by == "alice"
+
+    # A second version, from other data, then back.
+    shutil.copy(project / "data" / "usedcars.csv", project / "more.csv")
+    with (project / "more.csv").open("a") as f:
+        f.writelines((project / "data" / "usedcars.csv").read_text().splitlines(True)[1:200])
+    assert run(capsys, "train", "--data", str(project / "more.csv"))[0] == 0
+    assert run(capsys, "publish")[0] == 0
+    v2 = run(capsys, "models", "-q")[1].split()[-1]
+    assert v2 != v1
+    code, out, err = run(capsys, "promote", v2, "--env", "prod", "--force", "--reason", "test")
+    assert code == 0, err
+    code, out, err = run(capsys, "rollback", "--env", "prod")
+    assert code == 0 and f"{v2} -> {v1}" in out
+    code, out, _ = run(capsys, "status")
+    assert code == 0
+    prod = next(line for line in out.splitlines() if "prod" in line)
+    assert v1 in prod and "alice" in prod
+    code, out, _ = run(capsys, "models")
+    assert v1 in out and v2 in out
+
+
+def test_malformed_project_yaml_names_field_and_line(project, aws_env, capsys, monkeypatch):
+    monkeypatch.chdir(project)
+    cfg = project / "project.yaml"
+    cfg.write_text(cfg.read_text().replace("test_size: 0.2", "test_size: lots"))
+    line = next(i for i, t in enumerate(cfg.read_text().splitlines(), 1) if "test_size" in t)
+    code, _, err = run(capsys, "train")
+    assert code == 2
+    assert f"project.yaml:{line}: evaluation.test_size" in err
+    assert not (project / "artifacts").exists()
+
+
+def test_publish_bad_inputs_change_nothing(project, aws_env, platform, capsys, monkeypatch):
+    monkeypatch.chdir(project)
+    assert run(capsys, "train")[0] == 0
+    assert run(capsys, "publish")[0] == 0
+    # Publishing the same version again: refused, exit 4.
+    code, _, err = run(capsys, "publish")
+    assert code == 4 and "already published" in err
+    # A model whose digest does not match its manifest: refused before any upload.
+    other = make_artifacts(project / "tampered", project="demo-proj", seed=9)
+    (project / "tampered" / MODEL_FILE).write_bytes(b"tampered")
+    code, _, err = run(capsys, "publish", "--artifacts", str(project / "tampered"))
+    assert code == 5 and "model.pkl" in err
+    prefix = platform.version_prefix("demo-proj", other.version)
+    listed = aws.client("s3").list_objects_v2(Bucket=platform.artifact_bucket, Prefix=prefix)
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_promote_and_status_bad_inputs(project, aws_env, capsys, monkeypatch):
+    monkeypatch.chdir(project)
+    assert run(capsys, "train")[0] == 0
+    assert run(capsys, "publish")[0] == 0
+    version = Registry().list_versions("demo-proj")[0].version
+    cases = [
+        (["promote", "20990101T000000Z-0000000", "--env", "prod"], 3, "not published"),
+        (["promote", "not-a-version", "--env", "prod"], 2, "malformed model version"),
+        (["promote", version, "--env", "qa"], 2, "unknown env 'qa'"),
+        (["promote", version, "--env", "prod", "--project", "nope-proj"], 3, "unknown project"),
+        (["status", "--project", "nope-proj"], 3, "unknown project"),
+        (["rollback", "--env", "prod"], 3, "no model pointer"),
+    ]
+    for argv, want_code, want in cases:
+        code, _, err = run(capsys, *argv)
+        assert (code, want in err) == (want_code, True), (argv, code, err)
+    assert PointerStore().history("demo-proj", "prod") == []
+
+
+def test_unreachable_endpoint_is_a_clear_error(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    code, _, err = run(capsys, "status", "--project", "demo-proj")
+    assert code == 10 and "cannot reach the AWS endpoint" in err and "dev up" in err

@@ -1,0 +1,106 @@
+"""``baseline.json``: the training distribution each feature is checked against for drift.
+
+Per numeric feature: count, missing, mean, std, min, max, quantiles, a histogram (bin
+edges and counts) and a fixed-size seeded sample for two-sample KS tests. Per category:
+count, missing and each category's count and frequency (for chi-square tests). The
+target and the model's holdout predictions are summarised the same way as a number, so
+prediction drift can be watched too. Statistics are over the training split: the rows
+the model learned from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_core.features import FeatureSpec
+
+BASELINE_SCHEMA_VERSION = 1
+SAMPLE_SIZE = 1000
+HISTOGRAM_BINS = 20
+QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
+
+
+def numeric_summary(values: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+    values = np.asarray(values, dtype=np.float64)
+    present = values[~np.isnan(values)]
+    summary: dict[str, Any] = {
+        "type": "number",
+        "count": int(present.size),
+        "missing": int(values.size - present.size),
+    }
+    if present.size == 0:
+        # Nothing to compare against: every statistic is absent rather than NaN (not JSON).
+        return {
+            **summary,
+            "mean": None,
+            "std": None,
+            "min": None,
+            "max": None,
+            "quantiles": {},
+            "histogram": {"bin_edges": [], "counts": []},
+            "sample": [],
+        }
+    counts, edges = np.histogram(present, bins=HISTOGRAM_BINS)
+    take = min(SAMPLE_SIZE, present.size)
+    sample = np.sort(rng.choice(present, size=take, replace=False))
+    return {
+        **summary,
+        "mean": float(present.mean()),
+        "std": float(present.std()),
+        "min": float(present.min()),
+        "max": float(present.max()),
+        "quantiles": {
+            f"{q:g}": float(v)
+            for q, v in zip(QUANTILES, np.quantile(present, QUANTILES), strict=True)
+        },
+        "histogram": {"bin_edges": edges.tolist(), "counts": counts.tolist()},
+        "sample": sample.tolist(),
+    }
+
+
+def category_summary(values: pd.Series, categories: list[str]) -> dict[str, Any]:
+    present = values.dropna()
+    counts = present.value_counts()
+    total = int(present.size)
+    return {
+        "type": "category",
+        "count": total,
+        "missing": int(values.size - total),
+        "counts": {c: int(counts.get(c, 0)) for c in categories},
+        "frequencies": {c: (int(counts.get(c, 0)) / total if total else 0.0) for c in categories},
+    }
+
+
+def build(
+    frame: pd.DataFrame,
+    features: list[FeatureSpec],
+    target: str,
+    predictions: np.ndarray,
+    seed: int,
+) -> dict[str, Any]:
+    """The baseline document for the training rows in ``frame``."""
+
+    # One generator per column, seeded from (seed, column position), so adding a feature
+    # does not change the other features' samples.
+    def rng(i: int) -> np.random.Generator:
+        return np.random.default_rng([seed, i])
+
+    out: dict[str, Any] = {}
+    for i, spec in enumerate(features):
+        col = frame[spec.name]
+        if spec.type == "category":
+            out[spec.name] = category_summary(col, list(spec.categories or []))
+        else:
+            out[spec.name] = {**numeric_summary(col.to_numpy(), rng(i)), "type": spec.type}
+    return {
+        "schema_version": BASELINE_SCHEMA_VERSION,
+        "rows": int(len(frame)),
+        "sample_size": SAMPLE_SIZE,
+        "seed": seed,
+        "features": out,
+        "target": {"name": target, **numeric_summary(frame[target].to_numpy(), rng(len(features)))},
+        "predictions": numeric_summary(predictions, rng(len(features) + 1)),
+    }
