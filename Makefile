@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Static-analysis tools with pins of their own (checkov) live in a separate venv so they
-# never constrain the project's dependencies.
+# never constrain the project's dependencies. checkov is pinned: new releases add checks.
 TOOLS       := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 $(TOOLS_STAMP):
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
-	$(TOOLS)/bin/python -m pip install --quiet 'checkov>=3.2,<4'
+	$(TOOLS)/bin/python -m pip install --quiet 'checkov==3.3.30'
 	@touch $(TOOLS_STAMP)
 
 install: $(STAMP) $(TOOLS_STAMP)

@@ -108,6 +108,10 @@ class Platform:
     def project_config_key(self, project: str) -> str:
         return f"{check_project(project)}/project.json"
 
+    def drift_prefix(self, project: str) -> str:
+        """Key prefix in the artifact bucket where the drift job writes its reports."""
+        return f"{check_project(project)}/drift/"
+
     # -- per project and env -----------------------------------------------------------
     def pointer_param(self, project: str, env: str) -> str:
         return model_pointer_param(self.platform, project, env)

@@ -19,6 +19,10 @@ from mlops_core.artifacts import SHA256_RE, VERSION_RE
 from mlops_core.errors import InvalidInput
 from mlops_core.naming import Platform
 
+# Terraform creates each pointer parameter before any promotion with this placeholder
+# (SSM has no empty values) and then ignores changes to it; it means "no model yet".
+UNSET_VALUES = ("{}", "")
+
 
 class ModelPointer(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -78,6 +82,8 @@ class PointerStore:
             raw = self._ssm.get_parameter(Name=name)["Parameter"]["Value"]
         except self._ssm.exceptions.ParameterNotFound:
             return None
+        if raw.strip() in UNSET_VALUES:
+            return None  # created empty by Terraform; the first promotion fills it
         return self._parse(raw, name)
 
     def put(self, project: str, env: str, pointer: ModelPointer) -> None:

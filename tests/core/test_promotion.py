@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from factories import make_artifacts, project_config
 
+from mlops_core import aws
 from mlops_core.errors import GateFailed, InvalidInput, NotFound
 from mlops_core.pointer import PointerStore
 from mlops_core.promotion import promote, rollback
@@ -84,3 +85,14 @@ def test_rollback_without_history_is_clear(published):
     reg, _ = published
     with pytest.raises(NotFound, match="no model pointer"):
         rollback("usedcar-price", "staging", registry=reg)
+
+
+def test_a_pointer_created_empty_by_terraform_counts_as_unset(published):
+    reg, v = published
+    name = reg.platform.pointer_param("usedcar-price", "prod")
+    aws.client("ssm").put_parameter(Name=name, Value="{}", Type="String")
+    store = PointerStore(reg.platform)
+    assert store.get("usedcar-price", "prod") is None
+    pointer, _ = promote("usedcar-price", "prod", v[0.80], registry=reg)
+    assert store.get("usedcar-price", "prod") == pointer
+    assert [p.version for p in store.history("usedcar-price", "prod")] == [v[0.80]]

@@ -1,0 +1,335 @@
+# Roles: task execution (pull images, write logs), serving task, drift job, EventBridge
+# (runs the drift job) and the controller. Every Allow names its actions and, where the
+# action supports it, the resources by ARN.
+
+locals {
+  ecr_repository_arns = [for repo in aws_ecr_repository.this : repo.arn]
+  log_group_arns = concat(
+    [for group in aws_cloudwatch_log_group.serving : group.arn],
+    [aws_cloudwatch_log_group.drift.arn],
+  )
+}
+
+# -- trust ------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "ecs_tasks_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "events_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+locals {
+  oidc_issuer = var.controller_oidc_provider_arn == null ? null : element(split(":oidc-provider/", var.controller_oidc_provider_arn), 1)
+}
+
+# IRSA when an OIDC provider is given (the controller runs in Kubernetes), else ECS tasks.
+data "aws_iam_policy_document" "controller_trust" {
+  dynamic "statement" {
+    for_each = var.controller_oidc_provider_arn == null ? [] : [var.controller_oidc_provider_arn]
+    content {
+      actions = ["sts:AssumeRoleWithWebIdentity"]
+      principals {
+        type        = "Federated"
+        identifiers = [statement.value]
+      }
+      condition {
+        test     = "StringEquals"
+        variable = "${local.oidc_issuer}:sub"
+        values   = ["system:serviceaccount:${var.controller_service_account.namespace}:${var.controller_service_account.name}"]
+      }
+      condition {
+        test     = "StringEquals"
+        variable = "${local.oidc_issuer}:aud"
+        values   = ["sts.amazonaws.com"]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.controller_oidc_provider_arn == null ? ["ecs-tasks.amazonaws.com"] : []
+    content {
+      actions = ["sts:AssumeRole"]
+      principals {
+        type        = "Service"
+        identifiers = [statement.value]
+      }
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [local.account_id]
+      }
+    }
+  }
+}
+
+# -- task execution ---------------------------------------------------------------------
+
+resource "aws_iam_role" "task_execution" {
+  name                 = local.task_execution_role_name
+  description          = "ECS pulls ${var.platform} images and writes task logs"
+  assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_trust.json
+  max_session_duration = 3600
+  tags                 = local.tags
+}
+
+data "aws_iam_policy_document" "task_execution" {
+  statement {
+    # checkov:skip=CKV_AWS_107: ECS needs a registry token to pull; ecr:GetAuthorizationToken has no resource-level permissions
+    sid       = "RegistryToken"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "PullPlatformImages"
+    actions   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    resources = local.ecr_repository_arns
+  }
+  statement {
+    sid       = "WriteTaskLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = [for arn in local.log_group_arns : "${arn}:log-stream:*"]
+  }
+  statement {
+    # The controller's revisions set awslogs-create-group; the groups exist, but the
+    # driver still calls CreateLogGroup, which needs the permission.
+    sid       = "EnsureTaskLogGroups"
+    actions   = ["logs:CreateLogGroup"]
+    resources = concat(local.log_group_arns, [for arn in local.log_group_arns : "${arn}:*"])
+  }
+}
+
+resource "aws_iam_role_policy" "task_execution" {
+  name   = "pull-images-write-logs"
+  role   = aws_iam_role.task_execution.id
+  policy = data.aws_iam_policy_document.task_execution.json
+}
+
+# -- serving task -----------------------------------------------------------------------
+
+resource "aws_iam_role" "serving_task" {
+  name                 = local.serving_task_role_name
+  description          = "Serving tasks of ${var.project}: read its models and pointers"
+  assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_trust.json
+  max_session_duration = 3600
+  tags                 = local.tags
+}
+
+data "aws_iam_policy_document" "serving_task" {
+  statement {
+    sid       = "ReadModels"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/${local.models_prefix}*"]
+  }
+  statement {
+    sid       = "ListModels"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.artifacts.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = [local.models_prefix, "${local.models_prefix}*"]
+    }
+  }
+  statement {
+    sid       = "ReadPointers"
+    actions   = ["ssm:GetParameter"]
+    resources = local.pointer_param_arns
+  }
+}
+
+resource "aws_iam_role_policy" "serving_task" {
+  name   = "read-models-and-pointers"
+  role   = aws_iam_role.serving_task.id
+  policy = data.aws_iam_policy_document.serving_task.json
+}
+
+# -- drift job --------------------------------------------------------------------------
+
+resource "aws_iam_role" "drift_task" {
+  name                 = local.drift_task_role_name
+  description          = "Drift job of ${var.project}: read models and pointers, write drift reports"
+  assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_trust.json
+  max_session_duration = 3600
+  tags                 = local.tags
+}
+
+data "aws_iam_policy_document" "drift_task" {
+  statement {
+    sid       = "ReadModels"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/${local.models_prefix}*"]
+  }
+  statement {
+    sid       = "ReadWriteDriftReports"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/${local.drift_prefix}*"]
+  }
+  statement {
+    sid       = "ListModelsAndReports"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.artifacts.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = [local.models_prefix, "${local.models_prefix}*", local.drift_prefix, "${local.drift_prefix}*"]
+    }
+  }
+  statement {
+    sid       = "ReadPointers"
+    actions   = ["ssm:GetParameter", "ssm:GetParameterHistory"]
+    resources = local.pointer_param_arns
+  }
+}
+
+resource "aws_iam_role_policy" "drift_task" {
+  name   = "read-models-write-drift"
+  role   = aws_iam_role.drift_task.id
+  policy = data.aws_iam_policy_document.drift_task.json
+}
+
+# -- EventBridge: runs the drift task on schedule -------------------------------------
+
+resource "aws_iam_role" "events" {
+  name                 = local.events_role_name
+  description          = "EventBridge runs the drift job of ${var.project}"
+  assume_role_policy   = data.aws_iam_policy_document.events_trust.json
+  max_session_duration = 3600
+  tags                 = local.tags
+}
+
+data "aws_iam_policy_document" "events" {
+  statement {
+    sid       = "RunDriftTask"
+    actions   = ["ecs:RunTask"]
+    resources = ["arn:${local.partition}:ecs:${local.region}:${local.account_id}:task-definition/${local.drift_task_family}:*"]
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [aws_ecs_cluster.this.arn]
+    }
+  }
+  statement {
+    sid       = "PassDriftRoles"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.task_execution.arn, aws_iam_role.drift_task.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ecs-tasks.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "events" {
+  name   = "run-drift-task"
+  role   = aws_iam_role.events.id
+  policy = data.aws_iam_policy_document.events.json
+}
+
+# -- controller -------------------------------------------------------------------------
+
+resource "aws_iam_role" "controller" {
+  name                 = local.controller_role_name
+  description          = "The mlops controller: task definitions, services, pointers and the artifact bucket of ${var.project}"
+  assume_role_policy   = data.aws_iam_policy_document.controller_trust.json
+  max_session_duration = 3600
+  tags                 = local.tags
+}
+
+data "aws_iam_policy_document" "controller" {
+  statement {
+    # checkov:skip=CKV_AWS_111: the task definition actions have no resource-level permissions in IAM
+    # checkov:skip=CKV_AWS_356: the task definition actions have no resource-level permissions in IAM
+    # These four actions have no resource-level permissions in IAM, so Resource is "*":
+    # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerservice.html
+    sid = "TaskDefinitions"
+    actions = [
+      "ecs:DeregisterTaskDefinition",
+      "ecs:DescribeTaskDefinition",
+      "ecs:ListTaskDefinitions",
+      "ecs:RegisterTaskDefinition",
+    ]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "Services"
+    actions   = ["ecs:CreateService", "ecs:DescribeServices", "ecs:UpdateService"]
+    resources = local.service_arns
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [aws_ecs_cluster.this.arn]
+    }
+  }
+  statement {
+    sid       = "TagServicesAndTaskDefinitions"
+    actions   = ["ecs:TagResource"]
+    resources = concat(local.service_arns, local.serving_task_definition_arns)
+  }
+  statement {
+    sid       = "PassServingRoles"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.task_execution.arn, aws_iam_role.serving_task.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ecs-tasks.amazonaws.com"]
+    }
+  }
+  statement {
+    sid = "Pointers"
+    actions = [
+      "ssm:GetParameter",
+      "ssm:GetParameterHistory",
+      "ssm:LabelParameterVersion",
+      "ssm:PutParameter",
+    ]
+    resources = local.pointer_param_arns
+  }
+  statement {
+    sid       = "ArtifactObjects"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/*"]
+  }
+  statement {
+    # The S3 source removes a deployment's status object when its manifest is deleted.
+    sid       = "DesiredStateCleanup"
+    actions   = ["s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/${local.desired_state_prefix}*"]
+  }
+  statement {
+    sid       = "ArtifactBucket"
+    actions   = ["s3:GetBucketLocation", "s3:ListBucket"]
+    resources = [aws_s3_bucket.artifacts.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "controller" {
+  name   = "reconcile-model-deployments"
+  role   = aws_iam_role.controller.id
+  policy = data.aws_iam_policy_document.controller.json
+}

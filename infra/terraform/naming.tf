@@ -1,0 +1,53 @@
+# Every name this module gives a resource, built from var.platform, var.project and the
+# env names exactly as mlops_core/naming.py builds them (tests/infra asserts the two agree).
+# Only var.* and local.* appear here, so the tests can evaluate this file on its own.
+
+locals {
+  # Load balancer and target group names are limited to 32 characters; longer ones keep a
+  # prefix plus 8 hex digits of their sha1 (naming.fit_name).
+  elb_name_max = 32
+
+  artifact_bucket         = coalesce(var.artifact_bucket_name, "${var.platform}-artifacts")
+  ecs_cluster_name        = var.platform
+  ecr_serving_repository  = "${var.platform}/serving"
+  ecr_training_repository = "${var.platform}/training"
+  ssm_prefix              = "/${var.platform}"
+  desired_state_prefix    = "deployments/"
+  models_prefix           = "${var.project}/models/"
+  drift_prefix            = "${var.project}/drift/"
+
+  task_execution_role_name = "${var.platform}-task-execution"
+  controller_role_name     = "${var.platform}-controller"
+  serving_task_role_name   = "${var.platform}-${var.project}-serving"
+  drift_task_role_name     = "${var.platform}-${var.project}-drift"
+  events_role_name         = "${var.platform}-${var.project}-events"
+  drift_task_family        = "${var.project}-drift-job"
+  drift_log_group_name     = "/ecs/${var.platform}/${var.project}-drift-job"
+
+  # Unshortened load balancer names per env, then the names per env.
+  elb_long_names = {
+    for env in var.envs : env => {
+      alb      = "${var.platform}-${var.project}-${env}"
+      tg_blue  = "${var.platform}-${var.project}-${env}-blue"
+      tg_green = "${var.platform}-${var.project}-${env}-green"
+    }
+  }
+
+  env_names = {
+    for env in var.envs : env => merge(
+      {
+        pointer_param = "/${var.platform}/${var.project}/${env}/model"
+        service       = "${var.project}-${env}"
+        task_family   = "${var.project}-${env}"
+        log_group     = "/ecs/${var.platform}/${var.project}-${env}"
+      },
+      {
+        for key, name in local.elb_long_names[env] : key => (
+          length(name) <= local.elb_name_max
+          ? name
+          : "${substr(name, 0, local.elb_name_max - 9)}-${substr(sha1(name), 0, 8)}"
+        )
+      },
+    )
+  }
+}

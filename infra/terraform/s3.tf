@@ -1,0 +1,107 @@
+# The artifact bucket: model versions under {project}/models/, desired state under
+# deployments/. Versions are written once and never overwritten.
+
+resource "aws_s3_bucket" "artifacts" {
+  # checkov:skip=CKV_AWS_144: cross-region replication is a per-account DR decision, not part of the base
+  # checkov:skip=CKV2_AWS_62: nothing consumes bucket events; the controller polls deployments/
+  bucket              = local.artifact_bucket
+  object_lock_enabled = var.object_lock.enabled
+  tags                = local.tags
+}
+
+resource "aws_s3_bucket_versioning" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+  rule {
+    apply_server_side_encryption_by_default {
+      # The AWS managed key (aws/s3): no key policy to maintain for the platform's roles.
+      sse_algorithm = "aws:kms"
+    }
+    bucket_key_enabled = true
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "artifacts" {
+  bucket                  = aws_s3_bucket.artifacts.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+data "aws_iam_policy_document" "artifacts_bucket" {
+  statement {
+    sid     = "DenyInsecureTransport"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    resources = [
+      aws_s3_bucket.artifacts.arn,
+      "${aws_s3_bucket.artifacts.arn}/*",
+    ]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+  policy = data.aws_iam_policy_document.artifacts_bucket.json
+
+  depends_on = [aws_s3_bucket_public_access_block.artifacts]
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+
+  rule {
+    id     = "expire-noncurrent-versions"
+    status = "Enabled"
+    filter {}
+    noncurrent_version_expiration {
+      noncurrent_days = var.noncurrent_version_expiration_days
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.artifacts]
+}
+
+resource "aws_s3_bucket_object_lock_configuration" "artifacts" {
+  count  = var.object_lock.enabled ? 1 : 0
+  bucket = aws_s3_bucket.artifacts.id
+  rule {
+    default_retention {
+      mode = var.object_lock.mode
+      days = var.object_lock.days
+    }
+  }
+}
+
+resource "aws_s3_bucket_logging" "artifacts" {
+  count         = var.access_log_bucket != null ? 1 : 0
+  bucket        = aws_s3_bucket.artifacts.id
+  target_bucket = var.access_log_bucket
+  target_prefix = "s3/${local.artifact_bucket}/"
+}

@@ -1,0 +1,746 @@
+"""The Terraform module in infra/terraform: names, IAM, lifecycle rules, fmt and checkov.
+
+Providers cannot be downloaded here, so there is no ``terraform init``/``plan``. Instead
+the HCL is parsed with python-hcl2, and ``naming.tf`` (variables and locals only, no
+provider) is evaluated by the real ``terraform console`` for sample inputs and compared
+with :mod:`mlops_core.naming`, the names ``mlopsctl dev up`` and the controller use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+from hcl2 import SerializationOptions
+
+from controller.api import Serving
+from controller.plan import NetworkConfig
+from mlops_core import naming
+from mlops_core.errors import InvalidInput
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE = REPO / "infra" / "terraform"
+EXAMPLES = MODULE / "examples"
+README = MODULE / "README.md"
+
+REQUIRED_OUTPUTS = {
+    "artifact_bucket",
+    "model_pointer_ssm_param",
+    "ecr_repository_url",
+    "ecs_cluster_name",
+    "ecs_service_name",
+    "alb_dns_name",
+    "controller_role_arn",
+    "log_group_name",
+}
+
+# IAM has no resource-level permissions for these actions, so they alone may name "*".
+UNSCOPABLE_ACTIONS = {
+    "ecr:GetAuthorizationToken",
+    "ecs:DeregisterTaskDefinition",
+    "ecs:DescribeTaskDefinition",
+    "ecs:ListTaskDefinitions",
+    "ecs:RegisterTaskDefinition",
+}
+
+CONTROLLER_ACTIONS = {
+    "ecs:RegisterTaskDefinition",
+    "ecs:DeregisterTaskDefinition",
+    "ecs:DescribeTaskDefinition",
+    "ecs:DescribeServices",
+    "ecs:UpdateService",
+    "ecs:CreateService",
+    "ecs:ListTaskDefinitions",
+    "ecs:TagResource",
+    "iam:PassRole",
+    "ssm:GetParameter",
+    "ssm:PutParameter",
+    "ssm:GetParameterHistory",
+    "ssm:LabelParameterVersion",
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:ListBucket",
+    "s3:DeleteObject",
+}
+
+_OPTS = SerializationOptions(strip_string_quotes=True, with_comments=False, explicit_blocks=False)
+
+
+# -- parsing --------------------------------------------------------------------------
+
+
+def parse(path: Path) -> dict[str, Any]:
+    return hcl2.loads(path.read_text(), serialization_options=_OPTS)
+
+
+class Module:
+    """The module's top-level blocks, merged over its .tf files."""
+
+    def __init__(self, folder: Path):
+        self.files = sorted(folder.glob("*.tf"))
+        self.variables: dict[str, dict] = {}
+        self.outputs: dict[str, dict] = {}
+        self.locals: dict[str, Any] = {}
+        self.resources: dict[tuple[str, str], dict] = {}
+        self.data: dict[tuple[str, str], dict] = {}
+        self.terraform: list[dict] = []
+        for path in self.files:
+            doc = parse(path)
+            for block in doc.get("variable", []):
+                self.variables.update(block)
+            for block in doc.get("output", []):
+                self.outputs.update(block)
+            for block in doc.get("locals", []):
+                self.locals.update(block)
+            for kind, target in (("resource", self.resources), ("data", self.data)):
+                for block in doc.get(kind, []):
+                    for rtype, named in block.items():
+                        for name, body in named.items():
+                            target[(rtype, name)] = body
+            self.terraform.extend(doc.get("terraform", []))
+
+    def resource(self, rtype: str, name: str) -> dict:
+        return self.resources[(rtype, name)]
+
+
+@pytest.fixture(scope="module")
+def tf() -> Module:
+    return Module(MODULE)
+
+
+def blocks(value: Any) -> list[dict]:
+    """A nested block is a list of dicts (one per occurrence) in python-hcl2's output."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def statements(doc: dict) -> list[dict]:
+    """The statements of an aws_iam_policy_document, static and dynamic ones alike."""
+    out = list(blocks(doc.get("statement")))
+    for dyn in blocks(doc.get("dynamic")):
+        for label, body in dyn.items():
+            if label == "statement":
+                out.extend(blocks(body.get("content")))
+    return out
+
+
+def as_list(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return value
+    return [value]
+
+
+# -- files and versions --------------------------------------------------------------
+
+
+def test_module_has_the_expected_files():
+    for name in ("versions.tf", "variables.tf", "outputs.tf", "naming.tf", "README.md"):
+        assert (MODULE / name).is_file(), f"infra/terraform/{name} is missing"
+    roots = [p.parent for p in EXAMPLES.glob("*/main.tf")]
+    assert roots, "infra/terraform/examples/ has no root module"
+    for root in roots:
+        modules = parse(root / "main.tf").get("module", [])
+        sources = [body["source"] for block in modules for body in block.values()]
+        assert "../.." in sources, f"{root} does not use the module"
+
+
+def test_versions_pin_terraform_and_the_aws_provider_major(tf):
+    (block,) = tf.terraform
+    assert block["required_version"] == ">= 1.5"
+    (providers,) = blocks(block["required_providers"])
+    aws = providers["aws"]
+    assert aws["source"] == "hashicorp/aws"
+    assert re.fullmatch(r"~> \d+\.0", aws["version"]), aws["version"]
+
+
+def test_every_variable_has_description_and_type(tf):
+    for name, body in tf.variables.items():
+        assert body.get("description"), f"variable {name} has no description"
+        assert body.get("type"), f"variable {name} has no type"
+
+
+def test_name_inputs_are_validated_with_the_python_patterns(tf):
+    """The validation regexes are naming.py's, character for character."""
+    for var, pattern in (
+        ("platform", naming.PLATFORM_RE.pattern),
+        ("project", naming.PROJECT_RE.pattern),
+        ("envs", naming.ENV_RE.pattern),
+    ):
+        conditions = [v["condition"] for v in blocks(tf.variables[var].get("validation"))]
+        assert any(f'regex("{pattern}"' in c for c in conditions), (var, conditions)
+    assert tf.variables["platform"]["default"] == naming.DEFAULT_PLATFORM
+
+
+def test_required_outputs_exist_with_descriptions(tf):
+    missing = REQUIRED_OUTPUTS - tf.outputs.keys()
+    assert not missing, f"outputs missing: {sorted(missing)}"
+    for name, body in tf.outputs.items():
+        assert body.get("description"), f"output {name} has no description"
+
+
+def test_example_outputs_pass_through_existing_module_outputs(tf):
+    for main in EXAMPLES.glob("*/main.tf"):
+        for block in parse(main).get("output", []):
+            for name, body in block.items():
+                ref = re.fullmatch(r"\$\{module\.mlops\.(\w+)\}", body["value"])
+                assert ref, f"{main}: output {name} is not a module output"
+                assert ref.group(1) in tf.outputs, f"{main}: module has no output {ref.group(1)}"
+
+
+# -- names: HCL against mlops_core.naming ----------------------------------------------
+
+TERRAFORM = shutil.which("terraform")
+needs_terraform = pytest.mark.skipif(
+    TERRAFORM is None, reason="terraform is not on PATH: naming.tf cannot be evaluated"
+)
+
+# Locals of naming.tf with no Python counterpart: helpers, and a role only EventBridge uses.
+TERRAFORM_ONLY_LOCALS = {"elb_name_max", "elb_long_names", "events_role_name"}
+
+
+@pytest.fixture(scope="module")
+def console_dir(tmp_path_factory) -> Path:
+    """variables.tf and naming.tf alone: no provider, so no ``terraform init`` is needed."""
+    folder = tmp_path_factory.mktemp("naming")
+    for name in ("variables.tf", "naming.tf"):
+        shutil.copy(MODULE / name, folder / name)
+    (folder / "empty.tfrc").write_text("")
+    return folder
+
+
+def console(folder: Path, expression: str, variables: dict[str, Any]) -> tuple[str, str]:
+    """Evaluate ``expression`` with ``terraform console``; returns (stdout, stderr)."""
+    (folder / "test.tfvars.json").write_text(json.dumps(variables))
+    env = {
+        **os.environ,
+        "TF_CLI_CONFIG_FILE": str(folder / "empty.tfrc"),
+        "TF_IN_AUTOMATION": "1",
+        "CHECKPOINT_DISABLE": "1",
+    }
+    proc = subprocess.run(
+        [TERRAFORM, "-chdir=" + str(folder), "console", "-no-color", "-var-file=test.tfvars.json"],
+        input=expression + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    return proc.stdout, proc.stderr
+
+
+def evaluate(folder: Path, expression: str, variables: dict[str, Any]) -> Any:
+    out, err = console(folder, f"jsonencode({expression})", variables)
+    assert "Error" not in err, err
+    # The console prints the JSON as an HCL string literal.
+    return json.loads(json.loads(out.strip().splitlines()[-1]))
+
+
+SAMPLES = [
+    # (MLOPS_PLATFORM, MLOPS_ARTIFACT_BUCKET, project, envs)
+    (None, None, "usedcar-price", ["staging", "prod"]),
+    ("acme-ml", "acme-models.example", "p2", ["dev"]),
+    # 28-character load balancer name, 34-character green target group: only it is cut.
+    ("mlops", None, "usedcar-prices", ["staging"]),
+    # Longest inputs: every load balancer name needs the hash suffix.
+    ("a" * 21 + "z", None, "b" * 31 + "c", ["production", "p"]),
+]
+
+
+@needs_terraform
+@pytest.mark.parametrize(("platform", "bucket", "project", "envs"), SAMPLES)
+def test_naming_tf_builds_the_python_names(
+    console_dir, monkeypatch, platform, bucket, project, envs
+):
+    # The Python side reads the same inputs from the environment, as the CLI does.
+    for key, value in (("MLOPS_PLATFORM", platform), ("MLOPS_ARTIFACT_BUCKET", bucket)):
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    p = naming.Platform.from_env()
+
+    variables: dict[str, Any] = {"project": project, "envs": envs}
+    if platform is not None:
+        variables["platform"] = platform
+    if bucket is not None:
+        variables["artifact_bucket_name"] = bucket
+
+    expected = {
+        "artifact_bucket": p.artifact_bucket,
+        "ecs_cluster_name": p.ecs_cluster,
+        "ecr_serving_repository": p.ecr_serving_repository,
+        "ecr_training_repository": p.ecr_training_repository,
+        "ssm_prefix": p.ssm_prefix,
+        "desired_state_prefix": p.desired_state_prefix,
+        "models_prefix": p.models_prefix(project),
+        "drift_prefix": p.drift_prefix(project),
+        "task_execution_role_name": p.task_execution_role,
+        "controller_role_name": p.controller_role,
+        "serving_task_role_name": p.serving_task_role(project),
+        "drift_task_role_name": p.drift_task_role(project),
+        "drift_task_family": p.drift_task_family(project),
+        "drift_log_group_name": p.drift_log_group(project),
+    }
+    # Every name naming.tf defines is compared: a new local needs a Python counterpart.
+    naming_locals = {k for block in parse(MODULE / "naming.tf")["locals"] for k in block}
+    assert naming_locals - TERRAFORM_ONLY_LOCALS == set(expected) | {"env_names"}
+
+    got = evaluate(
+        console_dir, "{" + ", ".join(f"{k} = local.{k}" for k in expected) + "}", variables
+    )
+    assert got == expected
+
+    env_names = evaluate(console_dir, "local.env_names", variables)
+    assert env_names == {
+        env: {
+            "pointer_param": p.pointer_param(project, env),
+            "service": p.service_name(project, env),
+            "task_family": p.task_family(project, env),
+            "log_group": p.log_group(project, env),
+            "alb": p.load_balancer(project, env),
+            "tg_blue": p.target_group(project, env, "blue"),
+            "tg_green": p.target_group(project, env, "green"),
+        }
+        for env in envs
+    }
+    for names in env_names.values():
+        for key in ("alb", "tg_blue", "tg_green"):
+            assert len(names[key]) <= naming.ELB_NAME_MAX
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """Fill a plain template (literal text and ``${var.x}`` / ``${env}``) with values."""
+    out = re.sub(r"\$\{(?:var\.)?(\w+)\}", lambda m: values[m.group(1)], template)
+    assert "${" not in out, template
+    return out
+
+
+def test_plain_name_templates_match_python_without_terraform():
+    """The same comparison for the plain templates, from the parsed HCL alone (no binary)."""
+    (block,) = parse(MODULE / "naming.tf")["locals"]
+    platform, project, env = "acme-ml", "usedcar-price", "prod"
+    p = naming.Platform(platform=platform, artifact_bucket=naming.artifact_bucket_name(platform))
+    expected = {
+        "ecs_cluster_name": p.ecs_cluster,
+        "ecr_serving_repository": p.ecr_serving_repository,
+        "ecr_training_repository": p.ecr_training_repository,
+        "ssm_prefix": p.ssm_prefix,
+        "models_prefix": p.models_prefix(project),
+        "drift_prefix": p.drift_prefix(project),
+        "task_execution_role_name": p.task_execution_role,
+        "controller_role_name": p.controller_role,
+        "serving_task_role_name": p.serving_task_role(project),
+        "drift_task_role_name": p.drift_task_role(project),
+        "drift_task_family": p.drift_task_family(project),
+        "drift_log_group_name": p.drift_log_group(project),
+    }
+    values = {"platform": platform, "project": project, "env": env}
+    for key, want in expected.items():
+        assert render(block[key], values) == want, key
+    # coalesce(override, default): the default is the Python default.
+    (default,) = re.findall(r'"(\$\{var\.platform\}[^"]*)"', block["artifact_bucket"])
+    assert render(default, values) == p.artifact_bucket
+    per_env = {
+        "pointer_param": p.pointer_param(project, env),
+        "service": p.service_name(project, env),
+        "task_family": p.task_family(project, env),
+        "log_group": p.log_group(project, env),
+    }
+    for key, want in per_env.items():
+        (template,) = re.findall(rf'\b{key} = "([^"]+)"', block["env_names"])
+        assert render(template, values) == want, key
+
+
+BAD_INPUTS = [
+    ("project", "Usedcar", lambda v: naming.check_project(v)),
+    ("project", "1abc", lambda v: naming.check_project(v)),
+    ("project", "abc-", lambda v: naming.check_project(v)),
+    ("project", "x" * 33, lambda v: naming.check_project(v)),
+    ("envs", ["pro-d"], lambda v: naming.check_env(v[0])),
+    ("envs", ["abcdefghijk"], lambda v: naming.check_env(v[0])),
+    ("platform", "Mlops", None),
+    ("platform", "a" * 23, None),
+]
+
+
+@needs_terraform
+@pytest.mark.parametrize(("var", "value", "python_check"), BAD_INPUTS)
+def test_terraform_rejects_the_names_python_rejects(
+    console_dir, monkeypatch, tf, var, value, python_check
+):
+    if python_check is None:
+        monkeypatch.setenv("MLOPS_PLATFORM", value)
+        with pytest.raises(InvalidInput):
+            naming.Platform.from_env()
+    else:
+        with pytest.raises(InvalidInput):
+            python_check(value)
+    variables = {"project": "usedcar-price", var: value}
+    _, err = console(console_dir, '"evaluated"', variables)
+    assert "Invalid value for variable" in err, err
+    # The message is the variable's own (Terraform wraps long lines).
+    messages = [v["error_message"] for v in blocks(tf.variables[var]["validation"])]
+    flat = " ".join(err.split())
+    assert any(" ".join(m.split())[:40] in flat for m in messages), err
+
+
+# -- resources use the naming locals ----------------------------------------------------
+
+
+def test_resources_take_their_names_from_naming_tf(tf):
+    r = tf.resource
+    assert r("aws_s3_bucket", "artifacts")["bucket"] == "${local.artifact_bucket}"
+    assert r("aws_ecs_cluster", "this")["name"] == "${local.ecs_cluster_name}"
+    ecr_for_each = r("aws_ecr_repository", "this")["for_each"]
+    assert ecr_for_each == {
+        "serving": "${local.ecr_serving_repository}",
+        "training": "${local.ecr_training_repository}",
+    }
+    per_env = {
+        ("aws_ssm_parameter", "model_pointer", "name"): "pointer_param",
+        ("aws_ecs_service", "serving", "name"): "service",
+        ("aws_ecs_task_definition", "serving", "family"): "task_family",
+        ("aws_cloudwatch_log_group", "serving", "name"): "log_group",
+        ("aws_lb", "this", "name"): "alb",
+    }
+    for (rtype, rname, attr), key in per_env.items():
+        assert r(rtype, rname)[attr] == f"${{local.env_names[each.key].{key}}}", (rtype, rname)
+    assert r("aws_lb_target_group", "this")["name"] == "${each.value.name}"
+    assert 'local.env_names[pair[0]]["tg_${pair[1]}"]' in tf.locals["target_groups"]
+    roles = {
+        "task_execution": "task_execution_role_name",
+        "serving_task": "serving_task_role_name",
+        "drift_task": "drift_task_role_name",
+        "controller": "controller_role_name",
+        "events": "events_role_name",
+    }
+    for rname, local in roles.items():
+        assert r("aws_iam_role", rname)["name"] == f"${{local.{local}}}"
+    assert r("aws_cloudwatch_log_group", "drift")["name"] == "${local.drift_log_group_name}"
+    assert r("aws_ecs_task_definition", "drift")["family"] == "${local.drift_task_family}"
+
+
+# -- lifecycle: what the controller owns ----------------------------------------------
+
+
+def lifecycle_ignores(body: dict) -> list[str]:
+    return [
+        item
+        for lc in blocks(body.get("lifecycle"))
+        for item in as_list(lc.get("ignore_changes", []))
+    ]
+
+
+def test_service_leaves_task_definition_to_the_controller(tf):
+    service = tf.resource("aws_ecs_service", "serving")
+    assert "task_definition" in lifecycle_ignores(service)
+    (breaker,) = blocks(service["deployment_circuit_breaker"])
+    assert breaker == {"enable": True, "rollback": True}
+    assert service["launch_type"] == "FARGATE"
+    (network,) = blocks(service["network_configuration"])
+    assert network["assign_public_ip"] is False
+    assert network["subnets"] == "${local.private_subnet_ids}"
+    assert service["health_check_grace_period_seconds"] == (
+        "${var.health_check_grace_period_seconds}"
+    )
+    task = tf.resource("aws_ecs_task_definition", "serving")
+    assert task["network_mode"] == "awsvpc"
+    assert task["requires_compatibilities"] == ["FARGATE"]
+
+
+def test_pointer_parameter_leaves_its_value_to_the_controller(tf):
+    param = tf.resource("aws_ssm_parameter", "model_pointer")
+    assert lifecycle_ignores(param) == ["value"]
+    assert param["for_each"] == "${local.envs}"
+
+
+def test_serving_container_matches_the_service_contract(tf):
+    """Port and env vars the serving image reads (serving/settings.py, controller API)."""
+    assert tf.locals["serving_port"] == Serving.model_fields["port"].default == 8080
+    container = tf.resource("aws_ecs_task_definition", "serving")["container_definitions"]
+    for var in ("MLOPS_PROJECT", "MLOPS_ENV", "MLOPS_PLATFORM", "AWS_REGION"):
+        assert f'name = "{var}"' in container, var
+    assert "readonlyRootFilesystem = true" in container
+    tg = tf.resource("aws_lb_target_group", "this")
+    (health,) = blocks(tg["health_check"])
+    assert health["path"] == "${var.health_check_path}"
+    assert tf.variables["health_check_path"]["default"] == "/health"
+    assert tg["port"] == "${local.serving_port}"
+    assert tg["target_type"] == "ip"
+
+
+# -- IAM ------------------------------------------------------------------------------
+
+
+def policy_documents(tf) -> dict[str, dict]:
+    return {
+        name: body for (rtype, name), body in tf.data.items() if rtype == "aws_iam_policy_document"
+    }
+
+
+def test_iam_allow_statements_have_no_wildcard_actions_and_scoped_resources(tf):
+    docs = policy_documents(tf)
+    assert {"task_execution", "serving_task", "drift_task", "events", "controller"} <= set(docs)
+    checked = 0
+    for name, doc in docs.items():
+        for st in statements(doc):
+            actions = as_list(st.get("actions", []))
+            assert actions, f"{name}: a statement without actions"
+            assert not any("*" in a for a in actions if st.get("effect", "Allow") == "Allow"), (
+                f"{name}: wildcard action in {actions}"
+            )
+            resources = as_list(st.get("resources", []))
+            if st.get("effect", "Allow") == "Allow" and "*" in resources:
+                assert set(actions) <= UNSCOPABLE_ACTIONS, (
+                    f'{name}: Resource "*" for actions IAM can scope: '
+                    f"{set(actions) - UNSCOPABLE_ACTIONS}"
+                )
+            checked += 1
+    assert checked >= 15
+
+
+def test_the_only_deny_is_the_bucket_tls_rule(tf):
+    denies = [
+        (name, st)
+        for name, doc in policy_documents(tf).items()
+        for st in statements(doc)
+        if st.get("effect") == "Deny"
+    ]
+    assert len(denies) == 1
+    name, st = denies[0]
+    assert name == "artifacts_bucket"
+    (cond,) = blocks(st["condition"])
+    assert cond["variable"] == "aws:SecureTransport"
+    assert cond["values"] == ["false"]
+
+
+def test_controller_role_grants_what_the_controller_needs(tf):
+    doc = policy_documents(tf)["controller"]
+    sts = statements(doc)
+    granted = {a for st in sts for a in as_list(st["actions"])}
+    assert granted >= CONTROLLER_ACTIONS, CONTROLLER_ACTIONS - granted
+    (pass_role,) = [st for st in sts if "iam:PassRole" in as_list(st["actions"])]
+    assert sorted(as_list(pass_role["resources"])) == sorted(
+        ["${aws_iam_role.task_execution.arn}", "${aws_iam_role.serving_task.arn}"]
+    )
+    ssm = [st for st in sts if any(a.startswith("ssm:") for a in as_list(st["actions"]))]
+    assert all(st["resources"] == "${local.pointer_param_arns}" for st in ssm)
+    s3_resources = {
+        r for st in sts if any(a.startswith("s3:") for a in st["actions"]) for r in st["resources"]
+    }
+    assert s3_resources == {
+        "${aws_s3_bucket.artifacts.arn}",
+        "${aws_s3_bucket.artifacts.arn}/*",
+        "${aws_s3_bucket.artifacts.arn}/${local.desired_state_prefix}*",
+    }
+
+
+def test_controller_deletes_only_under_the_desired_state_prefix(tf):
+    sts = statements(policy_documents(tf)["controller"])
+    (delete,) = [st for st in sts if "s3:DeleteObject" in as_list(st["actions"])]
+    assert as_list(delete["actions"]) == ["s3:DeleteObject"]
+    assert delete["resources"] == ["${aws_s3_bucket.artifacts.arn}/${local.desired_state_prefix}*"]
+
+
+def test_controller_environment_output_names_what_the_controller_reads(tf, monkeypatch):
+    """Each key is an environment variable the controller's config reads, together they
+    fill every field of it, and each names the right resource."""
+    value = tf.outputs["controller_environment"]["value"]
+    for key in value:
+        monkeypatch.setenv(key, "subnet-1,subnet-2" if key == "MLOPS_SUBNETS" else "x")
+    monkeypatch.setenv("MLOPS_ASSIGN_PUBLIC_IP", "true")
+    monkeypatch.setenv("MLOPS_PLATFORM", "acme-ml")
+    net = NetworkConfig.from_env()
+    assert net.subnets == ("subnet-1", "subnet-2")
+    assert net.security_groups == ("x",)
+    assert net.assign_public_ip is True
+    assert (net.execution_role_arn, net.task_role_arn) == ("x", "x")
+    p = naming.Platform.from_env()
+    assert (p.platform, p.artifact_bucket, p.region) == ("acme-ml", "x", "x")
+    assert value == {
+        "MLOPS_PLATFORM": "${var.platform}",
+        "MLOPS_ARTIFACT_BUCKET": "${aws_s3_bucket.artifacts.bucket}",
+        "AWS_REGION": "${local.region}",
+        "MLOPS_SUBNETS": '${join(",", local.private_subnet_ids)}',
+        "MLOPS_SECURITY_GROUPS": "${aws_security_group.serving.id}",
+        "MLOPS_ASSIGN_PUBLIC_IP": "false",
+        "MLOPS_EXECUTION_ROLE_ARN": "${aws_iam_role.task_execution.arn}",
+        "MLOPS_TASK_ROLE_ARN": "${aws_iam_role.serving_task.arn}",
+    }
+
+
+def test_controller_trusts_irsa_or_ecs_tasks(tf):
+    doc = policy_documents(tf)["controller_trust"]
+    dynamic = {label: body for dyn in blocks(doc["dynamic"]) for label, body in dyn.items()}
+    assert not doc.get("statement")
+    trusted = json.dumps(doc)
+    assert "sts:AssumeRoleWithWebIdentity" in trusted
+    assert "system:serviceaccount:" in trusted
+    assert "ecs-tasks.amazonaws.com" in trusted
+    assert "var.controller_oidc_provider_arn == null" in json.dumps(dynamic)
+
+
+def test_serving_task_role_only_reads(tf):
+    doc = policy_documents(tf)["serving_task"]
+    actions = {a for st in statements(doc) for a in as_list(st["actions"])}
+    assert actions == {"s3:GetObject", "s3:ListBucket", "ssm:GetParameter"}
+
+
+# -- bucket, registry ----------------------------------------------------------------
+
+
+def test_artifact_bucket_is_hardened(tf):
+    r = tf.resource
+    (versioning,) = blocks(r("aws_s3_bucket_versioning", "artifacts")["versioning_configuration"])
+    assert versioning["status"] == "Enabled"
+    pab = r("aws_s3_bucket_public_access_block", "artifacts")
+    for key in ("block_public_acls", "block_public_policy", "ignore_public_acls"):
+        assert pab[key] is True
+    assert pab["restrict_public_buckets"] is True
+    (rule,) = blocks(r("aws_s3_bucket_lifecycle_configuration", "artifacts")["rule"])
+    (noncurrent,) = blocks(rule["noncurrent_version_expiration"])
+    assert noncurrent["noncurrent_days"] == "${var.noncurrent_version_expiration_days}"
+    assert r("aws_s3_bucket_object_lock_configuration", "artifacts")["count"] == (
+        "${var.object_lock.enabled ? 1 : 0}"
+    )
+    assert "aws_s3_bucket_server_side_encryption_configuration" in {t for t, _ in tf.resources}
+
+
+def test_ecr_repositories_are_immutable_and_scanned(tf):
+    repo = tf.resource("aws_ecr_repository", "this")
+    assert repo["image_tag_mutability"] == "IMMUTABLE"
+    (scan,) = blocks(repo["image_scanning_configuration"])
+    assert scan["scan_on_push"] is True
+    assert tf.resource("aws_ecr_lifecycle_policy", "this")["for_each"] == (
+        "${aws_ecr_repository.this}"
+    )
+
+
+# -- tools: terraform fmt, checkov ----------------------------------------------------
+
+
+def test_terraform_fmt_is_clean():
+    if TERRAFORM is None:
+        pytest.skip("terraform is not on PATH: `terraform fmt -check` cannot run")
+    proc = subprocess.run(
+        [TERRAFORM, "fmt", "-check", "-recursive", "-diff", str(MODULE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, f"terraform fmt would change:\n{proc.stdout}{proc.stderr}"
+
+
+def find_checkov() -> str | None:
+    local = REPO / ".venv-tools" / "bin" / "checkov"
+    if local.exists():
+        return str(local)
+    return shutil.which("checkov")
+
+
+@pytest.fixture(scope="module")
+def checkov_report() -> dict:
+    """One checkov run over the module and its example, offline (--skip-download)."""
+    binary = find_checkov()
+    if binary is None:
+        pytest.fail(
+            "checkov not found at .venv-tools/bin/checkov or on PATH; install it with: "
+            "python3 -m venv .venv-tools && .venv-tools/bin/pip install checkov"
+        )
+    proc = subprocess.run(
+        [
+            binary,
+            "--directory",
+            str(MODULE),
+            "--framework",
+            "terraform",
+            "--skip-download",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert proc.stdout.strip(), f"checkov printed nothing (exit {proc.returncode}):\n{proc.stderr}"
+    report = json.loads(proc.stdout)
+    reports = report if isinstance(report, list) else [report]
+    (tf_report,) = [r for r in reports if r.get("check_type") == "terraform"]
+    summary = tf_report["summary"]
+    print(
+        f"checkov {summary['checkov_version']}: passed {summary['passed']}, "
+        f"failed {summary['failed']}, skipped {summary['skipped']}, "
+        f"parsing errors {summary['parsing_errors']}",
+        file=sys.stderr,
+    )
+    return tf_report
+
+
+def test_checkov_reports_no_failed_check(checkov_report):
+    summary = checkov_report["summary"]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']}:{c['file_line_range']}): "
+        f"{c['check_name']}"
+        for c in checkov_report["results"]["failed_checks"]
+    ]
+    assert summary["failed"] == 0, "checkov failed:\n" + "\n".join(failed)
+    assert summary["parsing_errors"] == 0
+    # Resources were really scanned (through the example's module call).
+    assert summary["passed"] >= 100
+    assert summary["resource_count"] >= 40
+
+
+def test_checkov_skips_are_inline_with_a_reason(checkov_report):
+    for check in checkov_report["results"]["skipped_checks"]:
+        reason = (check["check_result"].get("suppress_comment") or "").strip()
+        assert len(reason) >= 15, f"{check['check_id']} on {check['resource']}: no reason"
+    skip_re = re.compile(r"#\s*checkov:skip=(\S+?):\s*(.*)$")
+    for path in MODULE.rglob("*.tf"):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if "checkov:skip" in line:
+                m = skip_re.search(line)
+                assert m and len(m.group(2).strip()) >= 15, f"{path}:{n}: skip without a reason"
+
+
+# -- README -----------------------------------------------------------------------------
+
+
+def readme_table_names(heading: str) -> set[str]:
+    text = README.read_text()
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([a-z0-9_]+)` \|", section, flags=re.M))
+
+
+def test_readme_tables_list_every_input_and_output(tf):
+    assert readme_table_names("Inputs") == set(tf.variables)
+    assert readme_table_names("Outputs") == set(tf.outputs)
+
+
+def test_readme_walks_from_apply_to_health_using_outputs_by_name():
+    text = README.read_text()
+    walk = text.split("## AWS", 1)[1].split("\n## ", 1)[0]
+    assert "terraform apply" in walk
+    assert re.search(r"curl .*alb_dns_name.*/health", walk)
+    example_outputs = {
+        name
+        for main in EXAMPLES.glob("*/main.tf")
+        for block in parse(main).get("output", [])
+        for name in block
+    }
+    used = set(re.findall(r"terraform output (?:-raw |-json )?([a-z0-9_]+)", walk))
+    assert used >= {"artifact_bucket", "ecr_repository_url", "alb_dns_name", "ecs_cluster_name"}
+    assert used <= example_outputs, (
+        f"README uses outputs the example lacks: {used - example_outputs}"
+    )
+    for script in re.findall(r"scripts/([a-z_]+\.sh)", walk):
+        assert (REPO / "infra" / "scripts" / script).is_file(), script
