@@ -1,0 +1,1 @@
+"""The inference service: FastAPI over one verified model version (see ``serving.app``)."""

@@ -1,0 +1,5 @@
+"""``python -m serving``: run the service configured by environment variables."""
+
+from serving.server import main
+
+main()

@@ -1,0 +1,109 @@
+"""Service settings, from the environment (one pydantic model, validated at start-up).
+
+Where the model comes from, in order:
+
+1. ``MODEL_URI``: an ``s3://`` version folder or a local folder. This is what the
+   controller writes into a task definition, together with ``MODEL_SHA256``; it pins
+   one version, so the pointer is never polled.
+2. ``MLOPS_PROJECT`` + ``MLOPS_ENV``: the env's model pointer (an SSM parameter), read
+   at start-up and, if ``MLOPS_POINTER_POLL_SECONDS`` > 0, polled so that a promotion or
+   a rollback is served within a few seconds (local dev and demos).
+
+AWS access (credentials, region, ``AWS_ENDPOINT_URL``) follows boto3's standard chain.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlops_core.artifacts import SHA256_RE
+from mlops_core.errors import InvalidInput
+from mlops_core.naming import ENV_RE, PROJECT_RE
+
+DEFAULT_PORT = 8080
+
+
+class ServingSettings(BaseModel):
+    """Each field reads the environment variable named by its alias; code may pass names."""
+
+    model_config = ConfigDict(
+        extra="ignore", populate_by_name=True, protected_namespaces=(), frozen=True
+    )
+
+    model_uri: str | None = Field(
+        None,
+        validation_alias="MODEL_URI",
+        description="s3:// URI or local path of a model version folder; pins the version.",
+    )
+    model_sha256: str | None = Field(
+        None,
+        validation_alias="MODEL_SHA256",
+        pattern=SHA256_RE.pattern,
+        description="Expected sha256 of the model file; a different manifest is refused.",
+    )
+    project: str | None = Field(None, validation_alias="MLOPS_PROJECT", pattern=PROJECT_RE.pattern)
+    env: str | None = Field(None, validation_alias="MLOPS_ENV", pattern=ENV_RE.pattern)
+    pointer_poll_seconds: float = Field(
+        0.0,
+        validation_alias="MLOPS_POINTER_POLL_SECONDS",
+        ge=0,
+        description="Poll the env's pointer this often and hot-swap to a new version; 0 = off.",
+    )
+    host: str = Field("0.0.0.0", validation_alias="HOST")
+    port: int = Field(DEFAULT_PORT, validation_alias="PORT", ge=1, le=65535)
+    max_batch: int = Field(1000, validation_alias="MLOPS_MAX_BATCH", ge=1)
+    access_log: bool = Field(
+        True, validation_alias="MLOPS_ACCESS_LOG", description="One log line per request."
+    )
+
+    @model_validator(mode="after")
+    def _source(self) -> ServingSettings:
+        if (self.project is None) != (self.env is None):
+            raise ValueError("MLOPS_PROJECT and MLOPS_ENV go together: set both or neither")
+        if self.model_uri is None and self.project is None:
+            raise ValueError(
+                "no model to serve: set MODEL_URI (a version folder) "
+                "or MLOPS_PROJECT and MLOPS_ENV (follow the env's pointer)"
+            )
+        return self
+
+    @property
+    def follows_pointer(self) -> bool:
+        """True when the model comes from the pointer (MODEL_URI unset)."""
+        return self.model_uri is None
+
+    @property
+    def source(self) -> str:
+        if self.model_uri is not None:
+            return self.model_uri
+        return f"pointer {self.project}/{self.env}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> ServingSettings:
+    """Settings from ``environ`` (default: the process environment), with explicit
+    ``overrides`` by field name taking precedence (None = not given)."""
+    fields = ServingSettings.model_fields
+    data: dict[str, object] = {
+        str(f.validation_alias): value
+        for f in fields.values()
+        if (value := (os.environ if environ is None else environ).get(str(f.validation_alias)))
+        not in (None, "")
+    }
+    for name, value in overrides.items():
+        if value is not None:
+            data[str(fields[name].validation_alias)] = value
+    try:
+        return ServingSettings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = str(err["loc"][0]) if err["loc"] else None
+        where = str(fields[loc].validation_alias) if loc in fields else loc
+        msg = err["msg"].removeprefix("Value error, ")
+        raise InvalidInput(
+            f"invalid serving settings: {msg}",
+            where=where,
+            hint="see serving/README.md for the environment variables",
+        ) from None
