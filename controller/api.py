@@ -62,6 +62,18 @@ class _Wire(BaseModel):
 class ModelRef(_Wire):
     """Which model to serve: a published ``version``, or a ``candidate`` to publish first."""
 
+    # The same rule as ``_exactly_one``, in CEL, so the API server enforces it too (CRD).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.version) != has(self.candidate)",
+                    "message": "set exactly one of model.version or model.candidate",
+                }
+            ]
+        }
+    )
+
     version: str | None = Field(
         None,
         pattern=VERSION_RE.pattern,
@@ -83,12 +95,45 @@ class ModelRef(_Wire):
         return self
 
 
+def _fargate_cel() -> str:
+    """``FARGATE_SIZES`` as one CEL rule over ``self.cpu`` and ``self.memory`` (CRD)."""
+    terms = []
+    for cpu, mems in FARGATE_SIZES.items():
+        step = mems[1] - mems[0]
+        if len(mems) > 3 and mems == tuple(range(mems[0], mems[-1] + 1, step)):
+            mem = (
+                f"self.memory >= {mems[0]} && self.memory <= {mems[-1]}"
+                f" && self.memory % {step} == 0"
+            )
+        else:
+            mem = f"self.memory in [{', '.join(map(str, mems))}]"
+        terms.append(f"(self.cpu == {cpu} && {mem})")
+    return " || ".join(terms)
+
+
 class Serving(_Wire):
+    # The same rule as ``_pair``, in CEL, so the API server enforces it too (CRD).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": _fargate_cel(),
+                    "message": "memory (MiB) is not valid with cpu on Fargate; see "
+                    "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html",
+                }
+            ]
+        }
+    )
+
     image: str = Field(
         pattern=IMAGE_RE.pattern,
         description="Serving image, e.g. ACCOUNT.dkr.ecr.REGION.amazonaws.com/mlops/serving:0.1",
     )
-    cpu: int = Field(512, description="Fargate CPU units (256, 512, 1024, ...).")
+    cpu: int = Field(
+        512,
+        description="Fargate CPU units (256, 512, 1024, ...).",
+        json_schema_extra={"enum": sorted(FARGATE_SIZES)},
+    )
     memory: int = Field(1024, description="Fargate memory in MiB; must pair with cpu.")
     replicas: int = Field(2, ge=0, le=100, description="Desired running tasks.")
     port: int = Field(8080, ge=1, le=65535)
@@ -189,6 +234,19 @@ class ModelDeploymentStatus(_Wire):
     current_version: str | None = None
     previous_version: str | None = Field(None, description="The last good version before it.")
     task_definition: str | None = Field(None, description="ARN of the live revision.")
+    previous_task_definition: str | None = Field(
+        None, description="ARN of the revision that served previousVersion."
+    )
+    failed_version: str | None = Field(
+        None,
+        description="A version whose rollout or gates failed; not retried until the spec changes.",
+    )
+    failed_generation: int | None = Field(
+        None, description="The generation at which failedVersion failed."
+    )
+    failed_deployment: str | None = Field(
+        None, description="ID of the ECS deployment that failed (already handled)."
+    )
     conditions: list[Condition] = Field(default_factory=list)
 
     def condition(self, type_: str) -> Condition | None:

@@ -54,11 +54,10 @@ def _mount_optional() -> None:
         from mlopsctl import cmd_controller
     except ImportError:
         return
+    from mlopsctl import cmd_deploy
+
     app.add_typer(cmd_controller.app, name="controller")
-    if hasattr(cmd_controller, "deploy"):
-        app.command("deploy")(cmd_controller.deploy)
-    if hasattr(cmd_controller, "crd"):
-        app.command("crd")(cmd_controller.crd)
+    app.command("deploy")(cmd_deploy.deploy)
 
 
 _mount_optional()
@@ -75,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.configure()
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns (not raises) typer.Exit's code.
+        rc = app(args=argv, standalone_mode=False)
     except MlopsError as exc:
         return _fail(exc.render(), exc.exit_code)
     except EndpointConnectionError as exc:
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 def entry() -> None:

@@ -1,0 +1,158 @@
+"""What the controller can do to AWS: plain, immutable values produced by ``plan``.
+
+An action names its target completely (no hidden state), so ``execute`` can run it, a test
+can compare it, and ``plan.apply`` can simulate it. Each one is idempotent in ``execute``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# Environment variables a serving task reads: the one contract between a task definition
+# and the serving container.
+ENV_MODEL_URI = "MODEL_URI"
+ENV_MODEL_SHA256 = "MODEL_SHA256"
+ENV_MODEL_VERSION = "MODEL_VERSION"
+ENV_PROJECT = "MLOPS_PROJECT"
+ENV_ENV = "MLOPS_ENV"
+
+CONTAINER_NAME = "serving"
+
+# Tags on controller-owned resources (besides mlops_core.naming.MANAGED_BY_TAG).
+TAG_DEPLOYMENT = "mlops.platform.io/deployment"
+TAG_PROJECT = "mlops.platform.io/project"
+TAG_ENV = "mlops.platform.io/env"
+TAG_VERSION = "mlops.platform.io/model-version"
+# The spec's replica count last applied to the service. Between changes of the spec an
+# autoscaler may own the service's desired count; the controller leaves it alone.
+TAG_REPLICAS = "mlops.platform.io/replicas"
+# Written on the ECS service when a rollout fails, so the failure survives a lost status.
+TAG_FAILED_VERSION = "mlops.platform.io/failed-version"
+TAG_FAILED_GENERATION = "mlops.platform.io/failed-generation"
+TAG_RESTORED_VERSION = "mlops.platform.io/restored-version"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything a task definition revision pins. Two revisions with equal specs are
+    interchangeable, which is what makes registering idempotent."""
+
+    family: str
+    project: str
+    env: str
+    image: str
+    version: str
+    sha256: str
+    model_uri: str
+    cpu: int
+    memory: int
+    port: int
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """The ECS service settings the spec controls (the task definition aside)."""
+
+    name: str
+    replicas: int
+    min_healthy_percent: int
+    max_percent: int
+
+
+@dataclass(frozen=True)
+class PublishCandidate:
+    """Publish a verified candidate folder into the registry (after its gates passed)."""
+
+    uri: str
+    project: str
+    version: str
+
+
+@dataclass(frozen=True)
+class RegisterTaskDefinition:
+    """Register a revision pinning ``task`` (reusing the family's latest if it matches)."""
+
+    task: TaskSpec
+
+
+@dataclass(frozen=True)
+class CreateService:
+    """Create the ECS service on ``task`` (circuit breaker on, Fargate, awsvpc).
+
+    ``task_definition`` is the ARN when known at plan time; otherwise the revision that
+    pins ``task`` (registered by an earlier action of the same plan) is used.
+    """
+
+    service: ServiceSpec
+    task: TaskSpec
+    deployment_key: str
+    task_definition: str | None = None
+
+
+@dataclass(frozen=True)
+class UpdateService:
+    """Point the service at ``task``; ``scale`` also sets the spec's replica count (and
+    records it); ``force`` retries a failed deployment of an unchanged task definition."""
+
+    service: ServiceSpec
+    task: TaskSpec
+    task_definition: str | None = None
+    force: bool = False
+    scale: bool = True
+
+
+@dataclass(frozen=True)
+class MovePointer:
+    """Set the env's SSM model pointer to ``version``."""
+
+    project: str
+    env: str
+    version: str
+    uri: str
+    sha256: str
+    reason: str
+    action: Literal["promote", "rollback"] = "promote"
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """Record on the service that ``failed_version`` failed at ``generation`` and that
+    ``restored_version`` is served instead. The restore itself follows as ordinary
+    UpdateService/MovePointer actions; this record keeps the failed version from being
+    retried after a crash that loses the status."""
+
+    service_arn: str
+    failed_version: str
+    generation: int
+    restored_version: str
+    reason: str
+
+
+Action = (
+    PublishCandidate
+    | RegisterTaskDefinition
+    | CreateService
+    | UpdateService
+    | MovePointer
+    | Rollback
+)
+
+
+def describe(action: Action) -> str:
+    """One short line naming an action, for logs and condition messages."""
+    match action:
+        case PublishCandidate(uri=uri, version=v):
+            return f"publish candidate {v} from {uri}"
+        case RegisterTaskDefinition(task=t):
+            return f"register task definition {t.family} for {t.version}"
+        case CreateService(service=s, task=t):
+            return f"create service {s.name} on {t.version} x{s.replicas}"
+        case UpdateService(service=s, task=t, force=force, scale=scale):
+            size = f" x{s.replicas}" if scale else ""
+            return f"update service {s.name} to {t.version}{size}" + (" (forced)" if force else "")
+        case MovePointer(project=p, env=e, version=v):
+            return f"move pointer {p}/{e} to {v}"
+        case Rollback(failed_version=f, restored_version=r):
+            return f"roll back {f} to {r}"
+    return type(action).__name__

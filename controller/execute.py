@@ -1,0 +1,318 @@
+"""Execute: the AWS adapters that carry out planned actions.
+
+Every adapter is idempotent and safe to repeat after a crash at any point, because each
+one looks before it writes:
+
+- registering a task definition reuses the family's latest ACTIVE revision when it pins the
+  same (image, version, digest, cpu, memory, port), so a crash between "register" and
+  "update service" costs at most one extra revision;
+- creating a service that already exists (a crash after create) updates it instead;
+- updating a service to the task definition it already runs starts no new deployment;
+- the pointer and the service tags are plain overwrites of the same value;
+- publishing a candidate is the registry's own idempotent, conditional publish.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from controller.actions import (
+    CONTAINER_NAME,
+    ENV_ENV,
+    ENV_MODEL_SHA256,
+    ENV_MODEL_URI,
+    ENV_MODEL_VERSION,
+    ENV_PROJECT,
+    TAG_DEPLOYMENT,
+    TAG_ENV,
+    TAG_FAILED_GENERATION,
+    TAG_FAILED_VERSION,
+    TAG_PROJECT,
+    TAG_REPLICAS,
+    TAG_RESTORED_VERSION,
+    TAG_VERSION,
+    Action,
+    CreateService,
+    MovePointer,
+    PublishCandidate,
+    RegisterTaskDefinition,
+    Rollback,
+    ServiceSpec,
+    TaskSpec,
+    UpdateService,
+    describe,
+)
+from controller.observe import parse_task_definition
+from controller.plan import NetworkConfig
+from mlops_core import aws
+from mlops_core.errors import IntegrityError
+from mlops_core.naming import MANAGED_BY_TAG, Platform
+from mlops_core.pointer import ModelPointer, PointerStore, now
+from mlops_core.registry import Registry
+
+CONTROLLER_ACTOR = "mlops-controller"
+
+
+@dataclass
+class ExecutionReport:
+    done: list[Action] = field(default_factory=list)
+    #: The revision used for each task spec (registered or reused), by spec.
+    task_definitions: dict[TaskSpec, str] = field(default_factory=dict)
+
+
+def _tags(pairs: dict[str, str]) -> list[dict[str, str]]:
+    return [{"key": k, "value": v} for k, v in pairs.items()]
+
+
+def _deployment_configuration(service: ServiceSpec) -> dict:
+    return {
+        "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+        "minimumHealthyPercent": service.min_healthy_percent,
+        "maximumPercent": service.max_percent,
+    }
+
+
+class Executor:
+    """Runs actions in order against AWS (boto3 via mlops_core.aws) and the registry.
+
+    ``after_each(action, index)`` is called after each action succeeds; tests use it to
+    kill the controller between two actions.
+    """
+
+    def __init__(
+        self,
+        platform: Platform,
+        registry: Registry,
+        network: NetworkConfig,
+        *,
+        after_each: Callable[[Action, int], None] | None = None,
+    ):
+        self.platform = platform
+        self.registry = registry
+        self.network = network
+        self.after_each = after_each
+        self.pointers = PointerStore(platform)
+        #: Actions carried out, by kind (for benchmarks and tests).
+        self.writes: Counter[str] = Counter()
+
+    @property
+    def _ecs(self):
+        return aws.client("ecs")
+
+    def execute(
+        self, actions: list[Action], log, report: ExecutionReport | None = None
+    ) -> ExecutionReport:
+        """Run ``actions`` in order; ``report`` (pass one in to read it after an error)
+        collects what was done."""
+        report = report if report is not None else ExecutionReport()
+        for index, action in enumerate(actions):
+            alog = log.bind(action=type(action).__name__)
+            alog.info("executing", what=describe(action))
+            self._run(action, report, alog)
+            self.writes[type(action).__name__] += 1
+            report.done.append(action)
+            if self.after_each is not None:
+                self.after_each(action, index)
+        return report
+
+    def _run(self, action: Action, report: ExecutionReport, log) -> None:
+        match action:
+            case PublishCandidate():
+                self.publish(action, log)
+            case RegisterTaskDefinition(task=spec):
+                report.task_definitions[spec] = self.register(spec, log)
+            case CreateService():
+                arn = self._arn_for(action.task, action.task_definition, report, log)
+                report.task_definitions[action.task] = arn
+                self.create_service(action, arn, log)
+            case UpdateService():
+                arn = self._arn_for(action.task, action.task_definition, report, log)
+                report.task_definitions[action.task] = arn
+                self.update_service(action.service, arn, action.force, action.scale)
+            case MovePointer():
+                self.move_pointer(action)
+            case Rollback():
+                self.record_rollback(action)
+
+    # -- adapters ----------------------------------------------------------------------
+    def publish(self, action: PublishCandidate, log) -> None:
+        result = self.registry.publish_uri(action.uri, exist_ok=True)
+        if result.version != action.version:
+            raise IntegrityError(
+                f"the candidate now holds version {result.version}, planned {action.version}",
+                where=action.uri,
+                hint="the folder changed while deploying; the next pass uses its new version",
+            )
+        log.info("published", version=result.version, created=result.created)
+
+    def latest_matching(self, spec: TaskSpec) -> str | None:
+        """The family's latest ACTIVE revision, if it pins exactly ``spec``."""
+        try:
+            td = self._ecs.describe_task_definition(taskDefinition=spec.family)["taskDefinition"]
+        except self._ecs.exceptions.ClientException:
+            return None  # no ACTIVE revision of the family yet
+        state = parse_task_definition(td)
+        return state.arn if state.active and state.spec == spec else None
+
+    def register(self, spec: TaskSpec, log) -> str:
+        existing = self.latest_matching(spec)
+        if existing is not None:
+            log.info("task definition reused", task_definition=existing)
+            return existing
+        # The same container as Terraform's first revision (infra/terraform/ecs.tf), plus
+        # the pinned model.
+        env = {
+            ENV_MODEL_URI: spec.model_uri,
+            ENV_MODEL_SHA256: spec.sha256,
+            ENV_MODEL_VERSION: spec.version,
+            ENV_PROJECT: spec.project,
+            ENV_ENV: spec.env,
+            "PORT": str(spec.port),
+            "MLOPS_PLATFORM": self.platform.platform,
+            "MLOPS_ARTIFACT_BUCKET": self.platform.artifact_bucket,
+            "AWS_REGION": self.platform.region,
+            "AWS_DEFAULT_REGION": self.platform.region,
+        }
+        container: dict = {
+            "name": CONTAINER_NAME,
+            "image": spec.image,
+            "essential": True,
+            "readonlyRootFilesystem": True,
+            "portMappings": [{"name": "http", "containerPort": spec.port, "protocol": "tcp"}],
+            "environment": [{"name": k, "value": v} for k, v in env.items()],
+            # The root filesystem is read-only; the model cache lives on task storage.
+            "mountPoints": [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}],
+        }
+        kwargs: dict = {}
+        if self.network.execution_role_arn:
+            # awslogs needs the execution role (it also pulls the image from ECR).
+            kwargs["executionRoleArn"] = self.network.execution_role_arn
+            container["logConfiguration"] = {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": self.platform.log_group(spec.project, spec.env),
+                    "awslogs-region": self.platform.region,
+                    "awslogs-stream-prefix": CONTAINER_NAME,
+                    "awslogs-create-group": "true",
+                },
+            }
+        if self.network.task_role_arn:
+            kwargs["taskRoleArn"] = self.network.task_role_arn
+        td = self._ecs.register_task_definition(
+            family=spec.family,
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu=str(spec.cpu),
+            memory=str(spec.memory),
+            runtimePlatform={"operatingSystemFamily": "LINUX", "cpuArchitecture": "X86_64"},
+            volumes=[{"name": "tmp"}],
+            containerDefinitions=[container],
+            tags=_tags(
+                {
+                    MANAGED_BY_TAG[0]: MANAGED_BY_TAG[1],
+                    TAG_PROJECT: spec.project,
+                    TAG_ENV: spec.env,
+                    TAG_VERSION: spec.version,
+                }
+            ),
+            **kwargs,
+        )["taskDefinition"]
+        log.info("task definition registered", task_definition=td["taskDefinitionArn"])
+        return td["taskDefinitionArn"]
+
+    def _arn_for(self, spec: TaskSpec, planned: str | None, report: ExecutionReport, log) -> str:
+        """The revision to run: planned, registered earlier in this run, or (after a
+        crash between register and this action) the family's matching latest one."""
+        if planned is not None:
+            return planned
+        if spec in report.task_definitions:
+            return report.task_definitions[spec]
+        return self.register(spec, log)
+
+    def _describe_service(self, name: str) -> dict | None:
+        page = self._ecs.describe_services(cluster=self.platform.ecs_cluster, services=[name])
+        for svc in page.get("services", []):
+            if svc.get("status") == "ACTIVE":
+                return svc
+        return None
+
+    def create_service(self, action: CreateService, arn: str, log) -> None:
+        s = action.service
+        if self._describe_service(s.name) is not None:
+            log.info("service exists already; updating it instead", service=s.name)
+            self.update_service(s, arn, force=False, scale=True)
+            return
+        net = self.network
+        self._ecs.create_service(
+            cluster=self.platform.ecs_cluster,
+            serviceName=s.name,
+            taskDefinition=arn,
+            desiredCount=s.replicas,
+            launchType="FARGATE",
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": list(net.subnets),
+                    "securityGroups": list(net.security_groups),
+                    "assignPublicIp": "ENABLED" if net.assign_public_ip else "DISABLED",
+                }
+            },
+            deploymentConfiguration=_deployment_configuration(s),
+            deploymentController={"type": "ECS"},
+            propagateTags="SERVICE",
+            enableECSManagedTags=True,
+            tags=_tags(
+                {
+                    MANAGED_BY_TAG[0]: MANAGED_BY_TAG[1],
+                    TAG_DEPLOYMENT: action.deployment_key,
+                    TAG_REPLICAS: str(s.replicas),
+                    TAG_PROJECT: action.task.project,
+                    TAG_ENV: action.task.env,
+                }
+            ),
+        )
+        log.info("service created", service=s.name, task_definition=arn)
+
+    def update_service(self, service: ServiceSpec, arn: str, force: bool, scale: bool) -> None:
+        kwargs = {"desiredCount": service.replicas} if scale else {}
+        updated = self._ecs.update_service(
+            cluster=self.platform.ecs_cluster,
+            service=service.name,
+            taskDefinition=arn,
+            deploymentConfiguration=_deployment_configuration(service),
+            forceNewDeployment=force,
+            **kwargs,
+        )["service"]
+        if scale:  # recorded after the count is set: a crash in between only repeats it
+            self._ecs.tag_resource(
+                resourceArn=updated["serviceArn"],
+                tags=_tags({TAG_REPLICAS: str(service.replicas)}),
+            )
+
+    def move_pointer(self, action: MovePointer) -> None:
+        self.pointers.put(
+            action.project,
+            action.env,
+            ModelPointer(
+                version=action.version,
+                uri=action.uri,
+                sha256=action.sha256,
+                promoted_at=now(),
+                promoted_by=CONTROLLER_ACTOR,
+                reason=action.reason,
+                action=action.action,
+            ),
+        )
+
+    def record_rollback(self, action: Rollback) -> None:
+        self._ecs.tag_resource(
+            resourceArn=action.service_arn,
+            tags=_tags(
+                {
+                    TAG_FAILED_VERSION: action.failed_version,
+                    TAG_FAILED_GENERATION: str(action.generation),
+                    TAG_RESTORED_VERSION: action.restored_version,
+                }
+            ),
+        )

@@ -1,0 +1,477 @@
+"""Observe: what AWS and the registry hold for a set of ModelDeployments.
+
+Reads are batched and cached so a steady pass over many deployments costs far less than
+one AWS call per deployment:
+
+- the SSM pointers: ``get_parameters``, 10 names per call;
+- the ECS services: ``describe_services``, 10 per call, with their tags;
+- task definitions: by ARN, cached forever (a revision is immutable);
+- registry manifests: by (project, version), cached forever (versions are immutable);
+- project configs: cached for ``project_ttl`` seconds (they can change, rarely).
+
+Problems that belong to one deployment (unknown project, unpublished version, unreadable
+candidate) end up in that deployment's :attr:`Observed.error`; only a failed batch call
+raises, and then for every deployment of the batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from controller.actions import (
+    CONTAINER_NAME,
+    ENV_ENV,
+    ENV_MODEL_SHA256,
+    ENV_MODEL_URI,
+    ENV_MODEL_VERSION,
+    ENV_PROJECT,
+    TAG_DEPLOYMENT,
+    TaskSpec,
+)
+from controller.api import ModelDeployment, ModelDeploymentStatus
+from mlops_core import aws
+from mlops_core.artifacts import Manifest
+from mlops_core.errors import Conflict, InvalidInput, MlopsError, NotFound
+from mlops_core.naming import Platform
+from mlops_core.pointer import ModelPointer
+from mlops_core.project import ProjectConfig
+from mlops_core.registry import Registry, read_candidate_manifest
+
+SSM_BATCH = 10  # get_parameters accepts at most 10 names
+ECS_BATCH = 10  # describe_services accepts at most 10 services
+
+COMPLETED = "COMPLETED"
+IN_PROGRESS = "IN_PROGRESS"
+FAILED = "FAILED"
+
+
+class ProjectNotFound(NotFound):
+    reason = "ProjectNotFound"
+
+
+class VersionNotFound(NotFound):
+    reason = "VersionNotFound"
+
+
+class CandidateInvalid(InvalidInput):
+    reason = "CandidateInvalid"
+
+
+@dataclass(frozen=True)
+class TaskDefinitionState:
+    arn: str
+    family: str
+    revision: int
+    active: bool
+    spec: TaskSpec | None  # None: not a serving revision of ours (no model env vars)
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """One entry of an ECS service's ``deployments``."""
+
+    id: str
+    status: str  # PRIMARY | ACTIVE | INACTIVE
+    task_definition: str
+    rollout_state: str | None  # IN_PROGRESS | COMPLETED | FAILED
+    rollout_reason: str
+    desired: int
+    running: int
+    failed_tasks: int
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    arn: str
+    status: str  # ACTIVE | DRAINING | INACTIVE
+    desired_count: int
+    task_definition: str
+    deployments: tuple[DeploymentState, ...]
+    tags: Mapping[str, str]
+    # None when ECS does not report the deployment configuration: unknown, not wrong.
+    min_healthy_percent: int | None
+    max_percent: int | None
+    circuit_breaker: bool | None
+
+    @property
+    def primary(self) -> DeploymentState | None:
+        return next((d for d in self.deployments if d.status == "PRIMARY"), None)
+
+    @property
+    def rollout(self) -> DeploymentState | None:
+        """The deployment of the service's task definition; None until ECS has started
+        one (right after an update, ECS may still list only the previous one)."""
+        return next(
+            (d for d in self.deployments if d.task_definition == self.task_definition), None
+        )
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything ``plan`` may look at for one deployment; ``now`` keeps plan pure."""
+
+    key: str
+    now: datetime
+    pointer: ModelPointer | None = None
+    service: ServiceState | None = None
+    task_definitions: Mapping[str, TaskDefinitionState] = field(default_factory=dict)
+    project: ProjectConfig | None = None
+    # Manifests by version: the desired version's (from the registry or the candidate),
+    # and those of the pointer's, the status' current and previous versions when published.
+    manifests: Mapping[str, Manifest] = field(default_factory=dict)
+    # Versions known to be in the registry (a candidate's version may not be).
+    published: frozenset[str] = frozenset()
+    # The desired version, resolved (spec.model.version, or the candidate's manifest's).
+    desired_version: str | None = None
+    error: MlopsError | None = None
+
+
+def parse_task_definition(td: Mapping) -> TaskDefinitionState:
+    """Read what a revision pins back out of ECS' description of it."""
+    arn = td["taskDefinitionArn"]
+    containers = td.get("containerDefinitions") or []
+    container = next((c for c in containers if c.get("name") == CONTAINER_NAME), None)
+    spec = None
+    if container is not None:
+        env = {e["name"]: e["value"] for e in container.get("environment") or []}
+        ports = container.get("portMappings") or [{}]
+        try:
+            spec = TaskSpec(
+                family=td["family"],
+                project=env[ENV_PROJECT],
+                env=env[ENV_ENV],
+                image=container["image"],
+                version=env[ENV_MODEL_VERSION],
+                sha256=env[ENV_MODEL_SHA256],
+                model_uri=env[ENV_MODEL_URI],
+                cpu=int(td.get("cpu") or 0),
+                memory=int(td.get("memory") or 0),
+                port=int(ports[0].get("containerPort") or 0),
+            )
+        except (KeyError, ValueError):
+            spec = None
+    return TaskDefinitionState(
+        arn=arn,
+        family=td["family"],
+        revision=int(td.get("revision") or 0),
+        active=td.get("status", "ACTIVE") == "ACTIVE",
+        spec=spec,
+    )
+
+
+def _as_datetime(value) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(float(value), tz=UTC)
+
+
+def parse_service(svc: Mapping) -> ServiceState:
+    config = svc.get("deploymentConfiguration") or {}
+    breaker = config.get("deploymentCircuitBreaker") or {}
+    deployments = tuple(
+        DeploymentState(
+            id=d["id"],
+            status=d.get("status", ""),
+            task_definition=d.get("taskDefinition", ""),
+            rollout_state=d.get("rolloutState"),
+            rollout_reason=d.get("rolloutStateReason", ""),
+            desired=int(d.get("desiredCount") or 0),
+            running=int(d.get("runningCount") or 0),
+            failed_tasks=int(d.get("failedTasks") or 0),
+            created_at=_as_datetime(d.get("createdAt")),
+        )
+        for d in svc.get("deployments") or []
+    )
+    return ServiceState(
+        name=svc["serviceName"],
+        arn=svc["serviceArn"],
+        status=svc.get("status", ""),
+        desired_count=int(svc.get("desiredCount") or 0),
+        task_definition=svc.get("taskDefinition", ""),
+        deployments=deployments,
+        tags={t["key"]: t["value"] for t in svc.get("tags") or []},
+        min_healthy_percent=config.get("minimumHealthyPercent"),
+        max_percent=config.get("maximumPercent"),
+        circuit_breaker=bool(breaker.get("enable")) if config else None,
+    )
+
+
+def _chunks(items: list, n: int) -> Iterable[list]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+class Observer:
+    """Batched, cached reads. One per controller process (the caches are its point)."""
+
+    def __init__(
+        self,
+        platform: Platform | None = None,
+        registry: Registry | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        project_ttl: float = 60.0,
+    ):
+        self.platform = platform or Platform.from_env()
+        self.registry = registry or Registry(self.platform)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.project_ttl = project_ttl
+        #: AWS read calls made, by operation (for benchmarks and tests).
+        self.reads: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._task_definitions: dict[str, TaskDefinitionState] = {}
+        self._manifests: dict[tuple[str, str], Manifest] = {}
+        self._candidates: dict[tuple[str, int | None, str], Manifest] = {}
+        self._projects: dict[str, tuple[float, ProjectConfig]] = {}
+
+    # -- public ------------------------------------------------------------------------
+    def observe(
+        self, deployment: ModelDeployment, status: ModelDeploymentStatus | None
+    ) -> Observed:
+        return self.observe_many([(deployment, status)])[0]
+
+    def observe_many(
+        self, items: list[tuple[ModelDeployment, ModelDeploymentStatus | None]]
+    ) -> list[Observed]:
+        now = self.clock()
+        specs = [d.spec for d, _ in items]
+        pointers = self._pointers({(s.project, s.env) for s in specs})
+        services = self._services({self.platform.service_name(s.project, s.env) for s in specs})
+        arns: set[str] = set()
+        for svc in services.values():
+            arns.update(d.task_definition for d in svc.deployments)
+            if svc.task_definition:
+                arns.add(svc.task_definition)
+        for _, st in items:
+            if st is not None:
+                arns.update(a for a in (st.task_definition, st.previous_task_definition) if a)
+        tds = self._task_definitions_by_arn(arns)
+        claims: dict[str, list[str]] = {}
+        for deployment, _ in items:
+            name = self.platform.service_name(deployment.spec.project, deployment.spec.env)
+            claims.setdefault(name, [])
+            if deployment.key not in claims[name]:
+                claims[name].append(deployment.key)
+        for keys in claims.values():
+            keys.sort()
+        out = []
+        for deployment, status in items:
+            s = deployment.spec
+            pointer = pointers.get((s.project, s.env))  # unreadable ones are None: rewritten
+            service = services.get(self.platform.service_name(s.project, s.env))
+            refs = [status.task_definition, status.previous_task_definition] if status else []
+            if service is not None:
+                refs += [service.task_definition, *(d.task_definition for d in service.deployments)]
+            mine = {arn: tds[arn] for arn in refs if arn and arn in tds}
+            base = Observed(
+                key=deployment.key,
+                now=now,
+                pointer=pointer,
+                service=service,
+                task_definitions=mine,
+            )
+            try:
+                self._check_owner(deployment, service, claims)
+                out.append(self._registry_view(deployment, status, base))
+            except MlopsError as exc:
+                out.append(replace(base, error=exc))
+        return out
+
+    def _check_owner(
+        self,
+        deployment: ModelDeployment,
+        service: ServiceState | None,
+        claims: dict[str, list[str]],
+    ) -> None:
+        """Two deployments of one batch naming the same project/env: the service's owner
+        (by its tag), else the first key in sort order, keeps it; the others conflict."""
+        name = self.platform.service_name(deployment.spec.project, deployment.spec.env)
+        keys = claims[name]
+        if len(keys) < 2:
+            return
+        owner = service.tags.get(TAG_DEPLOYMENT) if service is not None else None
+        winner = owner if owner in keys else keys[0]
+        if deployment.key != winner:
+            raise Conflict(
+                f"{deployment.spec.project}/{deployment.spec.env} is also deployed by "
+                f"ModelDeployment {winner}",
+                where="spec.project/spec.env",
+                hint="one project/env can have only one ModelDeployment; delete one of them",
+            )
+
+    # -- AWS batches -------------------------------------------------------------------
+    def _pointers(self, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], ModelPointer | None]:
+        """The pointers; a missing or unreadable one is None (the plan rewrites it)."""
+        by_name = {self.platform.pointer_param(p, e): (p, e) for p, e in pairs}
+        out: dict[tuple[str, str], ModelPointer | None] = dict.fromkeys(pairs)
+        ssm = aws.client("ssm")
+        for names in _chunks(sorted(by_name), SSM_BATCH):
+            self.reads["ssm:GetParameters"] += 1
+            page = ssm.get_parameters(Names=names)
+            for p in page.get("Parameters", []):
+                with contextlib.suppress(ValidationError):
+                    out[by_name[p["Name"]]] = ModelPointer.model_validate_json(p["Value"])
+        return out
+
+    def _services(self, names: set[str]) -> dict[str, ServiceState]:
+        ecs = aws.client("ecs")
+        out: dict[str, ServiceState] = {}
+        for chunk in _chunks(sorted(names), ECS_BATCH):
+            self.reads["ecs:DescribeServices"] += 1
+            page = ecs.describe_services(
+                cluster=self.platform.ecs_cluster, services=chunk, include=["TAGS"]
+            )
+            for svc in page.get("services", []):
+                if svc.get("status") == "INACTIVE":
+                    continue  # deleted: as good as missing, and may be created again
+                state = parse_service(svc)
+                out[state.name] = state
+        return out
+
+    def _task_definitions_by_arn(self, arns: set[str]) -> dict[str, TaskDefinitionState]:
+        ecs = aws.client("ecs")
+        out = {}
+        for arn in sorted(arns):
+            with self._lock:
+                cached = self._task_definitions.get(arn)
+            if cached is None:
+                self.reads["ecs:DescribeTaskDefinition"] += 1
+                try:
+                    td = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+                except ecs.exceptions.ClientException:
+                    continue  # deleted (or never existed): nothing to reuse
+                cached = parse_task_definition(td)
+                # Only the ACTIVE flag of a revision can change (deregistration): cache
+                # active ones; an inactive one is never used again anyway.
+                with self._lock:
+                    self._task_definitions[arn] = cached
+            out[arn] = cached
+        return out
+
+    def remember_task_definition(self, arn: str, spec: TaskSpec) -> None:
+        """Cache a revision this process registered (or reused): revisions are immutable,
+        so the next pass need not describe it."""
+        family, _, revision = arn.rpartition("/")[2].rpartition(":")
+        state = TaskDefinitionState(arn, family, int(revision or 0), True, spec)
+        with self._lock:
+            self._task_definitions.setdefault(arn, state)
+
+    # -- registry ----------------------------------------------------------------------
+    def project_config(self, project: str) -> ProjectConfig:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._projects.get(project)
+        if hit is not None and now - hit[0] < self.project_ttl:
+            return hit[1]
+        self.reads["s3:GetObject(project)"] += 1
+        try:
+            config = self.registry.get_project(project)
+        except NotFound as exc:
+            raise ProjectNotFound(exc.what, hint=exc.hint) from None
+        with self._lock:
+            self._projects[project] = (now, config)
+        return config
+
+    def manifest(self, project: str, version: str) -> Manifest | None:
+        """The published manifest of ``version``, or None if it is not published."""
+        with self._lock:
+            cached = self._manifests.get((project, version))
+        if cached is not None:
+            return cached
+        self.reads["s3:GetObject(manifest)"] += 1
+        try:
+            manifest = self.registry.get_manifest(project, version)
+        except NotFound:
+            return None
+        with self._lock:
+            self._manifests[(project, version)] = manifest
+        return manifest
+
+    def candidate(self, deployment: ModelDeployment) -> Manifest:
+        """The candidate's manifest, read once per generation of the deployment."""
+        uri = deployment.spec.model.candidate
+        assert uri is not None
+        key = (deployment.key, deployment.metadata.generation, uri)
+        with self._lock:
+            cached = self._candidates.get(key)
+        if cached is not None:
+            return cached
+        self.reads["candidate:manifest"] += 1
+        try:
+            manifest = read_candidate_manifest(uri)
+        except MlopsError as exc:
+            raise CandidateInvalid(
+                f"cannot read the candidate: {exc.what}",
+                where=f"spec.model.candidate ({uri})",
+                hint=exc.hint or "point it at a complete artifacts folder ('mlopsctl train')",
+            ) from None
+        if manifest.project != deployment.spec.project:
+            raise CandidateInvalid(
+                f"the candidate belongs to project {manifest.project!r}, "
+                f"not {deployment.spec.project!r}",
+                where=f"spec.model.candidate ({uri})",
+                hint="deploy it under its own project, or train this project's model",
+            )
+        with self._lock:
+            self._candidates[key] = manifest
+        return manifest
+
+    def _registry_view(
+        self, deployment: ModelDeployment, status: ModelDeploymentStatus | None, base: Observed
+    ) -> Observed:
+        spec = deployment.spec
+        project = self.project_config(spec.project)
+        project.check_env(spec.env)
+        manifests: dict[str, Manifest] = {}
+        published: set[str] = set()
+        if spec.model.candidate is not None:
+            cand = self.candidate(deployment)
+            version = cand.version
+            if self.manifest(spec.project, version) is not None:
+                published.add(version)
+            manifests[version] = cand
+        else:
+            version = spec.model.version
+            assert version is not None
+            found = self.manifest(spec.project, version)
+            if found is None:
+                raise VersionNotFound(
+                    f"version {version} of project {spec.project!r} is not published",
+                    where="spec.model.version",
+                    hint=f"publish it first ('mlopsctl publish'), or set spec.model.candidate; "
+                    f"'mlopsctl models --project {spec.project}' lists published versions",
+                )
+            manifests[version] = found
+            published.add(version)
+        others = {base.pointer.version if base.pointer else None}
+        if status is not None:
+            others |= {status.current_version, status.previous_version}
+        if base.service is not None:
+            for d in base.service.deployments:
+                td = base.task_definitions.get(d.task_definition)
+                if td is not None and td.spec is not None:
+                    others.add(td.spec.version)
+        for v in sorted(o for o in others if o and o not in manifests):
+            found = self.manifest(spec.project, v)
+            if found is not None:
+                manifests[v] = found
+                published.add(v)
+        return replace(
+            base,
+            project=project,
+            manifests=manifests,
+            published=frozenset(published),
+            desired_version=version,
+        )

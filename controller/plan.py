@@ -1,0 +1,716 @@
+"""Plan: from the desired and the observed state to actions and the status that follows.
+
+Everything here is pure: no I/O, no clock (``Observed.now`` carries the time). ``decide``
+returns the actions *and* the status the deployment has once they succeed; ``plan`` is
+just its actions. ``apply`` simulates actions on an observed state, so tests can check
+that a plan reaches the desired state and that planning again yields nothing.
+
+The rules, in order:
+
+1. Observation errors (unknown project, unpublished version, bad candidate) and a service
+   owned by another deployment block the deployment: no actions, Degraded=True.
+2. A version that failed at this generation (status ``failedVersion``/``failedGeneration``,
+   or the service's failed-version tags) is held: the restored version is kept converged,
+   the failed one is not retried until the spec changes.
+3. A failed rollout of the desired version (ECS rolloutState FAILED, e.g. the circuit
+   breaker, or stuck past ``progressDeadlineSeconds``) fails it: with ``rollback.onFailure``
+   service and pointer return to the last good version.
+4. Gates: a version must pass them (project gates overridden by ``spec.gates``) against
+   the env's current version before it goes live; failing, nothing changes. A live version
+   failing them (gates tightened) is rolled back like a failed rollout.
+5. Converge on the version: publish a candidate, register a task definition pinning
+   (image, version, digest) unless a matching revision is known, create or update the
+   service, and move the pointer last, with the service.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from controller.actions import (
+    TAG_DEPLOYMENT,
+    TAG_FAILED_GENERATION,
+    TAG_FAILED_VERSION,
+    TAG_REPLICAS,
+    TAG_RESTORED_VERSION,
+    Action,
+    CreateService,
+    MovePointer,
+    PublishCandidate,
+    RegisterTaskDefinition,
+    Rollback,
+    ServiceSpec,
+    TaskSpec,
+    UpdateService,
+    describe,
+)
+from controller.api import (
+    ModelDeployment,
+    ModelDeploymentStatus,
+    set_condition,
+)
+from controller.observe import (
+    COMPLETED,
+    FAILED,
+    DeploymentState,
+    Observed,
+    ServiceState,
+    TaskDefinitionState,
+)
+from mlops_core.artifacts import Manifest
+from mlops_core.gates import evaluate, failed, merge
+from mlops_core.naming import MANAGED_BY_TAG, Platform
+from mlops_core.pointer import ModelPointer
+
+# How soon to look again: while a rollout runs, and right after acting.
+ROLLOUT_POLL_SECONDS = 15.0
+AFTER_ACTION_SECONDS = 5.0
+RETRY_SECONDS = 30.0
+
+RETRY_HINT = ". Change the spec to try again."
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Where Fargate tasks run: Terraform's outputs, passed in the environment."""
+
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    assign_public_ip: bool = False
+    execution_role_arn: str | None = None
+    task_role_arn: str | None = None
+
+    @classmethod
+    def from_env(cls) -> NetworkConfig:
+        """``MLOPS_SUBNETS`` and ``MLOPS_SECURITY_GROUPS`` (comma-separated),
+        ``MLOPS_ASSIGN_PUBLIC_IP`` (true/false), ``MLOPS_EXECUTION_ROLE_ARN``,
+        ``MLOPS_TASK_ROLE_ARN``."""
+
+        def split(name: str) -> tuple[str, ...]:
+            return tuple(x.strip() for x in os.environ.get(name, "").split(",") if x.strip())
+
+        return cls(
+            subnets=split("MLOPS_SUBNETS"),
+            security_groups=split("MLOPS_SECURITY_GROUPS"),
+            assign_public_ip=os.environ.get("MLOPS_ASSIGN_PUBLIC_IP", "").lower()
+            in ("1", "true", "yes", "enabled"),
+            execution_role_arn=os.environ.get("MLOPS_EXECUTION_ROLE_ARN") or None,
+            task_role_arn=os.environ.get("MLOPS_TASK_ROLE_ARN") or None,
+        )
+
+
+@dataclass(frozen=True)
+class Desired:
+    deployment: ModelDeployment
+    status: ModelDeploymentStatus | None
+    platform: Platform
+    network: NetworkConfig = NetworkConfig()
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: list[Action]
+    status: ModelDeploymentStatus  # as it reads once the actions succeeded
+    requeue_after: float | None
+    degraded: bool
+    #: The revision the service should run, when the plan registers it (ARN unknown yet).
+    task: TaskSpec | None = None
+
+
+def task_spec(platform: Platform, deployment: ModelDeployment, manifest: Manifest) -> TaskSpec:
+    """The revision that serves ``manifest`` with the deployment's serving settings."""
+    s = deployment.spec
+    return TaskSpec(
+        family=platform.task_family(s.project, s.env),
+        project=s.project,
+        env=s.env,
+        image=s.serving.image,
+        version=manifest.version,
+        sha256=manifest.model_sha256,
+        model_uri=platform.version_uri(s.project, manifest.version),
+        cpu=s.serving.cpu,
+        memory=s.serving.memory,
+        port=s.serving.port,
+    )
+
+
+def service_spec(platform: Platform, deployment: ModelDeployment) -> ServiceSpec:
+    s = deployment.spec
+    return ServiceSpec(
+        name=platform.service_name(s.project, s.env),
+        replicas=s.serving.replicas,
+        min_healthy_percent=s.strategy.min_healthy_percent,
+        max_percent=s.strategy.max_percent,
+    )
+
+
+def plan(desired: Desired, observed: Observed) -> list[Action]:
+    """The actions that move ``observed`` to ``desired``; [] when converged."""
+    return decide(desired, observed).actions
+
+
+# -- the decision ---------------------------------------------------------------------
+class _Status:
+    """Builds the next status from the previous one; conditions via set_condition."""
+
+    def __init__(self, previous: ModelDeploymentStatus | None, generation: int | None, now):
+        self.fields = (previous or ModelDeploymentStatus()).model_dump()
+        self.fields["observed_generation"] = generation
+        self.conditions = list((previous or ModelDeploymentStatus()).conditions)
+        self.generation = generation
+        self.now = now
+
+    def set(self, type_: str, status: bool, reason: str, message: str = "") -> None:
+        self.conditions = set_condition(
+            self.conditions,
+            type_,
+            "True" if status else "False",
+            reason,
+            message,
+            observed_generation=self.generation,
+            now=self.now,
+        )
+
+    def build(self) -> ModelDeploymentStatus:
+        fields = {k: v for k, v in self.fields.items() if k != "conditions"}
+        return ModelDeploymentStatus(**fields, conditions=self.conditions)
+
+
+def _gen(value: int | None) -> int:
+    return value or 0
+
+
+def _td(observed: Observed, arn: str | None) -> TaskDefinitionState | None:
+    return observed.task_definitions.get(arn) if arn else None
+
+
+def _version_of(observed: Observed, arn: str | None) -> str | None:
+    td = _td(observed, arn)
+    return td.spec.version if td is not None and td.spec is not None else None
+
+
+def _was_ready(status: ModelDeploymentStatus | None) -> bool:
+    c = status.condition(READY) if status else None
+    return c is not None and c.status == "True"
+
+
+def _find_td(observed: Observed, spec: TaskSpec, prefer: list[str | None]) -> str | None:
+    """An observed, active revision pinning exactly ``spec`` (``prefer``red ARNs first)."""
+    arns = [a for a in prefer if a] + sorted(observed.task_definitions)
+    for arn in arns:
+        td = observed.task_definitions.get(arn)
+        if td is not None and td.active and td.spec == spec:
+            return arn
+    return None
+
+
+def _progressing_since(status: ModelDeploymentStatus | None) -> datetime | None:
+    c = status.condition(PROGRESSING) if status else None
+    return c.last_transition_time if c is not None and c.status == "True" else None
+
+
+def _failure(desired: Desired, observed: Observed, version: str) -> tuple[str | None, str] | None:
+    """A not-yet-handled failed rollout of ``version``: (ECS deployment id, why)."""
+    svc = observed.service
+    if svc is None:
+        return None
+    st = desired.status
+    handled = st.failed_deployment if st else None
+    for d in svc.deployments:
+        if d.id == handled or _version_of(observed, d.task_definition) != version:
+            continue
+        if d.rollout_state == FAILED:
+            why = d.rollout_reason or "the ECS deployment circuit breaker stopped it"
+            return d.id, (
+                f"the rollout of {version} failed: {why} "
+                f"({d.failed_tasks} failed tasks, {d.running}/{d.desired} running)"
+            )
+    if _version_of(observed, svc.task_definition) != version:
+        return None
+    rollout = svc.rollout
+    if rollout is not None and rollout.rollout_state in (COMPLETED, FAILED):
+        return None
+    # Like a Kubernetes Deployment's progress deadline: from the start of the ECS
+    # deployment, or (before ECS lists one) from when this controller started it.
+    started = rollout.created_at if rollout is not None else None
+    started = started or _progressing_since(st)
+    deadline = desired.deployment.spec.strategy.progress_deadline_seconds
+    if started is None or (observed.now - started).total_seconds() <= deadline:
+        return None
+    running = f"{rollout.running}/{rollout.desired}" if rollout else f"0/{svc.desired_count}"
+    return (rollout.id if rollout else None), (
+        f"the rollout of {version} did not complete within "
+        f"progressDeadlineSeconds={deadline} ({running} tasks running)"
+    )
+
+
+def _live_version(observed: Observed) -> str | None:
+    svc = observed.service
+    return _version_of(observed, svc.task_definition) if svc else None
+
+
+def _restore_target(desired: Desired, observed: Observed, failing: str) -> str | None:
+    """The last good version to return to when ``failing`` fails."""
+    st = desired.status
+    options = [st.current_version, st.previous_version] if st is not None else []
+    # Then what AWS serves (the status may be lost, or from before a first deploy).
+    options += [_live_version(observed), observed.pointer.version if observed.pointer else None]
+    for v in options:
+        if v and v != failing and v in observed.manifests:
+            return v
+    return None
+
+
+def _held(desired: Desired, observed: Observed, version: str) -> str | None:
+    """If ``version`` failed at this generation: the version restored instead ('' if none)."""
+    st = desired.status
+    gen = _gen(desired.deployment.metadata.generation)
+    if st is not None and st.failed_version == version and _gen(st.failed_generation) == gen:
+        return st.current_version if st.current_version != version else ""
+    svc = observed.service
+    if (
+        svc is not None
+        and svc.tags.get(TAG_FAILED_VERSION) == version
+        and svc.tags.get(TAG_FAILED_GENERATION) == str(gen)
+    ):
+        return svc.tags.get(TAG_RESTORED_VERSION, "")
+    return None
+
+
+def decide(desired: Desired, observed: Observed) -> Decision:
+    return _Planner(desired, observed).decide()
+
+
+class _Planner:
+    def __init__(self, desired: Desired, observed: Observed):
+        self.desired = desired
+        self.observed = observed
+        self.dep = desired.deployment
+        self.spec = desired.deployment.spec
+        self.gen = desired.deployment.metadata.generation
+        self.st = desired.status
+        self.status = _Status(desired.status, self.gen, observed.now)
+
+    # -- outcomes ----------------------------------------------------------------------
+    def blocked(self, reason: str, message: str, requeue: float | None = None) -> Decision:
+        """Nothing to do until something changes: say why on all three conditions."""
+        self.status.set(DEGRADED, True, reason, message)
+        self.status.set(PROGRESSING, False, reason, message)
+        self.status.set(READY, False, reason, message)
+        return Decision([], self.status.build(), requeue, degraded=True)
+
+    def decide(self) -> Decision:
+        obs = self.observed
+        if obs.error is not None:
+            return self.blocked(obs.error.reason, obs.error.render())
+        svc = obs.service
+        owner = svc.tags.get(TAG_DEPLOYMENT) if svc else None
+        if svc is not None and owner and owner != self.dep.key:
+            return self.blocked(
+                "Conflict",
+                f"ECS service {svc.name} belongs to ModelDeployment {owner}; one project/env "
+                "can have only one ModelDeployment. Delete one of the two.",
+            )
+        if svc is not None and svc.status == "DRAINING":
+            return self.blocked(
+                "ServiceDraining",
+                f"ECS service {svc.name} is being deleted; it is created again once gone",
+                RETRY_SECONDS,
+            )
+        version = obs.desired_version
+        assert version is not None
+        on_failure = self.spec.rollback.on_failure
+
+        restored = _held(self.desired, obs, version)
+        if restored is not None:
+            return self.hold(version, restored, on_failure)
+
+        failure = _failure(self.desired, obs, version)
+        if failure is not None:
+            deployment_id, why = failure
+            return self.fail(version, why, "RolloutFailed", deployment_id)
+
+        gate_failure = self.gates(version)
+        if gate_failure is not None:
+            live = _live_version(obs) == version or (
+                obs.pointer is not None and obs.pointer.version == version
+            )
+            if live:
+                return self.fail(version, gate_failure, "GateFailed", None)
+            serving = self.st.current_version if self.st else None
+            return self.blocked(
+                "GateFailed",
+                f"{gate_failure}; nothing changed"
+                + (f" ({serving} is still served)" if serving else ""),
+            )
+        return self.converge(version)
+
+    def gates(self, version: str) -> str | None:
+        """None if ``version`` passes the gates, else a message naming the failed ones."""
+        obs = self.observed
+        assert obs.project is not None
+        gates = merge(obs.project.gates, self.spec.gates.model_dump())
+        # Judged against the env's current version (the one it replaces, or replaced
+        # when it went live): the same one a failure would restore, so the verdict does
+        # not change once the version is live.
+        before = _restore_target(self.desired, obs, version)
+        current = obs.manifests.get(before) if before else None
+        bad = failed(evaluate(gates, obs.manifests[version], current))
+        if not bad:
+            return None
+        return f"version {version} failed gate(s) " + "; ".join(
+            f"{r.name} ({r.detail})" for r in bad
+        )
+
+    def fail(self, version: str, why: str, reason: str, deployment_id: str | None) -> Decision:
+        """``version`` failed (rollout or gates): record it and restore the last good one."""
+        f = self.status.fields
+        f["failed_version"] = version
+        f["failed_generation"] = self.gen
+        if deployment_id is not None:
+            f["failed_deployment"] = deployment_id
+        target = _restore_target(self.desired, self.observed, version)
+        if not self.spec.rollback.on_failure or target is None:
+            cause = (
+                "spec.rollback.onFailure is false"
+                if not self.spec.rollback.on_failure
+                else "there is no earlier good version"
+            )
+            f["current_version"] = version
+            return self.blocked(reason, f"{why}; not rolled back: {cause}")
+        message = f"{why}; restored {target}"
+        record: list[Action] = []
+        if self.observed.service is not None:
+            record.append(
+                Rollback(
+                    service_arn=self.observed.service.arn,
+                    failed_version=version,
+                    generation=_gen(self.gen),
+                    restored_version=target,
+                    reason=why,
+                )
+            )
+        decision = self.converge(target, degraded=(reason, message), restoring=True)
+        return replace(decision, actions=record + decision.actions)
+
+    def hold(self, version: str, restored: str, on_failure: bool) -> Decision:
+        """``version`` failed at this generation: keep the restored one, do not retry."""
+        self.status.fields["failed_version"] = version
+        self.status.fields["failed_generation"] = self.gen
+        previous = self.st.condition(DEGRADED) if self.st else None
+        if (
+            previous is not None
+            and previous.status == "True"
+            and previous.reason in ("RolloutFailed", "GateFailed")
+        ):
+            reason, message = previous.reason, previous.message  # keep saying why
+        else:
+            reason = "RolloutFailed"
+            message = f"{version} failed at generation {_gen(self.gen)}" + (
+                f"; restored {restored}" if restored else ""
+            )
+        if not message.endswith(RETRY_HINT):
+            message += RETRY_HINT
+        if not on_failure or not restored or restored not in self.observed.manifests:
+            return self.blocked(reason, message)
+        return self.converge(restored, degraded=(reason, message), restoring=True)
+
+    # -- converging --------------------------------------------------------------------
+    def _restore_spec(self, version: str) -> tuple[TaskSpec, str | None]:
+        """Restore exactly the revision that served ``version`` if it is known."""
+        st = self.st
+        prefer = []
+        if st is not None:
+            if st.previous_version == version:
+                prefer.append(st.previous_task_definition)
+            if st.current_version == version:
+                prefer.append(st.task_definition)
+        for arn in [a for a in prefer if a] + sorted(self.observed.task_definitions):
+            td = self.observed.task_definitions.get(arn)
+            if td is not None and td.active and td.spec is not None and td.spec.version == version:
+                return td.spec, arn
+        spec = task_spec(self.desired.platform, self.dep, self.observed.manifests[version])
+        return spec, None
+
+    def converge(
+        self,
+        version: str,
+        *,
+        degraded: tuple[str, str] | None = None,
+        restoring: bool = False,
+    ) -> Decision:
+        obs = self.observed
+        platform = self.desired.platform
+        svc = obs.service
+        manifest = obs.manifests[version]
+        if restoring:
+            spec, arn = self._restore_spec(version)
+        else:
+            spec = task_spec(platform, self.dep, manifest)
+            arn = _find_td(obs, spec, [svc.task_definition if svc else None])
+        service = service_spec(platform, self.dep)
+        actions: list[Action] = []
+
+        if not restoring and self.spec.model.candidate is not None and version not in obs.published:
+            actions.append(
+                PublishCandidate(
+                    uri=self.spec.model.candidate, project=self.spec.project, version=version
+                )
+            )
+        if arn is None:
+            actions.append(RegisterTaskDefinition(spec))
+        if svc is None:
+            if not self.desired.network.subnets:
+                return self.blocked(
+                    "NetworkNotConfigured",
+                    f"cannot create ECS service {service.name}: no subnets configured",
+                    RETRY_SECONDS,
+                )
+            actions.append(
+                CreateService(service, spec, deployment_key=self.dep.key, task_definition=arn)
+            )
+        else:
+            rollout = svc.rollout
+            retry_failed = (
+                arn is not None
+                and svc.task_definition == arn
+                and rollout is not None
+                and rollout.rollout_state == FAILED
+                and not restoring
+            )
+            # The spec's count is applied when it changes (or was never recorded);
+            # in between an autoscaler may own the service's desired count.
+            applied = svc.tags.get(TAG_REPLICAS)
+            scale = (
+                applied != str(service.replicas)
+                if applied is not None
+                else svc.desired_count != service.replicas
+            )
+            if (
+                arn is None
+                or svc.task_definition != arn
+                or scale
+                or _differs(svc.min_healthy_percent, service.min_healthy_percent)
+                or _differs(svc.max_percent, service.max_percent)
+                or svc.circuit_breaker is False
+                or retry_failed
+            ):
+                actions.append(
+                    UpdateService(
+                        service, spec, task_definition=arn, force=retry_failed, scale=scale
+                    )
+                )
+        uri = platform.version_uri(self.spec.project, version)
+        p = obs.pointer
+        if p is None or p.version != version or p.sha256 != manifest.model_sha256 or p.uri != uri:
+            actions.append(
+                MovePointer(
+                    project=self.spec.project,
+                    env=self.spec.env,
+                    version=version,
+                    uri=uri,
+                    sha256=manifest.model_sha256,
+                    reason=(
+                        f"controller: {self.dep.key} generation {_gen(self.gen)}"
+                        + (f", rollback: {degraded[1][:300]}" if restoring and degraded else "")
+                    ),
+                    action="rollback" if restoring else "promote",
+                )
+            )
+        self._versions(version, arn, restoring)
+        return replace(self._conditions(version, arn, actions, degraded), task=spec)
+
+    def _versions(self, version: str, arn: str | None, restoring: bool) -> None:
+        """current/previous bookkeeping: previous is the last good version before current."""
+        f = self.status.fields
+        st = self.st
+        if st is not None:
+            current, current_td, good = st.current_version, st.task_definition, _was_ready(st)
+        else:
+            current = _live_version(self.observed) or (
+                self.observed.pointer.version if self.observed.pointer else None
+            )
+            current_td = self.observed.service.task_definition if self.observed.service else None
+            if _version_of(self.observed, current_td) != current:
+                current_td = None
+            good = True
+        if restoring:
+            if current != version:
+                f["previous_version"] = None
+                f["previous_task_definition"] = None
+        elif current and current != version and good:
+            f["previous_version"], f["previous_task_definition"] = current, current_td
+        f["current_version"] = version
+        f["task_definition"] = arn
+
+    def _conditions(
+        self,
+        version: str,
+        arn: str | None,
+        actions: list[Action],
+        degraded: tuple[str, str] | None,
+    ) -> Decision:
+        s = self.status
+        if degraded is not None:
+            s.set(DEGRADED, True, *degraded)
+        else:
+            s.set(DEGRADED, False, "AsExpected")
+        if actions:
+            message = f"deploying {version}: " + "; ".join(describe(a) for a in actions)
+            s.set(PROGRESSING, True, "Updating", message)
+            s.set(READY, False, "Updating", message)
+            return Decision(actions, s.build(), AFTER_ACTION_SECONDS, degraded=degraded is not None)
+        svc = self.observed.service
+        assert svc is not None
+        rollout = svc.rollout
+        if rollout is None:
+            waiting = f"{version}: waiting for ECS to start deploying {svc.task_definition}"
+            s.set(PROGRESSING, True, "RolloutInProgress", waiting)
+            s.set(READY, False, "RolloutInProgress", waiting)
+            return Decision([], s.build(), ROLLOUT_POLL_SECONDS, degraded=degraded is not None)
+        tasks = f"{rollout.running}/{rollout.desired} tasks running"
+        if rollout.rollout_state == COMPLETED:
+            s.set(PROGRESSING, False, "RolloutComplete", f"{version}: {tasks}")
+            s.set(READY, True, "RolloutComplete", f"{version} is live: {tasks}")
+            return Decision([], s.build(), None, degraded=degraded is not None)
+        if rollout.rollout_state == FAILED:
+            # Only reached for a failure already handled (held): nothing more to do.
+            s.set(PROGRESSING, False, "RolloutFailed", f"{version}: {tasks}")
+            s.set(READY, False, "RolloutFailed", f"{version}: {tasks}")
+            return Decision([], s.build(), None, degraded=True)
+        s.set(PROGRESSING, True, "RolloutInProgress", f"{version}: {tasks}")
+        s.set(READY, False, "RolloutInProgress", f"{version}: {tasks}")
+        return Decision([], s.build(), ROLLOUT_POLL_SECONDS, degraded=degraded is not None)
+
+
+def _differs(observed: int | None, wanted: int) -> bool:
+    """Only what ECS reports can be wrong; an unreported setting is left alone."""
+    return observed is not None and observed != wanted
+
+
+# -- simulation -----------------------------------------------------------------------
+def _sim_arn(family: str, revision: int) -> str:
+    return f"arn:aws:ecs:sim:000000000000:task-definition/{family}:{revision}"
+
+
+def _resolve(tds: dict[str, TaskDefinitionState], spec: TaskSpec, arn: str | None) -> str:
+    if arn is not None:
+        return arn
+    matches = [td for td in tds.values() if td.active and td.spec == spec]
+    assert matches, f"no revision pins {spec}"
+    return max(matches, key=lambda td: td.revision).arn
+
+
+def apply(observed: Observed, actions: list[Action], *, actor: str = "controller") -> Observed:
+    """What AWS and the registry look like after ``actions`` succeed (a pure simulator).
+
+    A new ECS deployment starts IN_PROGRESS with no running tasks, as on ECS (and moto).
+    """
+    tds = dict(observed.task_definitions)
+    service = observed.service
+    pointer = observed.pointer
+    published = set(observed.published)
+    ids = iter(range(len(service.deployments) if service else 0, 1 << 30))
+
+    def new_deployment(arn: str, replicas: int) -> DeploymentState:
+        return DeploymentState(
+            id=f"ecs-svc/sim{next(ids)}-{arn.rsplit(':', 1)[-1]}",
+            status="PRIMARY",
+            task_definition=arn,
+            rollout_state="IN_PROGRESS",
+            rollout_reason="",
+            desired=replicas,
+            running=0,
+            failed_tasks=0,
+            created_at=observed.now,
+        )
+
+    for action in actions:
+        match action:
+            case PublishCandidate(version=v):
+                published.add(v)
+            case RegisterTaskDefinition(task=t):
+                revision = 1 + max(
+                    (td.revision for td in tds.values() if td.family == t.family), default=0
+                )
+                arn = _sim_arn(t.family, revision)
+                tds[arn] = TaskDefinitionState(arn, t.family, revision, True, t)
+            case CreateService(service=s, task=t, deployment_key=key, task_definition=a):
+                arn = _resolve(tds, t, a)
+                service = ServiceState(
+                    name=s.name,
+                    arn=f"arn:aws:ecs:sim:000000000000:service/{s.name}",
+                    status="ACTIVE",
+                    desired_count=s.replicas,
+                    task_definition=arn,
+                    deployments=(new_deployment(arn, s.replicas),),
+                    tags={
+                        MANAGED_BY_TAG[0]: MANAGED_BY_TAG[1],
+                        TAG_DEPLOYMENT: key,
+                        TAG_REPLICAS: str(s.replicas),
+                    },
+                    min_healthy_percent=s.min_healthy_percent,
+                    max_percent=s.max_percent,
+                    circuit_breaker=True,
+                )
+            case UpdateService(service=s, task=t, task_definition=a, force=force, scale=scale):
+                assert service is not None
+                arn = _resolve(tds, t, a)
+                count = s.replicas if scale else service.desired_count
+                deployments = service.deployments
+                if arn != service.task_definition or force:
+                    deployments = (new_deployment(arn, count),) + tuple(
+                        replace(d, status="ACTIVE") for d in deployments
+                    )
+                else:
+                    deployments = tuple(
+                        replace(d, desired=count) if d.task_definition == arn else d
+                        for d in deployments
+                    )
+                tags = dict(service.tags)
+                if scale:
+                    tags[TAG_REPLICAS] = str(s.replicas)
+                service = replace(
+                    service,
+                    desired_count=count,
+                    task_definition=arn,
+                    deployments=deployments,
+                    tags=tags,
+                    min_healthy_percent=s.min_healthy_percent,
+                    max_percent=s.max_percent,
+                    circuit_breaker=True,
+                )
+            case MovePointer(version=v, uri=uri, sha256=sha, reason=reason, action=kind):
+                pointer = ModelPointer(
+                    version=v,
+                    uri=uri,
+                    sha256=sha,
+                    promoted_at=observed.now,
+                    promoted_by=actor,
+                    reason=reason,
+                    action=kind,
+                )
+            case Rollback(failed_version=fv, generation=g, restored_version=rv):
+                assert service is not None
+                service = replace(
+                    service,
+                    tags={
+                        **service.tags,
+                        TAG_FAILED_VERSION: fv,
+                        TAG_FAILED_GENERATION: str(g),
+                        TAG_RESTORED_VERSION: rv,
+                    },
+                )
+    return replace(
+        observed,
+        task_definitions=tds,
+        service=service,
+        pointer=pointer,
+        published=frozenset(published),
+    )

@@ -1,0 +1,195 @@
+"""Reconcile: observe -> plan -> execute -> status, for one or many ModelDeployments.
+
+This is the one entry point every source calls (the kopf adapter, the S3 and folder
+sources, the daemon, the CLI). It never writes the status anywhere: it returns it, and
+the caller persists it and passes it back on the next call. The status carries what the
+controller must remember between passes (the last good version, a failed version not to
+retry), so a caller that loses it only costs a re-derivation from AWS.
+
+    reconciler = Reconciler()
+    result = reconciler.reconcile(deployment, previous_status)
+    save(result.status)
+    if result.requeue_after is not None:
+        schedule(deployment.key, after=result.requeue_after)
+
+Expected failures never raise: bad input, gates, failed rollouts and AWS errors all come
+back as a Degraded condition on that deployment's status; other deployments of the same
+``reconcile_many`` call are unaffected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+
+from controller.actions import Action, describe
+from controller.api import ModelDeployment, ModelDeploymentStatus, set_condition
+from controller.execute import ExecutionReport, Executor
+from controller.observe import Observed, Observer
+from controller.plan import RETRY_SECONDS, Decision, Desired, NetworkConfig, decide
+from mlops_core import aws
+from mlops_core.errors import MlopsError
+from mlops_core.naming import Platform
+from mlops_core.registry import Registry
+
+Items = list[tuple[ModelDeployment, ModelDeploymentStatus | None]]
+
+
+@dataclass
+class ReconcileResult:
+    key: str
+    status: ModelDeploymentStatus
+    #: The actions carried out in this pass (all of them unless an error stopped it).
+    actions: list[Action] = field(default_factory=list)
+    #: Seconds until this deployment should be reconciled again (a rollout in progress,
+    #: actions just taken, a transient error); None: only on the next change or resync.
+    requeue_after: float | None = None
+    degraded: bool = False
+
+
+def _status_with(
+    previous: ModelDeploymentStatus | None,
+    generation: int | None,
+    reason: str,
+    message: str,
+    now: datetime | None = None,
+) -> ModelDeploymentStatus:
+    prev = previous or ModelDeploymentStatus()
+    conditions = list(prev.conditions)
+    for type_, value in (("Degraded", "True"), ("Ready", "False"), ("Progressing", "False")):
+        conditions = set_condition(
+            conditions, type_, value, reason, message, observed_generation=generation, now=now
+        )
+    return prev.model_copy(update={"observed_generation": generation, "conditions": conditions})
+
+
+def invalid_status(
+    error: MlopsError,
+    generation: int | None,
+    previous: ModelDeploymentStatus | None,
+    *,
+    now: datetime | None = None,
+) -> ModelDeploymentStatus:
+    """The status of a manifest that failed to parse or validate: Degraded=True with the
+    error's reason (e.g. InvalidSpec) and message, Ready=False. Makes no AWS call."""
+    return _status_with(previous, generation, error.reason, error.render(), now)
+
+
+class Reconciler:
+    """Converges AWS onto ModelDeployments. Thread-safe; keep one per process, since its
+    observer's caches (task definitions, manifests) are what make steady passes cheap.
+    Callers must not reconcile the same key concurrently (one worker per key)."""
+
+    def __init__(
+        self,
+        platform: Platform | None = None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        log=None,
+        registry: Registry | None = None,
+        network: NetworkConfig | None = None,
+        observer: Observer | None = None,
+        executor: Executor | None = None,
+    ):
+        self.platform = platform or Platform.from_env()
+        self.clock = clock
+        self.log = log or structlog.get_logger("controller.reconcile")
+        self.registry = registry or Registry(self.platform)
+        self.network = network or NetworkConfig.from_env()
+        self.observer = observer or Observer(self.platform, self.registry, clock=clock)
+        self.executor = executor or Executor(self.platform, self.registry, self.network)
+
+    def reconcile(
+        self, deployment: ModelDeployment, status: ModelDeploymentStatus | None
+    ) -> ReconcileResult:
+        return self.reconcile_many([(deployment, status)])[0]
+
+    def reconcile_many(self, items: Items) -> list[ReconcileResult]:
+        """Reconcile several deployments, batching their observe reads."""
+        if not items:
+            return []
+        try:
+            observed = self.observer.observe_many(items)
+        except (ClientError, BotoCoreError) as exc:
+            return [self._aws_error(d, st, exc, []) for d, st in items]
+        return [self._one(d, st, obs) for (d, st), obs in zip(items, observed, strict=True)]
+
+    # -- one deployment ----------------------------------------------------------------
+    def _one(
+        self,
+        deployment: ModelDeployment,
+        status: ModelDeploymentStatus | None,
+        observed: Observed,
+    ) -> ReconcileResult:
+        gen = deployment.metadata.generation
+        log = self.log.bind(key=deployment.key, generation=gen)
+        desired = Desired(deployment, status, self.platform, self.network)
+        decision: Decision = decide(desired, observed)
+        plog = log.bind(action="plan")
+        if decision.actions:
+            plog.info("planned", actions=[describe(a) for a in decision.actions])
+        report = ExecutionReport()
+        try:
+            self.executor.execute(decision.actions, log, report)
+        except MlopsError as exc:
+            log.bind(action="execute").warning("action refused", error=exc.render())
+            return ReconcileResult(
+                key=deployment.key,
+                status=_status_with(status, gen, exc.reason, exc.render(), self.clock()),
+                actions=report.done,
+                requeue_after=RETRY_SECONDS,
+                degraded=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            return self._aws_error(deployment, status, exc, report.done)
+        finally:
+            for spec, arn in report.task_definitions.items():
+                self.observer.remember_task_definition(arn, spec)
+        new_status = decision.status
+        if new_status.task_definition is None and decision.task in report.task_definitions:
+            # The plan could not know the ARN of a revision it asked to register.
+            new_status = new_status.model_copy(
+                update={"task_definition": report.task_definitions[decision.task]}
+            )
+        self._log_outcome(plog, status, new_status)
+        return ReconcileResult(
+            key=deployment.key,
+            status=new_status,
+            actions=report.done,
+            requeue_after=decision.requeue_after,
+            degraded=decision.degraded,
+        )
+
+    def _aws_error(
+        self,
+        deployment: ModelDeployment,
+        status: ModelDeploymentStatus | None,
+        exc: Exception,
+        done: list[Action],
+    ) -> ReconcileResult:
+        gen = deployment.metadata.generation
+        code = aws.error_code(exc) or type(exc).__name__
+        self.log.bind(key=deployment.key, generation=gen, action="aws").warning(
+            "AWS call failed; will retry", error=str(exc), code=code
+        )
+        message = f"an AWS call failed ({code}): {exc}; retrying in {RETRY_SECONDS:.0f}s"
+        return ReconcileResult(
+            key=deployment.key,
+            status=_status_with(status, gen, "AWSError", message, self.clock()),
+            actions=done,
+            requeue_after=RETRY_SECONDS,
+            degraded=True,
+        )
+
+    @staticmethod
+    def _log_outcome(log, before: ModelDeploymentStatus | None, after: ModelDeploymentStatus):
+        old = {c.type: (c.status, c.reason) for c in (before.conditions if before else [])}
+        for c in after.conditions:
+            if old.get(c.type) != (c.status, c.reason):
+                log.info(
+                    "condition", type=c.type, status=c.status, reason=c.reason, message=c.message
+                )

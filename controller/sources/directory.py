@@ -1,0 +1,147 @@
+"""The folder source: ``DIR/NAME.yaml`` manifests, status in ``DIR/NAME.status.json``.
+
+Layout::
+
+    DIR/NAME.yaml              the desired state (the user's or GitOps' file)
+    DIR/NAME.status.json       written by the controller: generation, spec hash, status
+    DIR/.leases/NAME.lock      fcntl lock held while a controller reconciles NAME
+
+Changes are found by polling each file's (mtime, size): one ``scandir`` per poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from controller.api import ModelDeployment, ModelDeploymentStatus
+from controller.leases import FileLock
+from controller.manifests import dump_manifest, manifest_name, spec_hash
+from controller.sources.base import PutResult, StatusRecord, strip_namespace
+from mlops_core.errors import InvalidInput
+from mlops_core.logs import get_logger
+
+log = get_logger("controller.sources.directory")
+
+STATUS_SUFFIX = ".status.json"
+LEASE_DIR = ".leases"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class DirectorySource:
+    def __init__(self, path: str | Path, *, create: bool = False) -> None:
+        self.path = Path(path).expanduser().resolve()
+        if create:
+            self.path.mkdir(parents=True, exist_ok=True)
+        if not self.path.is_dir():
+            raise InvalidInput(
+                f"manifest folder {self.path} does not exist",
+                hint="create it and put ModelDeployment manifests (NAME.yaml) in it, "
+                "or pass --source s3://BUCKET/PREFIX",
+            )
+        self.uri = str(self.path)
+        self._files: dict[str, str] = {}  # NAME -> file name, from the last scan
+
+    # -- reading ---------------------------------------------------------------------
+    def scan(self) -> dict[str, str]:
+        found: dict[str, tuple[str, str]] = {}
+        with os.scandir(self.path) as entries:
+            for entry in entries:
+                name = manifest_name(entry.name)
+                if name is None or not entry.is_file():
+                    continue
+                st = entry.stat()
+                token = f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
+                # NAME.yaml wins over NAME.yml if both exist (one key, one file).
+                if name not in found or entry.name.endswith(".yaml"):
+                    found[name] = (entry.name, token)
+        self._files = {n: f for n, (f, _) in found.items()}
+        return {n: t for n, (_, t) in found.items()}
+
+    def _file(self, name: str) -> Path:
+        known = self._files.get(name)
+        if known:
+            return self.path / known
+        yaml_path, yml_path = self.path / f"{name}.yaml", self.path / f"{name}.yml"
+        return yml_path if yml_path.exists() and not yaml_path.exists() else yaml_path
+
+    def where(self, name: str) -> str:
+        return str(self._file(name))
+
+    def read(self, name: str) -> str | None:
+        try:
+            return self._file(name).read_text()
+        except FileNotFoundError:
+            return None
+
+    def _status_path(self, name: str) -> Path:
+        return self.path / f"{name}{STATUS_SUFFIX}"
+
+    def read_status(self, name: str) -> StatusRecord | None:
+        path = self._status_path(name)
+        try:
+            return StatusRecord.model_validate_json(path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValidationError:
+            # A hand-edited or truncated status is not the user's desired state: start over.
+            log.warning("unreadable status file ignored", path=str(path))
+            return None
+
+    def get_record(self, name: str) -> StatusRecord | None:
+        """The stored record of NAME (or namespace/NAME), for ``deploy --wait``."""
+        return self.read_status(strip_namespace(name))
+
+    def get_status(self, name: str) -> ModelDeploymentStatus | None:
+        record = self.get_record(name)
+        return record.status if record else None
+
+    # -- writing ---------------------------------------------------------------------
+    def write_status(self, name: str, record: StatusRecord) -> None:
+        atomic_write(self._status_path(name), record.to_json())
+
+    def delete_status(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._status_path(name).unlink()
+
+    def put_manifest(self, deployment: ModelDeployment) -> PutResult:
+        name = deployment.metadata.name
+        path = self.path / f"{name}.yaml"
+        atomic_write(path, dump_manifest(deployment))
+        return PutResult(name=name, where=str(path), spec_hash=spec_hash(deployment))
+
+    # -- leases ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def guard(self, name: str) -> Iterator[bool]:
+        lock = FileLock(self.path / LEASE_DIR / f"{name}.lock")
+        if not lock.try_acquire():
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
+
+    def heartbeat(self) -> bool:
+        """Nothing to renew (fcntl locks live as long as their holder); always may act."""
+        return True
+
+    def close(self) -> None:
+        """Locks are released after each reconcile; nothing is left held."""

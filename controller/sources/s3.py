@@ -1,0 +1,193 @@
+"""The S3 source: manifests under ``s3://BUCKET/PREFIX``, status and lease beside them.
+
+Layout (PREFIX defaults to the artifact bucket's ``deployments/``)::
+
+    PREFIX/NAME.yaml                 the desired state
+    PREFIX/.status/NAME.json         written by the controller: generation, spec hash, status
+    PREFIX/.leases/controller.json   the source's lease (see controller.leases.S3Lease)
+
+One ``list_objects_v2`` per poll (with ``Delimiter="/"``, so the status and lease objects
+are not listed) finds changes by ETag. A manifest is fetched again only when its ETag
+changed; status records are cached after the first read and re-read whenever this
+controller (re)acquires the lease, since another controller may have written them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+from pydantic import ValidationError
+
+from controller.api import ModelDeployment, ModelDeploymentStatus
+from controller.leases import S3Lease
+from controller.manifests import dump_manifest, manifest_name, spec_hash
+from controller.sources.base import PutResult, StatusRecord, strip_namespace
+from mlops_core import aws
+from mlops_core.errors import InvalidInput
+from mlops_core.logs import get_logger
+from mlops_core.naming import Platform
+
+log = get_logger("controller.sources.s3")
+
+STATUS_DIR = ".status/"
+LEASE_KEY = ".leases/controller.json"
+
+
+def parse_s3_uri(uri: str, platform: Platform | None = None) -> tuple[str, str]:
+    """``s3://bucket/prefix`` -> (bucket, "prefix/"); ``s3`` or ``s3://`` -> the platform's
+    desired-state prefix in its artifact bucket."""
+    rest = uri.removeprefix("s3://") if uri.startswith("s3://") else ""
+    if uri in ("s3", "s3://") or not rest:
+        p = platform or Platform.from_env()
+        return p.artifact_bucket, p.desired_state_prefix
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise InvalidInput(f"no bucket in {uri!r}", hint="use s3://BUCKET/PREFIX")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return bucket, prefix
+
+
+class S3Source:
+    def __init__(
+        self, uri: str, *, platform: Platform | None = None, lease_ttl: float = 30.0
+    ) -> None:
+        self.bucket, self.prefix = parse_s3_uri(uri, platform)
+        self.uri = f"s3://{self.bucket}/{self.prefix}"
+        self.lease = S3Lease(self.bucket, self.prefix + LEASE_KEY, ttl=lease_ttl)
+        self._lock = threading.Lock()
+        self._etags: dict[str, str] = {}  # NAME -> ETag from the last listing
+        self._keys: dict[str, str] = {}  # NAME -> object key
+        self._texts: dict[str, tuple[str, str]] = {}  # NAME -> (ETag, text)
+        self._records: dict[str, StatusRecord | None] = {}
+        self._records_epoch = -1
+
+    @property
+    def _s3(self):
+        return aws.client("s3")
+
+    def check(self) -> None:
+        """Fail early, with a clear message, if the bucket is not there."""
+        try:
+            self._s3.head_bucket(Bucket=self.bucket)
+        except self._s3.exceptions.ClientError as exc:
+            raise InvalidInput(
+                f"cannot read bucket {self.bucket!r} ({aws.error_code(exc) or exc})",
+                where=self.uri,
+                hint="create it ('mlopsctl dev up' or Terraform) or check the credentials",
+            ) from None
+
+    # -- reading ---------------------------------------------------------------------
+    def scan(self) -> dict[str, str]:
+        etags: dict[str, str] = {}
+        keys: dict[str, str] = {}
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                name = manifest_name(obj["Key"][len(self.prefix) :])
+                if name is not None and (name not in keys or obj["Key"].endswith(".yaml")):
+                    etags[name] = obj["ETag"]
+                    keys[name] = obj["Key"]
+        with self._lock:
+            self._etags, self._keys = etags, keys
+        return dict(etags)
+
+    def _key(self, name: str) -> str:
+        return self._keys.get(name, f"{self.prefix}{name}.yaml")
+
+    def where(self, name: str) -> str:
+        return f"s3://{self.bucket}/{self._key(name)}"
+
+    def read(self, name: str) -> str | None:
+        listed = self._etags.get(name)
+        cached = self._texts.get(name)
+        if cached is not None and listed is not None and cached[0] == listed:
+            return cached[1]
+        try:
+            obj = self._s3.get_object(Bucket=self.bucket, Key=self._key(name))
+        except self._s3.exceptions.NoSuchKey:
+            self._texts.pop(name, None)
+            return None
+        text = obj["Body"].read().decode("utf-8", errors="replace")
+        self._texts[name] = (obj["ETag"], text)
+        return text
+
+    def _status_key(self, name: str) -> str:
+        return f"{self.prefix}{STATUS_DIR}{name}.json"
+
+    def get_record(self, name: str) -> StatusRecord | None:
+        """The stored record, read from S3 now (no cache)."""
+        name = strip_namespace(name)
+        try:
+            body = self._s3.get_object(Bucket=self.bucket, Key=self._status_key(name))["Body"]
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        try:
+            return StatusRecord.model_validate_json(body.read())
+        except ValidationError:
+            log.warning("unreadable status object ignored", key=self._status_key(name))
+            return None
+
+    def read_status(self, name: str) -> StatusRecord | None:
+        with self._lock:
+            if self._records_epoch != self.lease.epoch:
+                # (Re)acquired the lease: what we cached may have been overwritten since.
+                self._records.clear()
+                self._records_epoch = self.lease.epoch
+            if name in self._records:
+                return self._records[name]
+        record = self.get_record(name)
+        with self._lock:
+            self._records[name] = record
+        return record
+
+    def get_status(self, name: str) -> ModelDeploymentStatus | None:
+        record = self.get_record(name)
+        return record.status if record else None
+
+    # -- writing ---------------------------------------------------------------------
+    def write_status(self, name: str, record: StatusRecord) -> None:
+        self._s3.put_object(
+            Bucket=self.bucket,
+            Key=self._status_key(name),
+            Body=record.to_json().encode(),
+            ContentType="application/json",
+        )
+        with self._lock:
+            self._records[name] = record
+
+    def delete_status(self, name: str) -> None:
+        self._s3.delete_object(Bucket=self.bucket, Key=self._status_key(name))
+        with self._lock:
+            self._records.pop(name, None)
+            self._texts.pop(name, None)
+
+    def put_manifest(self, deployment: ModelDeployment) -> PutResult:
+        name = deployment.metadata.name
+        key = f"{self.prefix}{name}.yaml"
+        self._s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=dump_manifest(deployment).encode(),
+            ContentType="application/yaml",
+        )
+        return PutResult(
+            name=name, where=f"s3://{self.bucket}/{key}", spec_hash=spec_hash(deployment)
+        )
+
+    # -- lease -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def guard(self, name: str) -> Iterator[bool]:
+        # Acquisition is the heartbeat's job (once per poll); here only a renewal if due,
+        # so that a standby controller costs no request per key.
+        yield self.lease.held() and self.lease.ensure()
+
+    def heartbeat(self) -> bool:
+        return self.lease.ensure()
+
+    def close(self) -> None:
+        self.lease.release()

@@ -1,0 +1,459 @@
+"""The daemon over real sources and the real reconciler, on the local AWS endpoint.
+
+Folder and S3 sources converge the example deployment; invalid manifests degrade with
+zero AWS writes; two controllers on one source never act twice; drift is put back by a
+resync; AWS errors back off per key.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+import yaml
+from factories import make_artifacts, project_config
+
+from controller.actions import ENV_MODEL_VERSION
+from controller.daemon import Controller
+from controller.leases import FileLock
+from controller.plan import NetworkConfig
+from controller.reconcile import Reconciler
+from controller.sources import DirectorySource, S3Source, StatusRecord
+from controller.workqueue import WorkQueue
+from mlops_core import aws
+from mlops_core.pointer import PointerStore
+from mlops_core.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "crds" / "examples" / "usedcar-price-prod.yaml"
+INVALID = sorted((ROOT / "crds" / "examples" / "invalid").glob("*.yaml"))
+NAME = "usedcar-price-prod"
+SERVICES = ("ecs", "ssm", "s3", "ec2", "elbv2", "logs", "application-autoscaling")
+READ_PREFIXES = ("Get", "List", "Describe", "Head")
+
+
+# -- fixtures and helpers -----------------------------------------------------------
+@pytest.fixture
+def versions(platform, tmp_path) -> list[str]:
+    """Two published versions of usedcar-price (gates pass for both)."""
+    reg = Registry(platform)
+    reg.register_project(project_config())
+    out = []
+    for seed in (1, 2):
+        m = make_artifacts(tmp_path / "artifacts" / str(seed), seed=seed, r2=0.8 + seed / 100)
+        reg.publish(tmp_path / "artifacts" / str(seed))
+        out.append(m.version)
+    return out
+
+
+@pytest.fixture
+def network(platform, monkeypatch) -> NetworkConfig:
+    """A VPC subnet and security group for Fargate services (also in the environment,
+    for the CLI run as a subprocess)."""
+    ec2 = aws.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    sg = ec2.create_security_group(GroupName="serving", Description="serving", VpcId=vpc)
+    monkeypatch.setenv("MLOPS_SUBNETS", subnet)
+    monkeypatch.setenv("MLOPS_SECURITY_GROUPS", sg["GroupId"])
+    return NetworkConfig.from_env()
+
+
+def manifest(version: str, *, name: str = NAME, env: str = "prod", replicas: int = 2) -> str:
+    return (
+        EXAMPLE.read_text()
+        .replace("20261128T064500Z-3f9a2c1", version)
+        .replace(f"name: {NAME}", f"name: {name}")
+        .replace("env: prod", f"env: {env}")
+        .replace("replicas: 2", f"replicas: {replicas}")
+    )
+
+
+def controller(source, network: NetworkConfig, **kwargs) -> Controller:
+    return Controller(source, Reconciler(network=network), **kwargs)
+
+
+class AwsWrites:
+    """Counts mutating AWS calls (anything but Get/List/Describe/Head) by operation,
+    through botocore's 'before-call' event on the shared clients."""
+
+    def __init__(self, services=SERVICES) -> None:
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._clients = [aws.client(s) for s in services]
+        for c in self._clients:
+            c.meta.events.register("before-call", self._count)
+
+    def _count(self, model, **_kwargs) -> None:
+        if not model.name.startswith(READ_PREFIXES):
+            with self._lock:
+                self.calls[model.name] += 1
+
+    def close(self) -> None:
+        for c in self._clients:
+            c.meta.events.unregister("before-call", self._count)
+
+    def total(self, *, exclude: tuple[str, ...] = ()) -> int:
+        return sum(n for op, n in self.calls.items() if op not in exclude)
+
+
+@pytest.fixture
+def writes(aws_env) -> Iterator[AwsWrites]:
+    w = AwsWrites()
+    yield w
+    w.close()
+
+
+def live(platform, project: str = "usedcar-price", env: str = "prod") -> tuple[str, str]:
+    """(pointer version, version pinned by the service's task definition)."""
+    pointer = PointerStore(platform).get(project, env)
+    ecs = aws.client("ecs")
+    svc = ecs.describe_services(cluster=platform.ecs_cluster, services=[f"{project}-{env}"])
+    td_arn = svc["services"][0]["taskDefinition"]
+    td = ecs.describe_task_definition(taskDefinition=td_arn)["taskDefinition"]
+    envs = {e["name"]: e["value"] for e in td["containerDefinitions"][0]["environment"]}
+    return (pointer.version if pointer else None), envs[ENV_MODEL_VERSION]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def assert_progressing(record: StatusRecord, generation: int, version: str) -> None:
+    status = record.status
+    assert status is not None
+    assert record.generation == generation
+    assert status.observed_generation == generation
+    assert status.current_version == version
+    degraded = status.condition("Degraded")
+    assert degraded is not None and degraded.status == "False"
+    # moto's ECS never completes a rollout: Ready stays False while it is in progress.
+    progressing = status.condition("Progressing")
+    assert progressing is not None and progressing.status == "True"
+    assert progressing.observed_generation == generation
+
+
+# -- convergence ------------------------------------------------------------------------
+def test_folder_source_converges_and_counts_generations(platform, versions, network, tmp_path):
+    v1, v2 = versions
+    folder = tmp_path / "deployments"
+    folder.mkdir()
+    (folder / f"{NAME}.yaml").write_text(manifest(v1))
+
+    outcomes = controller(DirectorySource(folder), network).run_once()
+    assert [o.key for o in outcomes] == [f"default/{NAME}"]
+    assert live(platform) == (v1, v1)
+    record = DirectorySource(folder).read_status(NAME)
+    assert_progressing(record, 1, v1)
+    assert (folder / f"{NAME}.status.json").is_file()
+
+    # A pass over an unchanged spec keeps the generation; a spec change bumps it.
+    controller(DirectorySource(folder), network).run_once()
+    assert DirectorySource(folder).read_status(NAME).generation == 1
+    (folder / f"{NAME}.yaml").write_text(manifest(v2))
+    controller(DirectorySource(folder), network).run_once()
+    assert live(platform) == (v2, v2)
+    assert_progressing(DirectorySource(folder).read_status(NAME), 2, v2)
+
+    # metadata.generation in the manifest, if given, wins over the counter.
+    text = manifest(v2).replace(f"  name: {NAME}\n", f"  name: {NAME}\n  generation: 7\n")
+    (folder / f"{NAME}.yaml").write_text(text)
+    controller(DirectorySource(folder), network).run_once()
+    assert DirectorySource(folder).read_status(NAME).status.observed_generation == 7
+
+
+def test_s3_source_converges_with_status_beside_the_manifest(platform, versions, network):
+    v1, _ = versions
+    source = S3Source("s3")
+    deployment_text = manifest(v1)
+    aws.client("s3").put_object(
+        Bucket=platform.artifact_bucket,
+        Key=f"{platform.desired_state_prefix}{NAME}.yaml",
+        Body=deployment_text.encode(),
+    )
+    outcomes = controller(source, network).run_once()
+    assert [o.failed for o in outcomes] == [False]
+    assert live(platform) == (v1, v1)
+    record = S3Source("s3").get_record(NAME)
+    assert_progressing(record, 1, v1)
+    status_key = f"{platform.desired_state_prefix}.status/{NAME}.json"
+    aws.client("s3").head_object(Bucket=platform.artifact_bucket, Key=status_key)
+    lease = aws.client("s3").get_object(
+        Bucket=platform.artifact_bucket,
+        Key=f"{platform.desired_state_prefix}.leases/controller.json",
+    )
+    assert yaml.safe_load(lease["Body"].read())["holder"] is None, "released on exit"
+
+
+# -- invalid manifests ------------------------------------------------------------------
+def _invalid_folder(folder: Path) -> dict[str, str]:
+    """Every invalid example under its metadata.name, plus broken YAML and a name that
+    does not match its file. Returns name -> the text that must appear in the message."""
+    expected = {}
+    for path in INVALID:
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        (folder / f"{name}.yaml").write_text(path.read_text())
+        expected[name] = f"{folder / (name + '.yaml')}:"
+    (folder / "broken.yaml").write_text("apiVersion: x\nspec: [unclosed\n")
+    expected["broken"] = "invalid YAML"
+    (folder / "renamed.yaml").write_text(EXAMPLE.read_text())
+    expected["renamed"] = "does not match the file name 'renamed'"
+    return expected
+
+
+def test_invalid_manifests_degrade_with_zero_aws_writes(
+    platform, versions, network, tmp_path, writes
+):
+    folder = tmp_path / "deployments"
+    folder.mkdir()
+    expected = _invalid_folder(folder)
+    outcomes = controller(DirectorySource(folder), network).run_once()
+    assert writes.total() == 0, writes.calls
+    assert {o.name for o in outcomes} == set(expected)
+    src = DirectorySource(folder)
+    for name, needle in expected.items():
+        status = src.read_status(name).status
+        degraded = status.condition("Degraded")
+        assert degraded.status == "True" and degraded.reason == "InvalidSpec", name
+        assert needle in degraded.message, (name, degraded.message)
+        assert status.condition("Ready").status == "False"
+        assert status.observed_generation == 1
+    misspelled = src.read_status("usedcar-price-typo").status.condition("Degraded").message
+    assert "usedcar-price-typo.yaml:14: spec.serving.replica: unknown field" in misspelled
+
+    # A good deployment beside them converges; the invalid ones stay as they were.
+    (folder / f"{NAME}.yaml").write_text(manifest(versions[0]))
+    outcomes = controller(DirectorySource(folder), network).run_once()
+    assert live(platform) == (versions[0], versions[0])
+    failed = {o.name for o in outcomes if o.failed}
+    assert failed == set(expected)
+    assert writes.calls["CreateService"] == 1
+
+
+# -- two controllers on one source --------------------------------------------------------
+def _run(ctl: Controller) -> tuple[threading.Thread, threading.Event]:
+    stop = threading.Event()
+    t = threading.Thread(target=ctl.run, args=(stop,), daemon=True)
+    t.start()
+    return t, stop
+
+
+def test_two_controllers_on_one_folder_never_act_twice(
+    platform, versions, network, tmp_path, writes
+):
+    v1, v2 = versions
+    folder = tmp_path / "deployments"
+    folder.mkdir()
+    (folder / f"{NAME}.yaml").write_text(manifest(v1))
+    a = controller(DirectorySource(folder), network, poll=0.05, resync=0.2, workers=2)
+    b = controller(DirectorySource(folder), network, poll=0.03, resync=0.13, workers=2)
+    runs = [_run(a), _run(b)]
+    wait_for(lambda: live_or_none(platform) == (v1, v1))
+    (folder / f"{NAME}.yaml").write_text(manifest(v2))
+    wait_for(lambda: live_or_none(platform) == (v2, v2))
+    time.sleep(1.0)  # several resyncs of both controllers over the converged state
+    for t, stop in runs:
+        stop.set()
+        t.join(timeout=30)
+    assert a.stats["reconciles"] >= 1 and b.stats["reconciles"] >= 1, "both took part"
+    # One controller alone does exactly this: one service, two revisions, two promotions.
+    assert writes.calls["CreateService"] == 1
+    assert writes.calls["RegisterTaskDefinition"] == 2
+    assert writes.calls["PutParameter"] == 2
+
+
+def live_or_none(platform) -> tuple[str, str] | None:
+    try:
+        return live(platform)
+    except (IndexError, KeyError):
+        return None
+
+
+def test_two_controllers_on_one_s3_prefix_one_leads_the_other_takes_over(
+    platform, versions, network, writes
+):
+    v1, v2 = versions
+    src_a, src_b = S3Source("s3", lease_ttl=3), S3Source("s3", lease_ttl=3)
+    key = f"{platform.desired_state_prefix}{NAME}.yaml"
+    s3 = aws.client("s3")
+    s3.put_object(Bucket=platform.artifact_bucket, Key=key, Body=manifest(v1).encode())
+    a = controller(src_a, network, poll=0.05, resync=0.2)
+    b = controller(src_b, network, poll=0.05, resync=0.2)
+    (ta, stop_a), (tb, stop_b) = _run(a), _run(b)
+    wait_for(lambda: live_or_none(platform) == (v1, v1))
+    time.sleep(0.5)
+    assert src_a.lease.held() != src_b.lease.held(), "exactly one controller leads"
+    leader, standby = (a, b) if src_a.lease.held() else (b, a)
+    assert standby.outcomes == {}, "the standby did nothing"
+    assert writes.calls["CreateService"] == 1
+
+    # The leader stops (releasing its lease); the standby takes over and converges a change.
+    stop_leader, t_leader = (stop_a, ta) if leader is a else (stop_b, tb)
+    stop_leader.set()
+    t_leader.join(timeout=30)
+    s3.put_object(Bucket=platform.artifact_bucket, Key=key, Body=manifest(v2).encode())
+    wait_for(lambda: live_or_none(platform) == (v2, v2))
+    assert standby.outcomes, "the standby took over"
+    (stop_b if leader is a else stop_a).set()
+    (tb if leader is a else ta).join(timeout=30)
+    assert writes.calls["CreateService"] == 1
+    assert writes.calls["PutParameter"] == 2
+
+
+# -- drift --------------------------------------------------------------------------------
+def test_resync_puts_back_a_pointer_moved_by_hand(platform, versions, network, tmp_path):
+    v1, v2 = versions
+    folder = tmp_path / "deployments"
+    folder.mkdir()
+    (folder / f"{NAME}.yaml").write_text(manifest(v1))
+    ctl = controller(DirectorySource(folder), network, poll=0.05, resync=0.3)
+    t, stop = _run(ctl)
+    try:
+        wait_for(lambda: live_or_none(platform) == (v1, v1))
+        with structlog.testing.capture_logs() as logs:
+            # Someone moves the pointer in the console (no manifest change at all).
+            store = PointerStore(platform)
+            moved = store.get("usedcar-price", "prod").model_copy(update={"version": v2})
+            store.put("usedcar-price", "prod", moved)
+            wait_for(lambda: store.get("usedcar-price", "prod").version == v1)
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    put_back = [
+        e
+        for e in logs
+        if e.get("key") == f"default/{NAME}" and "move pointer" in str(e.get("action", ""))
+    ]
+    assert put_back, "the revert is logged with the deployment key"
+    assert all(e.get("generation") == 1 for e in put_back)
+
+
+# -- AWS errors ---------------------------------------------------------------------------
+def test_aws_errors_back_off_per_key_and_once_gives_up(platform, versions, tmp_path, writes):
+    folder = tmp_path / "deployments"
+    folder.mkdir()
+    (folder / f"{NAME}.yaml").write_text(manifest(versions[0]))
+    bad_network = NetworkConfig(subnets=("subnet-00000000",), security_groups=("sg-0",))
+    queue = WorkQueue(base_delay=0.01, max_delay=0.05)
+    ctl = Controller(
+        DirectorySource(folder), Reconciler(network=bad_network), queue=queue, once_attempts=3
+    )
+    outcomes = ctl.run_once()
+    assert writes.calls["CreateService"] == 3, "retried, then gave up"
+    assert [o.failed for o in outcomes] == [True]
+    degraded = DirectorySource(folder).read_status(NAME).status.condition("Degraded")
+    assert degraded.reason == "AWSError" and "subnet" in degraded.message
+
+
+def test_a_removed_manifest_stops_management_and_leaves_aws_alone(
+    platform, versions, network, tmp_path, writes
+):
+    folder = tmp_path / "deployments"
+    folder.mkdir()
+    (folder / f"{NAME}.yaml").write_text(manifest(versions[0]))
+    ctl = controller(DirectorySource(folder), network, poll=0.05, resync=60)
+    t, stop = _run(ctl)
+    try:
+        wait_for(lambda: (folder / f"{NAME}.status.json").exists())
+        before = writes.total()
+        (folder / f"{NAME}.yaml").unlink()
+        wait_for(lambda: not (folder / f"{NAME}.status.json").exists())
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    assert writes.total() == before
+    assert live(platform)[0] == versions[0]
+
+
+# -- the CLI, as a subprocess ---------------------------------------------------------------
+def mlopsctl(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "MLOPS_LOG_FORMAT": "json"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlopsctl.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+@pytest.mark.e2e
+def test_once_prints_a_table_and_fails_on_a_degraded_deployment(
+    platform, versions, network, tmp_path
+):
+    folder = tmp_path / "deployments"
+    folder.mkdir()
+    (folder / f"{NAME}.yaml").write_text(manifest(versions[0]))
+    proc = mlopsctl("controller", "run", "--source", str(folder), "--once")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert f"default/{NAME}" in out and versions[0] in out
+    assert live(platform) == (versions[0], versions[0])
+
+    (folder / "typo.yaml").write_text(
+        manifest(versions[0], name="typo").replace("replicas: 2", "replica: 2")
+    )
+    proc = mlopsctl("controller", "run", "--source", str(folder), "--once")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (out, err)
+    row = next(line for line in out.splitlines() if "typo" in line)
+    assert "InvalidSpec" in row and "False" in row
+    assert "1 of 2 deployment(s) Degraded or failed: default/typo" in err
+
+
+@pytest.mark.e2e
+def test_a_missing_folder_is_a_clear_error(aws_env, tmp_path):
+    proc = mlopsctl("controller", "run", "--source", str(tmp_path / "nope"), "--once")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "does not exist" in err and "Traceback" not in err
+
+
+@pytest.mark.e2e
+def test_sigterm_finishes_and_exits_cleanly(platform, versions, network, tmp_path):
+    folder = tmp_path / "deployments"
+    folder.mkdir()
+    (folder / f"{NAME}.yaml").write_text(manifest(versions[0]))
+    proc = mlopsctl("controller", "run", "--source", str(folder), "--poll", "0.1")
+    try:
+        wait_for(lambda: DirectorySource(folder).read_status(NAME) is not None, timeout=60)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert '"signal": "SIGTERM"' in err
+    assert err.rstrip().splitlines()[-1].find("controller stopped") >= 0
+    assert "Traceback" not in err
+    lock = FileLock(folder / ".leases" / f"{NAME}.lock")
+    assert lock.try_acquire(), "no lock is left held"
+    lock.release()
+    assert live(platform) == (versions[0], versions[0])
+
+
+@pytest.mark.e2e
+def test_kube_source_is_dispatched_to_the_operator_module(aws_env):
+    """--source kube goes to controller.kube.run_operator, imported lazily; the operator
+    runs until stopped, so --once is refused with a clear error rather than ignored."""
+    proc = mlopsctl("controller", "run", "--source", "kube", "--once")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert "--once is not available with --source kube" in err
+    assert "Traceback" not in err

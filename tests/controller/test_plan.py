@@ -1,0 +1,496 @@
+"""``plan`` is pure: table tests over observed states, and hypothesis properties.
+
+No AWS here: observed states are built by hand, and ``apply`` simulates actions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from conftest import make_deployment
+from factories import FEATURES, project_config
+from hypothesis import assume, event, given, settings
+from hypothesis import strategies as st
+
+from controller.actions import (
+    TAG_DEPLOYMENT,
+    CreateService,
+    MovePointer,
+    PublishCandidate,
+    RegisterTaskDefinition,
+    Rollback,
+    UpdateService,
+)
+from controller.api import ModelDeploymentStatus
+from controller.observe import (
+    COMPLETED,
+    FAILED,
+    IN_PROGRESS,
+    Observed,
+    ProjectNotFound,
+)
+from controller.plan import Desired, NetworkConfig, apply, decide, plan, task_spec
+from mlops_core.artifacts import DataInfo, FileEntry, Manifest
+from mlops_core.naming import Platform
+
+PLATFORM = Platform()
+NETWORK = NetworkConfig(subnets=("subnet-1",), security_groups=("sg-1",))
+NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+PROJECT = project_config("usedcar-price", min_r2=0.5, max_regression=0.05)
+
+
+def manifest(minute: int, r2: float) -> Manifest:
+    sha = hashlib.sha256(f"model-{minute}".encode()).hexdigest()
+    return Manifest(
+        project="usedcar-price",
+        version=f"20261128T06{minute:02d}00Z-{sha[:7]}",
+        created_at=datetime(2026, 11, 28, 6, minute, tzinfo=UTC),
+        files={"model.pkl": FileEntry(sha256=sha, size=1)},
+        target="price",
+        features=FEATURES,
+        data=DataInfo(source="s", fingerprint="0" * 64, rows=1, columns=[]),
+        hyperparameters={},
+        metrics={"model": {"r2": r2}, "baseline": {"r2": 0.0}},
+        runtime={},
+    )
+
+
+GOOD = manifest(1, 0.80)
+BETTER = manifest(2, 0.82)
+WORSE = manifest(3, 0.60)  # fails max_regression against GOOD and BETTER
+BAD = manifest(4, 0.40)  # fails min_r2
+MANIFESTS = {m.version: m for m in (GOOD, BETTER, WORSE, BAD)}
+
+
+def observed(**kw) -> Observed:
+    base = Observed(
+        key="ml/usedcar-prod",
+        now=NOW,
+        project=PROJECT,
+        manifests=MANIFESTS,
+        published=frozenset(MANIFESTS),
+        desired_version=kw.pop("version", GOOD.version),
+    )
+    return replace(base, **kw)
+
+
+def desired(dep=None, status=None, network=NETWORK) -> Desired:
+    return Desired(dep or make_deployment(version=GOOD.version), status, PLATFORM, network)
+
+
+def kinds(actions) -> list[str]:
+    return [type(a).__name__ for a in actions]
+
+
+def deploy(version=GOOD, generation=1, rollout=COMPLETED, **dep_kw):
+    """Desired + observed after a converged deploy of ``version`` (rollout as given)."""
+    dep = make_deployment(version=version.version, generation=generation, **dep_kw)
+    obs = observed(version=version.version)
+    d = decide(desired(dep), obs)
+    obs = settle(apply(obs, d.actions), rollout)
+    status = decide(desired(dep, d.status), obs).status
+    return dep, status, obs
+
+
+def settle(obs: Observed, state: str, **kw) -> Observed:
+    """The service's rollout reaches ``state`` (what moto never does)."""
+    svc = obs.service
+    deployments = tuple(
+        replace(
+            d,
+            rollout_state=state,
+            running=d.desired if state == COMPLETED else 0,
+            **kw,
+        )
+        if d.task_definition == svc.task_definition
+        else d
+        for d in svc.deployments
+    )
+    return replace(obs, service=replace(svc, deployments=deployments))
+
+
+def cond(status, type_):
+    c = status.condition(type_)
+    return (c.status, c.reason)
+
+
+# -- tables ---------------------------------------------------------------------------
+def test_empty_env_deploys_register_create_then_pointer():
+    d = decide(desired(), observed())
+    assert kinds(d.actions) == ["RegisterTaskDefinition", "CreateService", "MovePointer"]
+    reg, create, move = d.actions
+    assert reg.task == task_spec(PLATFORM, make_deployment(version=GOOD.version), GOOD)
+    assert reg.task.sha256 == GOOD.model_sha256
+    assert reg.task.model_uri == PLATFORM.version_uri("usedcar-price", GOOD.version)
+    assert create.service.replicas == 2 and create.task_definition is None
+    assert move.version == GOOD.version and move.sha256 == GOOD.model_sha256
+    assert cond(d.status, "Progressing") == ("True", "Updating")
+    assert d.status.current_version == GOOD.version
+
+
+def test_converged_state_plans_nothing_and_is_ready():
+    dep, status, obs = deploy()
+    d = decide(desired(dep, status), obs)
+    assert d.actions == []
+    assert cond(d.status, "Ready") == ("True", "RolloutComplete")
+    assert d.requeue_after is None and not d.degraded
+
+
+def test_rollout_in_progress_reports_counts_and_requeues():
+    dep, status, obs = deploy(rollout=IN_PROGRESS)
+    obs = replace(
+        obs,
+        service=replace(
+            obs.service,
+            deployments=tuple(replace(x, running=1) for x in obs.service.deployments),
+        ),
+    )
+    d = decide(desired(dep, status), obs)
+    assert d.actions == []
+    assert cond(d.status, "Progressing") == ("True", "RolloutInProgress")
+    assert "1/2" in d.status.condition("Progressing").message
+    assert cond(d.status, "Ready") == ("False", "RolloutInProgress")
+    assert d.requeue_after is not None
+
+
+def test_ecs_not_yet_listing_the_new_deployment_is_in_progress():
+    dep2, status2, obs2, _ = _rolled_to_better(IN_PROGRESS)
+    svc = obs2.service
+    # Right after an update ECS may still list only the previous deployment.
+    old_only = tuple(d for d in svc.deployments if d.task_definition != svc.task_definition)
+    obs2 = replace(obs2, service=replace(svc, deployments=old_only))
+    d = decide(desired(dep2, status2), obs2)
+    assert d.actions == []
+    assert cond(d.status, "Progressing") == ("True", "RolloutInProgress")
+    assert "waiting for ECS" in d.status.condition("Progressing").message
+    # ... and the progress deadline counts from when the controller started it.
+    late = replace(obs2, now=NOW + timedelta(seconds=901))
+    assert kinds(plan(desired(dep2, status2), late)) == ["Rollback", "UpdateService", "MovePointer"]
+
+
+def test_pointer_drift_is_corrected_alone():
+    dep, status, obs = deploy()
+    obs = replace(obs, pointer=obs.pointer.model_copy(update={"version": BETTER.version}))
+    assert kinds(plan(desired(dep, status), obs)) == ["MovePointer"]
+
+
+def test_scale_is_a_service_update_only():
+    dep, status, obs = deploy()
+    dep2 = make_deployment(version=GOOD.version, replicas=4, generation=2)
+    actions = plan(desired(dep2, status), obs)
+    assert kinds(actions) == ["UpdateService"]
+    assert actions[0].service.replicas == 4
+    assert actions[0].task_definition == obs.service.task_definition
+
+
+def test_new_version_registers_updates_then_moves_pointer():
+    dep, status, obs = deploy()
+    dep2 = make_deployment(version=BETTER.version, generation=2)
+    d = decide(desired(dep2, status), observed(**_aws(obs), version=BETTER.version))
+    assert kinds(d.actions) == ["RegisterTaskDefinition", "UpdateService", "MovePointer"]
+    assert d.status.previous_version == GOOD.version
+    assert d.status.previous_task_definition == status.task_definition
+
+
+def _aws(obs: Observed) -> dict:
+    return {
+        "pointer": obs.pointer,
+        "service": obs.service,
+        "task_definitions": obs.task_definitions,
+    }
+
+
+def test_earlier_version_reuses_a_revision_from_the_service_history():
+    dep, status, obs = deploy()
+    dep2 = make_deployment(version=BETTER.version, generation=2)
+    obs2 = observed(**_aws(obs), version=BETTER.version)
+    d2 = decide(desired(dep2, status), obs2)
+    obs2 = settle(apply(obs2, d2.actions), COMPLETED)
+    status2 = decide(desired(dep2, d2.status), obs2).status
+    dep3 = make_deployment(version=GOOD.version, generation=3)
+    d3 = decide(desired(dep3, status2), replace(obs2, desired_version=GOOD.version))
+    assert kinds(d3.actions) == ["UpdateService", "MovePointer"]
+    assert d3.actions[0].task_definition == status.task_definition
+
+
+def test_image_change_registers_a_new_revision():
+    dep, status, obs = deploy()
+    dep2 = make_deployment(
+        version=GOOD.version, generation=2, image="registry.example.com/serving:0.2"
+    )
+    actions = plan(desired(dep2, status), obs)
+    assert kinds(actions) == ["RegisterTaskDefinition", "UpdateService"]
+    assert actions[0].task.image == "registry.example.com/serving:0.2"
+
+
+def test_unpublished_candidate_is_published_first():
+    cand = manifest(9, 0.85)
+    dep = make_deployment(candidate="s3://bucket/runs/1/")
+    obs = observed(
+        version=cand.version,
+        manifests={**MANIFESTS, cand.version: cand},
+    )
+    actions = plan(desired(dep), obs)
+    assert kinds(actions) == [
+        "PublishCandidate",
+        "RegisterTaskDefinition",
+        "CreateService",
+        "MovePointer",
+    ]
+    assert actions[0] == PublishCandidate("s3://bucket/runs/1/", "usedcar-price", cand.version)
+    published = replace(obs, published=obs.published | {cand.version})
+    assert kinds(plan(desired(dep), published))[0] == "RegisterTaskDefinition"
+
+
+def test_observation_errors_block_with_their_reason_and_no_actions():
+    err = ProjectNotFound("unknown project 'nope'", hint="publish it first")
+    d = decide(desired(), observed(error=err))
+    assert d.actions == [] and d.degraded
+    assert cond(d.status, "Degraded") == ("True", "ProjectNotFound")
+    assert "unknown project" in d.status.condition("Degraded").message
+    assert cond(d.status, "Ready") == ("False", "ProjectNotFound")
+
+
+def test_service_of_another_deployment_is_a_conflict():
+    dep, status, obs = deploy()
+    obs = replace(obs, service=replace(obs.service, tags={TAG_DEPLOYMENT: "ml/other"}))
+    d = decide(desired(dep, status), obs)
+    assert d.actions == [] and cond(d.status, "Degraded") == ("True", "Conflict")
+    assert "ml/other" in d.status.condition("Degraded").message
+
+
+def test_missing_network_config_blocks_service_creation():
+    d = decide(desired(network=NetworkConfig()), observed())
+    assert d.actions == [] and cond(d.status, "Degraded") == ("True", "NetworkNotConfigured")
+
+
+def test_gate_failure_of_a_new_version_changes_nothing():
+    dep, status, obs = deploy()
+    dep2 = make_deployment(version=WORSE.version, generation=2)
+    d = decide(desired(dep2, status), replace(obs, desired_version=WORSE.version))
+    assert d.actions == []
+    assert cond(d.status, "Degraded") == ("True", "GateFailed")
+    assert "max_regression" in d.status.condition("Degraded").message
+    assert d.status.current_version == GOOD.version
+
+    d = decide(desired(make_deployment(version=BAD.version)), observed(version=BAD.version))
+    assert d.actions == [] and "min_r2" in d.status.condition("Degraded").message
+
+
+def test_spec_gates_override_project_gates():
+    dep = make_deployment(version=BAD.version, gates={"minR2": 0.3})
+    assert kinds(plan(desired(dep), observed(version=BAD.version)))[-1] == "MovePointer"
+
+
+def _rolled_to_better(state: str, **dep_kw):
+    dep, status, obs = deploy(**dep_kw)
+    dep2 = make_deployment(version=BETTER.version, generation=2, **dep_kw)
+    obs2 = observed(**_aws(obs), version=BETTER.version)
+    d2 = decide(desired(dep2, status), obs2)
+    obs2 = apply(obs2, d2.actions)
+    return dep2, d2.status, settle(obs2, state, rollout_reason="tasks failed to start"), status
+
+
+def test_failed_rollout_rolls_back_to_the_last_good_revision():
+    dep2, status2, obs2, good_status = _rolled_to_better(FAILED)
+    d = decide(desired(dep2, status2), obs2)
+    assert kinds(d.actions) == ["Rollback", "UpdateService", "MovePointer"]
+    rb, update, move = d.actions
+    assert isinstance(rb, Rollback)
+    assert (rb.failed_version, rb.restored_version) == (BETTER.version, GOOD.version)
+    assert update.task_definition == good_status.task_definition
+    assert move.version == GOOD.version and move.action == "rollback"
+    assert cond(d.status, "Degraded") == ("True", "RolloutFailed")
+    assert "tasks failed to start" in d.status.condition("Degraded").message
+    assert d.status.failed_version == BETTER.version and d.status.failed_generation == 2
+    assert d.status.current_version == GOOD.version
+
+    # After the restore: nothing more, still Degraded, not retried; the status is steady.
+    after = settle(apply(obs2, d.actions), COMPLETED)
+    d2 = decide(desired(dep2, d.status), after)
+    assert d2.actions == [] and cond(d2.status, "Degraded") == ("True", "RolloutFailed")
+    assert "Change the spec to try again" in d2.status.condition("Degraded").message
+    assert cond(d2.status, "Ready") == ("True", "RolloutComplete")
+    assert decide(desired(dep2, d2.status), after).status == d2.status
+
+
+def test_failed_version_is_retried_once_the_spec_changes():
+    dep2, status2, obs2, _ = _rolled_to_better(FAILED)
+    d = decide(desired(dep2, status2), obs2)
+    after = settle(apply(obs2, d.actions), COMPLETED)
+    status = decide(desired(dep2, d.status), after).status
+    dep3 = make_deployment(version=BETTER.version, generation=3)
+    assert kinds(plan(desired(dep3, status), after)) == ["UpdateService", "MovePointer"]
+
+
+def test_stuck_rollout_past_the_deadline_rolls_back():
+    dep2, status2, obs2, _ = _rolled_to_better(IN_PROGRESS, deadline=300)
+    assert plan(desired(dep2, status2), obs2) == []
+    late = replace(obs2, now=NOW + timedelta(seconds=301))
+    d = decide(desired(dep2, status2), late)
+    assert kinds(d.actions) == ["Rollback", "UpdateService", "MovePointer"]
+    assert "progressDeadlineSeconds=300" in d.status.condition("Degraded").message
+
+
+def test_failure_without_rollback_policy_stays_put():
+    dep2, status2, obs2, _ = _rolled_to_better(FAILED, on_failure=False)
+    d = decide(desired(dep2, status2), obs2)
+    assert d.actions == [] and cond(d.status, "Degraded") == ("True", "RolloutFailed")
+    assert "onFailure is false" in d.status.condition("Degraded").message
+
+
+def test_failure_of_the_first_version_has_nothing_to_restore():
+    dep, status, obs = deploy(rollout=FAILED)
+    # deploy() already fed one failed observation through; the hold keeps AWS alone
+    d = decide(desired(dep, status), obs)
+    assert d.actions == [] and cond(d.status, "Degraded") == ("True", "RolloutFailed")
+    assert "no earlier good version" in d.status.condition("Degraded").message
+
+
+def test_held_version_survives_a_lost_status_through_service_tags():
+    dep2, status2, obs2, _ = _rolled_to_better(FAILED)
+    d = decide(desired(dep2, status2), obs2)
+    after = apply(obs2, d.actions)
+    assert plan(desired(dep2, None), after) == []
+
+
+def test_circuit_breaker_found_off_is_turned_back_on():
+    dep, status, obs = deploy()
+    obs = replace(obs, service=replace(obs.service, circuit_breaker=False))
+    assert kinds(plan(desired(dep, status), obs)) == ["UpdateService"]
+
+
+def test_unreported_deployment_configuration_is_left_alone():
+    dep, status, obs = deploy()
+    svc = replace(obs.service, circuit_breaker=None, min_healthy_percent=None, max_percent=None)
+    assert plan(desired(dep, status), replace(obs, service=svc)) == []
+
+
+def test_invalid_status_is_degraded_without_aws(monkeypatch):
+    from controller.reconcile import invalid_status
+    from mlops_core.errors import InvalidInput
+
+    previous = ModelDeploymentStatus(current_version=GOOD.version)
+    s = invalid_status(InvalidInput("spec.serving.cpu: 300 is not a Fargate size"), 4, previous)
+    assert cond(s, "Degraded") == ("True", "InvalidSpec")
+    assert cond(s, "Ready") == ("False", "InvalidSpec")
+    assert "Fargate" in s.condition("Degraded").message
+    assert s.observed_generation == 4 and s.current_version == GOOD.version
+
+
+# -- properties -----------------------------------------------------------------------
+VERSIONS = [GOOD, BETTER, WORSE, BAD]
+
+
+@st.composite
+def scenarios(draw):
+    """A desired deployment and an arbitrary observed state of AWS around it."""
+    version = draw(st.sampled_from([GOOD, BETTER, WORSE]))
+    replicas = draw(st.integers(0, 4))
+    image = draw(st.sampled_from(["repo/serving:1", "repo/serving:2"]))
+    generation = draw(st.integers(1, 3))
+    dep = make_deployment(
+        version=version.version, replicas=replicas, image=image, generation=generation
+    )
+    obs = observed(version=version.version)
+    # Build a history by deploying a few arbitrary earlier specs (simulated), each
+    # rollout ending in an arbitrary state.
+    status = None
+    for step in range(draw(st.integers(0, 3))):
+        v = draw(st.sampled_from([GOOD, BETTER]))
+        old = make_deployment(
+            version=v.version,
+            replicas=draw(st.integers(0, 4)),
+            image=draw(st.sampled_from(["repo/serving:1", "repo/serving:2"])),
+            generation=step + 1,
+        )
+        d = decide(desired(old, status), replace(obs, desired_version=v.version))
+        obs = apply(obs, d.actions)
+        status = d.status
+        if obs.service is not None:
+            obs = settle(obs, draw(st.sampled_from([COMPLETED, IN_PROGRESS, FAILED])))
+            d = decide(desired(old, status), replace(obs, desired_version=v.version))
+            if draw(st.booleans()):  # the controller looked again (maybe rolled back)
+                obs, status = apply(obs, d.actions), d.status
+    if draw(st.booleans()) and obs.pointer is not None:  # drift the pointer
+        obs = replace(
+            obs,
+            pointer=obs.pointer.model_copy(
+                update={"version": draw(st.sampled_from(VERSIONS)).version}
+            ),
+        )
+    if draw(st.booleans()):
+        status = None  # the caller lost the status
+    obs = replace(obs, desired_version=version.version)
+    return dep, status, obs
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios())
+def test_plan_reaches_the_desired_state_and_then_plans_nothing(scenario):
+    dep, status, obs = scenario
+    d = decide(desired(dep, status), obs)
+    assert plan(desired(dep, status), obs) == d.actions  # deterministic
+
+    after = apply(obs, d.actions)
+    again = decide(desired(dep, d.status), after)
+    assert again.actions == [], (d.actions, d.status, again.actions, obs.service, obs.pointer)
+    assert decide(desired(dep, d.status), after).actions == []
+
+    if not d.degraded:
+        # Converged: the service runs the revision pinning the desired version, the
+        # pointer names it, and the replica count is the spec's.
+        version = obs.desired_version
+        spec = task_spec(PLATFORM, dep, MANIFESTS[version])
+        td = after.task_definitions[after.service.task_definition]
+        assert td.spec == spec
+        assert after.pointer.version == version
+        assert after.service.desired_count == dep.spec.serving.replicas
+        assert d.status.current_version == version
+        settled = settle(after, COMPLETED)
+        done = decide(desired(dep, d.status), settled)
+        assert done.actions == [] and cond(done.status, "Ready") == ("True", "RolloutComplete")
+        # A steady state has a steady status (sources write it only when it changes).
+        assert decide(desired(dep, done.status), settled).status == done.status
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenarios(), st.sampled_from([FAILED, "stuck"]))
+def test_a_failed_rollout_ends_on_the_restored_version_and_stays(scenario, outcome):
+    dep, status, obs = scenario
+    d = decide(desired(dep, status), obs)
+    after = apply(obs, d.actions)
+    if d.degraded or after.service is None:
+        return
+    # A deployment whose failure was already handled does not fail a second time.
+    assume(after.service.rollout.id != d.status.failed_deployment)
+    if outcome == FAILED:
+        broken = settle(after, FAILED)
+    else:
+        broken = replace(
+            settle(after, IN_PROGRESS),
+            now=NOW + timedelta(seconds=dep.spec.strategy.progress_deadline_seconds + 1),
+        )
+    f = decide(desired(dep, d.status), broken)
+    if f.actions == []:  # nothing changed in the ECS service: no rollout to fail
+        return
+    restored = apply(broken, f.actions)
+    assert decide(desired(dep, f.status), restored).actions == []
+    assert f.degraded and f.status.failed_version == obs.desired_version
+    event(f"first action {type(f.actions[0]).__name__}")
+    if isinstance(f.actions[0], Rollback):
+        target = f.actions[0].restored_version
+        assert restored.pointer.version == target
+        td = restored.task_definitions[restored.service.task_definition]
+        assert td.spec.version == target
+
+
+def test_actions_are_values():
+    """Actions compare by value, so plans can be compared and logged."""
+    a = plan(desired(), observed())
+    b = plan(desired(), observed())
+    assert a == b
+    assert isinstance(a[0], RegisterTaskDefinition) and isinstance(a[1], CreateService)
+    assert isinstance(a[2], MovePointer) and not isinstance(a[2], UpdateService)

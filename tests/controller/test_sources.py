@@ -1,0 +1,269 @@
+"""Manifest sources (folder, S3 on the local endpoint), manifests and leases."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from controller.api import ModelDeploymentStatus
+from controller.leases import FileLock, S3Lease
+from controller.manifests import dump_manifest, parse_manifest, spec_hash
+from controller.sources import (
+    DirectorySource,
+    S3Source,
+    StatusRecord,
+    is_observed,
+    next_generation,
+    open_source,
+)
+from mlops_core import aws
+from mlops_core.errors import InvalidInput
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "crds" / "examples" / "usedcar-price-prod.yaml"
+NAME = "usedcar-price-prod"
+
+
+def example():
+    return parse_manifest(EXAMPLE.read_text(), str(EXAMPLE), expected_name=NAME)
+
+
+# -- manifests ----------------------------------------------------------------------
+def test_dump_then_parse_round_trips_and_keeps_the_spec_hash():
+    d = example()
+    again = parse_manifest(dump_manifest(d), "dumped.yaml", expected_name=NAME)
+    assert again == d
+    assert spec_hash(again) == spec_hash(d)
+    assert "status" not in dump_manifest(d)
+
+
+def test_spec_hash_ignores_formatting_but_not_meaning():
+    text = EXAMPLE.read_text()
+    reformatted = text.replace("  # `mlopsctl models usedcar-price` lists versions", "")
+    assert spec_hash(parse_manifest(reformatted, "x")) == spec_hash(example())
+    changed = text.replace("replicas: 2", "replicas: 3")
+    assert spec_hash(parse_manifest(changed, "x")) != spec_hash(example())
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "at"),
+    [
+        (("replicas: 2", "replica: 2"), "spec.serving.replica: unknown field", "replica:"),
+        (("version: 20261128T064500Z-3f9a2c1", "version: latest"), "spec.model.version", "latest"),
+        (("memory: 1024", "memory: 4096000"), "spec.serving: Value error, memory", "serving:"),
+        (("cpu: 512", "cpu: 300"), "spec.serving.cpu", "cpu: 300"),
+        (("image: 123456789012", "image: Not An Image 1234"), "spec.serving.image", "image:"),
+        (("  env: prod", "  env: prod: x"), "invalid YAML", "prod: x"),
+    ],
+)
+def test_invalid_manifests_name_file_line_and_field(edit, field, at):
+    text = EXAMPLE.read_text().replace(*edit)
+    assert text != EXAMPLE.read_text()
+    with pytest.raises(InvalidInput) as exc:
+        parse_manifest(text, "deployments/usedcar-price-prod.yaml")
+    message = exc.value.render()
+    assert field in message
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if at in s)
+    assert f"deployments/usedcar-price-prod.yaml:{line}" in message
+
+
+def test_metadata_name_must_match_the_file_name():
+    with pytest.raises(InvalidInput, match="does not match the file name 'other'"):
+        parse_manifest(EXAMPLE.read_text(), "other.yaml", expected_name="other")
+
+
+# -- generation bookkeeping -----------------------------------------------------------
+def test_generation_counts_spec_changes_and_the_manifest_wins():
+    assert next_generation(None, "h1", None) == 1
+    rec = StatusRecord(name="n", generation=4, spec_hash="h1")
+    assert next_generation(None, "h1", rec) == 4
+    assert next_generation(None, "h2", rec) == 5
+    assert next_generation(9, "h2", rec) == 9
+
+
+def test_is_observed_needs_the_same_spec_and_generation():
+    status = ModelDeploymentStatus(observed_generation=2)
+    rec = StatusRecord(name="n", generation=2, spec_hash="h", status=status)
+    assert is_observed(rec, "h")
+    assert not is_observed(rec, "other")
+    assert not is_observed(rec.model_copy(update={"generation": 3}), "h")
+    assert not is_observed(None, "h")
+
+
+# -- folder source --------------------------------------------------------------------
+def test_folder_source_lists_reads_writes_status_beside_the_manifest(tmp_path):
+    src = open_source(str(tmp_path))
+    assert isinstance(src, DirectorySource)
+    put = src.put_manifest(example())
+    assert put.where == str(tmp_path / f"{NAME}.yaml")
+    (tmp_path / "notes.txt").write_text("not a manifest")
+    (tmp_path / ".hidden.yaml").write_text("ignored")
+    tokens = src.scan()
+    assert list(tokens) == [NAME]
+    assert parse_manifest(src.read(NAME), "x") == example()
+
+    record = StatusRecord(name=NAME, key=f"default/{NAME}", generation=1, spec_hash=put.spec_hash)
+    src.write_status(NAME, record)
+    status_file = tmp_path / f"{NAME}.status.json"
+    assert json.loads(status_file.read_text())["specHash"] == put.spec_hash
+    assert src.read_status(NAME).same_content(record)
+    assert list(src.scan()) == [NAME], "status files are not manifests"
+
+    (tmp_path / f"{NAME}.yaml").write_text(
+        EXAMPLE.read_text().replace("replicas: 2", "replicas: 3")
+    )
+    assert src.scan()[NAME] != tokens[NAME], "an edit changes the change token"
+    src.delete_status(NAME)
+    assert src.get_status(NAME) is None
+
+
+def test_folder_source_must_exist_unless_created(tmp_path):
+    with pytest.raises(InvalidInput, match="does not exist"):
+        open_source(str(tmp_path / "nope"))
+    src = open_source(f"file://{tmp_path / 'new'}", create=True)
+    assert Path(src.uri).is_dir()
+
+
+def test_unknown_source_schemes_are_refused(tmp_path):
+    with pytest.raises(InvalidInput, match="unsupported source"):
+        open_source("gs://bucket/prefix")
+    with pytest.raises(InvalidInput, match="Kubernetes operator"):
+        open_source("kube")
+
+
+def _try_lock(path: str, queue) -> None:
+    lock = FileLock(Path(path))
+    queue.put(lock.try_acquire())
+
+
+def test_file_lock_excludes_another_process_until_released(tmp_path):
+    path = tmp_path / ".leases" / "a.lock"
+    lock = FileLock(path)
+    assert lock.try_acquire()
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_try_lock, args=(str(path), q))
+    p.start()
+    assert q.get(timeout=30) is False
+    p.join()
+    lock.release()
+    p = ctx.Process(target=_try_lock, args=(str(path), q))
+    p.start()
+    assert q.get(timeout=30) is True
+    p.join()
+
+
+def test_folder_guard_is_per_key(tmp_path):
+    src = DirectorySource(tmp_path)
+    other = DirectorySource(tmp_path)  # a second controller: flock is per open file
+    with src.guard("a") as mine:
+        assert mine
+        with other.guard("a") as theirs:
+            assert not theirs
+        with other.guard("b") as theirs_b:
+            assert theirs_b
+    with other.guard("a") as theirs:
+        assert theirs
+
+
+# -- S3 source ------------------------------------------------------------------------
+def test_s3_source_defaults_to_the_platform_prefix(platform):
+    src = open_source("s3")
+    assert isinstance(src, S3Source)
+    assert src.uri == f"s3://{platform.artifact_bucket}/{platform.desired_state_prefix}"
+
+
+def test_s3_source_lists_by_etag_and_keeps_status_and_lease_out_of_the_listing(platform):
+    src = S3Source(f"s3://{platform.artifact_bucket}/gitops/prod")
+    assert src.prefix == "gitops/prod/"
+    put = src.put_manifest(example())
+    assert put.where == f"s3://{platform.artifact_bucket}/gitops/prod/{NAME}.yaml"
+    assert src.heartbeat()
+    record = StatusRecord(name=NAME, key=f"default/{NAME}", generation=1, spec_hash=put.spec_hash)
+    src.write_status(NAME, record)
+    s3 = aws.client("s3")
+    keys = {
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=platform.artifact_bucket, Prefix="gitops/")["Contents"]
+    }
+    assert keys == {
+        f"gitops/prod/{NAME}.yaml",
+        f"gitops/prod/.status/{NAME}.json",
+        "gitops/prod/.leases/controller.json",
+    }
+    tokens = src.scan()
+    assert list(tokens) == [NAME]
+    assert parse_manifest(src.read(NAME), "x") == example()
+    assert src.get_record(NAME).same_content(record)
+    assert src.get_status(f"default/{NAME}") == record.status
+
+    s3.put_object(
+        Bucket=platform.artifact_bucket,
+        Key=f"gitops/prod/{NAME}.yaml",
+        Body=EXAMPLE.read_text().replace("replicas: 2", "replicas: 3").encode(),
+    )
+    assert src.scan()[NAME] != tokens[NAME]
+    assert "replicas: 3" in src.read(NAME), "a new ETag means a fresh GET"
+    src.close()
+
+
+def test_s3_source_reports_a_missing_bucket(aws_env):
+    src = S3Source("s3://no-such-bucket-here/deployments/")
+    with pytest.raises(InvalidInput, match="no-such-bucket-here"):
+        src.check()
+
+
+# -- S3 lease -------------------------------------------------------------------------
+def _lease_body(bucket: str, key: str) -> dict:
+    return json.loads(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def test_s3_lease_is_exclusive_until_released(platform):
+    bucket, key = platform.artifact_bucket, "deployments/.leases/controller.json"
+    a = S3Lease(bucket, key, holder="a", ttl=30)
+    b = S3Lease(bucket, key, holder="b", ttl=30)
+    assert a.ensure()
+    assert not b.ensure(), "a live lease held by another controller is refused"
+    assert _lease_body(bucket, key)["holder"] == "a"
+    a.release()
+    assert _lease_body(bucket, key)["holder"] is None
+    assert b.ensure(), "a released lease is taken at once"
+    assert _lease_body(bucket, key)["holder"] == "b"
+    assert not a.ensure()
+
+
+def test_s3_lease_is_taken_over_after_expiry_and_the_old_holder_notices(platform):
+    bucket, key = platform.artifact_bucket, "deployments/.leases/controller.json"
+    a = S3Lease(bucket, key, holder="a", ttl=30)
+    assert a.ensure()
+    # Age a's lease as if it had stopped renewing 60 s ago (a crashed controller).
+    body = _lease_body(bucket, key) | {"expiresAt": 1.0}
+    aws.client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode())
+    b = S3Lease(bucket, key, holder="b", ttl=30)
+    assert b.ensure()
+    a._held.renewed -= 20  # a's renewal is due: its IfMatch put finds a new ETag
+    assert not a.ensure()
+    assert not a.held()
+
+
+def test_s3_lease_conditional_put_loses_a_race(platform):
+    """Two controllers read the same expired lease; only one conditional put wins."""
+    bucket, key = platform.artifact_bucket, "deployments/.leases/controller.json"
+    s3 = aws.client("s3")
+    s3.put_object(Bucket=bucket, Key=key, Body=b'{"holder": null, "expiresAt": 0}')
+    etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
+    a = S3Lease(bucket, key, holder="a")
+    b = S3Lease(bucket, key, holder="b")
+    assert a._put(30, IfMatch=etag) is not None
+    assert b._put(30, IfMatch=etag) is None, "IfMatch on a stale ETag must fail"
+    assert a._put(30, IfNoneMatch="*") is None, "IfNoneMatch on an existing key must fail"
+
+
+def test_both_sources_implement_the_source_protocol(platform, tmp_path):
+    from controller.sources import Source
+
+    assert isinstance(DirectorySource(tmp_path), Source)
+    assert isinstance(S3Source("s3"), Source)
