@@ -9,6 +9,18 @@ import sys
 import structlog
 
 
+class _Stderr:
+    """``sys.stderr`` looked up at every write, not captured once at configure time:
+    whatever replaces it later (pytest's capture, a daemon's redirection) gets the lines,
+    and a replaced stream that has been closed is never written to."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(level: str | None = None, json: bool | None = None) -> None:
     """Configure structlog and stdlib logging once per process.
 
@@ -24,23 +36,31 @@ def configure(level: str | None = None, json: bool | None = None) -> None:
         if json
         else structlog.dev.ConsoleRenderer(colors=False, pad_event=0)
     )
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    level_no = logging.getLevelNamesMapping().get(level_name, logging.INFO)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level_name, logging.INFO)
-        ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level_no),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(
-        level=level_name, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
+    # Libraries that log through the standard library (uvicorn, kopf, botocore) get the
+    # same renderer, so a container's output is one format a log pipeline can parse.
+    handler = logging.StreamHandler(_Stderr())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
     )
+    handler._mlops = True  # type: ignore[attr-defined]  # ours, to replace on reconfigure
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not getattr(h, "_mlops", False)] + [handler]
+    root.setLevel(level_no)
     # botocore and urllib3 are chatty at INFO/DEBUG; keep them quiet unless asked.
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -267,7 +267,10 @@ class Registry:
         return out
 
     def list_versions(self, project: str) -> list[Manifest]:
-        """Completely published versions, oldest first (version ids sort by time)."""
+        """Completely published versions, oldest first.
+
+        Ordered by ``created_at``: version ids sort by time only to the second, and two
+        trainings within one second differ in their hash suffix, not in time order."""
         base = self.platform.models_prefix(project)
         versions = sorted(p[len(base) :].rstrip("/") for p in self._common_prefixes(base))
         out = []
@@ -276,7 +279,7 @@ class Registry:
                 out.append(self.get_manifest(project, version))
             except (NotFound, InvalidInput):
                 continue  # incomplete publish or a stray folder: invisible to readers
-        return out
+        return sorted(out, key=lambda m: (m.created_at, m.version))
 
     def download(self, project: str, version: str, dest: Path) -> Manifest:
         manifest = self.get_manifest(project, version)

@@ -4,7 +4,9 @@
 #
 #   local AWS -> train v1 -> publish -> promote to prod -> serve from the prod pointer
 #   -> predict -> train v2 -> publish -> promote -> serving answers from v2
-#   -> rollback -> serving answers from v1 again -> status
+#   -> rollback -> serving answers from v1 again
+#   -> declare prod in a ModelDeployment: the controller converges the ECS service and
+#      the pointer onto v2, then back onto v1 -> status
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,14 +18,15 @@ free_port() { python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 
 AWS_PORT=$(free_port)
 SERVE_PORT=$(free_port)
 SERVE_PID=""
+CONTROLLER_PID=""
 START=$(date +%s)
 
 cleanup() {
   local status=$?
-  if [ -n "$SERVE_PID" ]; then
-    kill "$SERVE_PID" 2>/dev/null || true
-    wait "$SERVE_PID" 2>/dev/null || true
-  fi
+  for pid in $SERVE_PID $CONTROLLER_PID; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   mlopsctl dev down --port "$AWS_PORT" >/dev/null 2>&1 || true
   rm -rf "$WORK"
   exit "$status"
@@ -101,7 +104,21 @@ step "6. Roll back prod: serving answers from v1 again"
 mlopsctl rollback --env prod --reason "demo rollback"
 predict "$V1"
 
-step "7. Status"
+step "7. Declare prod instead: a ModelDeployment, converged by the controller"
+DEPLOYMENTS="$WORK/deployments"
+mkdir -p "$DEPLOYMENTS"
+mlopsctl controller run --source "$DEPLOYMENTS" >"$WORK/controller.log" 2>&1 &
+CONTROLLER_PID=$!
+mlopsctl deploy --env prod --version "$V2" --source "$DEPLOYMENTS" --wait --until applied
+predict "$V2"
+echo "(the local endpoint runs no containers, so the ECS rollout stays in progress;"
+echo " on AWS, 'deploy --wait' goes on until the service is Ready)"
+
+step "8. Roll back by declaring v1 again"
+mlopsctl deploy --env prod --version "$V1" --source "$DEPLOYMENTS" --wait --until applied
+predict "$V1"
+
+step "9. Status"
 mlopsctl models
 mlopsctl status
 

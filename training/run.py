@@ -84,7 +84,7 @@ def _commit(tmp: Path, out_dir: Path) -> None:
 
 def _created_at(value: datetime | None) -> datetime:
     if value is None:
-        return datetime.now(UTC).replace(microsecond=0)
+        return datetime.now(UTC)  # full precision: orders versions made within one second
     # A naive time is taken as UTC: version ids are UTC and must not depend on the host's TZ.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 

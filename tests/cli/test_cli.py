@@ -73,8 +73,9 @@ def test_golden_path(project, aws_env, capsys, monkeypatch):
         f.writelines((project / "data" / "usedcars.csv").read_text().splitlines(True)[1:200])
     assert run(capsys, "train", "--data", str(project / "more.csv"))[0] == 0
     assert run(capsys, "publish")[0] == 0
-    v2 = run(capsys, "models", "-q")[1].split()[-1]
-    assert v2 != v1
+    listed = run(capsys, "models", "-q")[1].split()
+    assert len(listed) == 2 and listed[0] == v1  # oldest first, even within one second
+    v2 = listed[1]
     code, out, err = run(capsys, "promote", v2, "--env", "prod", "--force", "--reason", "test")
     assert code == 0, err
     code, out, err = run(capsys, "rollback", "--env", "prod")

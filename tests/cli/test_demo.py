@@ -29,10 +29,14 @@ def test_demo_script_runs_the_golden_path_and_cleans_up(tmp_path):
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     served = re.findall(r"-> price ([\d,]+) USD\s+\(model (\S+)\)", out)
-    # v1, then v2 after promotion, then v1 again after the rollback.
-    assert len(served) == 3, out
-    (p1, v1), (p2, v2), (p3, v3) = served
-    assert v1 != v2 and v3 == v1 and p3 == p1
+    # CLI: v1, v2 after promotion, v1 after rollback; then through the controller: v2, v1.
+    assert len(served) == 5, out
+    versions = [v for _, v in served]
+    v1, v2 = versions[0], versions[1]
+    assert v1 != v2 and versions == [v1, v2, v1, v2, v1]
+    prices = {v: p for p, v in served}
+    assert all(prices[v] == p for p, v in served)  # one version, one answer
+    assert out.count("applied: pointer and service name") == 2
     assert "rolled back" in out and "demo finished" in out
     # Everything it started is gone: its work folder (with the moto state file) too.
     assert list(tmp_path.iterdir()) == []
