@@ -43,18 +43,7 @@ import sklearn  # noqa: E402
 from sklearn.linear_model import LinearRegression  # noqa: E402
 
 from mlops_core import aws, logs  # noqa: E402
-from mlops_core.artifacts import (  # noqa: E402
-    BASELINE_FILE,
-    MANIFEST,
-    METRICS_FILE,
-    MODEL_FILE,
-    DataInfo,
-    FileEntry,
-    Manifest,
-    make_version,
-    sha256_file,
-    write_json,
-)
+from mlops_core.artifacts import DataInfo, Manifest, write_version_folder  # noqa: E402
 from mlops_core.features import FeatureSpec  # noqa: E402
 from mlops_core.naming import Platform  # noqa: E402
 from mlops_core.project import ProjectConfig  # noqa: E402
@@ -72,32 +61,22 @@ def build_version(folder: Path, seed: int) -> Manifest:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(200, 2))
     y = x @ np.array([3.0, -2.0]) + rng.normal(scale=0.1, size=200)
-    (folder / MODEL_FILE).write_bytes(pickle.dumps(LinearRegression().fit(x, y)))
-    write_json(folder / BASELINE_FILE, {"features": {}})
-    metrics = {
-        "model": {"r2": 0.9 + seed / 100, "mae": 0.1, "rmse": 0.1},
-        "baseline": {"r2": 0.0, "mae": 3.0, "rmse": 3.6},
-    }
-    write_json(folder / METRICS_FILE, metrics)
-    files = {
-        n: FileEntry(sha256=sha256_file(folder / n), size=(folder / n).stat().st_size)
-        for n in (MODEL_FILE, BASELINE_FILE, METRICS_FILE)
-    }
-    created = datetime(2026, 11, 28, 6, 0, tzinfo=UTC) + timedelta(minutes=seed)
-    manifest = Manifest(
+    return write_version_folder(
+        folder,
+        model_bytes=pickle.dumps(LinearRegression().fit(x, y)),
+        baseline={"features": {}},
+        metrics={
+            "model": {"r2": 0.9 + seed / 100, "mae": 0.1, "rmse": 0.1},
+            "baseline": {"r2": 0.0, "mae": 3.0, "rmse": 3.6},
+        },
         project=PROJECT,
-        version=make_version(created, files[MODEL_FILE].sha256),
-        created_at=created,
-        files=files,
+        created_at=datetime(2026, 11, 28, 6, 0, tzinfo=UTC) + timedelta(minutes=seed),
         target="y",
         features=FEATURES,
         data=DataInfo(source="synthetic", fingerprint="0" * 64, rows=200, columns=["x1", "x2"]),
         hyperparameters={},
-        metrics=metrics,
         runtime={"python": sys.version.split()[0], "scikit-learn": sklearn.__version__},
     )
-    (folder / MANIFEST).write_text(manifest.to_json())
-    return manifest
 
 
 def manifest_text(env: str, version: str) -> str:

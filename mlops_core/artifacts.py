@@ -133,3 +133,46 @@ def verify_folder(folder: Path, manifest: Manifest | None = None) -> Manifest:
 def write_json(path: Path, obj: Any) -> None:
     """Deterministic JSON (sorted keys) so identical content hashes identically."""
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_version_folder(
+    dest: Path,
+    *,
+    model_bytes: bytes,
+    baseline: dict[str, Any],
+    metrics: dict[str, Any],
+    project: str,
+    created_at: datetime,
+    target: str,
+    features: list[FeatureSpec],
+    data: DataInfo,
+    hyperparameters: dict[str, Any],
+    runtime: dict[str, str],
+) -> Manifest:
+    """Write a complete version folder: the model, baseline and metrics, then
+    ``manifest.json`` naming each with its sha256 (last: it marks the folder complete).
+
+    The one writer of the layout, for training and for anything that builds a version
+    by other means (tests, benchmarks)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / MODEL_FILE).write_bytes(model_bytes)
+    write_json(dest / BASELINE_FILE, baseline)
+    write_json(dest / METRICS_FILE, metrics)
+    files = {
+        name: FileEntry(sha256=sha256_file(dest / name), size=(dest / name).stat().st_size)
+        for name in (MODEL_FILE, BASELINE_FILE, METRICS_FILE)
+    }
+    manifest = Manifest(
+        project=project,
+        version=make_version(created_at, files[MODEL_FILE].sha256),
+        created_at=created_at,
+        files=files,
+        target=target,
+        features=features,
+        data=data,
+        hyperparameters=hyperparameters,
+        metrics=metrics,
+        runtime=runtime,
+    )
+    write_json(dest / MANIFEST, manifest.model_dump(mode="json"))
+    return manifest

@@ -18,18 +18,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 
-from mlops_core.artifacts import (
-    BASELINE_FILE,
-    MANIFEST,
-    METRICS_FILE,
-    MODEL_FILE,
-    DataInfo,
-    FileEntry,
-    Manifest,
-    make_version,
-    sha256_file,
-    write_json,
-)
+from mlops_core.artifacts import DataInfo, Manifest, write_version_folder
 from mlops_core.features import FeatureEncoder, FeatureSpec
 
 FUELS = ["petrol", "diesel", "electric", "hybrid"]
@@ -91,26 +80,18 @@ def write_model_folder(
             ),
         ]
     ).fit(x, y)
-    (dest / MODEL_FILE).write_bytes(pickle.dumps(pipeline, protocol=5))
-    write_json(
-        dest / BASELINE_FILE,
-        {
+    r2 = float(pipeline.score(x, y))
+    return write_version_folder(
+        dest,
+        model_bytes=pickle.dumps(pipeline, protocol=5),
+        baseline={
             "features": {
                 n: {"mean": float(np.nanmean(x[:, i]))} for i, n in enumerate(encoder.names)
             }
         },
-    )
-    write_json(dest / METRICS_FILE, {"model": {"r2": float(pipeline.score(x, y))}})
-    files = {
-        name: FileEntry(sha256=sha256_file(dest / name), size=(dest / name).stat().st_size)
-        for name in (MODEL_FILE, BASELINE_FILE, METRICS_FILE)
-    }
-    created_at = created_at or datetime.now(UTC)
-    manifest = Manifest(
+        metrics={"model": {"r2": r2}},
         project=project,
-        version=make_version(created_at, files[MODEL_FILE].sha256),
-        created_at=created_at,
-        files=files,
+        created_at=created_at or datetime.now(UTC),
         target="price",
         features=FEATURES,
         data=DataInfo(source="synthetic", fingerprint="0" * 64, rows=rows, columns=encoder.names),
@@ -119,7 +100,6 @@ def write_model_folder(
             "max_depth": max_depth,
             "random_state": seed,
         },
-        metrics={"model": {"r2": float(pipeline.score(x, y))}},
         runtime=runtime
         or {
             "python": platform.python_version(),
@@ -127,5 +107,3 @@ def write_model_folder(
             "numpy": np.__version__,
         },
     )
-    (dest / MANIFEST).write_text(manifest.to_json())
-    return manifest

@@ -27,12 +27,8 @@ from mlops_core.artifacts import (
     METRICS_FILE,
     MODEL_FILE,
     DataInfo,
-    FileEntry,
     Manifest,
-    make_version,
-    sha256_bytes,
-    sha256_file,
-    write_json,
+    write_version_folder,
 )
 from mlops_core.errors import InvalidInput
 from mlops_core.features import FeatureEncoder
@@ -130,36 +126,27 @@ def train(
     log.info("data loaded", project=cfg.name, source=source, rows=dataset.rows)
     fitted = fit(cfg, dataset)
     metrics = fitted.metrics
-    manifest_fields = {
-        "project": cfg.name,
-        "version": make_version(created, sha256_bytes(fitted.model_bytes)),
-        "created_at": created,
-        "target": cfg.target,
-        "features": cfg.features,
-        "data": DataInfo(
-            source=source,
-            fingerprint=dataset.fingerprint,
-            rows=dataset.rows,
-            columns=dataset.columns,
-        ),
-        "hyperparameters": _hyperparameters(cfg),
-        "metrics": metrics,
-        "runtime": runtime_versions(),
-    }
+    data_info = DataInfo(
+        source=source, fingerprint=dataset.fingerprint, rows=dataset.rows, columns=dataset.columns
+    )
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it owner-only; the artifacts are meant to be shared
-        (tmp / MODEL_FILE).write_bytes(fitted.model_bytes)
-        write_json(tmp / BASELINE_FILE, fitted.baseline)
-        write_json(tmp / METRICS_FILE, metrics)
-        entries = {
-            name: FileEntry(sha256=sha256_file(tmp / name), size=(tmp / name).stat().st_size)
-            for name in (MODEL_FILE, BASELINE_FILE, METRICS_FILE)
-        }
-        manifest = Manifest(files=entries, **manifest_fields)
-        write_json(tmp / MANIFEST, manifest.model_dump(mode="json"))
+        manifest = write_version_folder(
+            tmp,
+            model_bytes=fitted.model_bytes,
+            baseline=fitted.baseline,
+            metrics=metrics,
+            project=cfg.name,
+            created_at=created,
+            target=cfg.target,
+            features=cfg.features,
+            data=data_info,
+            hyperparameters=_hyperparameters(cfg),
+            runtime=runtime_versions(),
+        )
         _commit(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -171,7 +158,7 @@ def train(
         version=manifest.version,
         r2=round(metrics["model"]["r2"], 4),
         baseline_r2=round(metrics["baseline"]["r2"], 4),
-        model_bytes=entries[MODEL_FILE].size,
+        model_bytes=manifest.files[MODEL_FILE].size,
         out=str(out_dir),
     )
     if tracker is not None:

@@ -17,18 +17,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 
-from mlops_core.artifacts import (
-    BASELINE_FILE,
-    MANIFEST,
-    METRICS_FILE,
-    MODEL_FILE,
-    DataInfo,
-    FileEntry,
-    Manifest,
-    make_version,
-    sha256_file,
-    write_json,
-)
+from mlops_core.artifacts import DataInfo, Manifest, write_version_folder
 from mlops_core.features import FeatureEncoder, FeatureSpec
 from mlops_core.project import ProjectConfig
 
@@ -87,35 +76,27 @@ def make_artifacts(
         SimpleImputer(strategy="median"),
         RandomForestRegressor(n_estimators=3, max_depth=4, random_state=seed),
     ).fit(x, y)
-    (folder / MODEL_FILE).write_bytes(pickle.dumps(model))
-    write_json(folder / BASELINE_FILE, {"features": {}})
     metrics = {
         "model": {"r2": r2, "mae": 1000.0, "rmse": 1300.0},
         "baseline": {"r2": -0.001, "mae": 9000.0, "rmse": 11000.0},
         "train_rows": rows,
         "test_rows": 0,
     }
-    write_json(folder / METRICS_FILE, metrics)
-    files = {
-        name: FileEntry(sha256=sha256_file(folder / name), size=(folder / name).stat().st_size)
-        for name in (MODEL_FILE, BASELINE_FILE, METRICS_FILE)
-    }
     created = created_at or datetime(2026, 11, 28, 6, 0, tzinfo=UTC) + timedelta(minutes=seed)
-    manifest = Manifest(
+    return write_version_folder(
+        folder,
+        model_bytes=pickle.dumps(model),
+        baseline={"features": {}},
+        metrics=metrics,
         project=project,
-        version=make_version(created, files[MODEL_FILE].sha256),
         created_at=created,
-        files=files,
         target="price",
         features=FEATURES,
         data=DataInfo(source="synthetic", fingerprint="0" * 64, rows=rows, columns=[]),
         hyperparameters={"n_estimators": 3, "max_depth": 4, "random_state": seed},
-        metrics=metrics,
         runtime={
             "python": _platform.python_version(),
             "scikit-learn": sklearn.__version__,
             "numpy": np.__version__,
         },
     )
-    (folder / MANIFEST).write_text(manifest.to_json())
-    return manifest

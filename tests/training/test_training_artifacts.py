@@ -168,16 +168,16 @@ def test_a_failure_while_writing_keeps_the_previous_folder(make_project, monkeyp
     project = make_project()
     first = training.train(project, created_at=WHEN)
 
-    import training.run as run
+    import mlops_core.artifacts as artifacts
 
-    real_write_json = run.write_json
+    real_write_json = artifacts.write_json
 
     def disk_full_at_the_manifest(path: Path, obj: object) -> None:
         if path.name == MANIFEST:
             raise OSError(28, "No space left on device")
         real_write_json(path, obj)
 
-    monkeypatch.setattr(run, "write_json", disk_full_at_the_manifest)
+    monkeypatch.setattr(artifacts, "write_json", disk_full_at_the_manifest)
     with pytest.raises(OSError, match="No space left"):
         training.train(project, created_at=datetime(2026, 12, 1, tzinfo=UTC))
     assert verify_folder(project / "artifacts") == first
