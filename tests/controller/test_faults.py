@@ -9,8 +9,7 @@ import random
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from conftest import PROJECT, make_deployment
-from test_reconcile import ecs_service, pointer_version, revisions
+from reconcile_support import PROJECT, ecs_service, make_deployment, pointer_version, revisions
 
 from controller.api import ModelDeployment
 from controller.execute import Executor

@@ -9,10 +9,10 @@ import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from conftest import make_deployment
 from factories import FEATURES, project_config
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
+from reconcile_support import make_deployment
 
 from controller.actions import (
     TAG_DEPLOYMENT,

@@ -7,7 +7,15 @@ from datetime import timedelta
 
 import pytest
 import structlog
-from conftest import PROJECT, make_deployment
+from reconcile_support import (
+    PROJECT,
+    cond,
+    ecs_service,
+    make_deployment,
+    pointer_version,
+    revisions,
+    task_definition,
+)
 
 from controller.actions import (
     ENV_MODEL_SHA256,
@@ -23,35 +31,6 @@ from controller.observe import COMPLETED, FAILED
 from mlops_core import aws
 from mlops_core.naming import MANAGED_BY_TAG
 from mlops_core.pointer import PointerStore
-
-
-def ecs_service(platform, env="prod"):
-    page = aws.client("ecs").describe_services(
-        cluster=platform.ecs_cluster,
-        services=[platform.service_name(PROJECT, env)],
-        include=["TAGS"],
-    )
-    return page["services"][0] if page["services"] else None
-
-
-def task_definition(arn):
-    return aws.client("ecs").describe_task_definition(taskDefinition=arn, include=["TAGS"])
-
-
-def revisions(platform, env="prod"):
-    return aws.client("ecs").list_task_definitions(familyPrefix=platform.task_family(PROJECT, env))[
-        "taskDefinitionArns"
-    ]
-
-
-def pointer_version(platform, env="prod"):
-    p = PointerStore(platform).get(PROJECT, env)
-    return p.version if p else None
-
-
-def cond(status, type_):
-    c = status.condition(type_)
-    return (c.status, c.reason) if c else None
 
 
 def test_first_deploy_creates_pinned_revision_service_and_pointer(
