@@ -48,6 +48,14 @@ app.command("serve")(cmd_serve.serve)
 app.add_typer(cmd_dev.app, name="dev")
 
 
+@app.command("crd")
+def crd() -> None:
+    """Print the ModelDeployment CRD, for 'mlopsctl crd | kubectl apply -f -'."""
+    from controller.crd import render
+
+    typer.echo(render(), nl=False)
+
+
 def _mount_optional() -> None:
     """Sub-commands whose modules may be absent in slim images (e.g. serving)."""
     try:

@@ -59,3 +59,11 @@ def aws_env(moto_server) -> dict[str, str]:
 @pytest.fixture
 def platform(aws_env) -> Platform:
     return Platform.from_env()
+
+
+@pytest.fixture
+def network_env(aws_env) -> dict[str, str]:
+    """The serving network that bootstrap made (as ``mlopsctl dev up`` does), as the
+    environment Terraform's ``controller_environment`` output gives the controller."""
+    subnets, group = local_aws.ensure_network(Platform.from_env())
+    return {"MLOPS_SUBNETS": ",".join(subnets), "MLOPS_SECURITY_GROUPS": group}

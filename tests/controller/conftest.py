@@ -16,13 +16,12 @@ from mlops_core.registry import Registry
 
 
 @pytest.fixture
-def network(aws_env) -> NetworkConfig:
-    """A VPC, a subnet and a security group in moto, as Terraform would output them."""
-    ec2 = aws.client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    sg = ec2.create_security_group(GroupName="serving", Description="serving", VpcId=vpc)
-    return NetworkConfig(subnets=(subnet,), security_groups=(sg["GroupId"],))
+def network(network_env) -> NetworkConfig:
+    """Subnets and a security group in moto, as Terraform would output them."""
+    return NetworkConfig(
+        subnets=tuple(network_env["MLOPS_SUBNETS"].split(",")),
+        security_groups=(network_env["MLOPS_SECURITY_GROUPS"],),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -56,15 +56,10 @@ def versions(platform, tmp_path) -> list[str]:
 
 
 @pytest.fixture
-def network(platform, monkeypatch) -> NetworkConfig:
-    """A VPC subnet and security group for Fargate services (also in the environment,
-    for the CLI run as a subprocess)."""
-    ec2 = aws.client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    sg = ec2.create_security_group(GroupName="serving", Description="serving", VpcId=vpc)
-    monkeypatch.setenv("MLOPS_SUBNETS", subnet)
-    monkeypatch.setenv("MLOPS_SECURITY_GROUPS", sg["GroupId"])
+def network(platform, network_env, monkeypatch) -> NetworkConfig:
+    """The serving network, also in the environment for the CLI run as a subprocess."""
+    for name, value in network_env.items():
+        monkeypatch.setenv(name, value)
     return NetworkConfig.from_env()
 
 
