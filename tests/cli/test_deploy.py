@@ -1,0 +1,91 @@
+"""`mlopsctl deploy`: it writes desired state into the controller's source, nothing else."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import yaml
+from factories import make_artifacts, project_config
+
+from controller.daemon import Controller
+from controller.sources import open_source
+from mlops_core.pointer import PointerStore
+from mlops_core.registry import Registry
+from mlopsctl.cli import main
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops/serving:0.1.0"
+
+
+@pytest.fixture
+def versions(platform, tmp_path) -> list[str]:
+    registry = Registry(platform)
+    registry.register_project(project_config())
+    out = []
+    for seed in (1, 2):
+        make_artifacts(tmp_path / f"v{seed}", seed=seed, r2=0.8)
+        out.append(registry.publish(tmp_path / f"v{seed}").version)
+    return out
+
+
+def _deploy(capsys, *argv: str) -> tuple[int, str]:
+    code = main(["deploy", "--project", "usedcar-price", *argv])
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def test_deploy_writes_and_updates_the_manifest_only(versions, tmp_path, capsys):
+    source = tmp_path / "deployments"
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--image", IMAGE)
+    assert code == 0, out
+    doc = yaml.safe_load((source / "usedcar-price-prod.yaml").read_text())
+    assert doc["spec"]["model"] == {"version": versions[-1]}  # the newest by default
+    assert doc["spec"]["serving"]["image"] == IMAGE
+    # Nothing in AWS moved: that is the controller's job.
+    assert PointerStore().get("usedcar-price", "prod") is None
+    # A second deploy changes the version and keeps the rest of the spec.
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--version", versions[0])
+    assert code == 0, out
+    doc = yaml.safe_load((source / "usedcar-price-prod.yaml").read_text())
+    assert doc["spec"]["model"] == {"version": versions[0]}
+    assert doc["spec"]["serving"]["image"] == IMAGE
+
+
+def test_deploy_wait_follows_the_controller_until_applied(
+    versions, network_env, monkeypatch, tmp_path, capsys
+):
+    for name, value in network_env.items():
+        monkeypatch.setenv(name, value)
+    source = tmp_path / "deployments"
+    source.mkdir()
+    controller = Controller(open_source(str(source)), poll=0.2, resync=30, workers=2)
+    stop = threading.Event()
+    runner = threading.Thread(target=controller.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        code, out = _deploy(
+            capsys, "--env", "prod", "--source", str(source), "--image", IMAGE,
+            "--version", versions[1], "--wait", "--until", "applied", "--timeout", "60",
+        )  # fmt: skip
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    assert code == 0, out
+    assert f"pointer and service name {versions[1]}" in out
+    assert PointerStore().get("usedcar-price", "prod").version == versions[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["--env", "qa"], 2, "unknown env 'qa'"),
+        (["--env", "prod", "--version", "20990101T000000Z-0000000"], 3, "not published"),
+        (["--env", "prod", "--version", "v1", "--candidate", "s3://b/x/"], 2, "not both"),
+        (["--env", "prod", "--wait", "--until", "soon"], 2, "--until"),
+    ],
+)
+def test_deploy_bad_input_writes_nothing(versions, tmp_path, capsys, argv, code, message):
+    source = tmp_path / "deployments"
+    got, out = _deploy(capsys, *argv, "--source", str(source), "--image", IMAGE)
+    assert (got, message in out) == (code, True), out
+    assert not source.exists() or not list(source.iterdir())
