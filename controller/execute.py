@@ -290,6 +290,24 @@ class Executor:
                 tags=_tags({TAG_REPLICAS: str(service.replicas)}),
             )
 
+    def scale_to_zero(self, deployment_key: str, service: str) -> bool:
+        """Scale ``service`` to zero tasks if it is ``deployment_key``'s (its tag names
+        the key, or it has none). Returns whether anything changed; safe to repeat."""
+        found = self._ecs.describe_services(
+            cluster=self.platform.ecs_cluster, services=[service], include=["TAGS"]
+        )
+        live = [s for s in found.get("services", []) if s.get("status") == "ACTIVE"]
+        if not live:
+            return False
+        tags = {t["key"]: t["value"] for t in live[0].get("tags", [])}
+        if tags.get(TAG_DEPLOYMENT) not in (None, deployment_key):
+            return False  # another deployment (another namespace) owns the service now
+        if live[0].get("desiredCount", 0) == 0:
+            return False
+        self._ecs.update_service(cluster=self.platform.ecs_cluster, service=service, desiredCount=0)
+        self.writes["ScaleToZero"] += 1
+        return True
+
     def move_pointer(self, action: MovePointer) -> None:
         self.pointers.put(
             action.project,

@@ -45,9 +45,8 @@ from typing import Any, Literal
 import kopf
 from pydantic import ValidationError
 
-from controller.actions import TAG_DEPLOYMENT, describe
+from controller.actions import describe
 from controller.api import GROUP, PLURAL, VERSION, ModelDeployment, ModelDeploymentStatus
-from mlops_core import aws
 from mlops_core.errors import InvalidInput, MlopsError
 from mlops_core.logs import get_logger
 from mlops_core.naming import Platform
@@ -138,24 +137,6 @@ def delete_policy(body: Mapping[str, Any], default: DeletePolicy) -> DeletePolic
             hint=f"use one of {', '.join(DELETE_POLICIES)}",
         )
     return value  # type: ignore[return-value]
-
-
-def scale_to_zero(deployment: ModelDeployment, platform: Platform) -> bool:
-    """Scale the deployment's ECS service to zero tasks, if the service is this
-    deployment's (its tag names the key). Returns whether anything was changed."""
-    ecs = aws.client("ecs")
-    name = platform.service_name(deployment.spec.project, deployment.spec.env)
-    found = ecs.describe_services(cluster=platform.ecs_cluster, services=[name], include=["TAGS"])
-    live = [s for s in found.get("services", []) if s.get("status") == "ACTIVE"]
-    if not live:
-        return False
-    tags = {t["key"]: t["value"] for t in live[0].get("tags", [])}
-    if tags.get(TAG_DEPLOYMENT) not in (None, deployment.key):
-        return False  # another deployment (another namespace) owns the service now
-    if live[0].get("desiredCount", 0) == 0:
-        return False
-    ecs.update_service(cluster=platform.ecs_cluster, service=name, desiredCount=0)
-    return True
 
 
 @dataclass
@@ -292,7 +273,7 @@ class Adapter:
                     deployment = parse(body)
                 except MlopsError:
                     deployment = None  # an invalid spec never made a service
-                if deployment is not None and scale_to_zero(deployment, self.platform):
+                if deployment is not None and self.reconciler.retire(deployment, policy):
                     kopf.info(dict(body), reason="ScaledToZero", message="service scaled to 0")
             log.info("deleted", key=key, policy=policy)
             self._due.pop(key, None)

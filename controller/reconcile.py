@@ -108,6 +108,16 @@ class Reconciler:
     ) -> ReconcileResult:
         return self.reconcile_many([(deployment, status)])[0]
 
+    def retire(self, deployment: ModelDeployment, policy: str) -> bool:
+        """A deployment was deleted: apply its delete policy. ``Retain`` leaves the
+        service and the pointer as they are; ``ScaleToZero`` scales the service to zero
+        tasks (the pointer stays, so re-creating the deployment resumes where it was).
+        Returns whether AWS was changed."""
+        if policy != "ScaleToZero":
+            return False
+        service = self.platform.service_name(deployment.spec.project, deployment.spec.env)
+        return self.executor.scale_to_zero(deployment.key, service)
+
     def reconcile_many(self, items: Items) -> list[ReconcileResult]:
         """Reconcile several deployments, batching their observe reads."""
         if not items:

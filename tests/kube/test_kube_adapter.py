@@ -106,20 +106,29 @@ def _desired(platform, name: str) -> int:
     return svc["desiredCount"]
 
 
+def _retire(platform, deployment, policy: str = "ScaleToZero") -> bool:
+    from controller.reconcile import Reconciler
+
+    return Reconciler(platform).retire(deployment, policy)
+
+
 def test_scale_to_zero_scales_only_the_deployments_own_service(platform):
     deployment = kube.parse(_body())
     name = _service(platform, key="other-namespace/usedcar-price-prod")
-    assert kube.scale_to_zero(deployment, platform) is False
+    assert _retire(platform, deployment) is False
     assert _desired(platform, name) == 2
 
 
-def test_scale_to_zero_is_idempotent(platform):
+def test_scale_to_zero_is_idempotent_and_retain_leaves_the_service(platform):
     deployment = kube.parse(_body())
     name = _service(platform, key=deployment.key)
-    assert kube.scale_to_zero(deployment, platform) is True
+    assert _retire(platform, deployment, "Retain") is False
+    assert _desired(platform, name) == 2
+    assert _retire(platform, deployment) is True
     assert _desired(platform, name) == 0
-    assert kube.scale_to_zero(deployment, platform) is False
+    assert _retire(platform, deployment) is False
 
 
 def test_scale_to_zero_without_a_service_does_nothing(platform):
-    assert kube.scale_to_zero(kube.parse(_body()), platform) is False
+    assert _retire(platform, kube.parse(_body())) is False
+
