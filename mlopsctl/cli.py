@@ -82,8 +82,11 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.configure()
     try:
-        # Without standalone mode click returns (not raises) typer.Exit's code.
-        rc = app(args=argv, standalone_mode=False)
+        # Standalone mode: click prints usage errors itself (exit 2) and exits through
+        # SystemExit; our own errors propagate to the handlers below.
+        app(args=argv, prog_name="mlopsctl", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except MlopsError as exc:
         return _fail(exc.render(), exc.exit_code)
     except EndpointConnectionError as exc:
@@ -99,19 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         err = exc.response.get("Error", {})
         code, message = err.get("Code"), err.get("Message")
         return _fail(f"AWS refused {exc.operation_name}: {code}: {message}", 11)
-    except typer.Abort:
-        return _fail("aborted", 130)
-    except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", None)
-        return int(code if code is not None else getattr(exc, "code", 0) or 0)
-    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
-    return rc if isinstance(rc, int) else 0
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    return 0
 
 
 def entry() -> None:

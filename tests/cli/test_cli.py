@@ -142,3 +142,10 @@ def test_unreachable_endpoint_is_a_clear_error(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     code, _, err = run(capsys, "status", "--project", "demo-proj")
     assert code == 10 and "cannot reach the AWS endpoint" in err and "dev up" in err
+
+
+def test_usage_errors_exit_2_without_a_traceback(capsys):
+    code, _, err = run(capsys, "promote")
+    assert code == 2 and "Missing argument" in err and "Traceback" not in err
+    code, _, err = run(capsys, "no-such-command")
+    assert code == 2 and "No such command" in err
