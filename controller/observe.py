@@ -475,3 +475,33 @@ class Observer:
             published=frozenset(published),
             desired_version=version,
         )
+
+
+ServiceView = tuple[ServiceState | None, TaskDefinitionState | None]
+
+
+def service_views(platform: Platform, project: str, envs: Iterable[str]) -> dict[str, ServiceView]:
+    """Each env's ECS service and the revision it runs, for read-only views such as
+    ``mlopsctl status``: ``{env: (service, task definition)}``, in the order of ``envs``.
+
+    The reads are the controller's own: ``describe_services`` 10 per call, then one
+    ``describe_task_definition`` per distinct revision of a live service, so an env
+    without a service costs no further call. ``(None, None)``: no service (or a deleted
+    one); ``(service, None)``: its revision is gone. A missing cluster (an account not
+    bootstrapped yet) means no services, not an error.
+    """
+    observer = Observer(platform)
+    by_name = {platform.service_name(project, env): env for env in envs}
+    ecs = aws.client("ecs")
+    try:
+        services = observer._services(set(by_name))
+    except ecs.exceptions.ClusterNotFoundException:
+        services = {}
+    tds = observer._task_definitions_by_arn(
+        {svc.task_definition for svc in services.values() if svc.task_definition}
+    )
+    out: dict[str, ServiceView] = {}
+    for name, env in by_name.items():
+        svc = services.get(name)
+        out[env] = (svc, tds.get(svc.task_definition) if svc is not None else None)
+    return out

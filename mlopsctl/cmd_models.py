@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mlops_core.errors import NotFound
@@ -12,7 +16,17 @@ from mlops_core.gates import metric
 from mlops_core.pointer import PointerStore
 from mlops_core.project import ARTIFACTS_DIR
 from mlops_core.registry import Registry
-from mlopsctl.context import PROJECT_DIR_HELP, PROJECT_HELP, console, project_dir, project_name
+from mlopsctl.context import (
+    PROJECT_DIR_HELP,
+    PROJECT_HELP,
+    console,
+    err,
+    project_dir,
+    project_name,
+)
+
+if TYPE_CHECKING:
+    from controller.observe import ServiceState, TaskDefinitionState
 
 ENV_OPTION = typer.Option(..., "--env", "-e", help="Environment, e.g. prod.")
 
@@ -109,31 +123,143 @@ def rollback(
     console.print(f"[bold]{name}/{env}[/] rolled back: {before.version} -> {after.version}")
 
 
+def _revision(arn: str) -> str:
+    """``family:revision`` of a task definition ARN (what ``aws ecs`` users recognise)."""
+    return arn.rpartition("/")[2]
+
+
+def _service_doc(service: ServiceState, td: TaskDefinitionState | None) -> dict[str, Any]:
+    """The ECS side of one env, as plain JSON-ready values."""
+    primary = service.primary
+    return {
+        "name": service.name,
+        "status": service.status,
+        "task_definition": service.task_definition,
+        "revision": _revision(service.task_definition),
+        # None: the revision is gone, or is not a serving revision the controller made.
+        "version": td.spec.version if td is not None and td.spec is not None else None,
+        "deployment": None
+        if primary is None
+        else {
+            "revision": _revision(primary.task_definition),
+            "rollout_state": primary.rollout_state,
+            "rollout_reason": primary.rollout_reason,
+            "running": primary.running,
+            "desired": primary.desired,
+            "failed_tasks": primary.failed_tasks,
+        },
+    }
+
+
+def _env_doc(
+    registry: Registry,
+    store: PointerStore,
+    project: str,
+    env: str,
+    view: tuple[ServiceState | None, TaskDefinitionState | None] | None,
+) -> dict[str, Any]:
+    """One env: the pointer, its version's R², the service, and whether they disagree.
+    ``view`` None: ECS could not be read (``service`` and ``drift`` are then None)."""
+    pointer = store.get(project, env)
+    doc: dict[str, Any] = {
+        "env": env,
+        "pointer": None if pointer is None else pointer.model_dump(mode="json"),
+        "r2": None,
+        "published": None,
+        "service": None,
+        "drift": None,
+    }
+    if pointer is not None:
+        try:
+            doc["r2"] = metric(registry.get_manifest(project, pointer.version).metrics, "r2")
+            doc["published"] = True
+        except NotFound:
+            doc["published"] = False
+    if view is None:
+        return doc
+    service, td = view
+    if service is not None:
+        doc["service"] = _service_doc(service, td)
+        # An unknown pin (revision gone or foreign) cannot be shown equal: flag it too.
+        pinned = doc["service"]["version"]
+        doc["drift"] = pinned is None or pointer is None or pinned != pointer.version
+    else:
+        doc["drift"] = False  # no service: nothing serves, so nothing disagrees
+    return doc
+
+
+def _ecs_cells(doc: dict[str, Any], ecs_error: str | None) -> list[str]:
+    """The service, serving, rollout and tasks cells of one env's row."""
+    if ecs_error is not None:
+        return ["?"] * 4
+    service = doc["service"]
+    if service is None:
+        return ["-"] * 4
+    revision = escape(service["revision"])
+    if service["status"] != "ACTIVE":
+        revision += f" ({service['status']})"
+    serving = escape(service["version"] or "?")
+    if doc["drift"]:
+        serving += " [bold red]≠ pointer[/]"
+    deployment = service["deployment"]
+    if deployment is None:
+        return [revision, serving, "-", "-"]
+    rollout = deployment["rollout_state"] or "-"
+    if deployment["revision"] != service["revision"]:
+        rollout += f" (of {escape(deployment['revision'])})"
+    return [revision, serving, rollout, f"{deployment['running']}/{deployment['desired']}"]
+
+
 def status(
     project: str = typer.Option(None, "--project", "-p", help=PROJECT_HELP),
     project_dir_: Path = typer.Option(None, "--project-dir", help=PROJECT_DIR_HELP),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document, for scripts."),
 ) -> None:
-    """Each env's live version, its metrics, and when and by whom it was promoted."""
+    """Each env's live version, its metrics, when and by whom it was promoted, and the ECS
+    service serving it: revision, pinned version (flagged when it differs), rollout."""
+    # Imported here: the controller's modules are not needed by the other commands.
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from controller.observe import service_views
+
     name = project_name(project, project_dir_)
     registry = Registry()
     config = registry.get_project(name)
     store = PointerStore(registry.platform)
-    table = Table("env", "version", "R²", "promoted at", "by", "reason", title=name)
-    for env in config.envs:
-        pointer = store.get(name, env)
+    views: dict[str, Any] = {}
+    ecs_error = None
+    try:
+        views = service_views(registry.platform, name, config.envs)
+    except (ClientError, BotoCoreError) as exc:
+        # The pointers are still worth showing to someone who may not read ECS.
+        ecs_error = f"cannot read the ECS services: {exc}"
+    docs = [_env_doc(registry, store, name, env, views.get(env)) for env in config.envs]
+    if as_json:
+        typer.echo(json.dumps({"project": name, "envs": docs, "ecs_error": ecs_error}, indent=2))
+        return
+    if ecs_error is not None:
+        err.print(f"[yellow]warning:[/] {escape(ecs_error)}; showing the pointers only")
+    table = Table(
+        "env", "version", "R²", "promoted at", "by", "reason",
+        "service", "serving", "rollout", "tasks", title=name,
+    )  # fmt: skip
+    for doc in docs:
+        pointer = doc["pointer"]
         if pointer is None:
-            table.add_row(env, "-", "-", "-", "-", "")
+            table.add_row(doc["env"], "-", "-", "-", "-", "", *_ecs_cells(doc, ecs_error))
             continue
-        try:
-            r2 = _r2(registry.get_manifest(name, pointer.version).metrics)
-        except NotFound:
+        if doc["published"]:
+            r2 = "-" if doc["r2"] is None else f"{doc['r2']:.4f}"
+        else:
             r2 = "(unpublished!)"
+        promoted_at = datetime.fromisoformat(pointer["promoted_at"])
         table.add_row(
-            env,
-            pointer.version,
+            doc["env"],
+            pointer["version"],
             r2,
-            f"{pointer.promoted_at:%Y-%m-%d %H:%M:%S}",
-            pointer.promoted_by,
-            pointer.reason,
+            f"{promoted_at:%Y-%m-%d %H:%M:%S}",
+            escape(pointer["promoted_by"]),
+            escape(pointer["reason"]),
+            *_ecs_cells(doc, ecs_error),
         )
     console.print(table)
