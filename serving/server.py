@@ -67,38 +67,18 @@ def run_settings(
     )
 
 
-def run(
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    *,
-    model_dir: Path | None = None,
-    model_uri: str | None = None,
-    model_sha256: str | None = None,
-    project: str | None = None,
-    env: str | None = None,
-    poll_seconds: float | None = None,
-    log_level: str = "info",
-) -> None:
+def run(host: str = "127.0.0.1", port: int = 8080, *, log_level: str = "info", **source) -> None:
     """Serve a model until interrupted; what ``mlopsctl serve`` calls.
 
-    Give ``model_dir`` (a local version folder) or ``model_uri`` (s3:// or local) to
-    serve one version, or ``project`` + ``env`` to serve the env's pointer and follow it
-    (every ``poll_seconds``, default 2 s; 0 turns following off). Arguments left None
-    fall back to the environment variables of :mod:`serving.settings`. Raises
-    :class:`~mlops_core.errors.InvalidInput` for bad settings, before binding the port.
-    A model that fails verification does not raise: the service runs, not ready, and
-    logs why (see :mod:`serving.app`).
+    ``source`` takes :func:`run_settings`' keywords: ``model_dir`` (a local version
+    folder) or ``model_uri`` (s3:// or local) to serve one version, or ``project`` +
+    ``env`` to serve the env's pointer and follow it (every ``poll_seconds``, default
+    2 s; 0 turns following off). Arguments left out fall back to the environment
+    variables of :mod:`serving.settings`. Raises :class:`~mlops_core.errors.InvalidInput`
+    for bad settings, before binding the port. A model that fails verification does not
+    raise: the service runs, not ready, and logs why (see :mod:`serving.app`).
     """
-    settings = run_settings(
-        host,
-        port,
-        model_dir=model_dir,
-        model_uri=model_uri,
-        model_sha256=model_sha256,
-        project=project,
-        env=env,
-        poll_seconds=poll_seconds,
-    )
+    settings = run_settings(host, port, **source)
     configure(level=log_level)
     serve(settings, log_level=log_level)
 
