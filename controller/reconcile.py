@@ -30,7 +30,7 @@ from controller.actions import Action, describe
 from controller.api import ModelDeployment, ModelDeploymentStatus, set_condition
 from controller.execute import ExecutionReport, Executor
 from controller.observe import Observed, Observer
-from controller.plan import RETRY_SECONDS, Decision, Desired, NetworkConfig, decide
+from controller.plan import RETRY_SECONDS, Decision, Desired, NetworkConfig, Polling, decide
 from mlops_core import aws
 from mlops_core.errors import MlopsError
 from mlops_core.naming import Platform
@@ -92,6 +92,7 @@ class Reconciler:
         log=None,
         registry: Registry | None = None,
         network: NetworkConfig | None = None,
+        polling: Polling | None = None,
         observer: Observer | None = None,
         executor: Executor | None = None,
     ):
@@ -100,6 +101,7 @@ class Reconciler:
         self.log = log or structlog.get_logger("controller.reconcile")
         self.registry = registry or Registry(self.platform)
         self.network = network or NetworkConfig.from_env()
+        self.polling = polling or Polling.from_env()
         self.observer = observer or Observer(self.platform, self.registry, clock=clock)
         self.executor = executor or Executor(self.platform, self.registry, self.network)
 
@@ -137,7 +139,7 @@ class Reconciler:
     ) -> ReconcileResult:
         gen = deployment.metadata.generation
         log = self.log.bind(key=deployment.key, generation=gen)
-        desired = Desired(deployment, status, self.platform, self.network)
+        desired = Desired(deployment, status, self.platform, self.network, self.polling)
         decision: Decision = decide(desired, observed)
         plog = log.bind(action="plan")
         if decision.actions:

@@ -27,6 +27,10 @@ ENV_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 
 MANAGED_BY_TAG = ("managed-by", "mlops-controller")
 
+# Written by the local data plane on each load balancer listener it serves: the listener's
+# loopback URL (on AWS the load balancer's DNS name says where it answers).
+LOCAL_ENDPOINT_TAG = "mlops.platform.io/local-endpoint"
+
 # Load balancer and target group names are limited to 32 characters.
 ELB_NAME_MAX = 32
 TARGET_GROUP_COLORS = ("blue", "green")
@@ -146,6 +150,12 @@ class Platform:
     def drift_log_group(self, project: str) -> str:
         return drift_log_group_name(self.platform, project)
 
+    def training_task_family(self, project: str) -> str:
+        return training_task_family(project)
+
+    def training_log_group(self, project: str) -> str:
+        return training_log_group_name(self.platform, project)
+
     def load_balancer(self, project: str, env: str) -> str:
         return alb_name(self.platform, project, env)
 
@@ -204,6 +214,16 @@ def drift_task_family(project: str) -> str:
     """Task definition family of the scheduled drift job (env names have no '-', so this
     never equals a ``service_name``)."""
     return f"{check_project(project)}-drift-job"
+
+
+def training_task_family(project: str) -> str:
+    """Task definition family of a project's training job (``mlopsctl train --remote``);
+    like the drift job's, it never equals a ``service_name`` (env names have no '-')."""
+    return f"{check_project(project)}-training-job"
+
+
+def training_log_group_name(platform: str, project: str) -> str:
+    return f"/ecs/{platform}/{training_task_family(project)}"
 
 
 def drift_log_group_name(platform: str, project: str) -> str:
