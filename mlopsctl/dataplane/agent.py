@@ -111,11 +111,15 @@ def _create_time(pid: int) -> float | None:
 
 
 def _same_process(pid: int, create_time: float | None) -> bool:
-    """``pid`` is still the process that was recorded (not a recycled pid)."""
+    """``pid`` is still the live process that was recorded (not a recycled pid)."""
     if create_time is None:
         return False
     try:
-        return abs(psutil.Process(pid).create_time() - create_time) < 0.01
+        process = psutil.Process(pid)
+        return (
+            abs(process.create_time() - create_time) < 0.01
+            and process.status() != psutil.STATUS_ZOMBIE
+        )
     except psutil.Error:
         return False
 
@@ -179,7 +183,6 @@ class Agent:
         self.tasks_dir = settings.state_dir / "tasks"
         self.registry = ProcessRegistry(settings.state_dir)
         self._running: dict[str, _Running] = {}
-        self._task_definitions: dict[str, dict[str, Any]] = {}
 
     # -- one pass ----------------------------------------------------------------------
     def step(self, tasks: list[dict[str, Any]]) -> None:
@@ -205,11 +208,11 @@ class Agent:
             code = running.process.poll()
             if code is not None:
                 self._finished(running, code)
+            elif running.kill_at is not None and time.monotonic() >= running.kill_at:
+                _kill_group(running.process.pid, signal.SIGKILL)  # past its stopTimeout
             elif arn not in seen:
                 # The endpoint forgot the task (reset): nothing may keep running for it.
                 self._terminate(running)
-            elif running.kill_at is not None and time.monotonic() >= running.kill_at:
-                _kill_group(running.process.pid, signal.SIGKILL)
 
     def stop_all(self, timeout: float = 10.0) -> None:
         """The data plane stops: stop every task process (SIGTERM, then SIGKILL)."""
@@ -227,11 +230,8 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------
     def _task_definition(self, arn: str) -> dict[str, Any]:
-        td = self._task_definitions.get(arn)
-        if td is None:
-            td = self.clients("ecs").describe_task_definition(taskDefinition=arn)["taskDefinition"]
-            self._task_definitions[arn] = td
-        return td
+        # Not cached: one read per task start is cheap, and a reset endpoint reuses ARNs.
+        return self.clients("ecs").describe_task_definition(taskDefinition=arn)["taskDefinition"]
 
     def _fail_to_start(self, arn: str, reason: str) -> None:
         now = _now()

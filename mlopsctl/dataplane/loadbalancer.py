@@ -16,10 +16,10 @@ Like an ALB:
   thresholds (intervals and timeouts at the data plane's time scale); targets are
   ``initial`` until they pass, then ``healthy``/``unhealthy``; what it measures is what
   DescribeTargetHealth reports;
-- requests go to healthy targets (round robin, or least outstanding requests when the
-  target group says so); with no healthy target, to the unhealthy ones (ALB's fail-open);
-  with none at all, 503; a target that refuses or drops the connection, 502; one that does
-  not answer in time, 504;
+- requests go to healthy targets only (round robin, or least outstanding requests when
+  the target group says so); with none, 503 (an ALB would "fail open" to unhealthy
+  targets; here a task that never passed its checks is never sent a request); a target
+  that refuses or drops the connection, 502; one that does not answer in time, 504;
 - a deregistered target drains: no new requests, the ones in flight finish, for the target
   group's deregistration delay (kept by the endpoint; ECS waits for it before stopping the
   task).
@@ -125,9 +125,10 @@ class Group:
     turn: int = 0
 
     def pick(self) -> Target | None:
-        serving = [t for t in self.targets.values() if t.state != "draining"]
-        healthy = [t for t in serving if t.state == "healthy"]
-        pool = healthy or [t for t in serving if t.state == "unhealthy"]  # fail-open
+        # Healthy targets only. (An ALB whose targets are all unhealthy "fails open" and
+        # routes to them anyway; here a target that is not healthy never gets a request,
+        # so a task that never passed its checks is never seen by a client: 503 instead.)
+        pool = [t for t in self.targets.values() if t.state == "healthy"]
         if not pool:
             return None
         if self.algorithm == "least_outstanding_requests":

@@ -13,6 +13,7 @@ sends their last output to CloudWatch Logs and exits 0.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import signal
@@ -133,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop)
+    # kill -USR1 PID writes every thread's stack to the log: what is it waiting for?
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     done.wait()
     plane.stop()
     return 0

@@ -131,4 +131,3 @@ def test_scale_to_zero_is_idempotent_and_retain_leaves_the_service(platform):
 
 def test_scale_to_zero_without_a_service_does_nothing(platform):
     assert _retire(platform, kube.parse(_body())) is False
-
