@@ -107,9 +107,10 @@ class EcsFront:
         except ApiError as exc:
             status, payload = exc.status, {"__type": exc.code, "message": exc.message}
         except Exception as exc:  # noqa: BLE001 - answer every request, never hang a client
-            if getattr(exc, "error_type", None) is not None:  # moto's errors: the API's shape
-                status = int(getattr(exc, "code", 400) or 400)
-                payload = {"__type": exc.error_type, "message": getattr(exc, "message", str(exc))}
+            known = bridge.api_error(exc)  # moto's own errors are in the API's terms
+            if known is not None:
+                status, code, message = known
+                payload = {"__type": code, "message": message}
             else:
                 log.exception("ECS request failed", operation=target, error=str(exc))
                 status, payload = 500, {"__type": "ServerException", "message": str(exc)}

@@ -110,6 +110,17 @@ def reset() -> None:
         _draining.clear()
 
 
+def api_error(exc: BaseException) -> tuple[int, str, str] | None:
+    """(HTTP status, error code, message) of an error moto raises in the API's terms."""
+    from moto.core.exceptions import ServiceException
+
+    if isinstance(exc, ServiceException):
+        return 400, str(exc.code), str(exc.message)
+    if getattr(exc, "error_type", None) is not None:  # moto's older JsonRESTError
+        return int(getattr(exc, "code", 400) or 400), str(exc.error_type), str(exc.message)
+    return None
+
+
 # -- ECS -------------------------------------------------------------------------------
 def region_account(arn: str) -> tuple[str, str]:
     parts = arn.split(":")
