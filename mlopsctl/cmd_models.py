@@ -215,11 +215,13 @@ def status(
     project_dir_: Path = typer.Option(None, "--project-dir", help=PROJECT_DIR_HELP),
     as_json: bool = typer.Option(False, "--json", help="One JSON document, for scripts."),
 ) -> None:
-    """Each env's live version, its metrics, when and by whom it was promoted, and the ECS
-    service serving it: revision, pinned version (flagged when it differs), rollout."""
+    """Each env's live version, its metrics, when and by whom it was promoted, the ECS
+    service serving it (revision, pinned version flagged when it differs, rollout) and
+    the URL of its load balancer."""
     # Imported here: the controller's modules are not needed by the other commands.
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from controller.loadbalancing import endpoint_url
     from controller.observe import service_views
 
     name = project_name(project, project_dir_)
@@ -234,6 +236,13 @@ def status(
         # The pointers are still worth showing to someone who may not read ECS.
         ecs_error = f"cannot read the ECS services: {exc}"
     docs = [_env_doc(registry, store, name, env, views.get(env)) for env in config.envs]
+    for doc in docs:
+        # Where the env answers: its load balancer's URL (the local data plane's loopback
+        # port, or the DNS name on AWS); None without one.
+        try:
+            doc["endpoint"] = endpoint_url(registry.platform, name, doc["env"])
+        except (ClientError, BotoCoreError):
+            doc["endpoint"] = None
     if as_json:
         typer.echo(json.dumps({"project": name, "envs": docs, "ecs_error": ecs_error}, indent=2))
         return
@@ -241,12 +250,15 @@ def status(
         err.print(f"[yellow]warning:[/] {escape(ecs_error)}; showing the pointers only")
     table = Table(
         "env", "version", "R²", "promoted at", "by", "reason",
-        "service", "serving", "rollout", "tasks", title=name,
+        "service", "serving", "rollout", "tasks", "endpoint", title=name,
     )  # fmt: skip
     for doc in docs:
         pointer = doc["pointer"]
         if pointer is None:
-            table.add_row(doc["env"], "-", "-", "-", "-", "", *_ecs_cells(doc, ecs_error))
+            table.add_row(
+                doc["env"], "-", "-", "-", "-", "", *_ecs_cells(doc, ecs_error),
+                doc["endpoint"] or "-",
+            )  # fmt: skip
             continue
         if doc["published"]:
             r2 = "-" if doc["r2"] is None else f"{doc['r2']:.4f}"
@@ -261,5 +273,6 @@ def status(
             escape(pointer["promoted_by"]),
             escape(pointer["reason"]),
             *_ecs_cells(doc, ecs_error),
+            doc["endpoint"] or "-",
         )
     console.print(table)
