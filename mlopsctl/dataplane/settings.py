@@ -38,7 +38,7 @@ class DataPlaneSettings(BaseSettings):
         "mistaken for a broken task.",
     )
     min_grace_seconds: float = Field(
-        15.0,
+        30.0,
         ge=0,
         le=600,
         description="Floor of a service's scaled healthCheckGracePeriodSeconds: starting a "
