@@ -31,7 +31,7 @@ app = typer.Typer(help="The local AWS endpoint and data plane: no account, no Do
 #: load balancers the platform creates, and rollouts (seconds here) are polled often.
 LOCAL_CONTROLLER_ENV = {
     "MLOPS_LOAD_BALANCERS": "managed",
-    "MLOPS_ROLLOUT_POLL_SECONDS": "1",
+    "MLOPS_ROLLOUT_POLL_SECONDS": "0.5",
     "MLOPS_AFTER_ACTION_SECONDS": "0.5",
 }
 STOP_TIMEOUT = 60.0  # the data plane stops its tasks first (each within its stop timeout)
@@ -80,7 +80,7 @@ def up(
         None,
         min=0.001,
         max=1.0,
-        help="AWS timings (health checks, draining, schedules) times this; default 0.1.",
+        help="AWS timings (health checks, draining, schedules) times this; default 0.05.",
     ),
 ) -> None:
     """Start the local AWS endpoint and data plane, bootstrap it, print the exports."""

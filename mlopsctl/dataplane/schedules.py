@@ -10,8 +10,8 @@ Two sources, both read through the endpoint:
 - EventBridge rules with a ``ScheduleExpression`` (``events:ListRules``) and their ECS
   targets (``ListTargetsByRule``).
 
-``rate(N unit)`` runs at the data plane's time scale (``rate(1 hour)`` at 0.1 fires every
-6 minutes), counted from when the schedule is first seen; ``cron(...)`` and ``at(...)``
+``rate(N unit)`` runs at the data plane's time scale (``rate(1 hour)`` at 0.05 fires every
+3 minutes), counted from when the schedule is first seen; ``cron(...)`` and ``at(...)``
 fire on the wall clock. Each firing is an ordinary ``RunTask`` call to the endpoint,
 ``startedBy`` naming the rule or schedule.
 """

@@ -2,8 +2,8 @@
 
 Timings that ECS and ELB take from the API (health check intervals, deregistration
 delays, grace periods, stop timeouts, schedule rates) are honoured as configured,
-multiplied by ``time_scale``: 1.0 runs them at AWS's pace, the default 0.1 runs a
-15 s health check every 1.5 s, so a rollout that takes minutes on AWS takes seconds
+multiplied by ``time_scale``: 1.0 runs them at AWS's pace, the default 0.05 runs a
+15 s health check every 0.75 s, so a rollout that takes minutes on AWS takes seconds
 on a laptop while keeping its shape (thresholds and counts are never scaled).
 """
 
@@ -22,7 +22,7 @@ class DataPlaneSettings(BaseSettings):
 
     state_dir: Path = Field(description="Where task folders, their output and the pid file live.")
     time_scale: float = Field(
-        0.1, gt=0, le=1, description="AWS timings are multiplied by this (1.0 = AWS's pace)."
+        0.05, gt=0, le=1, description="AWS timings are multiplied by this (1.0 = AWS's pace)."
     )
     loop_seconds: float = Field(
         0.2, gt=0, le=10, description="Pause between two passes of the ECS scheduler and agent."
