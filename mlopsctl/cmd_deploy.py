@@ -143,15 +143,9 @@ def deploy(
 
 
 def _read_existing(src, name: str):
-    from controller.manifests import parse_manifest
-
-    text = src.read(name)
-    if text is None:
-        return None
-    try:
-        return parse_manifest(text, src.where(name), expected_name=name)
-    except InvalidInput:
-        return None  # an invalid manifest is replaced by a valid one
+    doc = src.read(name)
+    # An invalid (or unreadable) manifest is replaced by a valid one.
+    return doc.deployment if doc is not None else None
 
 
 def _wait(src, put, *, until: str, timeout: float, version: str | None) -> None:

@@ -1,6 +1,6 @@
 """`mlopsctl status`: the pointer of each env next to the ECS service that serves it.
 
-The service is made by the real controller (``controller.daemon.Controller``) from a
+The service is made by the real controller (``controller.runtime.Controller``) from a
 manifest that ``mlopsctl deploy`` writes into a folder source; every call goes to the
 session's moto server over HTTP.
 """
@@ -12,7 +12,7 @@ import json
 import pytest
 from factories import make_artifacts, project_config
 
-from controller.daemon import Controller
+from controller.runtime import Controller
 from controller.sources import open_source
 from mlops_core import aws
 from mlops_core.pointer import ModelPointer, PointerStore, now
