@@ -137,7 +137,8 @@ def deploy(
         current, name=deployment_name, project=name, env=env, model=model, serving=serving
     )
     put = src.put_manifest(desired)
-    console.print(f"declared {deployment_name}: {model} -> {put.where}")
+    what = f"version {model['version']}" if "version" in model else f"candidate {candidate}"
+    console.print(f"{deployment_name} now declares {what}, in {put.where}")
     if wait:
         _wait(src, put, until=until, timeout=timeout, version=model.get("version"))
 
