@@ -28,9 +28,11 @@ from mlopsctl.context import err
 app = typer.Typer(help="The local AWS endpoint and data plane: no account, no Docker.")
 
 #: What the controller needs locally, besides the endpoint and the network: services get
-#: load balancers the platform creates, and rollouts (seconds here) are polled often.
+#: load balancers the platform creates, rollouts (seconds here) are polled often, and its
+#: metrics listen on the loopback interface only.
 LOCAL_CONTROLLER_ENV = {
     "MLOPS_LOAD_BALANCERS": "managed",
+    "MLOPS_CONTROLLER_METRICS_HOST": "127.0.0.1",
     "MLOPS_ROLLOUT_POLL_SECONDS": "0.5",
     "MLOPS_AFTER_ACTION_SECONDS": "0.5",
 }

@@ -82,7 +82,7 @@ V1=$(mlopsctl models -q | tail -n 1)
 step "4. Declare prod on v1: the controller creates the ECS service behind a load balancer"
 DEPLOYMENTS="$WORK/deployments"
 mkdir -p "$DEPLOYMENTS"
-mlopsctl controller run --source "$DEPLOYMENTS" >"$WORK/controller.log" 2>&1 &
+mlopsctl controller run --source "$DEPLOYMENTS" --metrics-port 0 >"$WORK/controller.log" 2>&1 &
 CONTROLLER_PID=$!
 deploy "$V1"
 URL=$(endpoint)
