@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from mlops_core import aws
 from mlops_core.naming import training_task_family
 from mlops_core.registry import read_candidate_manifest
@@ -21,6 +23,8 @@ def _cli(args, cwd, env) -> subprocess.CompletedProcess:
     )
 
 
+# Two trainings, each in a task of its own: minutes on a loaded 2-core machine.
+@pytest.mark.timeout(900)
 def test_remote_training_writes_a_candidate_and_fails_with_the_tasks_exit_code(env, tmp_path):
     role = local_aws.ensure_execution_role(env.platform)
     child = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
