@@ -71,10 +71,7 @@ class RequestContextMiddleware:
                 await self.app(scope, receive, send_with_id)
             finally:
                 elapsed = time.perf_counter() - start
-                self.metrics.requests.labels(
-                    route=route, method=scope["method"], status=str(status)
-                ).inc()
-                self.metrics.latency.labels(route=route).observe(elapsed)
+                self.metrics.observe_request(route, scope["method"], status, elapsed)
                 if self.access_log and route not in ("/health", "/metrics"):
                     log.info(
                         "request",

@@ -71,8 +71,17 @@ def _edit_runtime(folder, **runtime: str | None) -> None:
     (folder / MANIFEST).write_text(manifest.to_json())
 
 
-def test_other_sklearn_minor_version_is_refused_naming_both(make_model, serve):
+def test_onnx_model_does_not_depend_on_the_sklearn_version(make_model, serve):
     folder, _ = make_model()
+    major, minor = sklearn.__version__.split(".")[:2]
+    _edit_runtime(folder, **{"scikit-learn": f"{major}.{int(minor) + 1}.0"})
+    client = serve(model_uri=str(folder))
+    assert client.get("/ready").json()["model_format"] == "onnx"
+    assert client.post("/predict", json=records(1)).status_code == 200
+
+
+def test_other_sklearn_minor_version_is_refused_naming_both(make_model, serve):
+    folder, _ = make_model(serving_format="skops")
     major, minor = sklearn.__version__.split(".")[:2]
     trained = f"{major}.{int(minor) + 1}.0"
     _edit_runtime(folder, **{"scikit-learn": trained})
