@@ -68,16 +68,15 @@ def train(
     from mlops_core.modelformat import parity_report
 
     console.print(
-        f"trained [bold]{manifest.project}[/] ({manifest.task}) "
-        f"version [bold]{manifest.version}[/]"
+        f"trained [bold]{manifest.project}[/] ({manifest.task}) version [bold]{manifest.version}[/]"
     )
     console.print(f"  {summary(manifest.task, manifest.metrics)}")
-    size = manifest.files[manifest.model_file].size
+    served = f"{manifest.model_file} ({manifest.files[manifest.model_file].size:,} bytes)"
     parity = parity_report(manifest)
     if parity is None:
-        console.print(f"  {manifest.model_file} ({size:,} bytes): no ONNX export, served with skops")
+        console.print(f"  {served}: no ONNX export, served with skops")
     elif parity.passed:
-        console.print(f"  {manifest.model_file} ({size:,} bytes), parity with scikit-learn: PASS")
+        console.print(f"  {served}, parity with scikit-learn: PASS")
     else:
         err.print(
             f"[red]parity gate FAILED[/]: {parity.describe()}\n"

@@ -6,7 +6,6 @@ import dataclasses
 import time
 
 import numpy as np
-import pytest
 from structlog.testing import capture_logs
 
 from mlops_core import aws
