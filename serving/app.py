@@ -107,12 +107,6 @@ class PrometheusResponse(Response):
     media_type = CONTENT_TYPE
 
 
-def _wants_probabilities(request: Request) -> bool:
-    if not request.scope.get("query_string"):
-        return False
-    return request.query_params.get("probabilities", "").lower() in ("1", "true", "yes")
-
-
 def create_app(
     settings: ServingSettings | None = None, *, store: PointerStore | None = None
 ) -> FastAPI:
@@ -149,11 +143,13 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.models = manager
+    endpoint = predict_path.PredictEndpoint(manager, metrics, limit, settings.source)
     app.add_middleware(
         RequestContextMiddleware,
         metrics=metrics,
         routes=ROUTES,
         access_log=settings.access_log,
+        fast_routes={("POST", "/predict"): endpoint},
     )
 
     def not_ready() -> JSONResponse:
@@ -210,27 +206,18 @@ def create_app(
         },
     )
     async def predict(request: Request) -> Response:
-        model = manager.current  # read once: a swap mid-request cannot mix versions
+        # Served by PredictEndpoint through the middleware; this route documents it and
+        # answers the same way when the app is mounted without the middleware.
+        model = manager.current
         if model is None:
             return not_ready()
-        try:
-            records, matrix = model.parser.parse(await read_json_body(request, limit))
-        except RequestError as exc:
-            return JSONResponse({"detail": exc.errors}, status_code=422)
-        except BodyError as exc:
-            return JSONResponse({"detail": exc.message}, status_code=exc.status)
-        except ClientGone:
-            return gone()
-        want = _wants_probabilities(request) and model.manifest.labels is not None
-        result = predict_path.run(model, records, matrix, metrics, probabilities=want)
-        body: dict[str, Any] = {
-            "predictions": result.values,
-            "model_version": model.version,
-            "request_id": request.state.request_id,
-        }
-        if result.probabilities is not None:
-            body["probabilities"] = predict_path.probability_maps(model, result.probabilities)
-        return JSONResponse(body)
+        answered = await predict_path.read_and_answer(
+            model, request.scope, request.receive, metrics, limit
+        )
+        if answered is None:
+            return Response(status_code=400)
+        status, payload = answered
+        return Response(payload, status_code=status, media_type="application/json")
 
     @app.get(
         "/metrics",
@@ -321,7 +308,7 @@ def _add_v2_routes(
             return found
         model = found
         try:
-            body = await read_json_body(request, limit)
+            body = await read_json_body(request.scope, request.receive, limit)
             parsed = oip.parse_request(model.parser.load(body))
             outputs = oip.wanted_outputs(parsed, model)
             rows, origin = oip.records_of(parsed, model.manifest.features)

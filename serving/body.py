@@ -14,7 +14,7 @@ arrive within the read timeout of its first byte.
 
 from __future__ import annotations
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive, Scope
 
 
 class BodyError(Exception):
@@ -37,9 +37,17 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def read_json_body(request: Request, limit: int) -> bytes:
-    headers = request.headers
-    content_type = headers.get("content-type", "")
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def read_json_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The request's body (raw ASGI: the fast path and FastAPI routes share it)."""
+    headers = scope["headers"]
+    content_type = _header(headers, b"content-type") or ""
     if not _is_json(content_type):
         raise BodyError(
             415,
@@ -47,17 +55,27 @@ async def read_json_body(request: Request, limit: int) -> bytes:
             if content_type
             else "Content-Type must be application/json (the header is missing)",
         )
-    declared = headers.get("content-length")
+    declared = _header(headers, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyError(413, f"the request body is {declared} bytes; the limit is {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BodyError(413, f"the request body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ClientGone() from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientGone()
+    body: bytes = message.get("body", b"")
+    if len(body) > limit:
+        raise BodyError(413, f"the request body is over the limit of {limit} bytes")
+    if not message.get("more_body", False):
+        return body  # the usual case: the whole body in one message
+    chunks = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(413, f"the request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

@@ -82,6 +82,11 @@ class ServingSettings(BaseModel):
         le=64,
         description="Worker processes, one per core; 0 = as many as this process may use.",
     )
+    reuse_port: bool = Field(
+        False,
+        validation_alias="MLOPS_REUSE_PORT",
+        description="Set by the supervisor for its workers: bind with SO_REUSEPORT.",
+    )
     multiprocess_dir: Path | None = Field(
         None,
         validation_alias="PROMETHEUS_MULTIPROC_DIR",
