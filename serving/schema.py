@@ -28,6 +28,7 @@ Hostile input gets a 422 that names the field and never a 5xx:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, NotRequired
@@ -44,6 +45,7 @@ DEFAULT_MAX_BATCH = 1000
 DEFAULT_MAX_DEPTH = 32
 #: Largest float32; a double at or above the rounding midpoint past it becomes inf.
 F32_MAX = float(np.finfo(np.float32).max)
+F32_MAX_INT = int(F32_MAX)
 EXCERPT_CHARS = 64
 MAX_ERRORS = 20
 
@@ -96,8 +98,10 @@ def _field(spec: FeatureSpec) -> Any:
     else:
         # strict: "12" or true is not a number; JSON integers are accepted for numbers.
         # The model computes in float32, so its range bounds every number.
-        low = -F32_MAX if spec.min is None else max(spec.min, -F32_MAX)
-        high = F32_MAX if spec.max is None else min(spec.max, F32_MAX)
+        low: float = -F32_MAX if spec.min is None else max(spec.min, -F32_MAX)
+        high: float = F32_MAX if spec.max is None else min(spec.max, F32_MAX)
+        if spec.type == "integer":  # integer bounds for an integer field
+            low, high = math.ceil(low), math.floor(high)
         kwargs = {"strict": True, "ge": low, "le": high}
         if spec.type == "number":
             kwargs["allow_inf_nan"] = False
@@ -124,7 +128,7 @@ def max_depth(body: bytes) -> int:
 
 def _float32_msg(error: dict[str, Any]) -> str:
     limit = error.get("ctx", {}).get("ge", error.get("ctx", {}).get("le"))
-    if limit is not None and abs(limit) == F32_MAX:
+    if limit is not None and abs(limit) in (F32_MAX, F32_MAX_INT):
         return (
             f"{error['msg']}: the model computes in float32, whose range is "
             f"±{F32_MAX:.7g}; a larger value would overflow"
