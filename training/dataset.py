@@ -345,7 +345,7 @@ def check_target(y: pd.Series, cfg: ProjectConfig, source: str) -> list[str]:
         )
     values = counts.index.to_numpy(dtype=np.float64)
     if len(counts) <= FEW_DISTINCT_INTEGERS and bool((values == np.floor(values)).all()):
-        shown = _show(_number(v) for v in sorted(values)[:SHOW_VALUES])
+        shown = ", ".join(_number(v) for v in sorted(values)[:SHOW_VALUES])
         return [
             f"the target {name!r} has only {len(counts)} distinct whole-number values "
             f"({shown}); if they are classes, set 'task: classification' in project.yaml "

@@ -10,15 +10,14 @@ Classifiers are exported without ZipMap: a label tensor and a probability matrix
 serving reads directly.
 
 An estimator skl2onnx has no converter for is saved with skops instead (trusted types
-are checked by serving, :data:`serving.runtime.SKOPS_TRUSTED_TYPES`). Both forms are
+are checked by serving, :data:`serving.runtime.SKOPS_TRUSTED_TYPES`). The ONNX form is
 byte-for-byte deterministic for the same fitted model, so the version id stays
-content-derived.
+content-derived; skops names its entries by object id, so a skops version's id differs
+between two identical trainings (the rare fallback only).
 """
 
 from __future__ import annotations
 
-import io
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,8 +32,6 @@ from mlops_core.modelformat import ONNX_INPUT, ParityReport
 #: older onnxruntime builds lack; opset 3 of ai.onnx.ml has TreeEnsembleRegressor/
 #: Classifier with float thresholds, which every onnxruntime since 1.x runs.
 TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
-#: A fixed timestamp for the skops zip's entries, so the bytes depend on the model only.
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 log = get_logger("training.export")
 
@@ -65,29 +62,16 @@ def to_onnx(pipeline: Pipeline, n_features: int, *, classifier: bool) -> bytes:
 def to_skops(pipeline: Pipeline) -> bytes:
     import skops.io
 
-    raw = skops.io.dumps(pipeline)
-    # skops writes a zip whose entries carry the current time; rewrite them with a fixed
-    # one so identical models give identical bytes.
-    out = io.BytesIO()
-    with (
-        zipfile.ZipFile(io.BytesIO(raw)) as src,
-        zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst,
-    ):
-        for info in src.infolist():
-            fixed = zipfile.ZipInfo(info.filename, date_time=_ZIP_TIME)
-            fixed.compress_type = zipfile.ZIP_DEFLATED
-            fixed.external_attr = 0o644 << 16
-            dst.writestr(fixed, src.read(info))
-    return out.getvalue()
+    return skops.io.dumps(pipeline)
 
 
 def export(pipeline: Pipeline, n_features: int, *, classifier: bool) -> Exported:
     """``model.onnx`` when skl2onnx can express the pipeline, else ``model.skops``."""
-    from skl2onnx.common.exceptions import MissingConverter, MissingShapeCalculator
-
     try:
         return Exported("onnx", to_onnx(pipeline, n_features, classifier=classifier))
-    except (MissingConverter, MissingShapeCalculator) as exc:
+    except (RuntimeError, NotImplementedError) as exc:
+        # skl2onnx's "no converter" errors (MissingConverter, MissingShapeCalculator, and
+        # converters refusing a configuration such as a FunctionTransformer) are these.
         reason = str(exc).strip().splitlines()[0][:200]
         log.warning("no ONNX converter: saving model.skops instead", reason=reason)
         return Exported("skops", to_skops(pipeline), onnx_error=reason)
