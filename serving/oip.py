@@ -11,14 +11,15 @@ it over the same verified model as ``/predict``:
     POST /v2/models/{name}[/versions/{v}]/infer
 
 The model's name is the project's, its version the model version. Inputs are columns:
-one tensor per feature, named by the feature, of shape ``[n]`` or ``[n, 1]``
+one tensor per feature, named by the feature, of shape ``[n]`` or ``[n, 1]``; an
+optional feature may be left out, or hold null for the rows that lack it
 (``FP32``/``FP64``/``INT*`` for numbers, ``INT*`` for integers, ``BYTES`` for
-categories), as MLServer's pandas codec sends a table; an optional feature may be left
-out. The same validation as ``/predict`` applies, each error naming the input, the row
-and what was wrong. Outputs: ``predict`` (``FP32`` values, or the class labels as
-``INT64``/``BYTES``) and, for a classifier, ``predict_proba`` (``FP32``, ``[n, classes]``
-in the order of ``parameters.labels`` of the model metadata); all by default, or those
-named in ``outputs``. Errors are ``{"error": message}`` (with a 4xx status), as the
+categories), as MLServer's pandas codec sends a table. The same validation as
+``/predict`` applies, each error naming the input, the row and what was wrong.
+Outputs: ``predict`` (``FP32`` values, or the class labels as ``INT64``/``BYTES``)
+and, for a classifier, ``predict_proba`` (``FP32``, ``[n, classes]`` in the order of
+``parameters.labels`` of the model metadata); all by default, or those named in
+``outputs``. Errors are ``{"error": message}`` (with a 4xx status), as the
 protocol says.
 """
 
