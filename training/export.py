@@ -49,7 +49,9 @@ def to_onnx(pipeline: Pipeline, n_features: int, *, classifier: bool) -> bytes:
     from skl2onnx.common.data_types import FloatTensorType
 
     # zipmap off: a probabilities tensor rather than a list of {label: p} maps.
-    options = {id(pipeline.steps[-1][1]): {"zipmap": False}} if classifier else None
+    from training.parity import final_estimator
+
+    options = {id(final_estimator(pipeline)): {"zipmap": False}} if classifier else None
     onx = convert(
         pipeline,
         initial_types=[(ONNX_INPUT, FloatTensorType([None, n_features]))],

@@ -7,7 +7,8 @@ uses (:func:`serving.runtime.new_session`):
 - adversarial rows, built from holdout rows by setting one feature to: each sampled split
   threshold of the forest as float32, and one float32 ULP below and above it (where a
   float64/float32 mix-up flips a branch); large magnitudes up to float32's largest
-  value, zero, the feature's declared bounds; and missing (NaN, the imputer's path).
+  value, zero and the feature's declared bounds (only values serving accepts: within
+  the bounds); and missing (NaN, the imputer's path) for optional features.
 
 Regression passes when every row is within :data:`~mlops_core.modelformat.REGRESSION_RTOL`
 relative plus :data:`~mlops_core.modelformat.REGRESSION_ATOL_SCALE` times the largest
@@ -44,15 +45,21 @@ F32_MAX = float(np.finfo(np.float32).max)
 MAGNITUDES = (F32_MAX, -F32_MAX, 1e30, -1e30, 1e9, -1e9, 0.0)
 
 
+def final_estimator(model: Any) -> Any:
+    """The last step of a Pipeline, or the estimator itself."""
+    steps = getattr(model, "steps", None)
+    return steps[-1][1] if steps else model
+
+
 def _column_map(pipeline: Pipeline, n_features: int) -> list[int] | None:
     """For each input column of the final estimator, the schema column it comes from
     (training's ColumnTransformer reorders numbers before categories); None if the
     pipeline's preprocessing is not a column-preserving ColumnTransformer."""
-    if len(pipeline.steps) == 1:
+    steps = getattr(pipeline, "steps", None)
+    if steps is None or len(steps) == 1:  # a bare estimator sees the schema's columns
         return list(range(n_features))
-    first = pipeline.steps[0][1]
-    transformers = getattr(first, "transformers_", None)
-    if transformers is None or len(pipeline.steps) != 2:
+    transformers = getattr(steps[0][1], "transformers_", None)
+    if transformers is None or len(steps) != 2:
         return None
     out: list[int] = []
     for _, _, cols in transformers:
@@ -62,9 +69,9 @@ def _column_map(pipeline: Pipeline, n_features: int) -> list[int] | None:
     return out if sorted(out) == list(range(n_features)) else None
 
 
-def _thresholds(pipeline: Pipeline, n_features: int, seed: int) -> tuple[np.ndarray, int]:
+def _thresholds(pipeline: Any, n_features: int, seed: int) -> tuple[np.ndarray, int]:
     """(schema column, float64 threshold) pairs of the forest's splits, sampled."""
-    forest = pipeline.steps[-1][1]
+    forest = final_estimator(pipeline)
     columns = _column_map(pipeline, n_features)
     trees = getattr(forest, "estimators_", None)
     if columns is None or trees is None:
@@ -99,8 +106,13 @@ def adversarial_rows(
         above = np.nextafter(at, np.float32(np.inf))
         values.extend((int(col), float(v)) for v in (below, at, above))
     for col, spec in enumerate(features):
-        extremes = [*MAGNITUDES, np.nan]
-        extremes += [b for b in (spec.min, spec.max) if b is not None]
+        # Only what serving accepts for the feature: values within its bounds (float32's
+        # range when it has none), and missing only when it is optional.
+        low = -F32_MAX if spec.min is None else spec.min
+        high = F32_MAX if spec.max is None else spec.max
+        extremes = [v for v in MAGNITUDES if low <= v <= high] + [low, high]
+        if not spec.required:
+            extremes.append(np.nan)
         values.extend((col, float(v)) for v in extremes)
     rows = base[np.arange(len(values)) % len(base)].copy()
     for i, (col, value) in enumerate(values):
