@@ -59,7 +59,8 @@ from mlopsctl.local_aws import free_port  # noqa: E402
 
 EXAMPLE = ROOT / "projects" / "usedcar-price"
 MLSERVER_VENV = ROOT / ".venv-bench" / "mlserver"
-MLSERVER_PINS = ("mlserver==1.7.1", "mlserver-sklearn==1.7.1")
+# uvloop 0.22+ breaks MLServer 1.7's inference-pool workers ("no current event loop").
+MLSERVER_PINS = ("mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0")
 RECORD = {
     "year": 2019,
     "odometer": 25000,
@@ -117,7 +118,7 @@ def build_model(work: Path) -> tuple[Path, Path, Path, list[dict]]:
         serving_format="skops",
         serving_bytes=to_skops(pipeline),
     )
-    mlserver_dir = work / "mlserver-model"
+    mlserver_dir = work / "usedcar-price-mlserver"
     mlserver_dir.mkdir()
     joblib.dump(pipeline, mlserver_dir / "model.joblib")
     (mlserver_dir / "model-settings.json").write_text(
@@ -165,12 +166,13 @@ def ensure_mlserver() -> Path:
     return mlserver
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> float:
+def wait_ready(url: str, proc: subprocess.Popen, log_file: Path, timeout: float = 120) -> float:
     """Seconds until ``url`` answers 200 (polled every 10 ms)."""
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode} before it was ready")
+            tail = log_file.read_text()[-3000:]
+            raise SystemExit(f"{url}: server exited with {proc.returncode}:\n{tail}")
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return time.perf_counter() - t0
@@ -191,11 +193,12 @@ def start_serving(model_dir: Path, logs: Path) -> tuple[subprocess.Popen, str, f
         "MLOPS_LOG_FORMAT": "json",
     }
     env.pop("MLOPS_WORKERS", None)  # the container's default: one worker per core
+    log_file = logs / f"serving-{port}.log"
     t0 = time.perf_counter()
-    with (logs / f"serving-{port}.log").open("wb") as out:
+    with log_file.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "serving"], env=env, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(f"{url}/ready", proc)
+    wait_ready(f"{url}/ready", proc, log_file)
     return proc, url, time.perf_counter() - t0
 
 
@@ -204,12 +207,13 @@ def start_mlserver(mlserver: Path, model_dir: Path, logs: Path) -> tuple[subproc
     (model_dir / "settings.json").write_text(
         json.dumps({"http_port": port, "grpc_port": grpc, "metrics_port": metrics})
     )
-    with (logs / "mlserver.log").open("wb") as out:
+    log_file = logs / "mlserver.log"
+    with log_file.open("wb") as out:
         proc = subprocess.Popen(
             [str(mlserver), "start", str(model_dir)], stdout=out, stderr=out, cwd=model_dir
         )
     url = f"http://127.0.0.1:{port}"
-    wait_ready(f"{url}/v2/models/usedcar-price/ready", proc, timeout=180)
+    wait_ready(f"{url}/v2/models/usedcar-price/ready", proc, log_file, timeout=180)
     return proc, url
 
 
