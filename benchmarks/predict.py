@@ -314,6 +314,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="per hey run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     args = parser.parse_args()
+    from mlops_core.logs import configure
+
+    configure(level="WARNING")  # stdout carries the one JSON line only
     if shutil.which("hey") is None:
         raise SystemExit("the load generator 'hey' is missing: apt-get install -y hey")
     mlserver = ensure_mlserver()
