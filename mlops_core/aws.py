@@ -32,15 +32,19 @@ def _region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
-def client(service: str) -> Any:
+def client(service: str, *, region: str | None = None, config: Config | None = None) -> Any:
     """A shared, thread-safe boto3 client for ``service``.
 
     Cached per (service, region, endpoint, profile) so that changing the environment (as
     tests and ``mlopsctl dev`` do) gets a fresh client rather than a stale endpoint.
+    ``region`` and ``config`` are for the few global APIs (the Price List API answers in
+    us-east-1 only) and for calls that must fail fast instead of retrying.
     """
+    region = region or _region()
     key = (
         service,
-        _region(),
+        region,
+        id(config),
         os.environ.get("AWS_ENDPOINT_URL", ""),
         os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}", ""),
         os.environ.get("AWS_PROFILE", ""),
@@ -49,7 +53,9 @@ def client(service: str) -> Any:
     with _lock:
         c = _clients.get(key)
         if c is None:
-            c = boto3.session.Session().client(service, region_name=_region(), config=RETRY_CONFIG)
+            c = boto3.session.Session().client(
+                service, region_name=region, config=config or RETRY_CONFIG
+            )
             _clients[key] = c
         return c
 
