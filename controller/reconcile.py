@@ -28,10 +28,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from controller.actions import Action, describe
 from controller.api import ModelDeployment, ModelDeploymentStatus, set_condition
+from controller.costing import live_workload
 from controller.execute import ExecutionReport, Executor
 from controller.observe import Observed, Observer
 from controller.plan import RETRY_SECONDS, Decision, Desired, NetworkConfig, decide
 from mlops_core import aws
+from mlops_core.cost.estimate import Estimate, estimate
+from mlops_core.cost.prices import PriceBook, PriceResolver, PriceSettings, PricesUnavailable
 from mlops_core.errors import MlopsError
 from mlops_core.naming import Platform
 from mlops_core.registry import Registry
@@ -49,6 +52,27 @@ class ReconcileResult:
     #: actions just taken, a transient error); None: only on the next change or resync.
     requeue_after: float | None = None
     degraded: bool = False
+
+
+@dataclass
+class DryRun:
+    """What a reconcile would do, without doing it (``Reconciler.dry_run``)."""
+
+    key: str
+    actions: list[Action]
+    status: ModelDeploymentStatus  # as it would read once the actions succeeded
+    degraded: bool
+    #: What the live service costs now per month (None: no live service, nothing billed).
+    current: Estimate | None
+    #: What the spec would cost (None: it cannot be priced, or it was refused earlier).
+    desired: Estimate | None
+    prices_error: str = ""
+
+    @property
+    def monthly_delta(self) -> float | None:
+        if self.desired is None:
+            return None
+        return self.desired.total - (self.current.total if self.current is not None else 0.0)
 
 
 def _status_with(
@@ -94,6 +118,7 @@ class Reconciler:
         network: NetworkConfig | None = None,
         observer: Observer | None = None,
         executor: Executor | None = None,
+        prices: PriceResolver | None = None,
     ):
         self.platform = platform or Platform.from_env()
         self.clock = clock
@@ -102,11 +127,43 @@ class Reconciler:
         self.network = network or NetworkConfig.from_env()
         self.observer = observer or Observer(self.platform, self.registry, clock=clock)
         self.executor = executor or Executor(self.platform, self.registry, self.network)
+        self.prices = prices or PriceResolver.from_settings(PriceSettings())
 
     def reconcile(
         self, deployment: ModelDeployment, status: ModelDeploymentStatus | None
     ) -> ReconcileResult:
         return self.reconcile_many([(deployment, status)])[0]
+
+    def dry_run(self, deployment: ModelDeployment, status: ModelDeploymentStatus | None) -> DryRun:
+        """Observe and plan ``deployment`` as a reconcile would, and price it before and
+        after, without executing anything: only AWS reads. AWS errors raise."""
+        observed = self.observer.observe(deployment, status)
+        desired = self._desired(deployment, status)
+        decision = decide(desired, observed)
+        current = None
+        live = live_workload(observed, deployment.spec)
+        if live is not None and desired.prices is not None:
+            current = estimate(live, desired.prices)
+        return DryRun(
+            key=deployment.key,
+            actions=decision.actions,
+            status=decision.status,
+            degraded=decision.degraded,
+            current=current,
+            desired=decision.cost,
+            prices_error=desired.prices_error,
+        )
+
+    def _desired(
+        self, deployment: ModelDeployment, status: ModelDeploymentStatus | None
+    ) -> Desired:
+        book: PriceBook | None = None
+        error = ""
+        try:
+            book = self.prices.get(self.platform.region)
+        except PricesUnavailable as exc:
+            error = exc.render()
+        return Desired(deployment, status, self.platform, self.network, book, error)
 
     def retire(self, deployment: ModelDeployment, policy: str) -> bool:
         """A deployment was deleted: apply its delete policy. ``Retain`` leaves the
@@ -137,7 +194,7 @@ class Reconciler:
     ) -> ReconcileResult:
         gen = deployment.metadata.generation
         log = self.log.bind(key=deployment.key, generation=gen)
-        desired = Desired(deployment, status, self.platform, self.network)
+        desired = self._desired(deployment, status)
         decision: Decision = decide(desired, observed)
         plog = log.bind(action="plan")
         if decision.actions:
