@@ -24,6 +24,12 @@ RETRY_CONFIG = Config(
     max_pool_connections=32,
 )
 
+# For optional, read-only APIs a command can do without (prices, the bill): one retry and
+# short timeouts, so that an unreachable one costs seconds, not the adaptive retries.
+FAIL_FAST_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=10
+)
+
 _lock = threading.Lock()
 _clients: dict[tuple[str, ...], Any] = {}
 
@@ -45,8 +51,8 @@ def client(service: str, *, region: str | None = None, config: Config | None = N
         service,
         region,
         id(config),
-        os.environ.get("AWS_ENDPOINT_URL", ""),
-        os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}", ""),
+        # AWS_ENDPOINT_URL and the per-service ones (AWS_ENDPOINT_URL_COST_EXPLORER...).
+        tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_ENDPOINT_URL"))),
         os.environ.get("AWS_PROFILE", ""),
         os.environ.get("AWS_ACCESS_KEY_ID", ""),
     )

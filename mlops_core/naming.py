@@ -127,6 +127,10 @@ class Platform:
         """Key prefix in the artifact bucket where the drift job writes its reports."""
         return f"{check_project(project)}/drift/"
 
+    def capture_prefix(self, project: str, env: str) -> str:
+        """Key prefix of an env's captured requests (``{version}/...`` below it)."""
+        return f"{check_project(project)}/capture/{check_env(env)}/"
+
     def training_data_prefix(self, project: str) -> str:
         """Key prefix in the artifact bucket the training task may read data from."""
         return f"{check_project(project)}/data/"

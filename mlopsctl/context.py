@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
 from rich.console import Console
 
+from mlops_core.errors import InvalidInput
 from mlops_core.naming import check_project
 from mlops_core.project import ProjectConfig, find_project_dir, load_project
 
@@ -38,3 +41,25 @@ def project_name(name: str | None, path: Path | None) -> str:
     if name:
         return check_project(name)
     return project_config(path).name
+
+
+_DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+OUTPUT_FORMATS = ("table", "json")
+
+
+def parse_duration(text: str, option: str = "--since") -> timedelta:
+    """``90s``, ``10m``, ``12h``, ``30d`` -> a timedelta (a bad one is exit 2)."""
+    m = _DURATION_RE.fullmatch(text.strip())
+    if m is None:
+        raise InvalidInput(
+            f"{option} {text!r} is not a duration",
+            hint="use a number and a unit: 90s, 10m, 12h or 30d",
+        )
+    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+def check_output(output: str, formats: tuple[str, ...] = OUTPUT_FORMATS) -> str:
+    if output not in formats:
+        raise InvalidInput(f"-o/--output must be one of {', '.join(formats)}, not {output!r}")
+    return output

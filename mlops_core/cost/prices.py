@@ -36,7 +36,6 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Literal
 
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,11 +52,6 @@ SOURCE_TABLE: PriceSource = "shipped-table"
 TABLE_FILE = "price_table.json"
 # The Price List API's endpoint region (it serves the prices of every region).
 PRICING_REGION = "us-east-1"
-# One try, short timeouts: an unreachable Price List API falls back to the table at once
-# instead of spending the default client's adaptive retries on it.
-PRICING_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=10
-)
 
 
 class PricesUnavailable(NotFound):
@@ -197,7 +191,7 @@ def fetch_region_prices(region: str) -> tuple[RegionPrices, date]:
     """One region's prices from the Price List API and their publication date. Raises
     ClientError/BotoCoreError when it is unreachable or refused, PriceListIncomplete
     when a product is missing."""
-    client = aws.client("pricing", region=PRICING_REGION, config=PRICING_CONFIG)
+    client = aws.client("pricing", region=PRICING_REGION, config=aws.FAIL_FAST_CONFIG)
     ecs = _products(client, "AmazonECS", _filters(region, usagetype="CONTAINS:Fargate"))
     elb = _products(
         client, "AWSELB", _filters(region, productFamily="TERM_MATCH:Load Balancer-Application")
