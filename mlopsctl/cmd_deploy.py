@@ -238,9 +238,7 @@ def _dry_run(src, desired, output: str) -> None:
     degraded = conditions.get("Degraded")
     if dry.degraded and degraded is not None and degraded.status == "True":
         if degraded.reason == BudgetExceeded.reason:
-            raise BudgetExceeded(
-                f"the controller would refuse {deployment.key}: {degraded.message}"
-            )
+            raise BudgetExceeded(f"{deployment.key} would be refused: {degraded.message}")
         raise DeployFailed(
             f"the controller would not deploy {deployment.key}: "
             f"{degraded.reason}: {degraded.message}"
