@@ -226,9 +226,16 @@ def from_price_list_api(region: str) -> PriceBook:
 
 
 def _why(exc: BaseException) -> str:
-    code = aws.error_code(exc)
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return f"Price List API unavailable: {code or type(exc).__name__}: {text[:160]}"
+    """A short reason (an endpoint without the API answers with an HTML error page)."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = str(error.get("Code") or status)
+        code = f"HTTP {code}" if code.isdigit() else code
+        message = error.get("Message", "")
+        detail = "" if not message or message.lstrip().startswith("<") else f": {message}"
+        return f"Price List API unavailable: {code}{detail}"[:200]
+    return f"Price List API unavailable: {type(exc).__name__}: {exc}"[:200]
 
 
 # -- choosing, with a cache -------------------------------------------------------------
