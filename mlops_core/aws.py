@@ -24,10 +24,10 @@ RETRY_CONFIG = Config(
     max_pool_connections=32,
 )
 
-# For optional, read-only APIs a command can do without (prices, the bill): one retry and
+# For optional, read-only APIs a command can do without (prices, the bill): no retry and
 # short timeouts, so that an unreachable one costs seconds, not the adaptive retries.
 FAIL_FAST_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=10
+    retries={"mode": "standard", "max_attempts": 1}, connect_timeout=3, read_timeout=10
 )
 
 _lock = threading.Lock()
