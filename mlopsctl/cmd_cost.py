@@ -54,15 +54,15 @@ from mlops_core.registry import Registry
 from mlopsctl.context import (
     PROJECT_DIR_HELP,
     PROJECT_HELP,
-    check_output,
+    Output,
     console,
     err,
+    output_option,
     parse_duration,
+    print_document,
     project_config,
 )
 from mlopsctl.live import LiveService, live_service
-
-OUTPUT_OPTION = typer.Option("table", "--output", "-o", help="table or json.")
 
 
 def _projects(project: str | None, project_dir_: Path | None, registry: Registry) -> list[str]:
@@ -179,11 +179,9 @@ def cost(
     since: str = typer.Option("30d", help="Window of the billed cost and request counts."),
     project: str = typer.Option(None, "--project", "-p", help=PROJECT_HELP),
     project_dir_: Path = typer.Option(None, "--project-dir", help=PROJECT_DIR_HELP),
-    output: str = OUTPUT_OPTION,
+    output: Output = output_option(),
 ) -> None:
-    """What each deployment costs: the monthly estimate from prices, the billed cost from
-    Cost Explorer, and the cost per 1,000 requests through its load balancer."""
-    check_output(output)
+    """Per deployment: monthly estimate, billed cost (Cost Explorer), cost per 1k requests."""
     window = parse_duration(since)
     if window > timedelta(days=365):
         raise InvalidInput(f"--since {since} is longer than Cost Explorer's year")
@@ -231,17 +229,17 @@ def cost(
             for p, a in actuals.items()
         },
     }
-    if output == "json":
-        typer.echo(json.dumps(doc, indent=2))
+    if print_document(doc, output):
         return
-    _print_table(doc, since)
+    _print_table(doc, since, wide=output is Output.wide)
 
 
-def _print_table(doc: dict[str, Any], since: str) -> None:
-    table = Table(
+def _print_table(doc: dict[str, Any], since: str, *, wide: bool = False) -> None:
+    columns = [
         "deployment", "tasks", "size", "estimate/month", f"billed ({since})",
-        f"requests ({since})", "per 1k requests", title="cost",
-    )  # fmt: skip
+        f"requests ({since})", "per 1k requests",
+    ]  # fmt: skip
+    table = Table(*columns, *(["estimate parts"] if wide else []), title="cost")
     for row in doc["deployments"]:
         svc = row["service"]
         size = "-" if svc is None else f"{svc['cpu'] / 1024:g} vCPU / {svc['memory'] / 1024:g} GB"
@@ -251,7 +249,7 @@ def _print_table(doc: dict[str, Any], since: str) -> None:
         per_1k = _money(row["usd_per_1k_requests"], 4)
         if row["usd_per_1k_requests"] is not None:
             per_1k += f" ({row['per_1k_basis']})"
-        table.add_row(
+        cells = [
             row["deployment"],
             "-" if svc is None else str(svc["tasks"]),
             size,
@@ -259,7 +257,11 @@ def _print_table(doc: dict[str, Any], since: str) -> None:
             _money(row["actual_usd"]),
             "-" if row["requests"] is None else f"{row['requests']:,.0f}",
             per_1k,
-        )
+        ]
+        if wide:
+            parts = [f"{i['name']} {_money(i['usd'])}" for i in (est or {}).get("items", [])]
+            cells.append(", ".join(p for p in parts if not p.endswith("$0.00")) or "-")
+        table.add_row(*cells)
     console.print(table)
     prices = doc["prices"]
     if prices is None:
@@ -289,7 +291,7 @@ def _print_table(doc: dict[str, Any], since: str) -> None:
 # -- prices ---------------------------------------------------------------------------
 def prices(
     region: str = typer.Option(None, help="Region (default: the platform's)."),
-    output: str = OUTPUT_OPTION,
+    output: Output = output_option(),
     write_table: Path = typer.Option(
         None,
         "--write-table",
@@ -298,7 +300,6 @@ def prices(
     ),
 ) -> None:
     """The prices estimates use, and where they come from (MLOPS_PRICES: auto, api, table)."""
-    check_output(output)
     if write_table is not None:
         _write_table(write_table)
         return
@@ -311,8 +312,7 @@ def prices(
         "note": book.note,
         "prices": book.prices.model_dump(),
     }
-    if output == "json":
-        typer.echo(json.dumps(doc, indent=2))
+    if print_document(doc, output):
         return
     p = book.prices
     table = Table("item", "USD", "per", title=f"prices in {region}")

@@ -14,7 +14,6 @@ would refuse it (exit 6, BudgetExceeded).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from importlib.metadata import PackageNotFoundError
@@ -30,9 +29,11 @@ from mlops_core.registry import Registry
 from mlopsctl.context import (
     PROJECT_DIR_HELP,
     PROJECT_HELP,
-    check_output,
+    Output,
     console,
     err,
+    output_option,
+    print_document,
     project_name,
 )
 
@@ -128,7 +129,7 @@ def deploy(
         "--dry-run",
         help="Print the controller's plan and the monthly cost change; write nothing.",
     ),
-    output: str = typer.Option("table", "--output", "-o", help="With --dry-run: table or json."),
+    output: Output = output_option(),
 ) -> None:
     """Declare that ENV serves a model version; the controller makes it so."""
     from controller.sources import open_source
@@ -139,7 +140,6 @@ def deploy(
         raise InvalidInput("give --version or --candidate, not both")
     if dry_run and wait:
         raise InvalidInput("--dry-run writes nothing, so there is nothing to --wait for")
-    check_output(output)
     name = project_name(project, project_dir_)
     registry = Registry()
     config = registry.get_project(name)
@@ -181,7 +181,8 @@ def deploy(
         return
     assert src is not None
     put = src.put_manifest(desired)
-    console.print(f"declared {deployment_name}: {model} -> {put.where}")
+    what = f"version {model['version']}" if "version" in model else f"candidate {candidate}"
+    console.print(f"{deployment_name} now declares {what}, in {put.where}")
     if wait:
         _wait(src, put, until=until, timeout=timeout, version=model.get("version"))
 
@@ -196,7 +197,7 @@ def _open_for_dry_run(uri: str):
     return open_source(uri, create=False)
 
 
-def _dry_run(src, desired, output: str) -> None:
+def _dry_run(src, desired, output: Output) -> None:
     """What the controller would do with ``desired``, and what it would cost."""
     from controller.actions import describe
     from controller.manifests import spec_hash
@@ -231,9 +232,7 @@ def _dry_run(src, desired, output: str) -> None:
             "prices_error": dry.prices_error or None,
         },
     }
-    if output == "json":
-        typer.echo(json.dumps(doc, indent=2))
-    else:
+    if not print_document(doc, output):
         _print_dry_run(doc, dry)
     degraded = conditions.get("Degraded")
     if dry.degraded and degraded is not None and degraded.status == "True":
@@ -272,15 +271,9 @@ def _print_dry_run(doc: dict, dry) -> None:
 
 
 def _read_existing(src, name: str):
-    from controller.manifests import parse_manifest
-
-    text = src.read(name)
-    if text is None:
-        return None
-    try:
-        return parse_manifest(text, src.where(name), expected_name=name)
-    except InvalidInput:
-        return None  # an invalid manifest is replaced by a valid one
+    doc = src.read(name)
+    # An invalid (or unreadable) manifest is replaced by a valid one.
+    return doc.deployment if doc is not None else None
 
 
 def _wait(src, put, *, until: str, timeout: float, version: str | None) -> None:

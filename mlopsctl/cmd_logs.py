@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -21,11 +22,16 @@ import typer
 from mlops_core import aws
 from mlops_core.errors import NotFound
 from mlops_core.naming import Platform
-from mlopsctl.context import PROJECT_DIR_HELP, PROJECT_HELP, check_output, parse_duration
+from mlopsctl.context import PROJECT_DIR_HELP, PROJECT_HELP, parse_duration
 from mlopsctl.context import project_name as resolve_project
 from mlopsctl.live import LogTarget, live_service, log_targets
 
-FORMATS = ("text", "json")
+
+class LogFormat(StrEnum):
+    """Events are a stream, not a state: lines of text, or one JSON object per line."""
+
+    text = "text"
+    json = "json"
 
 
 def targets(platform: Platform, project: str, env: str) -> list[LogTarget]:
@@ -127,11 +133,12 @@ def logs(
     since: str = typer.Option("10m", help="How far back to start: 90s, 10m, 12h, 2d."),
     project: str = typer.Option(None, "--project", "-p", help=PROJECT_HELP),
     project_dir_: Path = typer.Option(None, "--project-dir", help=PROJECT_DIR_HELP),
-    output: str = typer.Option("text", "--output", "-o", help="text, or json (one per line)."),
+    output: LogFormat = typer.Option(
+        LogFormat.text, "--output", "-o", help="text, or json (one object per line)."
+    ),
     interval: float = typer.Option(2.0, help="With --follow: seconds between polls.", min=0.1),
 ) -> None:
     """The output of ENV's serving tasks, from CloudWatch Logs (on AWS and locally)."""
-    check_output(output, FORMATS)
     window = parse_duration(since)
     name = resolve_project(project, project_dir_)
     found = targets(Platform.from_env(), name, env)

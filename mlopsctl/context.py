@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
+import typer
+import yaml
 from rich.console import Console
 
 from mlops_core.errors import InvalidInput
@@ -43,9 +48,37 @@ def project_name(name: str | None, path: Path | None) -> str:
     return project_config(path).name
 
 
+class Output(StrEnum):
+    """``-o``: how a command that shows state prints it (kubectl's convention)."""
+
+    table = "table"
+    wide = "wide"  # the table with every column
+    json = "json"
+    yaml = "yaml"
+
+
+OUTPUT_HELP = "Output format: table (default), wide (every column), json or yaml."
+
+
+def output_option(default: Output = Output.table) -> Any:
+    return typer.Option(default, "--output", "-o", help=OUTPUT_HELP, case_sensitive=False)
+
+
+def print_document(doc: Any, output: Output) -> bool:
+    """Print ``doc`` as JSON or YAML if that is what ``output`` asks; False for tables."""
+    if output is Output.json:
+        typer.echo(json.dumps(doc, indent=2, default=str))
+        return True
+    if output is Output.yaml:
+        typer.echo(
+            yaml.safe_dump(json.loads(json.dumps(doc, default=str)), sort_keys=False), nl=False
+        )
+        return True
+    return False
+
+
 _DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-OUTPUT_FORMATS = ("table", "json")
 
 
 def parse_duration(text: str, option: str = "--since") -> timedelta:
@@ -57,9 +90,3 @@ def parse_duration(text: str, option: str = "--since") -> timedelta:
             hint="use a number and a unit: 90s, 10m, 12h or 30d",
         )
     return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-
-
-def check_output(output: str, formats: tuple[str, ...] = OUTPUT_FORMATS) -> str:
-    if output not in formats:
-        raise InvalidInput(f"-o/--output must be one of {', '.join(formats)}, not {output!r}")
-    return output

@@ -22,13 +22,14 @@ locals {
   serving_task_role_name   = "${var.platform}-${var.project}-serving"
   drift_task_role_name     = "${var.platform}-${var.project}-drift"
   events_role_name         = "${var.platform}-${var.project}-events"
-  drift_task_family        = "${var.project}-drift-job"
-  drift_log_group_name     = "/ecs/${var.platform}/${var.project}-drift-job"
-  training_task_role_name  = "${var.platform}-${var.project}-training"
-  training_task_family     = "${var.project}-training-job"
-  training_log_group_name  = "/ecs/${var.platform}/${var.project}-training-job"
-  training_data_prefix     = "${var.project}/data/"
-  candidates_prefix        = "${var.project}/candidates/"
+  # "_" never occurs in a project name, so a job family never equals a service family.
+  drift_task_family       = "${var.project}_drift"
+  drift_log_group_name    = "/ecs/${var.platform}/${var.project}_drift"
+  training_task_role_name = "${var.platform}-${var.project}-training"
+  training_task_family    = "${var.project}_training"
+  training_log_group_name = "/ecs/${var.platform}/${var.project}_training"
+  training_data_prefix    = "${var.project}/data/"
+  candidates_prefix       = "${var.project}/candidates/"
 
   # Cost allocation tag keys (naming.COST_TAG_KEYS); main.tf puts them on every resource.
   cost_tag_keys = {

@@ -120,7 +120,7 @@ output "training_task_role_arn" {
 }
 
 output "training_task_definition_arn" {
-  description = "Training task definition (family {project}-training-job) for RunTask; null until training_image_tag (or training_image) is set."
+  description = "Training task definition (family {project}_training) for RunTask; null until training_image_tag (or training_image) is set."
   value       = local.training_enabled ? aws_ecs_task_definition.training[0].arn : null
 }
 
