@@ -14,7 +14,7 @@ import threading
 import pytest
 from factories import make_artifacts, project_config
 
-from controller.daemon import Controller
+from controller.runtime import Controller
 from controller.sources import open_source
 from mlops_core import aws
 from mlops_core.registry import Registry
