@@ -19,7 +19,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
@@ -156,6 +156,12 @@ class Registry:
         return aws.client("s3")
 
     # -- publishing --------------------------------------------------------------------
+    def _tagging(self, key: str) -> str:
+        """The cost allocation tags of an object under ``{project}/``, as S3's Tagging
+        header. S3 bills storage by bucket; object tags let lifecycle rules and Storage
+        Lens groups split it by project."""
+        return urlencode(self.platform.cost_tags(key.partition("/")[0]))
+
     def _put_once(self, key: str, path: Path, sha256: str) -> None:
         """Create ``key`` from ``path`` unless it exists; accept it if it already has our
         content (a re-run after an interruption, or a concurrent identical publish)."""
@@ -167,6 +173,7 @@ class Registry:
                     Body=f,
                     IfNoneMatch="*",
                     Metadata={"sha256": sha256},
+                    Tagging=self._tagging(key),
                 )
         except ClientError as exc:
             if aws.error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
@@ -211,6 +218,7 @@ class Registry:
                 Body=manifest_bytes,
                 IfNoneMatch="*",
                 ContentType="application/json",
+                Tagging=self._tagging(prefix),
             )
         except ClientError as exc:
             if aws.error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):

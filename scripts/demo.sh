@@ -6,7 +6,7 @@
 #   -> predict -> train v2 -> publish -> promote -> serving answers from v2
 #   -> rollback -> serving answers from v1 again
 #   -> declare prod in a ModelDeployment: the controller converges the ECS service and
-#      the pointer onto v2, then back onto v1 -> status
+#      the pointer onto v2, then back onto v1 -> what it costs -> status
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -118,7 +118,11 @@ step "8. Roll back by declaring v1 again"
 mlopsctl deploy --env prod --version "$V1" --source "$DEPLOYMENTS" --wait --until applied
 predict "$V1"
 
-step "9. Status"
+step "9. What prod costs, and what 4 replicas would cost (a dry run writes nothing)"
+mlopsctl cost --env prod
+mlopsctl deploy --env prod --version "$V1" --replicas 4 --source "$DEPLOYMENTS" --dry-run
+
+step "10. Status"
 mlopsctl models
 mlopsctl status
 

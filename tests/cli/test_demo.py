@@ -40,5 +40,11 @@ def test_demo_script_runs_the_golden_path_and_cleans_up(tmp_path):
     assert all(prices[v] == p for p, v in served)  # one version, one answer
     assert out.count("applied: pointer and service name") == 2
     assert "rolled back" in out and "demo finished" in out
+    # The cost of the deployment it made: 2 tasks of 0.5 vCPU / 1 GB and a load balancer
+    # in us-east-1 (moto has no Price List API: the shipped table, saying so).
+    rows = [line for line in out.splitlines() if "usedcar-price-prod" in line and "$" in line]
+    assert len(rows) == 1 and "$52.47" in rows[0], rows
+    assert "prices: shipped price table taken" in out
+    assert "monthly cost: $52.47 -> $88.51 (+36.04 USD/month)" in out
     # Everything it started is gone: its work folder (with the moto state file) too.
     assert list(tmp_path.iterdir()) == []
