@@ -33,6 +33,7 @@ from mlops_core.artifacts import (
     verify_folder,
 )
 from mlops_core.errors import Conflict, IntegrityError, InvalidInput, NotFound
+from mlops_core.modelformat import check_servable
 from mlops_core.naming import Platform, check_project
 from mlops_core.project import ProjectConfig
 
@@ -190,6 +191,7 @@ class Registry:
         """Publish a trained artifacts folder. Raises Conflict if the version is already
         published, unless ``exist_ok`` and the published one is identical."""
         manifest = verify_folder(folder)
+        check_servable(manifest)  # never publish what serving would refuse to load
         project = check_project(manifest.project)
         check_version(manifest.version)
         prefix = self.platform.version_prefix(project, manifest.version)
