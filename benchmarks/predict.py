@@ -1,271 +1,401 @@
-"""Benchmark /predict over loopback HTTP; prints ONE JSON line.
+"""Benchmark /predict against MLServer and the scikit-learn runtime; prints ONE JSON line.
 
-    .venv/bin/python benchmarks/predict.py [--requests 2000] [--seconds 10]
+    .venv/bin/python benchmarks/predict.py [--seconds 4] [--rounds 3]
 
-What runs, all on 127.0.0.1 and in this one invocation:
+Everything in one run, on 127.0.0.1, with one load generator (Debian's ``hey``,
+``apt-get install -y hey``) for every server:
 
-* a 100-tree forest (max_depth 12) trained on synthetic records, written as a version
-  folder exactly as training writes one;
-* this service (``python -m serving``, as the container runs it) in a child process;
-* the seed's style for comparison: a FastAPI endpoint taking a pydantic body, building a
-  pandas DataFrame per request and calling the pipeline, under uvicorn in a child
-  process (``--seed-server``);
-* for each, ``--requests`` single-record requests (and at most ``--seconds``) at
-  concurrency 1 and 8 from an httpx client, after a warm-up, reporting req/s, p50, p99;
-  the two servers take turns in short rounds, so the machine's load drifts onto both;
-* the same comparison without HTTP, timed directly in this process: the seed's
-  DataFrame-per-request path against this service's parse + encode + predict path.
+* the model: the usedcar-price example's forest (50 trees, depth 14), trained by
+  ``training.train`` on the example's 20,000 synthetic rows, so it is exactly what
+  ``mlopsctl train`` writes (``model.onnx`` with its parity report);
+* **serving**: this service as its container runs it (``python -m serving``, one worker
+  process per core, onnxruntime);
+* **sklearn_runtime**: this same service serving the same pipeline as ``model.skops``
+  (scikit-learn's predict), i.e. the runtime without ONNX;
+* **mlserver**: MLServer 1.7's scikit-learn runtime on the same pipeline (joblib), in a
+  separate virtualenv the benchmark creates (``.venv-bench/mlserver``, never a project
+  dependency), sent the V2 request its runtime takes;
+* for each, ``hey`` at concurrency 1 and 8 for ``--seconds`` per round, servers taking
+  turns over ``--rounds`` rounds so that the machine's load drifts onto all of them;
+  medians of the rounds' req/s and p50/p99 (hey reports latency in 0.1 ms steps).
 
-Client and servers share the machine's cores, so absolute numbers include the client's
-own cost; the ratios between the two servers, measured the same way, are the point.
+Also measured, on the serving service: predictions over HTTP equal scikit-learn's
+within the parity tolerance (500 holdout-like records), cold start (process start to
+the first 200 from ``/ready``), and the workers' resident memory after 100 and after
+10,000 more requests.
+
+Goals (issue 10): p50 <= 0.5 ms at concurrency 1; throughput at concurrency 8 >= 15x
+MLServer's; predictions within tolerance; cold start <= 2 s; RSS after 10,000 requests
+within 10 % of RSS after 100. Absolute numbers depend on the machine and on what else
+runs on it (``loadavg_1m`` says); the ratios, measured in the same run, are the point.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
+import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import numpy as np
-from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mlops_core.artifacts import MODEL_FILE, read_manifest  # noqa: E402
+from mlops_core.artifacts import MODEL_FILE, read_manifest, write_version_folder  # noqa: E402
 from mlops_core.features import FeatureEncoder  # noqa: E402
-from serving.loader import load_model  # noqa: E402
-from serving.synthetic import records, write_model_folder  # noqa: E402
+from mlops_core.modelformat import REGRESSION_ATOL_SCALE, REGRESSION_RTOL  # noqa: E402
+from mlopsctl.local_aws import free_port  # noqa: E402
 
-TREES = 100
-WARMUP = 200
-ROUNDS = 4
+EXAMPLE = ROOT / "projects" / "usedcar-price"
+MLSERVER_VENV = ROOT / ".venv-bench" / "mlserver"
+# uvloop 0.22+ breaks MLServer 1.7's inference-pool workers ("no current event loop").
+MLSERVER_PINS = ("mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0")
+RECORD = {
+    "year": 2019,
+    "odometer": 25000,
+    "make_encoded": 9,
+    "model_encoded": 42,
+    "condition": "good",
+    "engine_cylinders": 4,
+    "fuel": "gas",
+}
+GOALS = {
+    "c1_p50_ms_max": 0.5,
+    "c8_rps_vs_mlserver_min": 15.0,
+    "cold_start_s_max": 2.0,
+    "rss_growth_max": 0.10,
+}
 
 
-# -- the seed's style, as a server -----------------------------------------------------
-class Car(BaseModel):
-    """The seed's hand-written request body (module level: FastAPI resolves it by name)."""
-
-    mileage: float
-    year: int
-    fuel: str
-    engine_size: float | None = None
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
-def seed_server(model_dir: Path, port: int) -> None:
-    """The baseline: pydantic body -> pandas DataFrame -> pipeline.predict, per request."""
+# -- the model ---------------------------------------------------------------------------
+def build_model(work: Path) -> tuple[Path, Path, Path, list[dict]]:
+    """The example's model as training writes it; the same pipeline as skops and joblib;
+    and records drawn from the example's data."""
+    import joblib
+
+    import training
+    from training import sample_data
+    from training.export import to_skops
+
+    project = work / "usedcar-price"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("artifacts", "data"))
+    cols = sample_data.generate(20_000, 7)
+    (project / "data").mkdir()
+    (project / "data" / "usedcars.csv").write_text(sample_data.to_csv(cols))
+    onnx_dir = work / "onnx"
+    manifest = training.train(project, out_dir=onnx_dir, created_at=datetime.now(UTC))
     import pickle
 
-    import pandas as pd
-    import uvicorn
-    from fastapi import FastAPI
-
-    manifest = read_manifest(model_dir)
-    encoder = FeatureEncoder(manifest.features)
-    model = pickle.loads((model_dir / MODEL_FILE).read_bytes())
-
-    app = FastAPI()
-
-    @app.post("/predict")
-    def predict(car: Car) -> dict:
-        frame = pd.DataFrame([car.model_dump()])
-        return {"predictions": model.predict(encoder.encode_frame(frame)).tolist()}
-
-    @app.get("/ready")
-    def ready() -> dict:
-        return {"status": "ready"}
-
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-
-
-# -- driving a server --------------------------------------------------------------------
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    pipeline = pickle.loads((onnx_dir / MODEL_FILE).read_bytes())  # the benchmark's own file
+    skops_dir = work / "skops"
+    write_version_folder(
+        skops_dir,
+        model_bytes=(onnx_dir / MODEL_FILE).read_bytes(),
+        baseline={},
+        metrics=manifest.metrics,
+        project=manifest.project,
+        created_at=manifest.created_at,
+        target=manifest.target,
+        features=manifest.features,
+        data=manifest.data,
+        hyperparameters=manifest.hyperparameters,
+        runtime=manifest.runtime,
+        serving_format="skops",
+        serving_bytes=to_skops(pipeline),
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    mlserver_dir = work / "usedcar-price-mlserver"
+    mlserver_dir.mkdir()
+    joblib.dump(pipeline, mlserver_dir / "model.joblib")
+    (mlserver_dir / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "usedcar-price",
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib"},
+            }
+        )
+    )
+    rng = np.random.default_rng(99)
+    names = list(RECORD)
+    rows = []
+    for i in rng.choice(20_000, 500, replace=False):
+        rec = {}
+        for name in names:
+            value = cols[name][i]
+            if isinstance(value, float) and np.isnan(value) or value == "":
+                continue
+            rec[name] = value if isinstance(value, str) else int(value)
+        rows.append(rec)
+    return onnx_dir, skops_dir, mlserver_dir, rows
+
+
+# -- servers -----------------------------------------------------------------------------
+def ensure_mlserver() -> Path:
+    mlserver = MLSERVER_VENV / "bin" / "mlserver"
+    if mlserver.exists():
+        return mlserver
+    log(f"installing {' '.join(MLSERVER_PINS)} into {MLSERVER_VENV} (first run only)")
+    import sklearn
+
+    subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
+    subprocess.run(
+        [
+            str(MLSERVER_VENV / "bin" / "pip"),
+            "install",
+            "--quiet",
+            *MLSERVER_PINS,
+            f"scikit-learn=={sklearn.__version__}",
+        ],
+        check=True,
+    )
+    return mlserver
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log_file: Path, timeout: float = 120) -> float:
+    """Seconds until ``url`` answers 200 (polled every 10 ms)."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
         if proc.poll() is not None:
-            raise SystemExit(f"server {cmd} exited with {proc.returncode}")
+            tail = log_file.read_text()[-3000:]
+            raise SystemExit(f"{url}: server exited with {proc.returncode}:\n{tail}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                return proc
+            if httpx.get(url, timeout=1).status_code == 200:
+                return time.perf_counter() - t0
         except httpx.TransportError:
             pass
-        time.sleep(0.1)
+        time.sleep(0.01)
     proc.kill()
-    raise SystemExit(f"server {cmd} did not become ready")
+    raise SystemExit(f"{url} not ready within {timeout} s")
+
+
+def start_serving(model_dir: Path, logs: Path) -> tuple[subprocess.Popen, str, float]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "MODEL_URI": str(model_dir),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "MLOPS_LOG_FORMAT": "json",
+    }
+    env.pop("MLOPS_WORKERS", None)  # the container's default: one worker per core
+    log_file = logs / f"serving-{port}.log"
+    t0 = time.perf_counter()
+    with log_file.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "serving"], env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(f"{url}/ready", proc, log_file)
+    return proc, url, time.perf_counter() - t0
+
+
+def start_mlserver(mlserver: Path, model_dir: Path, logs: Path) -> tuple[subprocess.Popen, str]:
+    port, grpc, metrics = free_port(), free_port(), free_port()
+    (model_dir / "settings.json").write_text(
+        json.dumps({"http_port": port, "grpc_port": grpc, "metrics_port": metrics})
+    )
+    log_file = logs / "mlserver.log"
+    with log_file.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(mlserver), "start", str(model_dir)], stdout=out, stderr=out, cwd=model_dir
+        )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(f"{url}/v2/models/usedcar-price/ready", proc, log_file, timeout=180)
+    return proc, url
 
 
 def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
-        proc.wait(timeout=15)
+        proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
 
 
-def summary(latencies: list[float], wall: float) -> dict[str, float]:
-    ms = np.asarray(latencies) * 1000
-    return {
-        "n": len(latencies),
-        "rps": round(len(latencies) / wall, 1),
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-    }
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
 
 
-async def load(
-    url: str, bodies: list[bytes], concurrency: int, n: int, seconds: float, warmup: int
-) -> tuple[list[float], float]:
-    """Send up to ``n`` requests (at most ``seconds``); return latencies and wall time."""
-    headers = {"content-type": "application/json"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
-        for i in range(warmup):
-            response = await client.post(url, content=bodies[i % len(bodies)], headers=headers)
-            response.raise_for_status()
-        latencies: list[float] = []
-        next_i = 0
-        deadline = time.perf_counter() + seconds
-
-        async def worker() -> None:
-            nonlocal next_i
-            while next_i < n and time.perf_counter() < deadline:
-                body = bodies[next_i % len(bodies)]
-                next_i += 1
-                t0 = time.perf_counter()
-                response = await client.post(url, content=body, headers=headers)
-                latencies.append(time.perf_counter() - t0)
-                response.raise_for_status()
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return latencies, time.perf_counter() - t0
+# -- load --------------------------------------------------------------------------------
+_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_PCT = re.compile(r"(\d+)%% in ([\d.]+) secs".replace("%%", "%"))
+_STATUS = re.compile(r"\[(\d{3})\]\s+(\d+) responses")
 
 
-def measure(urls: dict[str, str], bodies: list[bytes], n: int, seconds: float) -> dict:
-    """Each server in turn, in ROUNDS short rounds per concurrency, so that changes in the
-    machine's load during the run fall on both servers alike."""
-    out: dict[str, dict] = {name: {} for name in urls}
-    for c in (1, 8):
-        got = {name: ([], 0.0) for name in urls}
-        for r in range(ROUNDS):
-            for name, url in urls.items():
-                lat, wall = asyncio.run(
-                    load(url, bodies, c, n // ROUNDS, seconds / ROUNDS, WARMUP if r == 0 else 20)
-                )
-                got[name] = (got[name][0] + lat, got[name][1] + wall)
-        for name in urls:
-            out[name][f"c{c}"] = summary(*got[name])
-            print(f"{name} c={c}: {out[name][f'c{c}']}", file=sys.stderr)
+def hey(
+    url: str, body: Path, concurrency: int, *, seconds: float | None = None, n: int = 0
+) -> dict:
+    cmd = ["hey", "-c", str(concurrency), "-m", "POST", "-T", "application/json", "-D", str(body)]
+    cmd += ["-z", f"{seconds}s"] if seconds else ["-n", str(n)]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    statuses = {int(s): int(c) for s, c in _STATUS.findall(out)}
+    bad = {s: c for s, c in statuses.items() if s != 200}
+    if bad or not statuses:
+        raise SystemExit(f"{url}: non-200 answers {bad or out[-500:]}")
+    pct = {int(p): float(v) * 1000 for p, v in _PCT.findall(out)}
+    return {"rps": float(_RPS.search(out).group(1)), "p50_ms": pct[50], "p99_ms": pct[99]}
+
+
+def measure(targets: dict[str, tuple[str, Path]], seconds: float, rounds: int) -> dict:
+    runs: dict[str, dict[int, list[dict]]] = {name: {1: [], 8: []} for name in targets}
+    for url, body in targets.values():  # warm-up
+        hey(url, body, 8, n=400)
+    for r in range(rounds):
+        for c in (1, 8):
+            for name, (url, body) in targets.items():
+                got = hey(url, body, c, seconds=seconds)
+                runs[name][c].append(got)
+                log(f"round {r + 1} {name} c={c}: {got}")
+    out: dict[str, dict] = {}
+    for name, per_c in runs.items():
+        out[name] = {
+            f"c{c}": {
+                key: round(statistics.median(run[key] for run in per_c[c]), 3)
+                for key in ("rps", "p50_ms", "p99_ms")
+            }
+            for c in (1, 8)
+        }
     return out
 
 
-# -- in-process, timed directly ----------------------------------------------------------
-def in_process(model_dir: Path, recs: list[dict], n: int, seconds: float) -> dict:
+def parity_over_http(url: str, onnx_dir: Path, rows: list[dict]) -> dict:
     import pickle
 
-    import pandas as pd
-
-    manifest = read_manifest(model_dir)
-    encoder = FeatureEncoder(manifest.features)
-    pipeline = pickle.loads((model_dir / MODEL_FILE).read_bytes())
-    loaded = load_model(str(model_dir))
-    bodies = [json.dumps(r).encode() for r in recs]
-
-    def seed(i: int) -> float:
-        frame = pd.DataFrame([Car.model_validate(recs[i % len(recs)]).model_dump()])
-        return float(pipeline.predict(encoder.encode_frame(frame))[0])
-
-    def ours(i: int) -> float:
-        parsed = loaded.parser.parse(bodies[i % len(bodies)])
-        return float(
-            loaded.runtime.predict(loaded.encoder.encode_records(r.__dict__ for r in parsed))[0]
-        )
-
-    paths = {"seed_style": seed, "serving_path": ours}
-    times: dict[str, list[float]] = {name: [] for name in paths}
-    for fn in paths.values():
-        for i in range(WARMUP):
-            fn(i)
-    # Alternate in rounds, as over HTTP, so load drift falls on both paths alike.
-    for _ in range(ROUNDS):
-        for name, fn in paths.items():
-            deadline = time.perf_counter() + seconds / ROUNDS
-            for i in range(n // ROUNDS):
-                if time.perf_counter() > deadline:
-                    break
-                t0 = time.perf_counter()
-                fn(i)
-                times[name].append(time.perf_counter() - t0)
-    out: dict[str, object] = {name: summary(t, sum(t)) for name, t in times.items()}
-    agree = max(abs(seed(i) - ours(i)) for i in range(min(len(recs), 50)))
-    out["max_abs_diff"] = agree
-    return out
+    manifest = read_manifest(onnx_dir)
+    pipeline = pickle.loads((onnx_dir / MODEL_FILE).read_bytes())
+    want = pipeline.predict(FeatureEncoder(manifest.features).encode_records(rows))
+    got = np.asarray(httpx.post(f"{url}/predict", json=rows, timeout=30).json()["predictions"])
+    atol = manifest.metrics["parity"]["tolerance"]["atol"]
+    diff = np.abs(got - want)
+    return {
+        "records": len(rows),
+        "max_abs_diff": float(diff.max()),
+        "max_rel_diff": float((diff / np.abs(want)).max()),
+        "tolerance": {"rtol": REGRESSION_RTOL, "atol": atol, "atol_scale": REGRESSION_ATOL_SCALE},
+        "within_tolerance": bool((diff <= REGRESSION_RTOL * np.abs(want) + atol).all()),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000, help="per concurrency level")
-    parser.add_argument("--seconds", type=float, default=10.0, help="cap per measurement")
-    parser.add_argument(
-        "--seed-server", nargs=2, metavar=("MODEL_DIR", "PORT"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--seconds", type=float, default=4.0, help="per hey run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     args = parser.parse_args()
-    if args.seed_server:
-        seed_server(Path(args.seed_server[0]), int(args.seed_server[1]))
-        return
+    from mlops_core.logs import configure
+
+    configure(level="WARNING")  # stdout carries the one JSON line only
+    if shutil.which("hey") is None:
+        raise SystemExit("the load generator 'hey' is missing: apt-get install -y hey")
+    mlserver = ensure_mlserver()
 
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
-        model_dir = Path(tmp) / "model"
-        manifest = write_model_folder(model_dir, n_estimators=TREES, max_depth=12, rows=5000)
-        recs = records(500, seed=99)
-        bodies = [json.dumps(r).encode() for r in recs]
-
-        procs = []
+        work = Path(tmp)
+        onnx_dir, skops_dir, mlserver_dir, rows = build_model(work)
+        manifest = read_manifest(onnx_dir)
+        ours = work / "record.json"
+        ours.write_text(json.dumps(RECORD))
+        encoded = FeatureEncoder(manifest.features).encode_records([RECORD])
+        v2 = work / "v2.json"
+        v2.write_text(
+            json.dumps(
+                {
+                    "inputs": [
+                        {"name": "input-0", "shape": list(encoded.shape), "datatype": "FP64",
+                         "data": encoded.ravel().tolist()}
+                    ]
+                }
+            )
+        )  # fmt: skip
+        procs: list[subprocess.Popen] = []
         try:
-            urls = {}
-            for name, cmd, env in (
-                (
-                    "serving",
-                    [sys.executable, "-m", "serving"],
-                    {"MODEL_URI": str(model_dir), "HOST": "127.0.0.1", "MLOPS_LOG_FORMAT": "json"},
-                ),
-                ("seed_style", [sys.executable, __file__, "--seed-server", str(model_dir)], {}),
-            ):
-                port = free_port()
-                argv = cmd + [str(port)] if name == "seed_style" else cmd
-                procs.append(start(argv, {**env, "PORT": str(port)}, port))
-                urls[name] = f"http://127.0.0.1:{port}/predict"
-            first = {
-                n: httpx.post(u, json=recs[0]).json()["predictions"][0] for n, u in urls.items()
-            }
-            http = measure(urls, bodies, args.requests, args.seconds)
+            serving, serving_url, cold_start = start_serving(onnx_dir, work)
+            procs.append(serving)
+            sk, sk_url, _ = start_serving(skops_dir, work)
+            procs.append(sk)
+            ml, ml_url = start_mlserver(mlserver, mlserver_dir, work)
+            procs.append(ml)
+            parity = parity_over_http(serving_url, onnx_dir, rows)
+
+            hey(f"{serving_url}/predict", ours, 1, n=100)
+            rss_100 = rss_bytes(serving.pid)
+            hey(f"{serving_url}/predict", ours, 1, n=10_000)
+            rss_10k = rss_bytes(serving.pid)
+
+            http = measure(
+                {
+                    "serving": (f"{serving_url}/predict", ours),
+                    "sklearn_runtime": (f"{sk_url}/predict", ours),
+                    "mlserver": (f"{ml_url}/v2/models/usedcar-price/infer", v2),
+                },
+                args.seconds,
+                args.rounds,
+            )
+            workers = len(
+                [
+                    p
+                    for p in Path("/proc").iterdir()
+                    if p.name.isdigit() and _is_child(p, serving.pid)
+                ]
+            )
         finally:
             for proc in procs:
                 stop(proc)
-        serving, seed = http["serving"], http["seed_style"]
-        served, seeded = first["serving"], first["seed_style"]
 
-        direct = in_process(model_dir, recs, args.requests, args.seconds)
-
+    s, m, k = http["serving"], http["mlserver"], http["sklearn_runtime"]
+    ratios = {
+        "c8_rps_vs_mlserver": round(s["c8"]["rps"] / m["c8"]["rps"], 2),
+        "c1_rps_vs_mlserver": round(s["c1"]["rps"] / m["c1"]["rps"], 2),
+        "c8_rps_vs_sklearn_runtime": round(s["c8"]["rps"] / k["c8"]["rps"], 2),
+        "c1_p50_vs_mlserver": round(m["c1"]["p50_ms"] / s["c1"]["p50_ms"], 2),
+    }
+    growth = (rss_10k - rss_100) / rss_100
+    c8_met = ratios["c8_rps_vs_mlserver"] >= GOALS["c8_rps_vs_mlserver_min"]
+    goals = {
+        "c1_p50_ms": {"value": s["c1"]["p50_ms"], "max": GOALS["c1_p50_ms_max"],
+                      "met": s["c1"]["p50_ms"] <= GOALS["c1_p50_ms_max"]},
+        "c8_rps_vs_mlserver": {"value": ratios["c8_rps_vs_mlserver"],
+                               "min": GOALS["c8_rps_vs_mlserver_min"],
+                               "met": c8_met},
+        "predictions_within_tolerance": {"value": parity["within_tolerance"],
+                                         "met": parity["within_tolerance"]},
+        "cold_start_s": {"value": round(cold_start, 3), "max": GOALS["cold_start_s_max"],
+                         "met": cold_start <= GOALS["cold_start_s_max"]},
+        "rss_growth_100_to_10k": {"value": round(growth, 4), "max": GOALS["rss_growth_max"],
+                                  "met": abs(growth) <= GOALS["rss_growth_max"]},
+    }  # fmt: skip
     print(
         json.dumps(
             {
@@ -273,23 +403,35 @@ def main() -> None:
                 "machine": {
                     "cpus": os.cpu_count(),
                     "python": platform.python_version(),
-                    # Other work on the machine skews everything; say how busy it was.
                     "loadavg_1m": round(os.getloadavg()[0], 2),
                 },
-                "model": {"trees": TREES, "max_depth": 12, "version": manifest.version},
-                "http": {"serving": serving, "seed_style": seed},
-                "ratio_http": {
-                    f"{c}_rps": round(serving[c]["rps"] / seed[c]["rps"], 2) for c in ("c1", "c8")
-                }
-                | {"c1_p50": round(seed["c1"]["p50_ms"] / serving["c1"]["p50_ms"], 2)},
-                "in_process": direct,
-                "ratio_in_process_p50": round(
-                    direct["seed_style"]["p50_ms"] / direct["serving_path"]["p50_ms"], 2
-                ),
-                "predictions_agree": abs(served - seeded) < 1e-9 and direct["max_abs_diff"] < 1e-9,
+                "model": {
+                    "version": manifest.version,
+                    "trees": manifest.hyperparameters["n_estimators"],
+                    "max_depth": manifest.hyperparameters["max_depth"],
+                    "onnx_bytes": manifest.files[manifest.model_file].size,
+                },
+                "load_generator": "hey",
+                "seconds_per_run": args.seconds,
+                "rounds": args.rounds,
+                "serving_workers": workers,
+                "http": http,
+                "ratios": ratios,
+                "parity_over_http": parity,
+                "cold_start_s": round(cold_start, 3),
+                "rss_bytes": {"after_100": rss_100, "after_10100": rss_10k},
+                "goals": goals,
+                "all_goals_met": all(g["met"] for g in goals.values()),
             }
         )
     )
+
+
+def _is_child(proc_dir: Path, parent: int) -> bool:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 if __name__ == "__main__":

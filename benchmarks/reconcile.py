@@ -62,11 +62,13 @@ from mlops_core.features import FeatureSpec  # noqa: E402
 from mlops_core.naming import Platform  # noqa: E402
 from mlops_core.project import ProjectConfig  # noqa: E402
 from mlopsctl import local_aws  # noqa: E402
+from training.export import export_checked  # noqa: E402
 
 PROJECT = "bench"
 SERVICES = ("ecs", "ssm", "s3", "ec2", "elbv2", "logs", "application-autoscaling", "cloudwatch")
 READS = ("Get", "List", "Describe", "Head")
-FEATURES = [FeatureSpec(name="x1"), FeatureSpec(name="x2")]
+# Bounded: a linear model's ONNX export is float32, which overflows where float64 would not.
+FEATURES = [FeatureSpec(name="x1", min=-100, max=100), FeatureSpec(name="x2", min=-100, max=100)]
 
 
 def build_version(folder: Path, seed: int) -> Manifest:
@@ -75,13 +77,19 @@ def build_version(folder: Path, seed: int) -> Manifest:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(200, 2))
     y = x @ np.array([3.0, -2.0]) + rng.normal(scale=0.1, size=200)
+    model = LinearRegression().fit(x, y)
+    # Served as ONNX with its parity report, exactly as training exports a model.
+    served, parity = export_checked(
+        model, x[:50], FEATURES, classifier=False, target_scale=float(np.abs(y).max())
+    )
     return write_version_folder(
         folder,
-        model_bytes=pickle.dumps(LinearRegression().fit(x, y)),
+        model_bytes=pickle.dumps(model),
         baseline={"features": {}},
         metrics={
             "model": {"r2": 0.9 + seed / 100, "mae": 0.1, "rmse": 0.1},
             "baseline": {"r2": 0.0, "mae": 3.0, "rmse": 3.6},
+            "parity": None if parity is None else parity.model_dump(mode="json"),
         },
         project=PROJECT,
         created_at=datetime(2026, 11, 28, 6, 0, tzinfo=UTC) + timedelta(minutes=seed),
@@ -90,6 +98,8 @@ def build_version(folder: Path, seed: int) -> Manifest:
         data=DataInfo(source="synthetic", fingerprint="0" * 64, rows=200, columns=["x1", "x2"]),
         hyperparameters={},
         runtime={"python": sys.version.split()[0], "scikit-learn": sklearn.__version__},
+        serving_format=served.format,
+        serving_bytes=served.data,
     )
 
 

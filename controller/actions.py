@@ -18,6 +18,8 @@ ENV_PROJECT = "MLOPS_PROJECT"
 ENV_ENV = "MLOPS_ENV"
 
 CONTAINER_NAME = "serving"
+# The CPU architecture of every serving revision (what Fargate bills it at).
+CPU_ARCHITECTURE = "X86_64"
 
 # Tags on controller-owned resources (besides mlops_core.naming.MANAGED_BY_TAG).
 TAG_DEPLOYMENT = "mlops.platform.io/deployment"

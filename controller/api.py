@@ -211,6 +211,25 @@ class RollbackPolicy(_Wire):
     )
 
 
+class Budget(_Wire):
+    """A cost limit, checked against the spec's estimated monthly cost before any change."""
+
+    max_monthly_usd: float | None = Field(
+        None,
+        gt=0,
+        alias="maxMonthlyUSD",
+        description="Refuse (Degraded, BudgetExceeded) a spec whose estimated monthly cost "
+        "exceeds this many USD; unset: no limit.",
+    )
+    expected_requests_per_second: float = Field(
+        0.0,
+        ge=0,
+        alias="expectedRequestsPerSecond",
+        description="Traffic the estimate assumes (load balancer LCUs, log ingestion); "
+        "0 estimates the fixed costs only.",
+    )
+
+
 class ModelDeploymentSpec(_Wire):
     project: str = Field(pattern=PROJECT_RE.pattern)
     env: str = Field(pattern=ENV_RE.pattern)
@@ -219,6 +238,7 @@ class ModelDeploymentSpec(_Wire):
     strategy: Strategy = Strategy()
     gates: DeploymentGates = DeploymentGates()
     rollback: RollbackPolicy = RollbackPolicy()
+    budget: Budget = Budget()
 
 
 class ObjectMeta(_Wire):
@@ -261,6 +281,17 @@ class Condition(_Wire):
     observed_generation: int | None = None
 
 
+class CostStatus(_Wire):
+    """The monthly cost estimate of the spec at ``observedGeneration``."""
+
+    estimated_monthly_usd: float = Field(alias="estimatedMonthlyUSD", ge=0)
+    price_source: Literal["price-list-api", "shipped-table"] = Field(
+        description="Where the prices came from: the AWS Price List API or the shipped table."
+    )
+    prices_as_of: str = Field(description="Publication (API) or taken (table) date of the prices.")
+    region: str
+
+
 class ModelDeploymentStatus(_Wire):
     observed_generation: int | None = None
     current_version: str | None = None
@@ -279,6 +310,7 @@ class ModelDeploymentStatus(_Wire):
     failed_deployment: str | None = Field(
         None, description="ID of the ECS deployment that failed (already handled)."
     )
+    cost: CostStatus | None = Field(None, description="The spec's monthly cost estimate.")
     conditions: list[Condition] = Field(default_factory=list)
 
     def condition(self, type_: str) -> Condition | None:

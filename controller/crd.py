@@ -64,6 +64,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".spec.model.candidate",
         "priority": 1,
     },
+    {
+        "name": "Monthly-USD",
+        "type": "number",
+        "jsonPath": ".status.cost.estimatedMonthlyUSD",
+        "priority": 1,
+        "description": "The spec's estimated monthly cost (status.cost).",
+    },
 ]
 
 # Keys of a pydantic JSON Schema that have no place in a structural schema.

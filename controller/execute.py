@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from controller import loadbalancing
 from controller.actions import (
     CONTAINER_NAME,
+    CPU_ARCHITECTURE,
     ENV_ENV,
     ENV_MODEL_SHA256,
     ENV_MODEL_URI,
@@ -223,7 +224,7 @@ class Executor:
             requiresCompatibilities=["FARGATE"],
             cpu=str(spec.cpu),
             memory=str(spec.memory),
-            runtimePlatform={"operatingSystemFamily": "LINUX", "cpuArchitecture": "X86_64"},
+            runtimePlatform={"operatingSystemFamily": "LINUX", "cpuArchitecture": CPU_ARCHITECTURE},
             volumes=[{"name": "tmp"}],
             containerDefinitions=[container],
             tags=_tags(
@@ -232,6 +233,7 @@ class Executor:
                     TAG_PROJECT: spec.project,
                     TAG_ENV: spec.env,
                     TAG_VERSION: spec.version,
+                    **self.platform.cost_tags(spec.project, spec.env),
                 }
             ),
             **kwargs,
@@ -310,6 +312,8 @@ class Executor:
                     TAG_REPLICAS: str(s.replicas),
                     TAG_PROJECT: action.task.project,
                     TAG_ENV: action.task.env,
+                    # Propagated to the tasks (propagateTags), which Fargate bills.
+                    **self.platform.cost_tags(action.task.project, action.task.env),
                 }
             ),
             **extra,

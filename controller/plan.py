@@ -9,6 +9,10 @@ The rules, in order:
 
 1. Observation errors (unknown project, unpublished version, bad candidate) and a service
    owned by another deployment block the deployment: no actions, Degraded=True.
+   So does a spec whose estimated monthly cost (``controller.costing``, at
+   ``Desired.prices``) exceeds ``spec.budget.maxMonthlyUSD``: BudgetExceeded, nothing
+   changes. Every status carries the spec's estimate (``status.cost``) when prices are
+   known.
 2. A version that failed at this generation (status ``failedVersion``/``failedGeneration``,
    or the service's failed-version tags) is held: the restored version is kept converged,
    the failed one is not retried until the spec changes.
@@ -52,6 +56,7 @@ from controller.api import (
     degraded_status,
     set_condition,
 )
+from controller.costing import cost_status, spec_workload
 from controller.observe import (
     COMPLETED,
     FAILED,
@@ -62,6 +67,8 @@ from controller.observe import (
 )
 from controller.ownership import conflict, other_owner
 from mlops_core.artifacts import Manifest
+from mlops_core.cost.estimate import BudgetExceeded, Estimate, check_budget, estimate
+from mlops_core.cost.prices import PriceBook
 from mlops_core.errors import InvalidInput
 from mlops_core.gates import evaluate, failed, merge
 from mlops_core.naming import MANAGED_BY_TAG, Platform
@@ -157,6 +164,9 @@ class Desired:
     platform: Platform
     network: NetworkConfig = NetworkConfig()
     polling: Polling = Polling()
+    #: The region's prices, for the estimate and the budget; None: unknown (why: below).
+    prices: PriceBook | None = None
+    prices_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -167,6 +177,8 @@ class Decision:
     degraded: bool
     #: The revision the service should run, when the plan registers it (ARN unknown yet).
     task: TaskSpec | None = None
+    #: The spec's monthly cost estimate (None: no prices, or nothing to price yet).
+    cost: Estimate | None = None
 
 
 def task_spec(platform: Platform, deployment: ModelDeployment, manifest: Manifest) -> TaskSpec:
@@ -345,6 +357,7 @@ class _Planner:
         self.gen = desired.deployment.metadata.generation
         self.st = desired.status
         self.status = _Status(desired.status, self.gen, observed.now)
+        self.cost: Estimate | None = None
 
     # -- outcomes ----------------------------------------------------------------------
     def blocked(self, reason: str, message: str, requeue: float | None = None) -> Decision:
@@ -353,6 +366,9 @@ class _Planner:
         return Decision([], status, requeue, degraded=True)
 
     def decide(self) -> Decision:
+        return replace(self._decide(), cost=self.cost)
+
+    def _decide(self) -> Decision:
         obs = self.observed
         if obs.error is not None:
             return self.blocked(obs.error.reason, obs.error.render())
@@ -370,6 +386,9 @@ class _Planner:
             )
         version = obs.desired_version
         assert version is not None
+        budget = self.budget(version)
+        if budget is not None:
+            return budget
         on_failure = self.spec.rollback.on_failure
 
         restored = _held(self.desired, obs, version)
@@ -395,6 +414,28 @@ class _Planner:
                 + (f" ({serving} is still served)" if serving else ""),
             )
         return self.converge(version)
+
+    def budget(self, version: str) -> Decision | None:
+        """Price the spec (into the status); a Decision if it is over its budget or
+        cannot be priced against one."""
+        limit = self.spec.budget.max_monthly_usd
+        prices = self.desired.prices
+        if prices is None:
+            if limit is None:
+                return None
+            return self.blocked(
+                "PricesUnavailable",
+                "spec.budget.maxMonthlyUSD is set but the spec cannot be priced: "
+                f"{self.desired.prices_error or 'no prices'}; nothing changed",
+                RETRY_SECONDS,
+            )
+        self.cost = estimate(spec_workload(self.spec, self.observed.manifests.get(version)), prices)
+        self.status.fields["cost"] = cost_status(self.cost).model_dump()
+        try:
+            check_budget(self.cost, limit)
+        except BudgetExceeded as exc:
+            return self.blocked(exc.reason, exc.render())
+        return None
 
     def gates(self, version: str) -> str | None:
         """None if ``version`` passes the gates, else a message naming the failed ones."""

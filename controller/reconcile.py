@@ -30,10 +30,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from controller.actions import Action, MovePointer, UpdateService, describe
 from controller.api import DeletePolicy, ModelDeployment, ModelDeploymentStatus, degraded_status
+from controller.costing import live_workload
 from controller.execute import ExecutionReport, Executor
 from controller.observe import Observed, Observer
 from controller.plan import Decision, Desired, NetworkConfig, Polling, decide
 from mlops_core import aws
+from mlops_core.cost.estimate import Estimate, estimate
+from mlops_core.cost.prices import PriceBook, PriceResolver, PriceSettings, PricesUnavailable
 from mlops_core.errors import MlopsError
 from mlops_core.naming import Platform
 from mlops_core.registry import Registry
@@ -122,6 +125,27 @@ class ReconcileResult:
         return self.requeue.after
 
 
+@dataclass
+class DryRun:
+    """What a reconcile would do, without doing it (``Reconciler.dry_run``)."""
+
+    key: str
+    actions: list[Action]
+    status: ModelDeploymentStatus  # as it would read once the actions succeeded
+    degraded: bool
+    #: What the live service costs now per month (None: no live service, nothing billed).
+    current: Estimate | None
+    #: What the spec would cost (None: it cannot be priced, or it was refused earlier).
+    desired: Estimate | None
+    prices_error: str = ""
+
+    @property
+    def monthly_delta(self) -> float | None:
+        if self.desired is None:
+            return None
+        return self.desired.total - (self.current.total if self.current is not None else 0.0)
+
+
 def invalid_status(
     error: MlopsError,
     generation: int | None,
@@ -150,6 +174,7 @@ class Reconciler:
         polling: Polling | None = None,
         observer: Observer | None = None,
         executor: Executor | None = None,
+        prices: PriceResolver | None = None,
     ):
         self.platform = platform or Platform.from_env()
         self.clock = clock
@@ -159,11 +184,51 @@ class Reconciler:
         self.polling = polling or Polling.from_env()
         self.observer = observer or Observer(self.platform, self.registry, clock=clock)
         self.executor = executor or Executor(self.platform, self.registry, self.network)
+        self.prices = prices or PriceResolver.from_settings(PriceSettings())
 
     def reconcile(
         self, deployment: ModelDeployment, status: ModelDeploymentStatus | None
     ) -> ReconcileResult:
         return self.reconcile_many([(deployment, status)])[0]
+
+    def dry_run(self, deployment: ModelDeployment, status: ModelDeploymentStatus | None) -> DryRun:
+        """Observe and plan ``deployment`` as a reconcile would, and price it before and
+        after, without executing anything: only AWS reads. AWS errors raise."""
+        observed = self.observer.observe(deployment, status)
+        desired = self._desired(deployment, status)
+        decision = decide(desired, observed)
+        current = None
+        live = live_workload(observed, deployment.spec)
+        if live is not None and desired.prices is not None:
+            current = estimate(live, desired.prices)
+        return DryRun(
+            key=deployment.key,
+            actions=decision.actions,
+            status=decision.status,
+            degraded=decision.degraded,
+            current=current,
+            desired=decision.cost,
+            prices_error=desired.prices_error,
+        )
+
+    def _desired(
+        self, deployment: ModelDeployment, status: ModelDeploymentStatus | None
+    ) -> Desired:
+        book: PriceBook | None = None
+        error = ""
+        try:
+            book = self.prices.get(self.platform.region)
+        except PricesUnavailable as exc:
+            error = exc.render()
+        return Desired(
+            deployment,
+            status,
+            self.platform,
+            self.network,
+            polling=self.polling,
+            prices=book,
+            prices_error=error,
+        )
 
     def retire(self, key: str, project: str, env: str, policy: DeletePolicy) -> bool:
         """Deployment ``key`` of ``project``/``env`` was deleted (from any source): apply
@@ -197,7 +262,7 @@ class Reconciler:
     ) -> ReconcileResult:
         gen = deployment.metadata.generation
         log = self.log.bind(key=deployment.key, generation=gen)
-        desired = Desired(deployment, status, self.platform, self.network, self.polling)
+        desired = self._desired(deployment, status)
         decision: Decision = decide(desired, observed)
         plog = log.bind(action="plan")
         if decision.actions:

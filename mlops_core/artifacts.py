@@ -2,14 +2,23 @@
 
 Layout (locally under ``artifacts/``, in S3 under ``{project}/models/{version}/``)::
 
-    model.pkl       the fitted scikit-learn pipeline (features -> prediction)
+    model.pkl       the fitted scikit-learn pipeline, for notebooks and retraining;
+                    never loaded by serving (unpickling runs code)
+    model.onnx      the same pipeline for onnxruntime: what serving runs
+    model.skops     instead of model.onnx, only for a model ONNX cannot express
+                    (skops format, loaded with an explicit list of trusted types)
     baseline.json   per-feature statistics and a reference sample, for drift checks
-    metrics.json    holdout metrics of the model and of a DummyRegressor baseline
-    manifest.json   the commit marker: every other file with its sha256, the feature
-                    schema, the data fingerprint, hyper-parameters and library versions
+    metrics.json    holdout metrics of the model and of a Dummy baseline, and the parity
+                    report of model.onnx against scikit-learn
+    manifest.json   the commit marker: every other file with its sha256, the task and
+                    its labels, the feature schema, the data fingerprint,
+                    hyper-parameters and library versions
 
-The version id is time-ordered and content-derived: ``20261128T064500Z-3f9a2c1`` is the
-training time (UTC) and the first 7 hex digits of the model's sha256.
+``model_file``/``model_format`` name the file serving loads (``model.onnx``/``onnx`` or
+``model.skops``/``skops``); :mod:`mlops_core.modelformat` says which versions may be
+published and served. The version id is time-ordered and content-derived:
+``20261128T064500Z-3f9a2c1`` is the training time (UTC) and the first 7 hex digits of the
+served model file's sha256.
 """
 
 from __future__ import annotations
@@ -19,18 +28,32 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops_core.errors import IntegrityError, InvalidInput
 from mlops_core.features import FeatureSpec
+from mlops_core.project import Task
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.pkl"
+ONNX_FILE = "model.onnx"
+SKOPS_FILE = "model.skops"
 BASELINE_FILE = "baseline.json"
 METRICS_FILE = "metrics.json"
 SCHEMA_VERSION = 1
+
+#: How a model file is stored. Serving loads only "onnx" and "skops"; "sklearn-pickle"
+#: is what a version without either looks like (refused at publish and by serving).
+ModelFormat = Literal["onnx", "skops", "sklearn-pickle"]
+FORMAT_FILES: dict[str, str] = {
+    "onnx": ONNX_FILE,
+    "skops": SKOPS_FILE,
+    "sklearn-pickle": MODEL_FILE,
+}
+#: Class labels, in the order of the model's probability columns.
+Labels = list[int] | list[str]
 
 VERSION_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{7}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -82,9 +105,13 @@ class Manifest(BaseModel):
     project: str
     version: str = Field(pattern=VERSION_RE.pattern)
     created_at: datetime
-    model_file: str = MODEL_FILE
-    model_format: str = "sklearn-pickle"
+    model_file: str = Field(ONNX_FILE, description="The file serving loads.")
+    model_format: ModelFormat = "onnx"
     files: dict[str, FileEntry]
+    task: Task = "regression"
+    labels: Labels | None = Field(
+        None, description="Classification: the classes, in probability column order."
+    )
     target: str
     features: list[FeatureSpec]
     data: DataInfo
@@ -148,25 +175,42 @@ def write_version_folder(
     data: DataInfo,
     hyperparameters: dict[str, Any],
     runtime: dict[str, str],
+    serving_format: ModelFormat = "sklearn-pickle",
+    serving_bytes: bytes | None = None,
+    task: Task = "regression",
+    labels: Labels | None = None,
 ) -> Manifest:
-    """Write a complete version folder: the model, baseline and metrics, then
+    """Write a complete version folder: the model (the pickle, and ``serving_bytes`` in
+    ``serving_format``, the file serving loads), baseline and metrics, then
     ``manifest.json`` naming each with its sha256 (last: it marks the folder complete).
 
     The one writer of the layout, for training and for anything that builds a version
     by other means (tests, benchmarks)."""
+    if (serving_bytes is None) != (serving_format == "sklearn-pickle"):
+        raise ValueError("serving_bytes goes with an onnx or skops serving_format")
+    if (labels is None) != (task == "regression"):
+        raise ValueError("labels are given for a classification model, and only then")
     dest.mkdir(parents=True, exist_ok=True)
+    model_file = FORMAT_FILES[serving_format]
     (dest / MODEL_FILE).write_bytes(model_bytes)
+    if serving_bytes is not None:
+        (dest / model_file).write_bytes(serving_bytes)
     write_json(dest / BASELINE_FILE, baseline)
     write_json(dest / METRICS_FILE, metrics)
+    names = sorted({MODEL_FILE, model_file, BASELINE_FILE, METRICS_FILE})
     files = {
         name: FileEntry(sha256=sha256_file(dest / name), size=(dest / name).stat().st_size)
-        for name in (MODEL_FILE, BASELINE_FILE, METRICS_FILE)
+        for name in names
     }
     manifest = Manifest(
         project=project,
-        version=make_version(created_at, files[MODEL_FILE].sha256),
+        version=make_version(created_at, files[model_file].sha256),
         created_at=created_at,
+        model_file=model_file,
+        model_format=serving_format,
         files=files,
+        task=task,
+        labels=labels,
         target=target,
         features=features,
         data=data,

@@ -88,30 +88,42 @@ def _config(lim: CallLimits) -> Config:
     )
 
 
+# For optional, read-only APIs a command can do without (prices, the bill): one attempt
+# and short timeouts, so that an unreachable one costs seconds, not the retries.
+OPTIONAL = CallLimits(connect_timeout=3, read_timeout=10, max_attempts=1)
+FAIL_FAST_CONFIG = _config(OPTIONAL)
+
+
 def _region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
-def client(service: str) -> Any:
+def client(service: str, *, region: str | None = None, config: Config | None = None) -> Any:
     """A shared, thread-safe boto3 client for ``service``.
 
     Cached per (service, region, endpoint, profile) so that changing the environment (as
     tests and ``mlopsctl dev`` do) gets a fresh client rather than a stale endpoint.
+    ``region`` and ``config`` are for the few global APIs (the Price List API answers in
+    us-east-1 only) and for calls that must fail fast instead of retrying.
     """
     lim = limits()
+    region = region or _region()
     key = (
         service,
         lim,
-        _region(),
-        os.environ.get("AWS_ENDPOINT_URL", ""),
-        os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}", ""),
+        region,
+        id(config),
+        # AWS_ENDPOINT_URL and the per-service ones (AWS_ENDPOINT_URL_COST_EXPLORER...).
+        tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_ENDPOINT_URL"))),
         os.environ.get("AWS_PROFILE", ""),
         os.environ.get("AWS_ACCESS_KEY_ID", ""),
     )
     with _lock:
         c = _clients.get(key)
         if c is None:
-            c = boto3.session.Session().client(service, region_name=_region(), config=_config(lim))
+            c = boto3.session.Session().client(
+                service, region_name=region, config=config or _config(lim)
+            )
             _clients[key] = c
             for hook in _instruments:
                 hook(c)

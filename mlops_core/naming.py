@@ -30,6 +30,20 @@ MANAGED_BY_TAG = ("managed-by", "mlops-controller")
 # Written by the local data plane on each load balancer listener it serves: the listener's
 # loopback URL (on AWS the load balancer's DNS name says where it answers).
 LOCAL_ENDPOINT_TAG = "mlops.platform.io/local-endpoint"
+# Cost allocation tags: on every resource the platform creates (Terraform's default_tags
+# and per-env tags, the controller's services and task definitions, artifact objects), so
+# that Cost Explorer can group the bill by them once they are activated in the Billing
+# console. ``deployment`` is the (project, env) unit that one ModelDeployment owns.
+COST_TAG_PLATFORM = "mlops:platform"
+COST_TAG_PROJECT = "mlops:project"
+COST_TAG_ENV = "mlops:env"
+COST_TAG_DEPLOYMENT = "mlops:deployment"
+COST_TAG_KEYS = {
+    "platform": COST_TAG_PLATFORM,
+    "project": COST_TAG_PROJECT,
+    "env": COST_TAG_ENV,
+    "deployment": COST_TAG_DEPLOYMENT,
+}
 
 # Load balancer and target group names are limited to 32 characters.
 ELB_NAME_MAX = 32
@@ -116,6 +130,19 @@ class Platform:
         """Key prefix in the artifact bucket where the drift job writes its reports."""
         return f"{check_project(project)}/drift/"
 
+    def capture_prefix(self, project: str, env: str) -> str:
+        """Key prefix of an env's captured requests (``{version}/...`` below it)."""
+        return f"{check_project(project)}/capture/{check_env(env)}/"
+
+    def training_data_prefix(self, project: str) -> str:
+        """Key prefix in the artifact bucket the training task may read data from."""
+        return f"{check_project(project)}/data/"
+
+    def candidates_prefix(self, project: str) -> str:
+        """Key prefix where remote training writes candidate artifacts folders, which a
+        ModelDeployment's ``model.candidate`` names and the controller publishes."""
+        return f"{check_project(project)}/candidates/"
+
     # -- per project and env -----------------------------------------------------------
     def pointer_param(self, project: str, env: str) -> str:
         return model_pointer_param(self.platform, project, env)
@@ -128,6 +155,12 @@ class Platform:
 
     def log_group(self, project: str, env: str) -> str:
         return log_group_name(self.platform, project, env)
+
+    def deployment_name(self, project: str, env: str) -> str:
+        return deployment_name(project, env)
+
+    def cost_tags(self, project: str | None = None, env: str | None = None) -> dict[str, str]:
+        return cost_tags(self.platform, project, env)
 
     # -- created by Terraform, referred to by the controller -----------------------------
     @property
@@ -149,6 +182,9 @@ class Platform:
 
     def drift_log_group(self, project: str) -> str:
         return drift_log_group_name(self.platform, project)
+
+    def training_task_role(self, project: str) -> str:
+        return training_task_role_name(self.platform, project)
 
     def training_task_family(self, project: str) -> str:
         return training_task_family(project)
@@ -183,6 +219,25 @@ def service_name(project: str, env: str) -> str:
 
 def log_group_name(platform: str, project: str, env: str) -> str:
     return f"/ecs/{platform}/{service_name(project, env)}"
+
+
+def deployment_name(project: str, env: str) -> str:
+    """The value of the ``mlops:deployment`` cost tag, and the default ModelDeployment
+    name (``mlopsctl deploy``): one per (project, env)."""
+    return service_name(project, env)
+
+
+def cost_tags(platform: str, project: str | None = None, env: str | None = None) -> dict[str, str]:
+    """The cost allocation tags of a resource: platform-wide, per project, or per env."""
+    tags = {COST_TAG_PLATFORM: platform}
+    if project is not None:
+        tags[COST_TAG_PROJECT] = check_project(project)
+    if env is not None:
+        if project is None:
+            raise InvalidInput("an env's cost tags need its project")
+        tags[COST_TAG_ENV] = check_env(env)
+        tags[COST_TAG_DEPLOYMENT] = deployment_name(project, env)
+    return tags
 
 
 def fit_name(name: str, limit: int) -> str:
@@ -222,18 +277,23 @@ def drift_task_family(project: str) -> str:
     return f"{check_project(project)}{JOB_SEPARATOR}drift"
 
 
+def drift_log_group_name(platform: str, project: str) -> str:
+    return f"/ecs/{platform}/{drift_task_family(project)}"
+
+
+def training_task_role_name(platform: str, project: str) -> str:
+    """The role remote training runs as: reads the data, writes candidates."""
+    return f"{platform}-{check_project(project)}-training"
+
+
 def training_task_family(project: str) -> str:
-    """Task definition family of a project's training job (``mlopsctl train --remote``):
-    ``{project}_training``, like the drift job's never a service's family."""
+    """Task definition family of remote training (``mlopsctl train --remote``):
+    ``{project}_training``, a job name like the drift job's."""
     return f"{check_project(project)}{JOB_SEPARATOR}training"
 
 
 def training_log_group_name(platform: str, project: str) -> str:
     return f"/ecs/{platform}/{training_task_family(project)}"
-
-
-def drift_log_group_name(platform: str, project: str) -> str:
-    return f"/ecs/{platform}/{drift_task_family(project)}"
 
 
 def alb_name(platform: str, project: str, env: str) -> str:

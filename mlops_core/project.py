@@ -24,8 +24,12 @@ class DataSource(_Strict):
     source: str = Field(description="CSV path (relative to the project) or s3:// URI.")
 
 
+Task = Literal["regression", "classification"]
+TASKS: tuple[Task, ...] = ("regression", "classification")
+
+
 class ModelParams(_Strict):
-    """RandomForestRegressor hyper-parameters.
+    """Random forest hyper-parameters (a regressor or a classifier, by the project's task).
 
     Defaults keep the model small at the same accuracy. Measured on the usedcar-price
     example (20k rows, ``benchmarks/model_size.py``): a fully grown 100-tree forest
@@ -45,23 +49,72 @@ class Evaluation(_Strict):
     test_size: float = Field(0.2, gt=0.0, lt=0.9)
 
 
-class Gates(_Strict):
-    """Promotion gates: all must pass before a version's pointer is moved."""
+#: Gates that apply to one task only; the others apply to both.
+REGRESSION_GATES = ("min_r2", "max_mae")
+CLASSIFICATION_GATES = ("min_accuracy", "min_f1", "min_auc", "max_log_loss")
+#: The regression default for min_r2, used when a regression project does not set it.
+DEFAULT_MIN_R2 = 0.5
 
-    min_r2: float | None = Field(0.5, le=1.0, description="Minimum holdout R².")
-    max_mae: float | None = Field(None, gt=0, description="Maximum holdout MAE.")
-    must_beat_baseline: bool = Field(True, description="R² above the DummyRegressor's.")
+
+class Gates(_Strict):
+    """Promotion gates: all must pass before a version's pointer is moved.
+
+    ``min_r2``/``max_mae`` judge regression models; ``min_accuracy``, ``min_f1`` (macro),
+    ``min_auc`` (ROC AUC, one-vs-rest for more than two classes) and ``max_log_loss``
+    judge classifiers. ``must_beat_baseline`` and ``max_regression`` work on the task's
+    primary metric (R² or macro F1, see :data:`mlops_core.gates.PRIMARY_METRIC`).
+    """
+
+    min_r2: float | None = Field(
+        None, le=1.0, description=f"Minimum holdout R² (regression; {DEFAULT_MIN_R2} if unset)."
+    )
+    max_mae: float | None = Field(None, gt=0, description="Maximum holdout MAE (regression).")
+    min_accuracy: float | None = Field(
+        None, ge=0.0, le=1.0, description="Minimum holdout accuracy (classification)."
+    )
+    min_f1: float | None = Field(
+        None, ge=0.0, le=1.0, description="Minimum holdout macro F1 (classification)."
+    )
+    min_auc: float | None = Field(
+        None, ge=0.0, le=1.0, description="Minimum holdout ROC AUC (classification; OvR)."
+    )
+    max_log_loss: float | None = Field(
+        None, gt=0, description="Maximum holdout log loss (classification)."
+    )
+    must_beat_baseline: bool = Field(
+        True, description="Primary metric above the Dummy baseline's (mean / prior)."
+    )
     max_regression: float = Field(
         0.02,
         ge=0,
-        description="Largest allowed drop in R² against the env's current version.",
+        description="Largest allowed drop in the primary metric against the env's current version.",
     )
+
+    def for_task(self, task: Task) -> Gates:
+        """These gates checked against ``task``: another task's gate is an error; the
+        regression default ``min_r2`` is filled in when unset."""
+        other = CLASSIFICATION_GATES if task == "regression" else REGRESSION_GATES
+        wrong = [name for name in other if getattr(self, name) is not None]
+        if wrong:
+            raise ValueError(
+                f"gate(s) {', '.join(wrong)} do not apply to a {task} project "
+                f"(task: {task}); {task} gates are "
+                f"{', '.join(REGRESSION_GATES if task == 'regression' else CLASSIFICATION_GATES)}"
+            )
+        if task == "regression" and self.min_r2 is None and "min_r2" not in self.model_fields_set:
+            return self.model_copy(update={"min_r2": DEFAULT_MIN_R2})
+        return self
 
 
 class ProjectConfig(_Strict):
     name: str = Field(pattern=PROJECT_RE.pattern)
     description: str = ""
     data: DataSource
+    task: Task = Field(
+        "regression",
+        description="regression (a number per record) or classification (a label per "
+        "record, with class probabilities).",
+    )
     target: str
     features: list[FeatureSpec] = Field(min_length=1)
     model: ModelParams = ModelParams()
@@ -85,6 +138,10 @@ class ProjectConfig(_Strict):
             raise ValueError(f"duplicate feature names: {sorted(dup)}")
         if self.target in names:
             raise ValueError(f"target {self.target!r} is also listed as a feature")
+        # A gate of the other task is a mistake worth naming, not a silent no-op.
+        checked = self.gates.for_task(self.task)
+        if checked is not self.gates:
+            self.gates = checked
         return self
 
     def check_env(self, env: str) -> str:

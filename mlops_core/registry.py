@@ -19,7 +19,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
@@ -33,6 +33,7 @@ from mlops_core.artifacts import (
     verify_folder,
 )
 from mlops_core.errors import Conflict, IntegrityError, InvalidInput, NotFound
+from mlops_core.modelformat import check_servable
 from mlops_core.naming import Platform, check_project
 from mlops_core.project import ProjectConfig
 
@@ -177,6 +178,12 @@ class Registry:
         return aws.client("s3")
 
     # -- publishing --------------------------------------------------------------------
+    def _tagging(self, key: str) -> str:
+        """The cost allocation tags of an object under ``{project}/``, as S3's Tagging
+        header. S3 bills storage by bucket; object tags let lifecycle rules and Storage
+        Lens groups split it by project."""
+        return urlencode(self.platform.cost_tags(key.partition("/")[0]))
+
     def _put_once(self, key: str, path: Path, sha256: str) -> None:
         """Create ``key`` from ``path`` unless it exists; accept it if it already has our
         content (a re-run after an interruption, or a concurrent identical publish)."""
@@ -188,6 +195,7 @@ class Registry:
                     Body=f,
                     IfNoneMatch="*",
                     Metadata={"sha256": sha256},
+                    Tagging=self._tagging(key),
                 )
         except ClientError as exc:
             if aws.error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
@@ -205,6 +213,7 @@ class Registry:
         """Publish a trained artifacts folder. Raises Conflict if the version is already
         published, unless ``exist_ok`` and the published one is identical."""
         manifest = verify_folder(folder)
+        check_servable(manifest)  # never publish what serving would refuse to load
         project = check_project(manifest.project)
         check_version(manifest.version)
         prefix = self.platform.version_prefix(project, manifest.version)
@@ -231,6 +240,7 @@ class Registry:
                 Body=manifest_bytes,
                 IfNoneMatch="*",
                 ContentType="application/json",
+                Tagging=self._tagging(prefix),
             )
         except ClientError as exc:
             if aws.error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):

@@ -6,6 +6,8 @@
     mlopsctl promote VERSION --env prod
     mlopsctl rollback --env prod
     mlopsctl status
+    mlopsctl logs --env prod    the service's task output, from CloudWatch Logs
+    mlopsctl cost               per deployment: estimate, billed cost, cost per 1k requests
     mlopsctl serve --env prod
     mlopsctl deploy --env prod  declare the desired state; the controller converges AWS
     mlopsctl dev up|down        the embedded local AWS endpoint
@@ -27,7 +29,7 @@ from botocore.exceptions import (
 )
 
 from mlops_core.errors import MlopsError
-from mlopsctl import cmd_dev, cmd_models, cmd_project, cmd_serve
+from mlopsctl import cmd_cost, cmd_dev, cmd_logs, cmd_models, cmd_project, cmd_serve
 
 app = typer.Typer(
     name="mlopsctl",
@@ -63,6 +65,9 @@ app.command("promote")(cmd_models.promote)
 app.command("rollback")(cmd_models.rollback)
 app.command("status")(cmd_models.status)
 app.command("serve")(cmd_serve.serve)
+app.command("logs")(cmd_logs.logs)
+app.command("cost")(cmd_cost.cost)
+app.command("prices")(cmd_cost.prices)
 app.add_typer(cmd_dev.app, name="dev")
 
 

@@ -4,6 +4,12 @@
 ModelDeployment manifest ``{project}-{env}`` in the controller's source (an S3 prefix or
 a folder; ``MLOPS_DEPLOY_SOURCE``, default the platform bucket's ``deployments/``) and,
 with ``--wait``, follows the status the controller writes back.
+
+``--dry-run`` writes nothing at all: it builds the same manifest, has the controller's
+own reconciler observe and plan it (``Reconciler.dry_run``: AWS reads only), and prints
+the actions it would take and the monthly cost before and after. A spec over its
+``--max-monthly-usd`` (``spec.budget.maxMonthlyUSD``) is refused there as the controller
+would refuse it (exit 6, BudgetExceeded).
 """
 
 from __future__ import annotations
@@ -20,7 +26,16 @@ from mlops_core import aws
 from mlops_core.errors import InvalidInput, MlopsError, NotFound
 from mlops_core.naming import Platform
 from mlops_core.registry import Registry
-from mlopsctl.context import PROJECT_DIR_HELP, PROJECT_HELP, console, err, project_name
+from mlopsctl.context import (
+    PROJECT_DIR_HELP,
+    PROJECT_HELP,
+    Output,
+    console,
+    err,
+    output_option,
+    print_document,
+    project_name,
+)
 
 SOURCE_ENV = "MLOPS_DEPLOY_SOURCE"
 IMAGE_ENV = "MLOPS_SERVING_IMAGE"
@@ -58,6 +73,7 @@ def _desired(
     env: str,
     model: dict,
     serving: dict,
+    budget: dict | None = None,
 ):
     from controller.api import ModelDeployment
 
@@ -73,6 +89,8 @@ def _desired(
             "metadata": {"name": name, "labels": {"mlops.platform.io/project": project}},
             "spec": {"project": project, "env": env, "model": model, "serving": serving},
         }
+    if budget:
+        doc["spec"].setdefault("budget", {}).update(budget)
     try:
         return ModelDeployment.model_validate(doc)
     except ValueError as exc:
@@ -100,6 +118,18 @@ def deploy(
         help="With --wait: 'applied' (AWS updated, rollout under way) or 'ready' (rolled out).",
     ),
     timeout: float = typer.Option(600, help="With --wait: give up after this many seconds."),
+    max_monthly_usd: float = typer.Option(
+        None,
+        "--max-monthly-usd",
+        min=0.01,
+        help="Budget: the controller refuses a spec whose estimated monthly cost is higher.",
+    ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Print the controller's plan and the monthly cost change; write nothing.",
+    ),
+    output: Output = output_option(),
 ) -> None:
     """Declare that ENV serves a model version; the controller makes it so."""
     from controller.sources import open_source
@@ -108,6 +138,8 @@ def deploy(
         raise InvalidInput(f"--until must be 'applied' or 'ready', not {until!r}")
     if version and candidate:
         raise InvalidInput("give --version or --candidate, not both")
+    if dry_run and wait:
+        raise InvalidInput("--dry-run writes nothing, so there is nothing to --wait for")
     name = project_name(project, project_dir_)
     registry = Registry()
     config = registry.get_project(name)
@@ -123,9 +155,10 @@ def deploy(
         registry.get_manifest(name, version)  # fail here, not in the controller
         model = {"version": version}
 
-    src = open_source(source or os.environ.get(SOURCE_ENV, "s3"), create=True)
-    deployment_name = f"{name}-{env}"
-    current = _read_existing(src, deployment_name)
+    uri = source or os.environ.get(SOURCE_ENV, "s3")
+    deployment_name = registry.platform.deployment_name(name, env)
+    src = _open_for_dry_run(uri) if dry_run else open_source(uri, create=True)
+    current = _read_existing(src, deployment_name) if src is not None else None
     serving = {
         k: v
         for k, v in {"image": image, "cpu": cpu, "memory": memory, "replicas": replicas}.items()
@@ -133,14 +166,108 @@ def deploy(
     }
     if current is None and "image" not in serving:
         serving["image"] = default_image(registry.platform)
+    budget = {"maxMonthlyUSD": max_monthly_usd} if max_monthly_usd is not None else None
     desired = _desired(
-        current, name=deployment_name, project=name, env=env, model=model, serving=serving
+        current,
+        name=deployment_name,
+        project=name,
+        env=env,
+        model=model,
+        serving=serving,
+        budget=budget,
     )
+    if dry_run:
+        _dry_run(src, desired, output)
+        return
+    assert src is not None
     put = src.put_manifest(desired)
     what = f"version {model['version']}" if "version" in model else f"candidate {candidate}"
     console.print(f"{deployment_name} now declares {what}, in {put.where}")
     if wait:
         _wait(src, put, until=until, timeout=timeout, version=model.get("version"))
+
+
+def _open_for_dry_run(uri: str):
+    """The source, read-only; None for a folder that does not exist yet (nothing
+    declared there, and a dry run creates nothing)."""
+    from controller.sources import open_source
+
+    if uri != "s3" and not uri.startswith("s3://") and not Path(uri).expanduser().is_dir():
+        return None
+    return open_source(uri, create=False)
+
+
+def _dry_run(src, desired, output: Output) -> None:
+    """What the controller would do with ``desired``, and what it would cost."""
+    from controller.actions import describe
+    from controller.manifests import spec_hash
+    from controller.reconcile import Reconciler
+    from controller.sources import next_generation
+    from mlops_core.cost.estimate import BudgetExceeded
+    from mlops_core.cost.prices import PriceResolver, PriceSettings
+
+    record = src.get_record(desired.metadata.name) if src is not None else None
+    # The generation the controller will give it: the actions may depend on it (a
+    # version that failed at this generation is not retried).
+    generation = next_generation(desired.metadata.generation, spec_hash(desired), record)
+    deployment = desired.model_copy(
+        update={"metadata": desired.metadata.model_copy(update={"generation": generation})}
+    )
+    reconciler = Reconciler(prices=PriceResolver.from_settings(PriceSettings()))
+    dry = reconciler.dry_run(deployment, record.status if record is not None else None)
+    conditions = {c.type: c for c in dry.status.conditions}
+    doc = {
+        "deployment": deployment.key,
+        "generation": generation,
+        "written": False,
+        "actions": [describe(a) for a in dry.actions],
+        "conditions": {
+            t: {"status": c.status, "reason": c.reason, "message": c.message}
+            for t, c in sorted(conditions.items())
+        },
+        "cost": {
+            "current": dry.current.to_dict() if dry.current is not None else None,
+            "desired": dry.desired.to_dict() if dry.desired is not None else None,
+            "monthly_delta_usd": None if dry.monthly_delta is None else round(dry.monthly_delta, 2),
+            "prices_error": dry.prices_error or None,
+        },
+    }
+    if not print_document(doc, output):
+        _print_dry_run(doc, dry)
+    degraded = conditions.get("Degraded")
+    if dry.degraded and degraded is not None and degraded.status == "True":
+        if degraded.reason == BudgetExceeded.reason:
+            raise BudgetExceeded(f"{deployment.key} would be refused: {degraded.message}")
+        raise DeployFailed(
+            f"the controller would not deploy {deployment.key}: "
+            f"{degraded.reason}: {degraded.message}"
+        )
+
+
+def _print_dry_run(doc: dict, dry) -> None:
+    console.print(
+        f"dry run: {doc['deployment']} at generation {doc['generation']} (nothing written)"
+    )
+    if doc["actions"]:
+        console.print("the controller would:")
+        for n, line in enumerate(doc["actions"], 1):
+            console.print(f"  {n}. {line}")
+    else:
+        console.print("the controller would make no change")
+    for type_, c in doc["conditions"].items():
+        console.print(f"  {type_}={c['status']} ({c['reason']})")
+    if dry.desired is None:
+        console.print(f"monthly cost: unknown ({doc['cost']['prices_error'] or 'not priced'})")
+        return
+    now = dry.current.total if dry.current is not None else 0.0
+    console.print(
+        f"monthly cost: ${now:,.2f} -> ${dry.desired.total:,.2f} "
+        f"({dry.monthly_delta:+,.2f} USD/month); {dry.desired.summary()}"
+    )
+    console.print(
+        f"prices: {dry.desired.price_source}, as of {dry.desired.prices_as_of}"
+        + (f" ({dry.desired.prices_note})" if dry.desired.prices_note else "")
+    )
 
 
 def _read_existing(src, name: str):

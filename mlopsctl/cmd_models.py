@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mlops_core.errors import NotFound
-from mlops_core.gates import metric
+from mlops_core.gates import METRIC_LABELS, metric, primary
 from mlops_core.pointer import PointerStore
 from mlops_core.project import ARTIFACTS_DIR
 from mlops_core.registry import Registry
@@ -87,15 +87,19 @@ def models(
         pointer = store.get(name, env)
         if pointer:
             live.setdefault(pointer.version, []).append(env)
-    table = Table("version", "created", "R²", "baseline R²", "MAE", "rows", "size", "live in")
+    table = Table(
+        "version", "created", "task", "metric", "value", "baseline", "rows", "size", "live in"
+    )
     for m in registry.list_versions(name):
-        mae = metric(m.metrics, "mae")
+        key = primary(m.task)
+        value, base = metric(m.metrics, key), metric(m.metrics, key, of="baseline")
         table.add_row(
             m.version,
             f"{m.created_at:%Y-%m-%d %H:%M}",
-            _r2(m.metrics),
-            f"{metric(m.metrics, 'r2', of='baseline') or 0:.4f}",
-            "-" if mae is None else f"{mae:,.1f}",
+            m.task,
+            METRIC_LABELS[key],
+            "-" if value is None else f"{value:.4f}",
+            "-" if base is None else f"{base:.4f}",
             f"{m.data.rows:,}",
             f"{m.files[m.model_file].size / 1e6:.1f} MB",
             ", ".join(live.get(m.version, [])),

@@ -12,7 +12,7 @@ import typer
 
 from mlops_core.errors import InvalidInput
 from mlops_core.naming import check_project
-from mlopsctl.context import PROJECT_DIR_HELP, console, project_dir
+from mlopsctl.context import PROJECT_DIR_HELP, console, err, project_dir
 
 TEMPLATE = "templates/project"
 
@@ -91,12 +91,24 @@ def train(
         if to_s3:
             assert out is not None and out_dir is not None
             console.print(f"candidate written to {upload_candidate(out_dir, out)}")
-    m = manifest.metrics
-    console.print(f"trained [bold]{manifest.project}[/] version [bold]{manifest.version}[/]")
+    from mlops_core.gates import summary
+    from mlops_core.modelformat import parity_report
+
     console.print(
-        f"  holdout R² {m['model']['r2']:.4f} (baseline {m['baseline']['r2']:.4f}), "
-        f"MAE {m['model']['mae']:.1f}, model {manifest.files[manifest.model_file].size:,} bytes"
+        f"trained [bold]{manifest.project}[/] ({manifest.task}) version [bold]{manifest.version}[/]"
     )
+    console.print(f"  {summary(manifest.task, manifest.metrics)}")
+    served = f"{manifest.model_file} ({manifest.files[manifest.model_file].size:,} bytes)"
+    parity = parity_report(manifest)
+    if parity is None:
+        console.print(f"  {served}: no ONNX export, served with skops")
+    elif parity.passed:
+        console.print(f"  {served}, parity with scikit-learn: PASS")
+    else:
+        err.print(
+            f"[red]parity gate FAILED[/]: {parity.describe()}\n"
+            "  publish will refuse this version (see metrics.json's parity report)"
+        )
 
 
 def _config_folder(uri: str, folder: Path) -> Path:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import typer
 import yaml
 from rich.console import Console
 
+from mlops_core.errors import InvalidInput
 from mlops_core.naming import check_project
 from mlops_core.project import ProjectConfig, find_project_dir, load_project
 
@@ -72,3 +75,18 @@ def print_document(doc: Any, output: Output) -> bool:
         )
         return True
     return False
+
+
+_DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str, option: str = "--since") -> timedelta:
+    """``90s``, ``10m``, ``12h``, ``30d`` -> a timedelta (a bad one is exit 2)."""
+    m = _DURATION_RE.fullmatch(text.strip())
+    if m is None:
+        raise InvalidInput(
+            f"{option} {text!r} is not a duration",
+            hint="use a number and a unit: 90s, 10m, 12h or 30d",
+        )
+    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})

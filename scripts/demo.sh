@@ -6,9 +6,9 @@
 #   local AWS -> train v1 -> publish -> deploy through the controller -> Ready
 #   -> the seed's request through the load balancer -> steady load from here on
 #   -> v2 (fresh data) rolls out, task by task -> Ready on v2
-#   -> v3 cannot become ready (trained with another scikit-learn) -> the rollout fails,
-#      ECS's circuit breaker and the controller roll back to v2 (Degraded RolloutFailed)
-#   -> the load's count of failed requests -> status
+#   -> v3 cannot become ready (its model.onnx needs a newer onnxruntime) -> the rollout
+#      fails, ECS's circuit breaker and the controller roll back to v2 (Degraded
+#      RolloutFailed) -> the load's count of failed requests -> what prod costs -> status
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -119,20 +119,27 @@ V2=$(mlopsctl models -q | tail -n 1)
 deploy "$V2"
 predict
 
-step "7. v3 cannot become ready: its manifest says scikit-learn 1.0.2, serving refuses it"
-# v2's model, as if trained on a machine with another scikit-learn: a new, authentic
-# version that the serving image cannot load.
+step "7. v3 cannot become ready: its model.onnx needs a newer onnxruntime than serving has"
+# v2's model as a newer ONNX exporter would write it (IR version 99): an authentic,
+# publishable version that the serving image's onnxruntime cannot load.
 python - artifacts artifacts-v3 <<'PY'
 import json, shutil, sys
 from datetime import UTC, datetime
-from mlops_core.artifacts import MANIFEST, make_version
+from pathlib import Path
+import onnx
+from mlops_core.artifacts import MANIFEST, make_version, sha256_file
 src, dst = sys.argv[1], sys.argv[2]
 shutil.copytree(src, dst)
 doc = json.load(open(f"{dst}/{MANIFEST}"))
+model = f"{dst}/{doc['model_file']}"
+proto = onnx.load(model)
+proto.ir_version = 99
+onnx.save(proto, model)
+entry = doc["files"][doc["model_file"]]
+entry["sha256"], entry["size"] = sha256_file(Path(model)), Path(model).stat().st_size
 now = datetime.now(UTC)
 doc["created_at"] = now.isoformat()
-doc["version"] = make_version(now, doc["files"][doc["model_file"]]["sha256"])
-doc["runtime"]["scikit-learn"] = "1.0.2"
+doc["version"] = make_version(now, entry["sha256"])
 open(f"{dst}/{MANIFEST}", "w").write(json.dumps(doc, indent=2) + "\n")
 PY
 mlopsctl publish --artifacts artifacts-v3
@@ -174,7 +181,11 @@ for version, n in sorted(doc["versions"].items()):
 sys.exit(1 if failed or not total else 0)
 PY
 
-step "9. Status"
+step "9. What prod costs, and what 4 replicas would cost (a dry run writes nothing)"
+mlopsctl cost --env prod
+mlopsctl deploy --env prod --version "$V2" --replicas 4 --source "$DEPLOYMENTS" --dry-run
+
+step "10. Status"
 mlopsctl models
 mlopsctl status
 

@@ -1,14 +1,19 @@
-"""The inference service: ``/health``, ``/ready``, ``/predict``, ``/metrics``.
+"""The inference service: ``/health``, ``/ready``, ``/predict``, ``/metrics`` and the Open
+Inference Protocol's ``/v2`` endpoints (:mod:`serving.oip`).
 
 ``/predict`` takes one record, a list of records, or ``{"instances": [...]}`` and answers
 ``{"predictions": [...], "model_version": ..., "request_id": ...}``: always a list, one
-prediction per record, in request order. Bad input gets FastAPI's 422 shape, with each
-error's ``loc`` naming the field (``["body", "mileage"]``, ``["body", 3, "fuel"]``).
+prediction per record, in request order (numbers for regression, class labels for
+classification). ``?probabilities=true`` adds ``probabilities``: per record, each
+class's probability by label. Bad input gets FastAPI's 422 shape, with each error's
+``loc`` naming the field (``["body", "mileage"]``, ``["body", 3, "fuel"]``); a body that
+is not JSON by its content type is 415, one over ``MLOPS_MAX_BODY_BYTES`` 413 (refused
+while it is read). Hostile input never gets a 5xx (see :mod:`serving.schema`).
 
 The model is loaded once, in the lifespan, never per request. If it cannot be loaded or
-is refused (digest, pinned sha256, scikit-learn version), the process stays up and says
-why: ``/health`` answers 200 (the process is alive), ``/ready`` and ``/predict`` answer
-503 with the reason, and the error is logged. Load balancers route on ``/ready``, so a
+is refused (digest, pinned sha256, format, parity), the process stays up and says why:
+``/health`` answers 200 (the process is alive), ``/ready`` and ``/predict`` answer 503
+with the reason, and the error is logged. Load balancers route on ``/ready``, so a
 refused version never receives traffic; with pointer following on, the service becomes
 ready as soon as the pointer names a good version.
 """
@@ -22,11 +27,13 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from mlops_core.pointer import PointerStore
+from serving import oip
+from serving import predict as predict_path
+from serving.body import BodyError, ClientGone, read_json_body
 from serving.loader import LoadedModel
 from serving.manager import ModelManager
 from serving.metrics import CONTENT_TYPE, ServingMetrics
@@ -39,12 +46,65 @@ log = structlog.get_logger("serving")
 #: Seconds between retries of a start-up load that failed for a reason that may heal.
 LOAD_RETRY_SECONDS = 5.0
 
-ROUTES = frozenset({"/health", "/ready", "/predict", "/metrics", "/docs", "/openapi.json"})
+_V2_MODEL = "/v2/models/{name}"
+_V2_VERSION = "/v2/models/{name}/versions/{version}"
+ROUTES = frozenset(
+    {
+        "/health",
+        "/ready",
+        "/predict",
+        "/metrics",
+        "/docs",
+        "/openapi.json",
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+    }
+)
 
 
-def _predict(model: LoadedModel, records: list[BaseModel]) -> list[float]:
-    matrix = model.encoder.encode_records(r.__dict__ for r in records)
-    return model.runtime.predict(matrix).tolist()
+class ErrorDetail(BaseModel):
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any = None
+
+
+class ValidationErrorBody(BaseModel):
+    detail: list[ErrorDetail]
+
+
+class MessageBody(BaseModel):
+    detail: str
+
+
+class NotReadyBody(BaseModel):
+    status: str
+    reason: str | None
+    source: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"model": MessageBody, "description": "The body is over MLOPS_MAX_BODY_BYTES."},
+    415: {"model": MessageBody, "description": "The body is not declared as JSON."},
+    422: {
+        "model": ValidationErrorBody,
+        "description": "Invalid input: each error's loc names the field.",
+    },
+    503: {"model": NotReadyBody, "description": "No verified model is loaded (yet)."},
+}
+V2_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": oip.ErrorBody, "description": spec["description"]}
+    for status, spec in {**ERROR_RESPONSES, 404: {"description": "No such model."}}.items()
+}
+
+
+_REF = "#/components/schemas/{model}"
+V2_REQUEST_REF = {"$ref": _REF.format(model="InferenceRequest")}
+
+
+class PrometheusResponse(Response):
+    media_type = CONTENT_TYPE
 
 
 def create_app(
@@ -52,8 +112,9 @@ def create_app(
 ) -> FastAPI:
     """Build the service. ``settings`` default to the environment (:mod:`serving.settings`)."""
     settings = settings or load_settings()
-    metrics = ServingMetrics()
+    metrics = ServingMetrics(settings.multiprocess_dir)
     manager = ModelManager(settings, metrics, store=store)
+    limit = settings.max_body_bytes
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,11 +143,13 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.models = manager
+    endpoint = predict_path.PredictEndpoint(manager, metrics, limit, settings.source)
     app.add_middleware(
         RequestContextMiddleware,
         metrics=metrics,
         routes=ROUTES,
         access_log=settings.access_log,
+        fast_routes={("POST", "/predict"): endpoint},
     )
 
     def not_ready() -> JSONResponse:
@@ -95,11 +158,16 @@ def create_app(
             status_code=503,
         )
 
+    def gone() -> Response:
+        # Nobody is listening for an answer; not an error of ours.
+        log.info("client disconnected before the request was complete")
+        return Response(status_code=400)
+
     @app.get("/health", summary="Liveness: the process is up.")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", summary="Readiness: a verified model is loaded.")
+    @app.get("/ready", summary="Readiness: a verified model is loaded.", responses={503: {}})
     async def ready() -> Any:
         model = manager.current
         if model is None:
@@ -109,6 +177,8 @@ def create_app(
             "project": model.project,
             "model_version": model.version,
             "model_sha256": model.sha256,
+            "model_format": model.runtime.format,
+            "task": model.manifest.task,
             "loaded_at": model.loaded_at.isoformat(),
         }
         if manager.error:  # serving fine, but the newest pointer value was refused
@@ -118,37 +188,47 @@ def create_app(
     @app.post(
         "/predict",
         summary="Predict one record, a list of records, or {'instances': [...]}.",
+        responses=ERROR_RESPONSES,
         openapi_extra={
+            "parameters": [
+                {
+                    "name": "probabilities",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "boolean", "default": False},
+                    "description": "Classification: also answer each class's probability.",
+                }
+            ],
             "requestBody": {
                 "required": True,
                 "content": {"application/json": {"schema": {"type": ["object", "array"]}}},
-            }
+            },
         },
     )
-    async def predict(request: Request) -> Any:
-        model = manager.current  # read once: a swap mid-request cannot mix versions
+    async def predict(request: Request) -> Response:
+        # Served by PredictEndpoint through the middleware; this route documents it and
+        # answers the same way when the app is mounted without the middleware.
+        model = manager.current
         if model is None:
             return not_ready()
-        try:
-            records = model.parser.parse(await request.body())
-        except RequestError as exc:
-            return JSONResponse({"detail": exc.errors}, status_code=422)
-        if model.runtime.offload:
-            predictions = await run_in_threadpool(_predict, model, records)
-        else:
-            predictions = _predict(model, records)
-        metrics.observe_predictions(predictions)
-        return JSONResponse(
-            {
-                "predictions": predictions,
-                "model_version": model.version,
-                "request_id": request.state.request_id,
-            }
+        answered = await predict_path.read_and_answer(
+            model, request.scope, request.receive, metrics, limit
         )
+        if answered is None:
+            return Response(status_code=400)
+        status, payload = answered
+        return Response(payload, status_code=status, media_type="application/json")
 
-    @app.get("/metrics", summary="Prometheus exposition.")
+    @app.get(
+        "/metrics",
+        summary="Prometheus exposition.",
+        response_class=PrometheusResponse,
+        responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}},
+    )
     async def metrics_endpoint() -> Response:
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+        return PrometheusResponse(metrics.exposition())
+
+    _add_v2_routes(app, manager, metrics, limit, not_ready, gone)
 
     def openapi() -> dict[str, Any]:
         # The request body is the live model's schema, so it is rebuilt on every call.
@@ -156,22 +236,179 @@ def create_app(
         schema = FastAPI.openapi(app)
         model = manager.current
         if model is not None:
-            body = request_body_schema(model.parser.record, model.parser.max_batch)
+            body = request_body_schema(model)
             schema.setdefault("components", {}).setdefault("schemas", {}).update(body.pop("$defs"))
             content = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
             content["application/json"]["schema"] = body
+        v2 = oip.InferenceRequest.model_json_schema(ref_template=_REF)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(v2.pop("$defs", {}))
+        components["InferenceRequest"] = v2
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
-def request_body_schema(record: type[BaseModel], max_batch: int) -> dict[str, Any]:
+def _add_v2_routes(
+    app: FastAPI,
+    manager: ModelManager,
+    metrics: ServingMetrics,
+    limit: int,
+    not_ready: Any,
+    gone: Any,
+) -> None:
+    """The Open Inference Protocol endpoints (see :mod:`serving.oip`)."""
+
+    def v2_error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    def find(name: str, version: str | None) -> LoadedModel | JSONResponse:
+        model = manager.current
+        if model is None:
+            return v2_error(503, f"not ready: {manager.error}")
+        if name != model.project or (version is not None and version != model.version):
+            wanted = name if version is None else f"{name} version {version}"
+            return v2_error(
+                404,
+                f"model {wanted[:200]!r} is not served here; this server serves "
+                f"{model.project!r} version {model.version}",
+            )
+        return model
+
+    @app.get("/v2", summary="V2: server metadata.", tags=["v2"])
+    async def v2_server() -> dict[str, Any]:
+        return {"name": "mlops-serving", "version": oip.PROTOCOL_VERSION, "extensions": []}
+
+    @app.get("/v2/health/live", summary="V2: liveness.", tags=["v2"])
+    async def v2_live() -> dict[str, bool]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready", summary="V2: readiness.", tags=["v2"], responses={503: {}})
+    async def v2_ready() -> Any:
+        if manager.current is None:
+            return JSONResponse({"ready": False}, status_code=503)
+        return {"ready": True}
+
+    async def model_metadata(name: str, version: str | None = None) -> Any:
+        found = find(name, version)
+        return found if isinstance(found, JSONResponse) else oip.metadata(found)
+
+    async def model_ready(name: str, version: str | None = None) -> Any:
+        found = find(name, version)
+        if isinstance(found, JSONResponse):
+            ready = False
+            status = 503 if manager.current is None else found.status_code
+            return JSONResponse({"name": name[:200], "ready": ready}, status_code=status)
+        return {"name": name, "ready": True}
+
+    async def infer(request: Request, name: str, version: str | None = None) -> Response:
+        found = find(name, version)
+        if isinstance(found, JSONResponse):
+            return found
+        model = found
+        try:
+            body = await read_json_body(request.scope, request.receive, limit)
+            parsed = oip.parse_request(model.parser.load(body))
+            outputs = oip.wanted_outputs(parsed, model)
+            rows, origin = oip.records_of(parsed, model.manifest.features)
+            try:
+                records = model.parser.validate(rows)
+            except RequestError as exc:
+                raise RequestError(oip.relocate(exc.errors, origin)) from None
+        except RequestError as exc:
+            return JSONResponse(
+                {"error": oip.error_message(exc.errors), "detail": exc.errors}, status_code=422
+            )
+        except BodyError as exc:
+            return v2_error(exc.status, exc.message)
+        except ClientGone:
+            return gone()
+        matrix = model.parser.encoder.encode_float32(records)
+        result = predict_path.run(
+            model, records, matrix, metrics, probabilities=oip.PREDICT_PROBA in outputs
+        )
+        n = len(records)
+        tensors = []
+        for output in outputs:
+            if output == oip.PREDICT:
+                datatype = oip.metadata(model).outputs[0].datatype
+                tensors.append({"name": output, "shape": [n], "datatype": datatype,
+                                "data": result.values})  # fmt: skip
+            else:
+                proba = result.probabilities
+                assert proba is not None
+                tensors.append({"name": output, "shape": list(proba.shape), "datatype": "FP32",
+                                "data": proba.reshape(-1).tolist()})  # fmt: skip
+        return JSONResponse(
+            {
+                "model_name": model.project,
+                "model_version": model.version,
+                "id": parsed.id or request.state.request_id,
+                "parameters": {},
+                "outputs": tensors,
+            }
+        )
+
+    async def metadata_latest(name: str) -> Any:
+        return await model_metadata(name)
+
+    async def metadata_version(name: str, version: str) -> Any:
+        return await model_metadata(name, version)
+
+    async def ready_latest(name: str) -> Any:
+        return await model_ready(name)
+
+    async def ready_version(name: str, version: str) -> Any:
+        return await model_ready(name, version)
+
+    async def infer_latest(request: Request, name: str) -> Response:
+        return await infer(request, name)
+
+    async def infer_version(request: Request, name: str, version: str) -> Response:
+        return await infer(request, name, version)
+
+    body = {"required": True, "content": {"application/json": {"schema": V2_REQUEST_REF}}}
+    for prefix, meta, ready, run in (
+        (_V2_MODEL, metadata_latest, ready_latest, infer_latest),
+        (_V2_VERSION, metadata_version, ready_version, infer_version),
+    ):
+        app.add_api_route(
+            prefix,
+            meta,
+            methods=["GET"],
+            summary="V2: model metadata.",
+            tags=["v2"],
+            response_model=oip.ModelMetadata,
+            responses={404: V2_ERROR_RESPONSES[404], 503: V2_ERROR_RESPONSES[503]},
+        )
+        app.add_api_route(
+            f"{prefix}/ready",
+            ready,
+            methods=["GET"],
+            summary="V2: model readiness.",
+            tags=["v2"],
+            responses={404: {}, 503: {}},
+        )
+        app.add_api_route(
+            f"{prefix}/infer",
+            run,
+            methods=["POST"],
+            summary="V2: inference.",
+            tags=["v2"],
+            response_model=oip.InferenceResponse,
+            responses=V2_ERROR_RESPONSES,
+            openapi_extra={"requestBody": body},
+        )
+
+
+def request_body_schema(model: LoadedModel) -> dict[str, Any]:
     """JSON schema of /predict's body: a record, a list of them, or {"instances": [...]}."""
-    ref_template = "#/components/schemas/{model}"
-    one = record.model_json_schema(ref_template=ref_template)
-    ref = {"$ref": ref_template.format(model=record.__name__)}
-    many = {"type": "array", "items": ref, "minItems": 1, "maxItems": max_batch}
+    parser = model.parser
+    one = parser.record_schema(_REF)
+    name = "Record"
+    ref = {"$ref": _REF.format(model=name)}
+    many = {"type": "array", "items": ref, "minItems": 1, "maxItems": parser.max_batch}
     return {
         "anyOf": [
             ref,
@@ -183,5 +420,5 @@ def request_body_schema(record: type[BaseModel], max_batch: int) -> dict[str, An
                 "additionalProperties": False,
             },
         ],
-        "$defs": {**one.pop("$defs", {}), record.__name__: one},
+        "$defs": {**one.pop("$defs", {}), name: one},
     }

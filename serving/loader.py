@@ -1,13 +1,14 @@
 """Loading one model version into an immutable :class:`LoadedModel`.
 
-Every check happens before anything is unpickled, in this order:
+Every check happens before anything is loaded, in this order:
 
 1. :func:`mlops_core.registry.fetch_folder` downloads the folder (or takes a local one
    in place) and checks every file's sha256 against ``manifest.json``;
 2. the manifest's model digest must equal the pinned one (``MODEL_SHA256``, or the
    pointer's ``sha256``) when there is one;
-3. the model format and the scikit-learn minor version must match this service;
-4. the model file's bytes are read once, hashed again, and those exact bytes unpickled.
+3. the model file's bytes are read once, hashed again, and those exact bytes loaded by
+   :func:`serving.runtime.load_runtime`, which serves only formats that cannot execute
+   code (ONNX, or skops with trusted types) and never unpickles.
 
 The result holds everything a request needs (encoder, request parser, runtime), built
 once; the service swaps whole ``LoadedModel`` objects, never parts of one.

@@ -1,13 +1,17 @@
 """Per-request bookkeeping as a plain ASGI middleware: request id, metrics, access log.
 
 A pure ASGI class rather than Starlette's ``BaseHTTPMiddleware``, which adds a task and
-a memory stream per request; this one only wraps ``send``.
+a memory stream per request; this one only wraps ``send``. It also dispatches the hot
+path: a request whose (method, path) is in ``fast_routes`` goes straight to that plain
+ASGI endpoint (``POST /predict``, :class:`serving.predict.PredictEndpoint`), skipping
+FastAPI's routing; every other request goes to the FastAPI app.
 """
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
+from collections.abc import Mapping
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,8 +42,10 @@ class RequestContextMiddleware:
         metrics: ServingMetrics,
         routes: frozenset[str],
         access_log: bool = True,
+        fast_routes: Mapping[tuple[str, str], ASGIApp] | None = None,
     ):
         self.app = app
+        self.fast_routes = dict(fast_routes or {})
         self.metrics = metrics
         self.routes = routes
         self.access_log = access_log
@@ -49,9 +55,11 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        rid = _incoming_id(scope) or uuid.uuid4().hex
+        rid = _incoming_id(scope) or os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = rid
         path = scope["path"]
+        method = scope["method"]
+        target = self.fast_routes.get((method, path), self.app)
         # Unknown paths share one label, so scanners cannot blow up the series count.
         route = path if path in self.routes else "unmatched"
         status = 500
@@ -68,17 +76,14 @@ class RequestContextMiddleware:
 
         with structlog.contextvars.bound_contextvars(request_id=rid):
             try:
-                await self.app(scope, receive, send_with_id)
+                await target(scope, receive, send_with_id)
             finally:
                 elapsed = time.perf_counter() - start
-                self.metrics.requests.labels(
-                    route=route, method=scope["method"], status=str(status)
-                ).inc()
-                self.metrics.latency.labels(route=route).observe(elapsed)
+                self.metrics.observe_request(route, method, status, elapsed)
                 if self.access_log and route not in ("/health", "/metrics"):
                     log.info(
                         "request",
-                        method=scope["method"],
+                        method=method,
                         path=path,
                         status=status,
                         duration_ms=round(elapsed * 1000, 3),

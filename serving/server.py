@@ -1,25 +1,87 @@
-"""Running the service under uvicorn: the container entry and ``mlopsctl serve``."""
+"""Running the service under uvicorn: the container entry and ``mlopsctl serve``.
+
+**One process per core.** The predict path is a few microseconds of Python around an
+onnxruntime call, so one process saturates one core; a second core needs a second
+process. With ``MLOPS_WORKERS`` other than 1 (the container's default is one per core
+it may use), this process becomes a small supervisor: it starts N worker processes
+(``python -m serving``, each loading and verifying the model itself) and each worker
+binds its *own* listening socket to the port with ``SO_REUSEPORT``. The kernel then
+spreads incoming connections across the workers' sockets by a hash of the connection,
+with no shared accept queue, no thundering herd and no lock (uvicorn's own ``--workers``
+shares one socket, which lets one busy worker accept most connections of a burst). The
+supervisor restarts a worker that dies, forwards SIGTERM/SIGINT, and owns the directory
+where the workers share their Prometheus metrics (:mod:`serving.metrics`).
+
+Against slow clients: ``MLOPS_READ_TIMEOUT_SECONDS`` bounds how long a request may take
+to arrive (:mod:`serving.protocol`), ``MLOPS_KEEPALIVE_SECONDS`` how long an idle
+keep-alive connection stays open.
+"""
 
 from __future__ import annotations
 
+import math
 import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
+import structlog
 import uvicorn
 
 from mlops_core.errors import InvalidInput, MlopsError
 from mlops_core.logs import configure
-from serving.app import create_app
 from serving.settings import ServingSettings, load_settings
 
 #: Pointer poll interval when following an env from the CLI (promotions show up fast).
 DEV_POLL_SECONDS = 2.0
+#: A worker that dies this many times within RESTART_WINDOW seconds is not restarted.
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+BACKLOG = 2048
+
+log = structlog.get_logger("serving.server")
 
 
-def serve(settings: ServingSettings, *, log_level: str = "info") -> None:
-    """Run the app for ``settings`` until interrupted (blocking)."""
-    uvicorn.run(
+def cpu_count() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota
+    (a container limited to 1.5 CPUs gets 2 workers, not one per host core)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def worker_count(settings: ServingSettings) -> int:
+    return settings.workers or cpu_count()
+
+
+def _socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_worker(settings: ServingSettings, *, log_level: str = "info") -> None:
+    """Run one uvicorn server for ``settings`` until interrupted (blocking)."""
+    from serving.app import create_app
+    from serving.protocol import with_read_timeout
+
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -28,7 +90,115 @@ def serve(settings: ServingSettings, *, log_level: str = "info") -> None:
         access_log=False,  # the app logs one structured line per request itself
         server_header=False,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=int(math.ceil(settings.keepalive_seconds)),
+        http=with_read_timeout(settings.read_timeout_seconds),
+        backlog=BACKLOG,
     )
+    server = uvicorn.Server(config)
+    if settings.reuse_port:
+        server.run(sockets=[_socket(settings.host, settings.port)])
+    else:
+        server.run()
+
+
+def settings_environ(settings: ServingSettings) -> dict[str, str]:
+    """``settings`` as the environment variables that give them back (for workers)."""
+    out: dict[str, str] = {}
+    for name, field in ServingSettings.model_fields.items():
+        value = getattr(settings, name)
+        if value is not None:
+            out[str(field.validation_alias)] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+    return out
+
+
+class Supervisor:
+    """Runs ``count`` worker processes on one port and keeps them running."""
+
+    def __init__(self, settings: ServingSettings, count: int, log_level: str):
+        self.settings = settings
+        self.count = count
+        self.log_level = log_level
+        self.metrics_dir = Path(tempfile.mkdtemp(prefix="mlops-serving-metrics-"))
+        self.env = {
+            **os.environ,
+            **settings_environ(settings),
+            "MLOPS_WORKERS": "1",
+            "MLOPS_REUSE_PORT": "true",
+            "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
+        }
+        self.workers: list[subprocess.Popen[Any]] = []
+        self.deaths: list[float] = []
+        self.stopping = False
+
+    def _start(self) -> subprocess.Popen[Any]:
+        return subprocess.Popen([sys.executable, "-m", "serving"], env=self.env)
+
+    def _stop(self, signum: int, _frame: Any) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        log.info(
+            "starting workers",
+            workers=self.count,
+            port=self.settings.port,
+            balancing="SO_REUSEPORT",
+        )
+        try:
+            self.workers = [self._start() for _ in range(self.count)]
+            while not self.stopping:
+                time.sleep(0.2)
+                if self._reap():
+                    return 1
+            return 0
+        finally:
+            self._shutdown()
+
+    def _reap(self) -> bool:
+        """Restart dead workers; True when they die too often to go on."""
+        from prometheus_client import multiprocess
+
+        for i, proc in enumerate(self.workers):
+            code = proc.poll()
+            if code is None or self.stopping:
+                continue
+            multiprocess.mark_process_dead(proc.pid, str(self.metrics_dir))
+            now = time.monotonic()
+            self.deaths = [t for t in self.deaths if now - t < RESTART_WINDOW] + [now]
+            if len(self.deaths) > MAX_RESTARTS:
+                log.error("workers keep dying; stopping", exit_code=code, deaths=len(self.deaths))
+                return True
+            log.error("worker died; restarting it", pid=proc.pid, exit_code=code)
+            self.workers[i] = self._start()
+        return False
+
+    def _shutdown(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 15
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+
+def serve(settings: ServingSettings, *, log_level: str = "info") -> None:
+    """Serve ``settings`` until interrupted: in this process, or with one worker process
+    per core under a supervisor (see the module docstring)."""
+    count = worker_count(settings)
+    if count == 1:
+        serve_worker(settings, log_level=log_level)
+        return
+    code = Supervisor(settings, count, log_level).run()
+    if code:
+        sys.exit(code)
 
 
 def run_settings(
@@ -41,8 +211,10 @@ def run_settings(
     project: str | None = None,
     env: str | None = None,
     poll_seconds: float | None = None,
+    workers: int | None = None,
 ) -> ServingSettings:
-    """The settings :func:`run` serves with (arguments over environment variables)."""
+    """The settings :func:`run` serves with (arguments over environment variables).
+    On a laptop one worker is the default (``MLOPS_WORKERS`` or ``workers`` change it)."""
     if model_dir is not None and model_uri is not None:
         raise InvalidInput(
             "give a model folder or a model URI, not both",
@@ -55,6 +227,8 @@ def run_settings(
         environ.pop("MODEL_URI", None)
         if poll_seconds is None:
             poll_seconds = DEV_POLL_SECONDS
+    if workers is None and not environ.get("MLOPS_WORKERS"):
+        workers = 1
     return load_settings(
         environ,
         host=host,
@@ -64,6 +238,7 @@ def run_settings(
         project=project,
         env=env,
         pointer_poll_seconds=poll_seconds,
+        workers=workers,
     )
 
 

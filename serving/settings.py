@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -55,6 +56,42 @@ class ServingSettings(BaseModel):
     host: str = Field("0.0.0.0", validation_alias="HOST")
     port: int = Field(DEFAULT_PORT, validation_alias="PORT", ge=1, le=65535)
     max_batch: int = Field(1000, validation_alias="MLOPS_MAX_BATCH", ge=1)
+    max_body_bytes: int = Field(
+        1 << 20,
+        validation_alias="MLOPS_MAX_BODY_BYTES",
+        ge=1024,
+        description="Largest request body; larger ones get 413 while being read.",
+    )
+    read_timeout_seconds: float = Field(
+        10.0,
+        validation_alias="MLOPS_READ_TIMEOUT_SECONDS",
+        gt=0,
+        description="A request (headers and body) must arrive within this of its first "
+        "byte, and a new connection must start one within it; slower clients are cut off.",
+    )
+    keepalive_seconds: float = Field(
+        5.0,
+        validation_alias="MLOPS_KEEPALIVE_SECONDS",
+        gt=0,
+        description="Idle time after which a keep-alive connection is closed.",
+    )
+    workers: int = Field(
+        0,
+        validation_alias="MLOPS_WORKERS",
+        ge=0,
+        le=64,
+        description="Worker processes, one per core; 0 = as many as this process may use.",
+    )
+    reuse_port: bool = Field(
+        False,
+        validation_alias="MLOPS_REUSE_PORT",
+        description="Set by the supervisor for its workers: bind with SO_REUSEPORT.",
+    )
+    multiprocess_dir: Path | None = Field(
+        None,
+        validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        description="Set by the supervisor for its workers: where they share metrics.",
+    )
     access_log: bool = Field(
         True, validation_alias="MLOPS_ACCESS_LOG", description="One log line per request."
     )

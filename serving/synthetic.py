@@ -2,7 +2,9 @@
 
 It is written exactly as training writes one (:mod:`mlops_core.artifacts`): a pickled
 scikit-learn pipeline fitted on the :class:`~mlops_core.features.FeatureEncoder`'s matrix,
-``baseline.json``, ``metrics.json`` and a ``manifest.json`` naming each with its sha256.
+its served form from training's own export (``model.onnx`` with the parity report, or
+``model.skops`` when asked), ``baseline.json``, ``metrics.json`` and a ``manifest.json``
+naming each with its sha256.
 """
 
 from __future__ import annotations
@@ -62,8 +64,13 @@ def write_model_folder(
     seed: int = 0,
     created_at: datetime | None = None,
     runtime: dict[str, str] | None = None,
+    serving_format: str = "onnx",
 ) -> Manifest:
-    """Train a small forest on synthetic records and write a version folder to ``dest``."""
+    """Train a small forest on synthetic records and write a version folder to ``dest``;
+    ``serving_format="skops"`` serves it with scikit-learn (as for an estimator ONNX
+    cannot express) instead of onnxruntime."""
+    from training.export import export_checked, to_skops
+
     dest.mkdir(parents=True, exist_ok=True)
     data = records(rows, seed)
     encoder = FeatureEncoder(FEATURES)
@@ -81,6 +88,14 @@ def write_model_folder(
         ]
     ).fit(x, y)
     r2 = float(pipeline.score(x, y))
+    if serving_format == "skops":
+        fmt, served, parity = "skops", to_skops(pipeline), None
+    else:
+        exported, report = export_checked(
+            pipeline, x[:100], FEATURES, classifier=False, target_scale=float(np.abs(y).max())
+        )
+        fmt, served = exported.format, exported.data
+        parity = None if report is None else report.model_dump(mode="json")
     return write_version_folder(
         dest,
         model_bytes=pickle.dumps(pipeline, protocol=5),
@@ -89,7 +104,7 @@ def write_model_folder(
                 n: {"mean": float(np.nanmean(x[:, i]))} for i, n in enumerate(encoder.names)
             }
         },
-        metrics={"model": {"r2": r2}},
+        metrics={"model": {"r2": r2}, "task": "regression", "parity": parity},
         project=project,
         created_at=created_at or datetime.now(UTC),
         target="price",
@@ -106,4 +121,6 @@ def write_model_folder(
             "scikit-learn": sklearn.__version__,
             "numpy": np.__version__,
         },
+        serving_format=fmt,
+        serving_bytes=served,
     )

@@ -3,9 +3,11 @@
 Per numeric feature: count, missing, mean, std, min, max, quantiles, a histogram (bin
 edges and counts) and a fixed-size seeded sample for two-sample KS tests. Per category:
 count, missing and each category's count and frequency (for chi-square tests). The
-target and the model's holdout predictions are summarised the same way as a number, so
-prediction drift can be watched too. Statistics are over the training split: the rows
-the model learned from.
+target and the model's holdout predictions are summarised too, so prediction drift can
+be watched: as numbers for regression, and for classification like a category whose
+categories are the class labels (as strings: ``str(label)``, in the model's label
+order). Feature and target statistics are over the training split, the rows the model
+learned from; the predictions are the holdout's.
 """
 
 from __future__ import annotations
@@ -80,8 +82,10 @@ def build(
     target: str,
     predictions: np.ndarray,
     seed: int,
+    labels: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """The baseline document for the training rows in ``frame``."""
+    """The baseline document for the training rows in ``frame``; ``labels`` (the
+    classes, for a classifier) make the target and predictions category summaries."""
 
     # One generator per column, seeded from (seed, column position), so adding a feature
     # does not change the other features' samples.
@@ -95,12 +99,19 @@ def build(
             out[spec.name] = category_summary(col, list(spec.categories or []))
         else:
             out[spec.name] = {**numeric_summary(col.to_numpy(), rng(i)), "type": spec.type}
+    if labels is None:
+        target_doc = numeric_summary(frame[target].to_numpy(), rng(len(features)))
+        predicted = numeric_summary(predictions, rng(len(features) + 1))
+    else:
+        classes = [str(label) for label in labels]
+        target_doc = category_summary(frame[target].astype(str), classes)
+        predicted = category_summary(pd.Series(predictions).astype(str), classes)
     return {
         "schema_version": BASELINE_SCHEMA_VERSION,
         "rows": int(len(frame)),
         "sample_size": SAMPLE_SIZE,
         "seed": seed,
         "features": out,
-        "target": {"name": target, **numeric_summary(frame[target].to_numpy(), rng(len(features)))},
-        "predictions": numeric_summary(predictions, rng(len(features) + 1)),
+        "target": {"name": target, **target_doc},
+        "predictions": predicted,
     }

@@ -14,6 +14,13 @@ Decisions on values the schema does not allow:
   the schema claims to know the feature, and it is nearly always a typo or a stale list.
 - Values outside a feature's ``min``/``max`` are errors: serving would reject them too.
 - Columns the schema does not name are ignored (and listed in the manifest's columns).
+
+The target follows the project's ``task``: a finite number for regression; a class label
+for classification, kept as written (strings), or as integers when every label is one.
+Data a model cannot learn from is refused before training: a constant target, a single
+class, a class with fewer than two rows (it could not be in both the training and the
+holdout split). A regression target with only a few distinct whole numbers trains, with
+a warning naming the ``task`` setting: it is usually a class label.
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ from mlops_core.project import ProjectConfig
 MIN_ROWS = 10
 #: How many distinct bad values an error message shows.
 SHOW_VALUES = 5
+#: A regression target with at most this many distinct whole numbers looks like labels.
+FEW_DISTINCT_INTEGERS = 10
+#: Fewest rows of each class (one to train on, one to hold out).
+MIN_CLASS_ROWS = 2
 
 
 @dataclass(frozen=True)
@@ -45,13 +56,16 @@ class Dataset:
     """A validated training table.
 
     ``frame`` holds the feature columns in schema order (numbers as float, categories as
-    str, missing as NaN) and the target as float; its index is the CSV line number.
+    str, missing as NaN) and the target (float for regression; int or str labels for
+    classification); its index is the CSV line number.
     """
 
     source: str
     fingerprint: str
     columns: list[str]
     frame: pd.DataFrame = field(repr=False)
+    #: Things worth telling the user that do not stop training (see check_target).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -286,6 +300,60 @@ def _check_feature(spec: FeatureSpec, raw: pd.Series, problems: _Problems) -> pd
     return number
 
 
+def _parse_labels(raw: pd.Series) -> pd.Series:
+    """Class labels as written, or as ints when every label is a whole number."""
+    text = raw.str.strip()
+    number = pd.to_numeric(text, errors="coerce")
+    if number.notna().all() and bool((number == np.floor(number)).all()):
+        return number.astype(np.int64)
+    return text
+
+
+def _show(values: Iterable[object]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+def check_target(y: pd.Series, cfg: ProjectConfig, source: str) -> list[str]:
+    """Refuse a target nothing can be learned from; return warnings worth logging."""
+    name = cfg.target
+    counts = y.value_counts()
+    where = f"{source}, column {name!r}"
+    if cfg.task == "classification":
+        if len(counts) < 2:
+            raise InvalidInput(
+                f"the target has a single class ({_show(counts.index[:1])}); a classifier "
+                "needs at least two",
+                where=where,
+                hint="add rows of the other classes, or check that 'target' names the label column",
+            )
+        rare = counts[counts < MIN_CLASS_ROWS]
+        if len(rare):
+            raise InvalidInput(
+                f"class(es) {_show(rare.index[:SHOW_VALUES])} have fewer than "
+                f"{MIN_CLASS_ROWS} rows; each class needs one row to train on and one to "
+                "hold out",
+                where=where,
+                hint="add rows of those classes, or drop or merge them",
+            )
+        return []
+    if len(counts) < 2:
+        raise InvalidInput(
+            f"the target is constant ({_number(float(counts.index[0]))} in every row); "
+            "there is nothing to learn",
+            where=where,
+            hint="check that 'target' names the right column and that the data is complete",
+        )
+    values = counts.index.to_numpy(dtype=np.float64)
+    if len(counts) <= FEW_DISTINCT_INTEGERS and bool((values == np.floor(values)).all()):
+        shown = ", ".join(_number(v) for v in sorted(values)[:SHOW_VALUES])
+        return [
+            f"the target {name!r} has only {len(counts)} distinct whole-number values "
+            f"({shown}); if they are classes, set 'task: classification' in project.yaml "
+            "(the project trains a regression model: task is 'regression')"
+        ]
+    return []
+
+
 def load_dataset(source: str, cfg: ProjectConfig, base_dir: Path) -> Dataset:
     """Read ``source`` (relative to ``base_dir``) and validate it against ``cfg``.
 
@@ -310,7 +378,10 @@ def load_dataset(source: str, cfg: ProjectConfig, base_dir: Path) -> Dataset:
             f"line {line}, column {cfg.target!r}: target value missing ({_rows(n)} like this)",
             "drop the rows without a target value, or fill them",
         )
-    out[cfg.target] = _parse_number(target, cfg.target, "target", problems)
+    if cfg.task == "classification":
+        out[cfg.target] = _parse_labels(target.where(~missing, ""))
+    else:
+        out[cfg.target] = _parse_number(target, cfg.target, "target", problems)
     if len(table) < MIN_ROWS:
         problems.add(
             f"only {_rows(len(table))} of data; at least {MIN_ROWS} are needed to train and "
@@ -323,5 +394,13 @@ def load_dataset(source: str, cfg: ProjectConfig, base_dir: Path) -> Dataset:
     for spec in cfg.features:
         if spec.type != "category":
             frame[spec.name] = frame[spec.name].astype(np.float64)
-    frame[cfg.target] = frame[cfg.target].astype(np.float64)
-    return Dataset(source=source, fingerprint=sha256_bytes(raw), columns=header, frame=frame)
+    if cfg.task == "regression":
+        frame[cfg.target] = frame[cfg.target].astype(np.float64)
+    warnings = check_target(frame[cfg.target], cfg, location)
+    return Dataset(
+        source=source,
+        fingerprint=sha256_bytes(raw),
+        columns=header,
+        frame=frame,
+        warnings=warnings,
+    )

@@ -1,7 +1,10 @@
 """The model: an imputer and a random forest over the encoder's float matrix.
 
 The pipeline takes exactly what :class:`mlops_core.features.FeatureEncoder` produces, in
-schema order, with NaN for missing optional values; serving feeds it the same matrix.
+schema order, with NaN for missing optional values; serving feeds the same matrix to
+the pipeline's ONNX export. The forest is a regressor or a classifier by the project's
+``task``; a classifier learns the labels themselves (numbers or strings), so
+``model.pkl`` predicts them directly in a notebook.
 """
 
 from __future__ import annotations
@@ -11,14 +14,25 @@ from typing import Any
 
 import numpy as np
 from sklearn.compose import ColumnTransformer
-from sklearn.dummy import DummyRegressor
-from sklearn.ensemble import RandomForestRegressor
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.impute import SimpleImputer
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+    roc_auc_score,
+)
 from sklearn.pipeline import Pipeline
 
 from mlops_core.features import FeatureSpec
-from mlops_core.project import ModelParams
+from mlops_core.gates import PRIMARY_METRIC
+from mlops_core.project import ModelParams, Task
 
 #: Pickle protocol of model.pkl, fixed so the bytes (and the digest) do not depend on
 #: the interpreter's default.
@@ -26,7 +40,9 @@ PICKLE_PROTOCOL = 5
 IMPUTATION = {"number": "median", "category": "most_frequent"}
 
 
-def build_pipeline(params: ModelParams, features: list[FeatureSpec]) -> Pipeline:
+def build_pipeline(
+    params: ModelParams, features: list[FeatureSpec], task: Task = "regression"
+) -> Pipeline:
     numbers = [i for i, f in enumerate(features) if f.type != "category"]
     categories = [i for i, f in enumerate(features) if f.type == "category"]
     # keep_empty_features: a column that is all-missing in training still occupies its
@@ -41,7 +57,8 @@ def build_pipeline(params: ModelParams, features: list[FeatureSpec]) -> Pipeline
             ),
         ]
     )
-    forest = RandomForestRegressor(
+    forest_type = RandomForestClassifier if task == "classification" else RandomForestRegressor
+    forest = forest_type(
         n_estimators=params.n_estimators,
         max_depth=params.max_depth,
         min_samples_leaf=params.min_samples_leaf,
@@ -74,6 +91,26 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     }
 
 
+def classification_scores(
+    y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray, labels: np.ndarray
+) -> dict[str, float | None]:
+    """Accuracy, balanced accuracy, macro F1, ROC AUC (binary, or one-vs-rest macro) and
+    log loss. ROC AUC is None when the holdout lacks a class (it is then undefined)."""
+    auc: float | None = None
+    if len(np.unique(y_true)) == len(labels):
+        if len(labels) == 2:
+            auc = float(roc_auc_score(y_true == labels[1], proba[:, 1]))
+        else:
+            auc = float(roc_auc_score(y_true, proba, multi_class="ovr", labels=labels))
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "f1_macro": float(f1_score(y_true, y_pred, average="macro", labels=labels)),
+        "roc_auc": auc,
+        "log_loss": float(log_loss(y_true, proba, labels=labels)),
+    }
+
+
 def evaluate(
     pipeline: Pipeline,
     x_train: np.ndarray,
@@ -81,15 +118,39 @@ def evaluate(
     x_test: np.ndarray,
     y_test: np.ndarray,
     test_size: float,
+    task: Task = "regression",
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """Holdout metrics of the model and of a mean predictor; also the model's predictions."""
+    """Holdout metrics of the model and of a Dummy baseline (the training mean, or the
+    class priors); also the model's holdout predictions."""
     predictions = pipeline.predict(x_test)
-    dummy = DummyRegressor(strategy="mean").fit(x_train, y_train)
-    metrics = {
-        "model": scores(y_test, predictions),
-        "baseline": {**scores(y_test, dummy.predict(x_test)), "strategy": "mean"},
+    common = {
+        "task": task,
+        "primary_metric": PRIMARY_METRIC[task],
         "train_rows": int(len(y_train)),
         "test_rows": int(len(y_test)),
         "test_size": test_size,
+    }
+    if task == "regression":
+        dummy = DummyRegressor(strategy="mean").fit(x_train, y_train)
+        metrics = {
+            "model": scores(y_test, predictions),
+            "baseline": {**scores(y_test, dummy.predict(x_test)), "strategy": "mean"},
+            **common,
+        }
+        return metrics, predictions
+    labels = pipeline.classes_
+    prior = DummyClassifier(strategy="prior").fit(x_train, y_train)
+    matrix = confusion_matrix(y_test, predictions, labels=labels)
+    metrics = {
+        "model": classification_scores(y_test, predictions, pipeline.predict_proba(x_test), labels),
+        "baseline": {
+            **classification_scores(
+                y_test, prior.predict(x_test), prior.predict_proba(x_test), labels
+            ),
+            "strategy": "prior",
+        },
+        # Rows are the true labels, columns the predicted ones, both in label order.
+        "confusion_matrix": {"labels": labels.tolist(), "matrix": matrix.tolist()},
+        **common,
     }
     return metrics, predictions

@@ -1,12 +1,13 @@
 """Training as an ECS task of the training image: ``mlopsctl train --remote``.
 
-For data that outgrows a laptop. The run has a prefix of its own in the artifact bucket,
-``s3://{bucket}/{project}/training-runs/{run}/``: the CLI uploads ``project.yaml`` there,
+For data that outgrows a laptop. The run has a prefix of its own under the project's
+candidates (``Platform.candidates_prefix``, where Terraform's training role may read and
+write), ``s3://{bucket}/{project}/candidates/{run}/``: the CLI uploads ``project.yaml`` there,
 runs the project's training task definition (family
 :func:`mlops_core.naming.training_task_family`) with the command
 
-    mlopsctl train --config s3://.../training-runs/{run}/project.yaml
-                   --data s3://...  --out s3://.../training-runs/{run}/artifacts/
+    mlopsctl train --config s3://.../candidates/{run}/project.yaml
+                   --data s3://...  --out s3://.../candidates/{run}/artifacts/
 
 (the training image's ENTRYPOINT is ``mlopsctl train``), follows the task's CloudWatch
 Logs, and exits with the container's exit code. The ``artifacts/`` folder is a candidate:
@@ -92,6 +93,7 @@ def task_definition(
         "essential": True,
         "environment": [
             {"name": "MLOPS_PLATFORM", "value": platform.platform},
+            {"name": "MLOPS_PROJECT", "value": project},
             {"name": "MLOPS_ARTIFACT_BUCKET", "value": platform.artifact_bucket},
             {"name": "AWS_REGION", "value": platform.region},
             {"name": "AWS_DEFAULT_REGION", "value": platform.region},
@@ -154,7 +156,7 @@ def run(
             "'mlopsctl dev up' exports them)",
         )
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-    prefix = f"{config.name}/training-runs/{run_id}/"
+    prefix = f"{platform.candidates_prefix(config.name)}{run_id}/"
     base = f"s3://{platform.artifact_bucket}/{prefix}"
     aws.client("s3").put_object(
         Bucket=platform.artifact_bucket,

@@ -1,5 +1,12 @@
 """``train``: from a project folder and its CSV to a committed artifacts folder.
 
+The pipeline is fitted, scored against a Dummy baseline on a seeded holdout (stratified
+by class for classification), exported to ONNX (or skops, see :mod:`training.export`)
+and, for ONNX, compared with itself under onnxruntime by the parity gate
+(:mod:`training.parity`), whose report goes into ``metrics.json``. A failed parity gate
+does not stop training (the folder is useful for a bug report) but is logged as an
+error, and ``publish`` refuses the version.
+
 Everything is computed in memory, then written into a temporary sibling of the output
 folder and renamed into place, so a failed run leaves no half-written artifacts and a
 previous complete folder stays intact until the new one is ready. ``manifest.json`` is
@@ -26,20 +33,35 @@ from mlops_core.artifacts import (
     MANIFEST,
     METRICS_FILE,
     MODEL_FILE,
+    ONNX_FILE,
+    SKOPS_FILE,
     DataInfo,
     Manifest,
+    ModelFormat,
     write_version_folder,
 )
 from mlops_core.errors import InvalidInput
 from mlops_core.features import FeatureEncoder
+from mlops_core.gates import primary
 from mlops_core.logs import get_logger
+from mlops_core.modelformat import ParityReport
 from mlops_core.project import ARTIFACTS_DIR, ProjectConfig, load_project
 from training import baseline, model
 from training.dataset import Dataset, load_dataset
+from training.export import export_checked
 from training.tracking import tracker_from_env
 
-ARTIFACT_FILES = (MODEL_FILE, BASELINE_FILE, METRICS_FILE, MANIFEST)
-RUNTIME_PACKAGES = ("scikit-learn", "numpy", "scipy", "pandas")
+ARTIFACT_FILES = (MODEL_FILE, ONNX_FILE, SKOPS_FILE, BASELINE_FILE, METRICS_FILE, MANIFEST)
+RUNTIME_PACKAGES = (
+    "scikit-learn",
+    "numpy",
+    "scipy",
+    "pandas",
+    "skl2onnx",
+    "onnx",
+    "onnxruntime",
+    "skops",
+)
 
 log = get_logger("training")
 
@@ -123,7 +145,9 @@ def train(
     source, base = (data, Path()) if data is not None else (cfg.data.source, project_dir)
 
     dataset = load_dataset(source, cfg, base)
-    log.info("data loaded", project=cfg.name, source=source, rows=dataset.rows)
+    log.info("data loaded", project=cfg.name, source=source, rows=dataset.rows, task=cfg.task)
+    for warning in dataset.warnings:
+        log.warning("check the task", project=cfg.name, warning=warning)
     fitted = fit(cfg, dataset)
     metrics = fitted.metrics
     data_info = DataInfo(
@@ -146,25 +170,42 @@ def train(
             data=data_info,
             hyperparameters=_hyperparameters(cfg),
             runtime=runtime_versions(),
+            serving_format=fitted.format,
+            serving_bytes=fitted.serving_bytes,
+            task=cfg.task,
+            labels=fitted.labels,
         )
         _commit(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
+    key = primary(cfg.task)
     log.info(
         "model trained",
         project=cfg.name,
         version=manifest.version,
-        r2=round(metrics["model"]["r2"], 4),
-        baseline_r2=round(metrics["baseline"]["r2"], 4),
-        model_bytes=manifest.files[MODEL_FILE].size,
+        task=cfg.task,
+        **{key: _round(metrics["model"][key]), f"baseline_{key}": _round(metrics["baseline"][key])},
+        format=manifest.model_format,
+        model_bytes=manifest.files[manifest.model_file].size,
         out=str(out_dir),
     )
+    if fitted.parity is not None and not fitted.parity.passed:
+        log.error(
+            "parity gate failed: publish will refuse this version",
+            project=cfg.name,
+            version=manifest.version,
+            report=fitted.parity.describe(),
+        )
     if tracker is not None:
         run_id = tracker.log(manifest, out_dir)
         log.info("logged to mlflow", run_id=run_id, uri=tracker.uri)
     return manifest
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 @dataclass(frozen=True)
@@ -172,19 +213,41 @@ class Fitted:
     model_bytes: bytes
     baseline: dict[str, Any]
     metrics: dict[str, Any]
+    format: ModelFormat = "sklearn-pickle"
+    serving_bytes: bytes | None = None
+    labels: list[Any] | None = None
+    parity: ParityReport | None = None
+
+
+def _split(cfg: ProjectConfig, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded holdout rows; stratified by class, so every class is in both splits."""
+    rows = np.arange(len(y))
+    stratify = y if cfg.task == "classification" else None
+    try:
+        return train_test_split(
+            rows,
+            test_size=cfg.evaluation.test_size,
+            random_state=cfg.model.random_state,
+            stratify=stratify,
+        )
+    except ValueError as exc:  # too few rows for one of each class in the holdout
+        raise InvalidInput(
+            f"cannot hold out every class: {exc}",
+            hint="add rows, or raise evaluation.test_size so the holdout has a row of each class",
+        ) from None
 
 
 def fit(cfg: ProjectConfig, dataset: Dataset) -> Fitted:
-    """Split, fit and score in memory: the pickled model, its baseline and its metrics."""
+    """Split, fit, score and export in memory: the pickled model, its served form (with
+    the parity report), its baseline and its metrics."""
     frame = dataset.frame
     x = FeatureEncoder(cfg.features).encode_frame(frame)
     y = frame[cfg.target].to_numpy()
     seed = cfg.model.random_state
-    train_rows, test_rows = train_test_split(
-        np.arange(len(frame)), test_size=cfg.evaluation.test_size, random_state=seed
-    )
+    train_rows, test_rows = _split(cfg, y)
+    classifier = cfg.task == "classification"
     pipeline = model.fit(
-        model.build_pipeline(cfg.model, cfg.features), x[train_rows], y[train_rows]
+        model.build_pipeline(cfg.model, cfg.features, cfg.task), x[train_rows], y[train_rows]
     )
     metrics, predictions = model.evaluate(
         pipeline,
@@ -193,6 +256,29 @@ def fit(cfg: ProjectConfig, dataset: Dataset) -> Fitted:
         x[test_rows],
         y[test_rows],
         cfg.evaluation.test_size,
+        cfg.task,
     )
-    doc = baseline.build(frame.iloc[train_rows], cfg.features, cfg.target, predictions, seed)
-    return Fitted(model_bytes=model.dumps(pipeline), baseline=doc, metrics=metrics)
+    labels = pipeline.classes_.tolist() if classifier else None
+    exported, report = export_checked(
+        pipeline,
+        x[test_rows],
+        cfg.features,
+        classifier=classifier,
+        target_scale=0.0 if classifier else float(np.abs(y[train_rows]).max()),
+        seed=seed,
+    )
+    metrics["parity"] = None if report is None else report.model_dump(mode="json")
+    if exported.onnx_error is not None:
+        metrics["onnx_unavailable"] = exported.onnx_error
+    doc = baseline.build(
+        frame.iloc[train_rows], cfg.features, cfg.target, predictions, seed, labels=labels
+    )
+    return Fitted(
+        model_bytes=model.dumps(pipeline),
+        baseline=doc,
+        metrics=metrics,
+        format=exported.format,
+        serving_bytes=exported.data,
+        labels=labels,
+        parity=report,
+    )

@@ -35,7 +35,7 @@ resource "aws_lb" "this" {
     }
   }
 
-  tags = local.tags
+  tags = local.env_tags[each.key]
 }
 
 resource "aws_lb_target_group" "this" {
@@ -59,7 +59,7 @@ resource "aws_lb_target_group" "this" {
     unhealthy_threshold = 3
   }
 
-  tags = merge(local.tags, { "mlops:env" = each.value.env, "mlops:color" = each.value.color })
+  tags = merge(local.env_tags[each.value.env], { "mlops:color" = each.value.color })
 }
 
 # Without a certificate: plain HTTP forwarding to the services.
@@ -87,7 +87,7 @@ resource "aws_lb_listener" "http_forward" {
     }
   }
 
-  tags = local.tags
+  tags = local.env_tags[each.key]
 }
 
 # With a certificate: HTTPS, and HTTP redirects to it.
@@ -114,7 +114,7 @@ resource "aws_lb_listener" "https" {
     }
   }
 
-  tags = local.tags
+  tags = local.env_tags[each.key]
 }
 
 resource "aws_lb_listener" "http_redirect" {
@@ -133,5 +133,5 @@ resource "aws_lb_listener" "http_redirect" {
     }
   }
 
-  tags = local.tags
+  tags = local.env_tags[each.key]
 }

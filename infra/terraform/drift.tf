@@ -59,7 +59,7 @@ resource "aws_cloudwatch_event_rule" "drift" {
   description         = "Drift check of ${var.project} in ${each.key}"
   schedule_expression = var.drift_schedule_expression
   state               = "ENABLED"
-  tags                = local.tags
+  tags                = local.env_tags[each.key]
 }
 
 resource "aws_cloudwatch_event_target" "drift" {

@@ -69,7 +69,7 @@ resource "aws_ecs_task_definition" "serving" {
     },
   ])
 
-  tags = local.tags
+  tags = local.env_tags[each.key]
 }
 
 resource "aws_ecs_service" "serving" {
@@ -108,7 +108,7 @@ resource "aws_ecs_service" "serving" {
     container_port   = local.serving_port
   }
 
-  tags = local.tags
+  tags = local.env_tags[each.key]
 
   lifecycle {
     # The controller owns revisions; the controller and auto scaling own the count.
@@ -130,7 +130,7 @@ resource "aws_appautoscaling_target" "serving" {
   scalable_dimension = "ecs:service:DesiredCount"
   min_capacity       = var.autoscaling.min_capacity
   max_capacity       = var.autoscaling.max_capacity
-  tags               = local.tags
+  tags               = local.env_tags[each.key]
 }
 
 resource "aws_appautoscaling_policy" "serving" {

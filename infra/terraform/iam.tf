@@ -6,7 +6,7 @@ locals {
   ecr_repository_arns = [for repo in aws_ecr_repository.this : repo.arn]
   log_group_arns = concat(
     [for group in aws_cloudwatch_log_group.serving : group.arn],
-    [aws_cloudwatch_log_group.drift.arn],
+    [aws_cloudwatch_log_group.drift.arn, aws_cloudwatch_log_group.training.arn],
   )
 }
 
@@ -311,8 +311,9 @@ data "aws_iam_policy_document" "controller" {
     resources = local.pointer_param_arns
   }
   statement {
+    # PutObjectTagging: publishing tags every artifact object with the cost tags.
     sid       = "ArtifactObjects"
-    actions   = ["s3:GetObject", "s3:PutObject"]
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"]
     resources = ["${aws_s3_bucket.artifacts.arn}/*"]
   }
   statement {
@@ -325,6 +326,13 @@ data "aws_iam_policy_document" "controller" {
     sid       = "ArtifactBucket"
     actions   = ["s3:GetBucketLocation", "s3:ListBucket"]
     resources = [aws_s3_bucket.artifacts.arn]
+  }
+  statement {
+    # The budget gate prices a spec from the Price List API (else a shipped table);
+    # pricing:GetProducts has no resource-level permissions.
+    sid       = "Prices"
+    actions   = ["pricing:GetProducts"]
+    resources = ["*"]
   }
 }
 

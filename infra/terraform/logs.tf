@@ -8,7 +8,7 @@ resource "aws_cloudwatch_log_group" "serving" {
   name              = local.env_names[each.key].log_group
   retention_in_days = var.log_retention_days
   kms_key_id        = var.log_kms_key_arn
-  tags              = local.tags
+  tags              = local.env_tags[each.key]
 }
 
 resource "aws_cloudwatch_log_group" "drift" {
@@ -30,7 +30,7 @@ resource "aws_ssm_parameter" "model_pointer" {
   type        = "String"
   tier        = "Standard"
   value       = jsonencode({})
-  tags        = local.tags
+  tags        = local.env_tags[each.key]
 
   lifecycle {
     ignore_changes = [value]

@@ -7,8 +7,6 @@ locals {
   partition  = data.aws_partition.current.partition
   region     = data.aws_region.current.region
 
-  tags = merge({ "mlops:platform" = var.platform, "mlops:project" = var.project }, var.tags)
-
   envs = toset(var.envs)
 
   # The service needs an image that exists; until one is pushed, only the base is built.

@@ -15,6 +15,7 @@ locals {
   desired_state_prefix    = "deployments/"
   models_prefix           = "${var.project}/models/"
   drift_prefix            = "${var.project}/drift/"
+  project_config_key      = "${var.project}/project.json"
 
   task_execution_role_name = "${var.platform}-task-execution"
   controller_role_name     = "${var.platform}-controller"
@@ -22,8 +23,21 @@ locals {
   drift_task_role_name     = "${var.platform}-${var.project}-drift"
   events_role_name         = "${var.platform}-${var.project}-events"
   # "_" never occurs in a project name, so a job family never equals a service family.
-  drift_task_family    = "${var.project}_drift"
-  drift_log_group_name = "/ecs/${var.platform}/${var.project}_drift"
+  drift_task_family       = "${var.project}_drift"
+  drift_log_group_name    = "/ecs/${var.platform}/${var.project}_drift"
+  training_task_role_name = "${var.platform}-${var.project}-training"
+  training_task_family    = "${var.project}_training"
+  training_log_group_name = "/ecs/${var.platform}/${var.project}_training"
+  training_data_prefix    = "${var.project}/data/"
+  candidates_prefix       = "${var.project}/candidates/"
+
+  # Cost allocation tag keys (naming.COST_TAG_KEYS); main.tf puts them on every resource.
+  cost_tag_keys = {
+    platform   = "mlops:platform"
+    project    = "mlops:project"
+    env        = "mlops:env"
+    deployment = "mlops:deployment"
+  }
 
   # Unshortened load balancer names per env, then the names per env.
   elb_long_names = {
@@ -41,6 +55,7 @@ locals {
         service       = "${var.project}-${env}"
         task_family   = "${var.project}-${env}"
         log_group     = "/ecs/${var.platform}/${var.project}-${env}"
+        deployment    = "${var.project}-${env}"
       },
       {
         for key, name in local.elb_long_names[env] : key => (
@@ -50,5 +65,20 @@ locals {
         )
       },
     )
+  }
+
+  # The tags of every resource: var.tags plus the cost allocation tags, which win so that
+  # the bill can always be grouped by them (naming.cost_tags). Per-env resources also get
+  # the env and deployment tags; the root module repeats the platform-wide pair as its
+  # provider's default_tags.
+  tags = merge(var.tags, {
+    (local.cost_tag_keys.platform) = var.platform
+    (local.cost_tag_keys.project)  = var.project
+  })
+  env_tags = {
+    for env in var.envs : env => merge(local.tags, {
+      (local.cost_tag_keys.env)        = env
+      (local.cost_tag_keys.deployment) = local.env_names[env].deployment
+    })
   }
 }

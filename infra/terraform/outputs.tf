@@ -116,6 +116,26 @@ output "drift_task_role_arn" {
   value       = aws_iam_role.drift_task.arn
 }
 
+output "training_task_role_arn" {
+  description = "Task role of remote training (reads the data, writes candidates)."
+  value       = aws_iam_role.training_task.arn
+}
+
+output "training_task_definition_arn" {
+  description = "Training task definition (family {project}_training) for RunTask; null until training_image_tag (or training_image) is set."
+  value       = local.training_enabled ? aws_ecs_task_definition.training[0].arn : null
+}
+
+output "training_log_group_name" {
+  description = "Log group of remote training."
+  value       = aws_cloudwatch_log_group.training.name
+}
+
+output "training_launcher_policy_arn" {
+  description = "Managed policy to attach to whoever runs `mlopsctl train --remote` (run, follow and read the logs of training tasks)."
+  value       = aws_iam_policy.training_launcher.arn
+}
+
 output "vpc_id" {
   description = "VPC of the services."
   value       = local.vpc_id

@@ -335,6 +335,67 @@ variable "controller_service_account" {
 
 # -- drift job --------------------------------------------------------------------------
 
+variable "training_image_tag" {
+  description = "Tag of the training image in the training ECR repository; null creates no training task definition yet (the role, log group and launcher policy exist regardless)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.training_image_tag == null || can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.training_image_tag))
+    error_message = "training_image_tag must be a valid image tag (letters, digits, '_', '.', '-')."
+  }
+}
+
+variable "training_image" {
+  description = "Full training image reference, overriding the ECR repository and training_image_tag."
+  type        = string
+  default     = null
+}
+
+variable "training_cpu" {
+  description = "Fargate CPU units of a remote training task."
+  type        = number
+  default     = 2048
+
+  validation {
+    condition     = contains([256, 512, 1024, 2048, 4096, 8192, 16384], var.training_cpu)
+    error_message = "training_cpu must be a Fargate size: 256, 512, 1024, 2048, 4096, 8192 or 16384."
+  }
+}
+
+variable "training_memory" {
+  description = "Memory (MiB) of a remote training task; must pair with training_cpu on Fargate."
+  type        = number
+  default     = 8192
+
+  validation {
+    condition     = var.training_memory >= 512 && var.training_memory <= 122880
+    error_message = "training_memory must be between 512 and 122880 MiB."
+  }
+}
+
+variable "training_ephemeral_storage_gib" {
+  description = "Task storage (GiB) of a remote training task: the data and the artifacts are staged there."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.training_ephemeral_storage_gib >= 21 && var.training_ephemeral_storage_gib <= 200
+    error_message = "training_ephemeral_storage_gib must be between 21 and 200 (Fargate's range)."
+  }
+}
+
+variable "training_data_object_arns" {
+  description = "Further S3 object ARNs (patterns allowed, e.g. arn:aws:s3:::my-data/usedcars/*) the training role may read; the artifact bucket's {project}/data/ prefix is always readable."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.training_data_object_arns : can(regex("^arn:aws[a-z-]*:s3:::[^/]+/.+$", arn))])
+    error_message = "training_data_object_arns must be S3 object ARNs such as arn:aws:s3:::bucket/prefix/*."
+  }
+}
+
 variable "drift_image" {
   description = "Image of the drift job; null creates no drift task or schedule."
   type        = string

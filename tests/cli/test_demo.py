@@ -51,6 +51,12 @@ def test_demo_reaches_ready_and_survives_a_broken_rollout_without_a_failed_reque
         (v, int(n)) for n, v in re.findall(r"^\s+(\d+) answered by (\S+)$", out, re.MULTILINE)
     )
     assert set(answered) == {versions[0], versions[1]}  # never by v3
+    # The cost of the deployment it made: 2 tasks of 0.5 vCPU / 1 GB and a load balancer
+    # in us-east-1 (moto has no Price List API: the shipped table, saying so).
+    rows = [line for line in out.splitlines() if "usedcar-price-prod" in line and "$" in line]
+    assert len(rows) == 1 and "$52.47" in rows[0], rows
+    assert "prices: shipped price table taken" in out
+    assert "monthly cost: $52.47 -> $88.51 (+36.04 USD/month)" in out
     assert "demo finished" in out
     # Everything it started is gone: its work folder (with the data plane's state) too.
     assert list(tmp_path.iterdir()) == []

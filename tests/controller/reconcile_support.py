@@ -42,6 +42,7 @@ def make_deployment(
     on_failure: bool = True,
     deadline: int = 900,
     gates: dict | None = None,
+    budget: dict | None = None,
 ) -> ModelDeployment:
     model = {"version": version} if candidate is None else {"candidate": candidate}
     return ModelDeployment.model_validate(
@@ -57,6 +58,7 @@ def make_deployment(
                 "strategy": {"progressDeadlineSeconds": deadline},
                 "gates": gates or {},
                 "rollback": {"onFailure": on_failure},
+                "budget": budget or {},
             },
         }
     )

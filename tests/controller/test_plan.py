@@ -47,7 +47,7 @@ def manifest(minute: int, r2: float) -> Manifest:
         project="usedcar-price",
         version=f"20261128T06{minute:02d}00Z-{sha[:7]}",
         created_at=datetime(2026, 11, 28, 6, minute, tzinfo=UTC),
-        files={"model.pkl": FileEntry(sha256=sha, size=1)},
+        files={"model.onnx": FileEntry(sha256=sha, size=1)},
         target="price",
         features=FEATURES,
         data=DataInfo(source="s", fingerprint="0" * 64, rows=1, columns=[]),

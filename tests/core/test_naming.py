@@ -12,8 +12,8 @@ from mlops_core import naming
 # Names chosen to provoke collisions: projects that are prefixes of each other, end in
 # what another rule appends ("-drift", "-job", "-serving"), or look like envs.
 PROJECTS = ["fleet-price", "fleet-price-drift", "fleet", "price-job", "aa-prod", "aa", "ab",
-            "drift-job", "xx-serving", "xx"]  # fmt: skip
-ENVS = ["prod", "job", "drift", "dev", "staging", "serving", "blue", "green", "p1"]
+            "drift-job", "xx-serving", "xx", "fleet-price-training", "training"]  # fmt: skip
+ENVS = ["prod", "job", "drift", "dev", "staging", "serving", "blue", "green", "p1", "training"]
 PLATFORM = naming.Platform()
 
 # Every per-project/env name, by the AWS namespace it lives in (a task definition family
@@ -40,6 +40,7 @@ NAMESPACES = {
         (("controller",), PLATFORM.controller_role),
         *((("serving", p), PLATFORM.serving_task_role(p)) for p in PROJECTS),
         *((("drift", p), PLATFORM.drift_task_role(p)) for p in PROJECTS),
+        *((("training", p), PLATFORM.training_task_role(p)) for p in PROJECTS),
     ],
     "load balancer": [
         (("alb", p, e), PLATFORM.load_balancer(p, e)) for p in PROJECTS for e in ENVS

@@ -42,13 +42,17 @@ def test_remote_training_writes_a_candidate_and_fails_with_the_tasks_exit_code(e
     )
     project = tmp_path / "fleet"
     bucket = env.platform.artifact_bucket
-    aws.client("s3").upload_file(str(project / "data" / "usedcars.csv"), bucket, "data/fleet.csv")
+    aws.client("s3").upload_file(
+        str(project / "data" / "usedcars.csv"), bucket, "fleet/data/fleet.csv"
+    )
 
     # Data on a laptop path is refused before anything runs.
     local = _cli(["train", "--remote"], project, child)
     assert local.returncode == 2 and "remote training reads its data from S3" in local.stderr
 
-    ok = _cli(["train", "--remote", "--data", f"s3://{bucket}/data/fleet.csv"], project, child)
+    ok = _cli(
+        ["train", "--remote", "--data", f"s3://{bucket}/fleet/data/fleet.csv"], project, child
+    )
     assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-3000:]
     assert "model trained" in ok.stdout  # the task's own log line, from CloudWatch
     candidate = next(
@@ -56,7 +60,7 @@ def test_remote_training_writes_a_candidate_and_fails_with_the_tasks_exit_code(e
         for line in ok.stdout.splitlines()
         if line.startswith("candidate: ")
     )
-    assert candidate.startswith(f"s3://{bucket}/fleet/training-runs/") and candidate.endswith(
+    assert candidate.startswith(f"s3://{bucket}/fleet/candidates/") and candidate.endswith(
         "/artifacts/"
     )
     manifest = read_candidate_manifest(candidate)
@@ -66,7 +70,9 @@ def test_remote_training_writes_a_candidate_and_fails_with_the_tasks_exit_code(e
     ]
     assert td["containerDefinitions"][0]["image"].endswith("/mlops/training:0.1.0")
 
-    missing = _cli(["train", "--remote", "--data", f"s3://{bucket}/data/nope.csv"], project, child)
+    missing = _cli(
+        ["train", "--remote", "--data", f"s3://{bucket}/fleet/data/nope.csv"], project, child
+    )
     assert missing.returncode == 3, missing.stdout[-2000:] + missing.stderr[-2000:]  # NotFound
     assert "the training task exited with code 3" in missing.stderr
     assert "nope.csv" in missing.stdout  # the task's error, followed from its logs

@@ -49,6 +49,7 @@ UNSCOPABLE_ACTIONS = {
     "ecs:DescribeTaskDefinition",
     "ecs:ListTaskDefinitions",
     "ecs:RegisterTaskDefinition",
+    "pricing:GetProducts",
 }
 
 CONTROLLER_ACTIONS = {
@@ -69,6 +70,8 @@ CONTROLLER_ACTIONS = {
     "s3:PutObject",
     "s3:ListBucket",
     "s3:DeleteObject",
+    "s3:PutObjectTagging",
+    "pricing:GetProducts",
 }
 
 _OPTS = SerializationOptions(strip_string_quotes=True, with_comments=False, explicit_blocks=False)
@@ -289,6 +292,16 @@ def test_naming_tf_builds_the_python_names(
         "drift_task_role_name": p.drift_task_role(project),
         "drift_task_family": p.drift_task_family(project),
         "drift_log_group_name": p.drift_log_group(project),
+        "project_config_key": p.project_config_key(project),
+        "training_task_role_name": p.training_task_role(project),
+        "training_task_family": p.training_task_family(project),
+        "training_log_group_name": p.training_log_group(project),
+        "training_data_prefix": p.training_data_prefix(project),
+        "candidates_prefix": p.candidates_prefix(project),
+        "cost_tag_keys": naming.COST_TAG_KEYS,
+        # var.tags is empty here; test_cost_tags_win_over_user_tags adds some.
+        "tags": p.cost_tags(project),
+        "env_tags": {env: p.cost_tags(project, env) for env in envs},
     }
     # Every name naming.tf defines is compared: a new local needs a Python counterpart.
     naming_locals = {k for block in parse(MODULE / "naming.tf")["locals"] for k in block}
@@ -306,6 +319,7 @@ def test_naming_tf_builds_the_python_names(
             "service": p.service_name(project, env),
             "task_family": p.task_family(project, env),
             "log_group": p.log_group(project, env),
+            "deployment": p.deployment_name(project, env),
             "alb": p.load_balancer(project, env),
             "tg_blue": p.target_group(project, env, "blue"),
             "tg_green": p.target_group(project, env, "green"),
@@ -342,6 +356,12 @@ def test_plain_name_templates_match_python_without_terraform():
         "drift_task_role_name": p.drift_task_role(project),
         "drift_task_family": p.drift_task_family(project),
         "drift_log_group_name": p.drift_log_group(project),
+        "project_config_key": p.project_config_key(project),
+        "training_task_role_name": p.training_task_role(project),
+        "training_task_family": p.training_task_family(project),
+        "training_log_group_name": p.training_log_group(project),
+        "training_data_prefix": p.training_data_prefix(project),
+        "candidates_prefix": p.candidates_prefix(project),
     }
     values = {"platform": platform, "project": project, "env": env}
     for key, want in expected.items():
@@ -354,6 +374,7 @@ def test_plain_name_templates_match_python_without_terraform():
         "service": p.service_name(project, env),
         "task_family": p.task_family(project, env),
         "log_group": p.log_group(project, env),
+        "deployment": p.deployment_name(project, env),
     }
     for key, want in per_env.items():
         (template,) = re.findall(rf'\b{key} = "([^"]+)"', block["env_names"])
@@ -393,6 +414,83 @@ def test_terraform_rejects_the_names_python_rejects(
     assert any(" ".join(m.split())[:40] in flat for m in messages), err
 
 
+@needs_terraform
+def test_cost_tags_win_over_user_tags(console_dir):
+    """var.tags may add tags but never replace a cost allocation tag."""
+    p = naming.Platform()
+    user = {"owner": "ml-platform", naming.COST_TAG_PROJECT: "someone-else"}
+    variables = {"project": "usedcar-price", "envs": ["prod"], "tags": user}
+    got = evaluate(console_dir, "local.env_tags", variables)
+    assert got == {"prod": {"owner": "ml-platform", **p.cost_tags("usedcar-price", "prod")}}
+
+
+def test_cost_tag_keys_are_valid_aws_tag_keys():
+    for key in naming.COST_TAG_KEYS.values():
+        # Tag keys: 1-128 characters of letters, digits, spaces and _.:/=+-@, no aws: prefix.
+        assert re.fullmatch(r"[\w.:/=+\-@ ]{1,128}", key) and not key.startswith("aws:"), key
+    tags = naming.cost_tags("mlops", "usedcar-price", "prod")
+    assert tags == {
+        "mlops:platform": "mlops",
+        "mlops:project": "usedcar-price",
+        "mlops:env": "prod",
+        "mlops:deployment": "usedcar-price-prod",
+    }
+    with pytest.raises(InvalidInput):
+        naming.cost_tags("mlops", env="prod")
+
+
+# Resource types the AWS provider gives no tags argument.
+UNTAGGABLE = {
+    "aws_appautoscaling_policy",
+    "aws_cloudwatch_event_target",
+    "aws_ecr_lifecycle_policy",
+    "aws_iam_role_policy",
+    "aws_route_table_association",
+    "aws_s3_bucket_lifecycle_configuration",
+    "aws_s3_bucket_logging",
+    "aws_s3_bucket_object_lock_configuration",
+    "aws_s3_bucket_ownership_controls",
+    "aws_s3_bucket_policy",
+    "aws_s3_bucket_public_access_block",
+    "aws_s3_bucket_server_side_encryption_configuration",
+    "aws_s3_bucket_versioning",
+}
+PER_ENV_FOR_EACH = re.compile(r"local\.(envs|serving_envs|drift_envs)\b")
+
+
+def test_every_taggable_resource_carries_the_cost_tags(tf):
+    """Platform-wide resources take local.tags, per-env ones local.env_tags (both built
+    in naming.tf, evaluated against naming.cost_tags above)."""
+    for (rtype, name), body in tf.resources.items():
+        tags = body.get("tags")
+        if rtype in UNTAGGABLE:
+            assert tags is None, f"{rtype}.{name}: tags on an untaggable type?"
+            continue
+        assert tags is not None, f"{rtype}.{name} has no tags"
+        per_env = bool(PER_ENV_FOR_EACH.search(str(body.get("for_each", ""))))
+        if per_env:
+            assert tags == "${local.env_tags[each.key]}", (rtype, name, tags)
+        elif (rtype, name) == ("aws_lb_target_group", "this"):
+            assert tags.startswith("${merge(local.env_tags[each.value.env],"), tags
+        else:
+            assert re.fullmatch(r"\$\{(local\.tags|merge\(local\.tags, .*\))\}", tags), (
+                rtype,
+                name,
+                tags,
+            )
+
+
+def test_example_sets_the_platform_cost_tags_as_default_tags():
+    (provider,) = [
+        body for block in parse(EXAMPLES / "basic" / "main.tf")["provider"] for body in [block]
+    ]
+    (default_tags,) = blocks(provider["aws"]["default_tags"])
+    assert default_tags["tags"] == {
+        naming.COST_TAG_PLATFORM: naming.DEFAULT_PLATFORM,
+        naming.COST_TAG_PROJECT: "${var.project}",
+    }
+
+
 # -- resources use the naming locals ----------------------------------------------------
 
 
@@ -427,6 +525,9 @@ def test_resources_take_their_names_from_naming_tf(tf):
         assert r("aws_iam_role", rname)["name"] == f"${{local.{local}}}"
     assert r("aws_cloudwatch_log_group", "drift")["name"] == "${local.drift_log_group_name}"
     assert r("aws_ecs_task_definition", "drift")["family"] == "${local.drift_task_family}"
+    assert r("aws_iam_role", "training_task")["name"] == "${local.training_task_role_name}"
+    assert r("aws_ecs_task_definition", "training")["family"] == "${local.training_task_family}"
+    assert r("aws_cloudwatch_log_group", "training")["name"] == "${local.training_log_group_name}"
 
 
 # -- lifecycle: what the controller owns ----------------------------------------------
@@ -610,6 +711,45 @@ def test_controller_trusts_irsa_or_ecs_tasks(tf):
     assert "system:serviceaccount:" in trusted
     assert "ecs-tasks.amazonaws.com" in trusted
     assert "var.controller_oidc_provider_arn == null" in json.dumps(dynamic)
+
+
+def test_training_role_reads_data_and_writes_only_candidates(tf):
+    sts = statements(policy_documents(tf)["training_task"])
+    writes = [st for st in sts if "s3:PutObject" in as_list(st["actions"])]
+    assert [as_list(st["resources"]) for st in writes] == [
+        ["${aws_s3_bucket.artifacts.arn}/${local.candidates_prefix}*"]
+    ]
+    actions = {a for st in sts for a in as_list(st["actions"])}
+    assert actions == {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
+    reads = {r for st in sts if "s3:GetObject" in st["actions"] for r in as_list(st["resources"])}
+    assert "${aws_s3_bucket.artifacts.arn}/${local.training_data_prefix}*" in json.dumps(
+        sorted(reads)
+    )
+    assert "${aws_s3_bucket.artifacts.arn}/${local.project_config_key}" in reads
+    assert "models" not in json.dumps(sts)  # publishing is not the training task's
+
+
+def test_training_task_definition_runs_the_training_image_with_its_log_group(tf):
+    task = tf.resource("aws_ecs_task_definition", "training")
+    assert task["count"] == "${local.training_enabled ? 1 : 0}"
+    assert task["task_role_arn"] == "${aws_iam_role.training_task.arn}"
+    assert task["execution_role_arn"] == "${aws_iam_role.task_execution.arn}"
+    container = task["container_definitions"]
+    assert "awslogs-group = aws_cloudwatch_log_group.training.name" in container
+    assert "readonlyRootFilesystem = true" in container
+    assert "aws_cloudwatch_log_group.training.arn" in tf.locals["log_group_arns"]
+    assert "training" in tf.resource("aws_ecr_repository", "this")["for_each"]
+
+
+def test_training_launcher_may_run_only_the_training_task(tf):
+    sts = statements(policy_documents(tf)["training_launcher"])
+    (run,) = [st for st in sts if "ecs:RunTask" in as_list(st["actions"])]
+    assert run["resources"] == "${local.training_task_definition_arns}"
+    assert "local.training_task_family" in tf.locals["training_task_definition_arns"][0]
+    (pass_role,) = [st for st in sts if "iam:PassRole" in as_list(st["actions"])]
+    assert sorted(as_list(pass_role["resources"])) == sorted(
+        ["${aws_iam_role.task_execution.arn}", "${aws_iam_role.training_task.arn}"]
+    )
 
 
 def test_serving_task_role_only_reads(tf):

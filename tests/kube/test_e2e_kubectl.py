@@ -134,7 +134,11 @@ def test_kubectl_apply_patch_rollback_and_invalid_spec(
     state = _aws_state(platform)
     assert state["pointer"] == v1 and state["served"] == v1
     assert wait_for("the liveness endpoint", lambda: liveness_ok(operator.liveness))
-    kubectl("get", "modeldeployment", NAME, "-o", "wide", record=True)
+    wide = kubectl("get", "modeldeployment", NAME, "-o", "wide", record=True).splitlines()
+    # The estimate of the example (2 tasks of 0.5 vCPU / 1 GB and a load balancer in
+    # us-east-1, shipped prices since moto has no Price List API) in its own column.
+    column = wide[0].index("MONTHLY-USD")
+    assert wide[1][column:].split()[0] == "52.47", wide
     kubectl("get", "modeldeployment", NAME, "-o", f"jsonpath={CONDITIONS}", record=True)
 
     # Every action taken was posted as an Event on the object.

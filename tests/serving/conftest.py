@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
+import os
 import pickle
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from mlops_core.artifacts import MODEL_FILE, Manifest
 from mlops_core.features import FeatureEncoder
+from mlops_core.modelformat import REGRESSION_ATOL_SCALE, REGRESSION_RTOL
+from mlopsctl.local_aws import free_port
 from serving.app import create_app
 from serving.settings import ServingSettings
 from serving.synthetic import write_model_folder
@@ -42,13 +51,19 @@ def model_dir(make_model) -> Path:
 
 
 @pytest.fixture
-def reference() -> Callable[[Path, Manifest, list[dict]], list[float]]:
-    """What the pickled pipeline itself predicts for some records, called directly."""
+def reference() -> Callable[[Path, Manifest, list[dict]], list]:
+    """What the scikit-learn pipeline itself predicts for some records, called directly
+    (the test reads model.pkl; serving never does), as values that compare equal to
+    serving's within the parity tolerance."""
 
-    def predict(folder: Path, manifest: Manifest, recs: list[dict]) -> list[float]:
+    def predict(folder: Path, manifest: Manifest, recs: list[dict]) -> list:
         pipeline = pickle.loads((folder / MODEL_FILE).read_bytes())
         matrix = FeatureEncoder(manifest.features).encode_records(recs)
-        return np.asarray(pipeline.predict(matrix), dtype=float).tolist()
+        out = pipeline.predict(matrix)
+        if manifest.task == "classification":
+            return out.tolist()
+        atol = REGRESSION_ATOL_SCALE * 1e5  # the synthetic prices are below 1e5
+        return [pytest.approx(v, rel=REGRESSION_RTOL, abs=atol) for v in out.tolist()]
 
     return predict
 
@@ -67,3 +82,63 @@ def serve() -> Iterator[Callable[..., TestClient]]:
     yield start
     for client in reversed(clients):
         client.__exit__(None, None, None)
+
+
+@dataclasses.dataclass
+class LiveServer:
+    url: str
+    port: int
+    log: Path
+    proc: subprocess.Popen
+
+    def log_events(self) -> list[dict]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start ``python -m serving`` (as the container runs it) on a free port; stopped
+    after the test. Keyword arguments are environment variables."""
+    started: list[subprocess.Popen] = []
+
+    def start(model_dir: Path, **env: str) -> LiveServer:
+        port = free_port()
+        log = tmp_path / f"serving-{port}.log"
+        environ = {
+            **os.environ,
+            "MODEL_URI": str(model_dir),
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "MLOPS_LOG_FORMAT": "json",
+            "MLOPS_WORKERS": "1",
+            **env,
+        }
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "serving"], env=environ, stdout=out, stderr=out
+            )
+        started.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    return LiveServer(url, port, log, proc)
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"the server did not become ready:\n{log.read_text()}")
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

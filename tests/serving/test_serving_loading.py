@@ -71,8 +71,17 @@ def _edit_runtime(folder, **runtime: str | None) -> None:
     (folder / MANIFEST).write_text(manifest.to_json())
 
 
-def test_other_sklearn_minor_version_is_refused_naming_both(make_model, serve):
+def test_onnx_model_does_not_depend_on_the_sklearn_version(make_model, serve):
     folder, _ = make_model()
+    major, minor = sklearn.__version__.split(".")[:2]
+    _edit_runtime(folder, **{"scikit-learn": f"{major}.{int(minor) + 1}.0"})
+    client = serve(model_uri=str(folder))
+    assert client.get("/ready").json()["model_format"] == "onnx"
+    assert client.post("/predict", json=records(1)).status_code == 200
+
+
+def test_other_sklearn_minor_version_is_refused_naming_both(make_model, serve):
+    folder, _ = make_model(serving_format="skops")
     major, minor = sklearn.__version__.split(".")[:2]
     trained = f"{major}.{int(minor) + 1}.0"
     _edit_runtime(folder, **{"scikit-learn": trained})
@@ -152,3 +161,49 @@ def test_refused_start_up_load_is_not_retried(make_model, serve, monkeypatch):
         time.sleep(0.5)  # ten retry periods
         assert client.get("/ready").status_code == 503
     assert len([e for e in logs if e["event"] == "loading model"]) == 1
+
+
+def test_a_skops_model_serves_what_scikit_learn_predicts(make_model, serve, reference):
+    folder, manifest = make_model(serving_format="skops")
+    assert (manifest.model_file, manifest.model_format) == ("model.skops", "skops")
+    client = serve(model_uri=str(folder))
+    assert client.get("/ready").json()["model_format"] == "skops"
+    recs = records(5)
+    assert client.post("/predict", json=recs).json()["predictions"] == reference(
+        folder, manifest, recs
+    )
+
+
+def test_a_skops_file_with_an_untrusted_type_is_refused(make_model):
+    import skops.io
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from mlops_core.artifacts import SKOPS_FILE
+    from serving.runtime import SkopsRuntime
+
+    folder, manifest = make_model(serving_format="skops")
+    hostile = skops.io.dumps(make_pipeline(FunctionTransformer(print)))
+    (folder / SKOPS_FILE).write_bytes(hostile)
+    with pytest.raises(InvalidInput, match="types serving does not trust"):
+        SkopsRuntime(hostile, manifest)
+
+
+def test_serving_never_unpickles(make_model, serve, monkeypatch):
+    folder, _ = make_model()
+    monkeypatch.setattr(pickle, "loads", lambda *_: pytest.fail("serving unpickled"))
+    monkeypatch.setattr(pickle, "load", lambda *_: pytest.fail("serving unpickled"))
+    client = serve(model_uri=str(folder))
+    assert client.post("/predict", json=records(2)).status_code == 200
+
+
+def test_a_pickle_only_version_is_refused_by_serving(make_model, serve):
+    folder, _ = make_model()
+    manifest = Manifest.model_validate_json((folder / MANIFEST).read_text())
+    legacy = manifest.model_copy(
+        update={"model_file": MODEL_FILE, "model_format": "sklearn-pickle"}
+    )
+    (folder / MANIFEST).write_text(legacy.to_json())
+    with capture_logs() as logs:
+        client = serve(model_uri=str(folder))
+        _assert_refused(client, logs, reason="InvalidSpec", says=["pickle", "never unpickles"])

@@ -6,7 +6,6 @@ import dataclasses
 import time
 
 import numpy as np
-import pytest
 from structlog.testing import capture_logs
 
 from mlops_core import aws
@@ -119,30 +118,33 @@ def test_promotion_refusal_and_rollback_are_followed(aws_env, platform, make_mod
 class _SwapDuringPredict:
     """A runtime that swaps the live model while a request is inside predict()."""
 
-    def __init__(self, inner, swap, offload: bool):
+    def __init__(self, inner, swap):
         self.inner, self.swap = inner, swap
-        self.format, self.offload = inner.format, offload
+        self.format, self.platform = inner.format, inner.platform
 
-    def predict(self, matrix: np.ndarray) -> np.ndarray:
+    def predict(self, matrix: np.ndarray, *, probabilities: bool = False):
         self.swap()
-        return self.inner.predict(matrix)
+        return self.inner.predict(matrix, probabilities=probabilities)
 
 
-@pytest.mark.parametrize("offload", [True, False], ids=["worker-thread", "inline"])
-def test_request_in_flight_finishes_on_the_model_it_started_with(make_model, serve, offload):
+def test_request_in_flight_finishes_on_the_model_it_started_with(make_model, serve):
     first_dir, first = make_model()
     second_dir, second = make_model()
     client = serve(model_uri=str(first_dir))
     manager = client.app.state.models
     old, new = manager.current, load_model(str(second_dir))
-    swapping = _SwapDuringPredict(old.runtime, lambda: manager.swap(new), offload)
+    swapping = _SwapDuringPredict(old.runtime, lambda: manager.swap(new))
     manager.swap(dataclasses.replace(old, runtime=swapping))
 
     recs = records(4)
+
+    def direct(model) -> list[float]:
+        return model.runtime.predict(model.parser.encoder.encode_float32(recs)).values
+
     during = client.post("/predict", json=recs).json()
     assert during["model_version"] == first.version
-    assert during["predictions"] == old.runtime.predict(old.encoder.encode_records(recs)).tolist()
+    assert during["predictions"] == direct(old)
     after = client.post("/predict", json=recs).json()
     assert after["model_version"] == second.version
-    assert after["predictions"] == new.runtime.predict(new.encoder.encode_records(recs)).tolist()
+    assert after["predictions"] == direct(new)
     assert after["predictions"] != during["predictions"]

@@ -17,6 +17,7 @@ from mlops_core.artifacts import (
     MANIFEST,
     METRICS_FILE,
     MODEL_FILE,
+    ONNX_FILE,
     VERSION_RE,
     read_manifest,
     sha256_bytes,
@@ -28,7 +29,7 @@ from mlops_core.features import FeatureEncoder
 from mlops_core.project import load_project
 from training import model
 from training.dataset import load_dataset
-from training.run import fit
+from training.run import RUNTIME_PACKAGES, fit
 
 WHEN = datetime(2026, 11, 28, 6, 45, tzinfo=UTC)
 SEED_REQUEST = {"year": 2019, "odometer": 25000, "make_encoded": 9, "model_encoded": 42}
@@ -40,10 +41,13 @@ def test_writes_a_complete_verified_folder(make_project):
 
     out = project / "artifacts"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [MODEL_FILE, BASELINE_FILE, METRICS_FILE, MANIFEST]
+        [MODEL_FILE, ONNX_FILE, BASELINE_FILE, METRICS_FILE, MANIFEST]
     )
     assert verify_folder(out) == manifest == read_manifest(out)
-    assert set(manifest.files) == {MODEL_FILE, BASELINE_FILE, METRICS_FILE}
+    assert set(manifest.files) == {MODEL_FILE, ONNX_FILE, BASELINE_FILE, METRICS_FILE}
+    # Serving runs the ONNX export; the pickle is for notebooks and retraining.
+    assert (manifest.model_file, manifest.model_format) == (ONNX_FILE, "onnx")
+    assert manifest.task == "regression" and manifest.labels is None
     for name, entry in manifest.files.items():
         assert entry.size == (out / name).stat().st_size
     assert manifest.project == "usedcar-price"
@@ -57,7 +61,8 @@ def test_writes_a_complete_verified_folder(make_project):
     assert manifest.data.rows == 2000
     assert manifest.data.source == "data/usedcars.csv"
     assert manifest.data.columns[-1] == "price"
-    assert set(manifest.runtime) == {"python", "scikit-learn", "numpy", "scipy", "pandas"}
+    assert set(manifest.runtime) == {"python", *RUNTIME_PACKAGES}
+    assert {"scikit-learn", "skl2onnx", "onnxruntime"} <= set(manifest.runtime)
     assert manifest.hyperparameters["n_estimators"] == 20
     assert manifest.hyperparameters["test_size"] == 0.2
     assert manifest.metrics == json.loads((out / METRICS_FILE).read_text())
@@ -161,7 +166,8 @@ def test_data_override_is_relative_to_the_working_directory(
 def test_model_file_digest_matches_manifest(make_project):
     project = make_project()
     manifest = training.train(project, created_at=WHEN)
-    assert sha256_file(project / "artifacts" / MODEL_FILE) == manifest.model_sha256
+    assert sha256_file(project / "artifacts" / ONNX_FILE) == manifest.model_sha256
+    assert sha256_file(project / "artifacts" / MODEL_FILE) == manifest.files[MODEL_FILE].sha256
 
 
 def test_a_failure_while_writing_keeps_the_previous_folder(make_project, monkeypatch):

@@ -48,6 +48,15 @@ variable "alb_deletion_protection" {
 
 provider "aws" {
   region = var.region
+
+  # The platform-wide cost allocation tags (mlops_core.naming.COST_TAG_KEYS) on everything
+  # this provider creates; the module adds them, and the per-env ones, itself as well.
+  default_tags {
+    tags = {
+      "mlops:platform" = "mlops"
+      "mlops:project"  = var.project
+    }
+  }
 }
 
 module "mlops" {

@@ -1,0 +1,93 @@
+"""What AWS billed: Cost Explorer's ``GetCostAndUsage``, filtered to one project's cost
+allocation tags and grouped by ``mlops:deployment``.
+
+The tags are only in the bill once they are activated as cost allocation tags in the
+Billing console (and from then on: AWS does not tag spend retroactively), and Cost
+Explorer must be enabled for the account. Costs tagged with the project but no deployment
+(the artifact bucket, the repositories, the cluster, training) come back under the empty
+deployment, reported as the project's shared cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mlops_core import aws
+from mlops_core.naming import COST_TAG_DEPLOYMENT, COST_TAG_PLATFORM, COST_TAG_PROJECT
+
+METRIC = "UnblendedCost"
+# Cost Explorer's endpoint region (its data covers every region).
+CE_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class ActualCost:
+    """USD billed between ``start`` (inclusive) and ``end`` (exclusive), by deployment."""
+
+    start: date
+    end: date
+    by_deployment: dict[str, float] = field(default_factory=dict)
+    #: Tagged with the project but with no deployment (shared by its deployments).
+    shared: float = 0.0
+    #: Cost Explorer answered with data for the window.
+    available: bool = False
+    #: Some of the figures are still estimates (the month is not closed).
+    estimated: bool = False
+    #: Why there are no figures, when there are none.
+    reason: str = ""
+
+
+def _request(platform: str, project: str, start: date, end: date) -> dict:
+    def tag(key: str, value: str) -> dict:
+        return {"Tags": {"Key": key, "Values": [value], "MatchOptions": ["EQUALS"]}}
+
+    return {
+        "TimePeriod": {"Start": start.isoformat(), "End": end.isoformat()},
+        "Granularity": "DAILY",
+        "Metrics": [METRIC],
+        "Filter": {"And": [tag(COST_TAG_PLATFORM, platform), tag(COST_TAG_PROJECT, project)]},
+        "GroupBy": [{"Type": "TAG", "Key": COST_TAG_DEPLOYMENT}],
+    }
+
+
+def actual_costs(platform: str, project: str, start: date, end: date) -> ActualCost:
+    """The project's billed cost per deployment over [start, end). Never raises for what
+    an account may lack (Cost Explorer off, no permission): ``reason`` says it."""
+    ce = aws.client("ce", region=CE_REGION, config=aws.FAIL_FAST_CONFIG)
+    request = _request(platform, project, start, end)
+    by_deployment: dict[str, float] = {}
+    shared = 0.0
+    estimated = False
+    periods = 0
+    token = None
+    try:
+        while True:
+            page = ce.get_cost_and_usage(**request, **({"NextPageToken": token} if token else {}))
+            for result in page.get("ResultsByTime", []):
+                periods += 1
+                estimated = estimated or bool(result.get("Estimated"))
+                for group in result.get("Groups", []):
+                    value = group["Keys"][0].partition("$")[2]
+                    amount = float(group["Metrics"][METRIC]["Amount"])
+                    if value:
+                        by_deployment[value] = by_deployment.get(value, 0.0) + amount
+                    else:
+                        shared += amount
+            token = page.get("NextPageToken")
+            if not token:
+                break
+    except (ClientError, BotoCoreError) as exc:
+        code = aws.error_code(exc) or type(exc).__name__
+        return ActualCost(start, end, reason=f"Cost Explorer unavailable ({code}): {exc}")
+    if periods == 0:
+        return ActualCost(
+            start,
+            end,
+            reason="Cost Explorer has no data for the window (is it enabled, and are "
+            f"{COST_TAG_PLATFORM}, {COST_TAG_PROJECT} and {COST_TAG_DEPLOYMENT} activated "
+            "as cost allocation tags?)",
+        )
+    return ActualCost(start, end, by_deployment, shared, True, estimated)

@@ -1,0 +1,303 @@
+"""Prices: what AWS charges for what a deployment uses, per region. The one home of them.
+
+Two sources, one shape (:class:`RegionPrices`):
+
+- the **AWS Price List API** (``pricing:GetProducts``, answered in us-east-1 for every
+  region), when it is reachable and allowed;
+- the **shipped table** ``price_table.json``, which states the date it was taken, when it
+  is not (the local endpoint has no Price List API; a role may lack the permission).
+
+Every :class:`PriceBook` says which one it came from and as of when, so every estimate
+can say so too. :class:`PriceResolver` picks one per region (``auto``: the API, else the
+table) and caches it: prices change a few times a year, not between two reconciles.
+
+The products read from the API, by usage type (the part after the region prefix, e.g.
+``USE1-Fargate-vCPU-Hours:perCPU``; S3 in us-east-1 has none):
+
+    AmazonECS         Fargate-vCPU-Hours:perCPU, Fargate-GB-Hours (x86_64),
+                      Fargate-ARM-vCPU-Hours:perCPU, Fargate-ARM-GB-Hours (arm64)
+    AWSELB            LoadBalancerUsage, LCUUsage (product family Load Balancer-Application)
+    AmazonS3          TimedStorage-ByteHrs (S3 Standard, first tier), per GB-month
+    AmazonCloudWatch  DataProcessing-Bytes (log ingestion, standard class), per GB
+
+Refresh the shipped table from the API (with credentials allowed to read prices):
+``mlopsctl prices --write-table mlops_core/cost/price_table.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlops_core import aws
+from mlops_core.errors import NotFound
+
+Architecture = Literal["X86_64", "ARM64"]
+ARCHITECTURES: tuple[Architecture, ...] = ("X86_64", "ARM64")
+PriceSource = Literal["price-list-api", "shipped-table"]
+SOURCE_API: PriceSource = "price-list-api"
+SOURCE_TABLE: PriceSource = "shipped-table"
+
+TABLE_FILE = "price_table.json"
+# The Price List API's endpoint region (it serves the prices of every region).
+PRICING_REGION = "us-east-1"
+
+
+class PricesUnavailable(NotFound):
+    reason = "PricesUnavailable"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FargateRates(_Frozen):
+    vcpu_hour: float = Field(gt=0, description="USD per vCPU-hour.")
+    gb_hour: float = Field(gt=0, description="USD per GB-hour of memory.")
+
+
+class RegionPrices(_Frozen):
+    """On-demand USD prices of one region."""
+
+    fargate: dict[Architecture, FargateRates]
+    alb_hour: float = Field(gt=0, description="Application Load Balancer, per hour.")
+    lcu_hour: float = Field(gt=0, description="Load Balancer Capacity Unit, per hour.")
+    s3_gb_month: float = Field(gt=0, description="S3 Standard storage, per GB-month.")
+    logs_ingested_gb: float = Field(gt=0, description="CloudWatch Logs ingestion, per GB.")
+
+
+class PriceTable(_Frozen):
+    taken: date
+    source: str
+    currency: Literal["USD"] = "USD"
+    regions: dict[str, RegionPrices]
+
+
+@dataclass(frozen=True)
+class PriceBook:
+    """The prices one estimate uses, and where they came from."""
+
+    region: str
+    prices: RegionPrices
+    source: PriceSource
+    as_of: date
+    #: Why the table was used instead of the API, when it was.
+    note: str = ""
+
+    def describe(self) -> str:
+        if self.source == SOURCE_API:
+            return f"AWS Price List API ({self.region}, published {self.as_of})"
+        why = f"; {self.note}" if self.note else ""
+        return f"shipped price table taken {self.as_of} ({self.region}){why}"
+
+
+class PriceSettings(BaseSettings):
+    """Where prices come from: ``MLOPS_PRICES`` (auto | api | table) and how long a
+    resolved price book is kept (``MLOPS_PRICE_CACHE_SECONDS``; a fallback to the table
+    is retried after ``MLOPS_PRICE_RETRY_SECONDS``)."""
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore", frozen=True)
+
+    prices: Literal["auto", "api", "table"] = "auto"
+    price_cache_seconds: float = Field(86400.0, ge=0)
+    price_retry_seconds: float = Field(3600.0, ge=0)
+
+
+# -- the shipped table ------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def shipped_table() -> PriceTable:
+    text = resources.files(__package__).joinpath(TABLE_FILE).read_text()
+    return PriceTable.model_validate_json(text)
+
+
+def from_table(region: str, *, note: str = "", table: PriceTable | None = None) -> PriceBook:
+    table = table or shipped_table()
+    prices = table.regions.get(region)
+    if prices is None:
+        raise PricesUnavailable(
+            f"the shipped price table has no prices for region {region!r}"
+            + (f" ({note})" if note else ""),
+            hint=f"it covers {', '.join(sorted(table.regions))}; allow pricing:GetProducts "
+            "so the AWS Price List API is used, or add the region to the table "
+            "('mlopsctl prices --write-table')",
+        )
+    return PriceBook(region, prices, SOURCE_TABLE, table.taken, note)
+
+
+# -- the Price List API -----------------------------------------------------------------
+class PriceListIncomplete(Exception):
+    """The API answered, but without a product the estimate needs."""
+
+
+def _on_demand_usd(product: dict[str, Any]) -> float:
+    """The first-tier on-demand USD price of a Price List product document."""
+    for term in product["terms"]["OnDemand"].values():
+        dims = sorted(term["priceDimensions"].values(), key=lambda d: float(d["beginRange"]))
+        return float(dims[0]["pricePerUnit"]["USD"])
+    raise PriceListIncomplete(f"no on-demand term in {product['product'].get('sku')}")
+
+
+def _usage_matches(usagetype: str, usage: str) -> bool:
+    """``usage`` with at most a region prefix (``USE1-``), so that e.g.
+    ``USE1-SpotUsage-Fargate-vCPU-Hours:perCPU`` is not taken for on-demand."""
+    if usagetype == usage:
+        return True
+    prefix, _, rest = usagetype.partition("-")
+    return rest == usage and prefix.isalnum()
+
+
+def _pick(products: Iterable[dict[str, Any]], usage: str) -> float:
+    for p in products:
+        if _usage_matches(p["product"]["attributes"].get("usagetype", ""), usage):
+            return _on_demand_usd(p)
+    raise PriceListIncomplete(f"no {usage} product")
+
+
+def _filters(region: str, **terms: str) -> list[dict[str, str]]:
+    out = [{"Type": "TERM_MATCH", "Field": "regionCode", "Value": region}]
+    for field, value in terms.items():
+        kind, _, text = value.partition(":")
+        out.append({"Type": kind, "Field": field, "Value": text})
+    return out
+
+
+def _products(client, service_code: str, filters: list[dict[str, str]]) -> list[dict]:
+    out: list[dict] = []
+    paginator = client.get_paginator("get_products")
+    for page in paginator.paginate(
+        ServiceCode=service_code, Filters=filters, FormatVersion="aws_v1"
+    ):
+        out.extend(json.loads(doc) for doc in page.get("PriceList", []))
+    return out
+
+
+def _published(products: Iterable[dict[str, Any]]) -> date | None:
+    dates = [p.get("publicationDate", "")[:10] for p in products]
+    return max((date.fromisoformat(d) for d in dates if d), default=None)
+
+
+def fetch_region_prices(region: str) -> tuple[RegionPrices, date]:
+    """One region's prices from the Price List API and their publication date. Raises
+    ClientError/BotoCoreError when it is unreachable or refused, PriceListIncomplete
+    when a product is missing."""
+    client = aws.client("pricing", region=PRICING_REGION, config=aws.FAIL_FAST_CONFIG)
+    ecs = _products(client, "AmazonECS", _filters(region, usagetype="CONTAINS:Fargate"))
+    elb = _products(
+        client, "AWSELB", _filters(region, productFamily="TERM_MATCH:Load Balancer-Application")
+    )
+    s3 = _products(client, "AmazonS3", _filters(region, usagetype="CONTAINS:TimedStorage-ByteHrs"))
+    logs = _products(
+        client, "AmazonCloudWatch", _filters(region, usagetype="CONTAINS:DataProcessing-Bytes")
+    )
+    prices = RegionPrices(
+        fargate={
+            "X86_64": FargateRates(
+                vcpu_hour=_pick(ecs, "Fargate-vCPU-Hours:perCPU"),
+                gb_hour=_pick(ecs, "Fargate-GB-Hours"),
+            ),
+            "ARM64": FargateRates(
+                vcpu_hour=_pick(ecs, "Fargate-ARM-vCPU-Hours:perCPU"),
+                gb_hour=_pick(ecs, "Fargate-ARM-GB-Hours"),
+            ),
+        },
+        alb_hour=_pick(elb, "LoadBalancerUsage"),
+        lcu_hour=_pick(elb, "LCUUsage"),
+        s3_gb_month=_pick(s3, "TimedStorage-ByteHrs"),
+        logs_ingested_gb=_pick(logs, "DataProcessing-Bytes"),
+    )
+    published = _published([*ecs, *elb, *s3, *logs]) or datetime.now(UTC).date()
+    return prices, published
+
+
+def from_price_list_api(region: str) -> PriceBook:
+    prices, published = fetch_region_prices(region)
+    return PriceBook(region, prices, SOURCE_API, published)
+
+
+def _why(exc: BaseException) -> str:
+    """A short reason (an endpoint without the API answers with an HTML error page)."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = str(error.get("Code") or status)
+        code = f"HTTP {code}" if code.isdigit() else code
+        message = error.get("Message", "")
+        detail = "" if not message or message.lstrip().startswith("<") else f": {message}"
+        return f"Price List API unavailable: {code}{detail}"[:200]
+    return f"Price List API unavailable: {type(exc).__name__}: {exc}"[:200]
+
+
+# -- choosing, with a cache -------------------------------------------------------------
+class PriceResolver:
+    """Price books by region: ``mode`` ``auto`` (the API, else the table, saying why),
+    ``api`` (the API or an error) or ``table``. Thread-safe; a fallback is retried after
+    ``retry_seconds``, a success kept for ``cache_seconds``."""
+
+    def __init__(
+        self,
+        mode: Literal["auto", "api", "table"] = "auto",
+        *,
+        cache_seconds: float = 86400.0,
+        retry_seconds: float = 3600.0,
+        fetch: Callable[[str], PriceBook] = from_price_list_api,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.mode = mode
+        self.cache_seconds = cache_seconds
+        self.retry_seconds = retry_seconds
+        self.fetch = fetch
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._books: dict[str, tuple[float, PriceBook]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: PriceSettings) -> PriceResolver:
+        return cls(
+            settings.prices,
+            cache_seconds=settings.price_cache_seconds,
+            retry_seconds=settings.price_retry_seconds,
+        )
+
+    def get(self, region: str) -> PriceBook:
+        """The region's price book; raises PricesUnavailable when there is none."""
+        now = self.clock()
+        with self._lock:
+            hit = self._books.get(region)
+        if hit is not None and now < hit[0]:
+            return hit[1]
+        book, ttl = self._resolve(region)
+        with self._lock:
+            self._books[region] = (now + ttl, book)
+        return book
+
+    def find(self, region: str) -> PriceBook | None:
+        """Like :meth:`get`, None instead of an error (an estimate is optional)."""
+        try:
+            return self.get(region)
+        except PricesUnavailable:
+            return None
+
+    def _resolve(self, region: str) -> tuple[PriceBook, float]:
+        if self.mode == "table":
+            return from_table(region), self.cache_seconds
+        try:
+            return self.fetch(region), self.cache_seconds
+        except (ClientError, BotoCoreError, PriceListIncomplete, KeyError, ValueError) as exc:
+            if self.mode == "api":
+                raise PricesUnavailable(
+                    f"no prices for {region}: {_why(exc)}",
+                    hint="allow pricing:GetProducts, or set MLOPS_PRICES=auto to fall back "
+                    "to the shipped table",
+                ) from None
+            return from_table(region, note=_why(exc)), self.retry_seconds

@@ -1,0 +1,180 @@
+"""The budget gate, the estimate in the status, and the dry run.
+
+Prices come from the shipped table (``PriceResolver("table")``), so the figures below can
+be computed by hand: the test deployment runs 2 tasks of 256 CPU units / 512 MiB in
+us-east-1 behind its own load balancer, which is
+
+    0.25 vCPU x 2 x 730 h x 0.04048  = 14.7752   (Fargate vCPU)
+    0.5 GB   x 2 x 730 h x 0.004445 =  3.24485  (Fargate memory)
+    730 h x 0.0225                  = 16.425    (load balancer)
+                                      ------- + a few KB of artifacts in S3
+                                      34.45 USD a month
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from reconcile_support import PROJECT, cond, ecs_service, make_deployment, task_definition
+from test_plan import GOOD, desired, observed
+
+from controller.actions import MovePointer
+from controller.plan import decide
+from controller.reconcile import Reconciler
+from mlops_core import naming
+from mlops_core.cost.prices import PriceResolver, PricesUnavailable, from_table
+
+TWO_SMALL_TASKS = 34.45
+ONE_SMALL_TASK = 0.25 * 730 * 0.04048 + 0.5 * 730 * 0.004445  # 9.010025
+
+
+@pytest.fixture
+def table_prices() -> PriceResolver:
+    return PriceResolver("table")
+
+
+def make(make_reconciler, table_prices) -> Reconciler:
+    return make_reconciler(prices=table_prices)
+
+
+# -- pure: the planner's rule -----------------------------------------------------------
+def test_plan_refuses_a_spec_over_budget_with_no_actions():
+    dep = make_deployment(version=GOOD.version, budget={"maxMonthlyUSD": 30})
+    d = decide(replace(desired(dep), prices=from_table("us-east-1")), observed())
+    assert d.actions == [] and d.degraded
+    assert cond(d.status, "Degraded") == ("True", "BudgetExceeded")
+    assert "$34.45/month" in d.status.condition("Degraded").message
+    assert d.status.cost.estimated_monthly_usd == TWO_SMALL_TASKS
+    assert d.cost is not None and round(d.cost.total, 2) == TWO_SMALL_TASKS
+
+
+def test_plan_within_budget_converges_and_records_the_estimate():
+    dep = make_deployment(version=GOOD.version, budget={"maxMonthlyUSD": 34.45})
+    d = decide(replace(desired(dep), prices=from_table("us-east-1")), observed())
+    assert any(isinstance(a, MovePointer) for a in d.actions)
+    assert d.status.cost.price_source == "shipped-table"
+    assert d.status.cost.prices_as_of == "2026-12-01"
+
+
+def test_plan_cannot_judge_a_budget_without_prices_and_changes_nothing():
+    dep = make_deployment(version=GOOD.version, budget={"maxMonthlyUSD": 100})
+    d = decide(replace(desired(dep), prices_error="no prices for ap-x-1"), observed())
+    assert d.actions == []
+    assert cond(d.status, "Degraded") == ("True", "PricesUnavailable")
+    # Without a budget, no prices only means no estimate.
+    d = decide(desired(make_deployment(version=GOOD.version)), observed())
+    assert d.actions and d.status.cost is None
+
+
+# -- against the local endpoint -----------------------------------------------------------
+def test_budget_exceeded_makes_zero_aws_writes_then_a_raised_budget_deploys(
+    make_reconciler, table_prices, versions, mutations, platform
+):
+    r = make(make_reconciler, table_prices)
+    dep = make_deployment(version=versions.good, budget={"maxMonthlyUSD": 30})
+    result = r.reconcile(dep, None)
+    assert mutations == {}, mutations
+    assert result.actions == [] and result.degraded
+    assert cond(result.status, "Degraded") == ("True", "BudgetExceeded")
+    assert result.status.cost.estimated_monthly_usd == TWO_SMALL_TASKS
+    assert ecs_service(platform) is None
+
+    raised = make_deployment(version=versions.good, generation=2, budget={"maxMonthlyUSD": 40})
+    result = r.reconcile(raised, result.status)
+    assert not result.degraded
+    assert mutations.get("CreateService") == 1
+    assert result.status.cost.estimated_monthly_usd == TWO_SMALL_TASKS
+
+
+def test_a_live_deployment_keeps_running_when_a_change_would_exceed_its_budget(
+    make_reconciler, table_prices, versions, mutations, platform
+):
+    r = make(make_reconciler, table_prices)
+    dep = make_deployment(version=versions.good, budget={"maxMonthlyUSD": 40})
+    status = r.reconcile(dep, None).status
+    mutations.clear()
+    bigger = make_deployment(
+        version=versions.better, generation=2, replicas=4, budget={"maxMonthlyUSD": 40}
+    )
+    result = r.reconcile(bigger, status)
+    assert mutations == {}, mutations
+    assert cond(result.status, "Degraded") == ("True", "BudgetExceeded")
+    assert ecs_service(platform)["desiredCount"] == 2
+    # 4 tasks: 2 x 9.010025 more.
+    four_tasks = round(TWO_SMALL_TASKS + 2 * ONE_SMALL_TASK, 2)
+    assert result.status.cost.estimated_monthly_usd == four_tasks
+
+
+def test_status_estimate_is_stable_so_the_steady_state_stays_quiet(
+    make_reconciler, table_prices, versions, mutations
+):
+    r = make(make_reconciler, table_prices)
+    dep = make_deployment(version=versions.good)
+    status = r.reconcile(dep, None).status
+    mutations.clear()
+    again = r.reconcile(dep, status)
+    assert again.actions == [] and mutations == {}
+    assert again.status.cost == status.cost
+    assert again.status.cost.estimated_monthly_usd == TWO_SMALL_TASKS
+
+
+def test_services_and_task_definitions_carry_the_cost_allocation_tags(
+    make_reconciler, table_prices, versions, platform
+):
+    result = make(make_reconciler, table_prices).reconcile(
+        make_deployment(version=versions.good), None
+    )
+    want = naming.cost_tags(platform.platform, PROJECT, "prod")
+    svc_tags = {t["key"]: t["value"] for t in ecs_service(platform)["tags"]}
+    assert want.items() <= svc_tags.items()
+    td = task_definition(result.status.task_definition)
+    td_tags = {t["key"]: t["value"] for t in td["tags"]}
+    assert want.items() <= td_tags.items()
+    assert want[naming.COST_TAG_DEPLOYMENT] == "usedcar-price-prod"
+
+
+# -- the dry run ---------------------------------------------------------------------------
+def test_dry_run_plans_and_prices_without_writing(
+    make_reconciler, table_prices, versions, mutations, platform
+):
+    r = make(make_reconciler, table_prices)
+    dep = make_deployment(version=versions.good)
+    dry = r.dry_run(dep, None)
+    assert mutations == {}, mutations
+    assert ecs_service(platform) is None
+    assert [type(a).__name__ for a in dry.actions] == [
+        "RegisterTaskDefinition", "CreateService", "MovePointer",
+    ]  # fmt: skip
+    assert dry.current is None  # nothing runs yet
+    assert round(dry.monthly_delta, 2) == TWO_SMALL_TASKS
+
+    status = r.reconcile(dep, None).status
+    mutations.clear()
+    scaled = make_deployment(version=versions.good, generation=2, replicas=4)
+    dry = r.dry_run(scaled, status)
+    assert mutations == {}, mutations
+    assert [type(a).__name__ for a in dry.actions] == ["UpdateService"]
+    assert round(dry.current.total, 2) == TWO_SMALL_TASKS
+    assert dry.monthly_delta == pytest.approx(2 * ONE_SMALL_TASK)
+    assert ecs_service(platform)["desiredCount"] == 2
+
+
+def test_dry_run_reports_a_budget_refusal(make_reconciler, table_prices, versions, mutations):
+    r = make(make_reconciler, table_prices)
+    dry = r.dry_run(make_deployment(version=versions.good, budget={"maxMonthlyUSD": 10}), None)
+    assert dry.actions == [] and dry.degraded
+    assert cond(dry.status, "Degraded") == ("True", "BudgetExceeded")
+    assert mutations == {}
+
+
+def test_unknown_region_prices_block_only_a_budgeted_deployment(
+    make_reconciler, versions, mutations
+):
+    def nowhere(region):
+        raise PricesUnavailable(f"no prices for {region}")
+
+    prices = PriceResolver("api", fetch=nowhere)
+    r = make_reconciler(prices=prices)
+    result = r.reconcile(make_deployment(version=versions.good, budget={"maxMonthlyUSD": 99}), None)
+    assert cond(result.status, "Degraded") == ("True", "PricesUnavailable") and mutations == {}
