@@ -93,11 +93,12 @@ def test_the_circuit_breaker_rolls_back_a_version_that_never_gets_healthy(env):
     bad_tasks = [
         t for t in env.tasks("demo-prod", status="STOPPED") if t["taskDefinitionArn"] == bad
     ]
-    assert len(bad_tasks) >= 3
-    assert all(
-        t["stoppedReason"].startswith("Task failed ELB health checks in (target-group ")
-        for t in bad_tasks
-    )
+    # At least the breaker's threshold failed their health checks; any other bad task
+    # still starting when it tripped was stopped by the rollback.
+    reasons = [t["stoppedReason"] for t in bad_tasks]
+    failed_checks = [r for r in reasons if r.startswith("Task failed ELB health checks in (")]
+    assert len(failed_checks) >= 3, reasons
+    assert all(r in failed_checks or r.startswith("Scaling activity initiated by") for r in reasons)
     ecs = env.ecs()
     listed = ecs.list_service_deployments(cluster=env.platform.ecs_cluster, service="demo-prod")
     statuses = Counter(d["status"] for d in listed["serviceDeployments"])
