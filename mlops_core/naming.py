@@ -112,6 +112,23 @@ class Platform:
         """Key prefix in the artifact bucket where the drift job writes its reports."""
         return f"{check_project(project)}/drift/"
 
+    def capture_root(self, project: str) -> str:
+        """Key prefix of every env's captured inferences (serving writes, the job reads)."""
+        return f"{check_project(project)}/capture/"
+
+    def capture_prefix(self, project: str, env: str, version: str) -> str:
+        """Captured inferences of one version in one env (``mlops_core.capture``)."""
+        return f"{self.capture_root(project)}{check_env(env)}/{version}/"
+
+    def drift_results_prefix(self, project: str, env: str, version: str) -> str:
+        """Drift results of one version in one env (``mlops_core.drift_result``)."""
+        return f"{self.drift_prefix(project)}{check_env(env)}/{version}/"
+
+    @property
+    def drift_metrics_namespace(self) -> str:
+        """CloudWatch namespace of the drift job's metrics."""
+        return f"{self.platform}/drift"
+
     # -- per project and env -----------------------------------------------------------
     def pointer_param(self, project: str, env: str) -> str:
         return model_pointer_param(self.platform, project, env)

@@ -15,6 +15,8 @@ locals {
   desired_state_prefix    = "deployments/"
   models_prefix           = "${var.project}/models/"
   drift_prefix            = "${var.project}/drift/"
+  capture_root            = "${var.project}/capture/"
+  drift_metrics_namespace = "${var.platform}/drift"
 
   task_execution_role_name = "${var.platform}-task-execution"
   controller_role_name     = "${var.platform}-controller"
