@@ -161,9 +161,15 @@ def test_classification_predictions_are_compared_as_categories():
     table = table.set_column(5, schema.arrow_schema.field("output"), output)
     window = Window(start=START, end=START + timedelta(hours=1), table=table, files=1)
     result = drift.compute(
-        project="drift-demo", env="prod", version=SCHEMA.version, baseline=baseline,
-        features=FEATURES, window=window, config=config(), computed_at=START,
-    )  # fmt: skip
+        project="drift-demo",
+        env="prod",
+        version=SCHEMA.version,
+        baseline=baseline,
+        features=FEATURES,
+        window=window,
+        config=config(),
+        computed_at=START,
+    )
     assert result.prediction is not None and result.prediction.kind == "category"
     assert result.prediction.test is not None and result.prediction.test.name == "chi2"
     assert result.prediction_drift is True and result.verdict == "drift"
