@@ -29,7 +29,8 @@ h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:28px 0 8px}
 .verdict.insufficient_data{background:#fff6e0;border:1px solid #f2a900}
 .meta{color:#555} table{border-collapse:collapse;margin-top:6px}
 th,td{padding:4px 10px;border-bottom:1px solid #e5e5e5;text-align:left;white-space:nowrap}
-th{background:#f6f6f6;font-weight:600} td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f6f6f6;font-weight:600} td:last-child{white-space:normal;min-width:16em}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.drift td{background:#fff1f1} .status{font-weight:600}
 .status.drift{color:#b42318} .status.ok{color:#2f7d32} .status.too_few_rows{color:#8a6100}
 .cols{display:flex;flex-wrap:wrap;gap:16px}
