@@ -163,6 +163,9 @@ class Platform:
     def drift_log_group(self, project: str) -> str:
         return drift_log_group_name(self.platform, project)
 
+    def drift_dead_letter_queue(self, project: str) -> str:
+        return drift_dlq_name(self.platform, project)
+
     def load_balancer(self, project: str, env: str) -> str:
         return alb_name(self.platform, project, env)
 
@@ -225,6 +228,11 @@ def drift_task_family(project: str) -> str:
 
 def drift_log_group_name(platform: str, project: str) -> str:
     return f"/ecs/{platform}/{drift_task_family(project)}"
+
+
+def drift_dlq_name(platform: str, project: str) -> str:
+    """SQS queue where the scheduler leaves drift runs it could not start."""
+    return f"{platform}-{check_project(project)}-drift-dlq"
 
 
 def alb_name(platform: str, project: str, env: str) -> str:

@@ -25,6 +25,7 @@ locals {
   events_role_name         = "${var.platform}-${var.project}-events"
   drift_task_family        = "${var.project}-drift-job"
   drift_log_group_name     = "/ecs/${var.platform}/${var.project}-drift-job"
+  drift_dlq_name           = "${var.platform}-${var.project}-drift-dlq"
 
   # Unshortened load balancer names per env, then the names per env.
   elb_long_names = {
