@@ -17,7 +17,7 @@ the records it holds::
 
     {project}/capture/{env}/{version}/yyyy/mm/dd/hh/{yyyymmddThhmmssZ}-{batch id}.parquet
 
-Why Parquet (zstd) and not compressed JSON lines: the drift job reads a window of up to
+Why Parquet (lz4) and not compressed JSON lines: the drift job reads a window of up to
 millions of records and uses a few columns of them. Parquet is columnar and typed, so a
 window decodes straight into numeric arrays in C++ (pyarrow), with no per-record Python
 work; ``benchmarks/drift.py`` measures both formats on the same records (``read_s``).
@@ -48,7 +48,9 @@ log = get_logger("capture")
 
 CAPTURE_SCHEMA_VERSION = 1
 FILE_SUFFIX = ".parquet"
-COMPRESSION = "zstd"
+#: lz4 over zstd: a window reads about 1.5x faster (decoding is most of the job's read
+#: time on two cores) for about 10 % more bytes.
+COMPRESSION = "lz4"
 #: Concurrent GETs while reading a window: the job is bound by the endpoint's latency.
 READ_WORKERS = 8
 
@@ -130,10 +132,25 @@ def new_batch_id() -> str:
 
 
 # -- writing ----------------------------------------------------------------------------
+def _encodings(schema: pa.Schema) -> dict[str, list[str]]:
+    """Dictionaries only where values repeat (the version, categories, labels); numbers as
+    byte-stream-split, which zstd compresses better and which decodes faster than a
+    dictionary of mostly distinct floats."""
+    dictionary, split = ["model_version"], []
+    for parent in ("input", "output"):
+        for f in schema.field(parent).type:
+            path = f"{parent}.{f.name}"
+            if pa.types.is_string(f.type):
+                dictionary.append(path)
+            elif pa.types.is_floating(f.type) or pa.types.is_integer(f.type):
+                split.append(path)
+    return {"use_dictionary": dictionary, "use_byte_stream_split": split}
+
+
 def encode_table(table: pa.Table) -> bytes:
     """A batch as Parquet bytes (one row group: batches are small)."""
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression=COMPRESSION)
+    pq.write_table(table, buf, compression=COMPRESSION, **_encodings(table.schema))
     return buf.getvalue()
 
 

@@ -67,18 +67,18 @@ def ks_2samp_sorted(reference: np.ndarray, current: np.ndarray) -> tuple[float, 
 def wasserstein_sorted(reference: np.ndarray, current: np.ndarray) -> float:
     """The 1-Wasserstein distance of two sorted samples without NaNs (scipy's
     ``wasserstein_distance``), in O(n) for the window's prefix sums plus O(m log n)."""
-    shift = reference[reference.size // 2]  # centre: prefix sums lose less precision
-    ref = reference - shift
-    cur = current - shift
-    m, n = ref.size, cur.size
-    prefix = np.concatenate(([0.0], np.cumsum(cur)))
+    m, n = reference.size, current.size
+    shift = float(reference[m // 2])  # centred prefix sums lose less precision
+    csum = np.subtract(current, shift)
+    np.cumsum(csum, out=csum)  # csum[k - 1]: sum of the k smallest, centred
 
     def area(x: np.ndarray) -> np.ndarray:
-        """Integral of F_cur from -inf to x."""
-        k = np.searchsorted(cur, x, side="right")
-        return (k * x - prefix[k]) / n
+        """Integral of F_cur from -inf to x (centred coordinates)."""
+        k = np.searchsorted(current, x, side="right")
+        below = np.where(k > 0, csum[np.maximum(k - 1, 0)], 0.0)
+        return (k * (x - shift) - below) / n
 
-    values, counts = np.unique(ref, return_counts=True)
+    values, counts = np.unique(reference, return_counts=True)
     below = np.cumsum(counts)  # reference values <= each distinct value
     total = float(area(values[:1])[0])  # left of the reference: F_ref = 0
     if values.size > 1:
@@ -86,16 +86,16 @@ def wasserstein_sorted(reference: np.ndarray, current: np.ndarray) -> float:
         level = k / m  # F_ref on [lo, hi)
         # First window value where F_cur reaches the level: count(cur <= x) >= ceil(k n / m).
         need = -((-k * n) // m)
-        cross = np.clip(cur[need - 1], lo, hi)
+        cross = np.clip(current[need - 1], lo, hi)
         a_lo, a_cross, a_hi = area(lo), area(cross), area(hi)
         total += float(
             np.sum(
                 level * (cross - lo) - (a_cross - a_lo) + (a_hi - a_cross) - level * (hi - cross)
             )
         )
-    top = max(float(cur[-1]), float(values[-1]))  # right of the reference: F_ref = 1
+    top = np.array([max(float(current[-1]), float(values[-1]))])  # right of it: F_ref = 1
     last = values[-1:]
-    total += float((top - last[0]) - (area(np.array([top]))[0] - area(last)[0]))
+    total += float((top[0] - last[0]) - (area(top)[0] - area(last)[0]))
     return max(total, 0.0)
 
 
