@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops_core.artifacts import VERSION_RE
@@ -35,12 +35,9 @@ class DriftSettings(BaseSettings):
         env_prefix="MLOPS_DRIFT_", extra="ignore", frozen=True, populate_by_name=True
     )
 
-    project: str | None = Field(
-        None, validation_alias=AliasChoices("project", "MLOPS_PROJECT"), pattern=PROJECT_RE.pattern
-    )
-    env: str | None = Field(
-        None, validation_alias=AliasChoices("env", "MLOPS_ENV"), pattern=ENV_RE.pattern
-    )
+    # The platform's own names for what to check (never a bare PROJECT or ENV variable).
+    project: str | None = Field(None, validation_alias="MLOPS_PROJECT", pattern=PROJECT_RE.pattern)
+    env: str | None = Field(None, validation_alias="MLOPS_ENV", pattern=ENV_RE.pattern)
     version: str | None = Field(
         None, pattern=VERSION_RE.pattern, description="Default: the env's pointer."
     )

@@ -145,8 +145,8 @@ class CaptureWriter:
     ) -> None:
         """Capture one answered request, if sampled. Non-blocking; never raises.
 
-        ``rows`` are the validated records (mappings of feature name to value, e.g. the
-        request model's ``__dict__``) or the encoded matrix in schema order (category
+        ``rows`` are the validated records (mappings of feature name to value, or the
+        request models themselves) or the encoded matrix in schema order (category
         codes, NaN for missing); ``predictions`` one per row."""
         try:
             percent = self.settings.percent
@@ -280,8 +280,13 @@ def _input_column(schema: CaptureSchema, index: int, requests: list[_Request]) -
             else:
                 values.extend(None if math.isnan(v) else float(v) for v in col)
         else:
-            values.extend(row.get(spec.name) for row in r.rows)
+            values.extend(_mapping(row).get(spec.name) for row in r.rows)
     return values
+
+
+def _mapping(row: Any) -> Mapping[str, Any]:
+    """A validated row: a mapping, or a request model (its fields)."""
+    return row if isinstance(row, Mapping) else vars(row)
 
 
 def to_table(schema: CaptureSchema, requests: list[_Request]) -> pa.Table:

@@ -192,3 +192,16 @@ def test_files_that_are_not_capture_are_skipped(platform, schema):
     aws.client("s3").put_object(Bucket=platform.artifact_bucket, Key=key, Body=b"not parquet")
     got = window(platform, schema)
     assert got.rows == 2 and got.skipped == [key]
+
+
+def test_request_models_are_rows_too(platform, schema):
+    from serving.schema import record_model
+
+    model = record_model(list(schema.features))
+    row = model(x0=1.0, x1=2.0, items=3, color="red")
+    w, _ = writer(platform)
+    w.start()
+    w.submit(schema, [row], [9.0])
+    w.close()
+    (got,) = capture.records(window(platform, schema).table)
+    assert got["input"] == {"x0": 1.0, "x1": 2.0, "items": 3, "color": "red"}

@@ -234,3 +234,18 @@ def test_latest_walks_partitions_and_ignores_incomplete_runs(live, platform):
 
     with pytest.raises(IntegrityError, match="malformed drift result"):
         drift_result.latest(PROJECT, "prod", manifest.version)
+
+
+def test_settings_read_only_the_platforms_names(monkeypatch):
+    from monitoring.settings import load_settings
+
+    monkeypatch.setenv("ENV", "/etc/shrc")  # a shell's, not ours
+    monkeypatch.setenv("PROJECT", "other")
+    monkeypatch.delenv("MLOPS_ENV", raising=False)
+    monkeypatch.delenv("MLOPS_PROJECT", raising=False)
+    s = load_settings()
+    assert s.env is None and s.project is None
+    monkeypatch.setenv("MLOPS_ENV", "prod")
+    monkeypatch.setenv("MLOPS_DRIFT_WINDOW", "90m")
+    s = load_settings(project="drift-demo")
+    assert (s.project, s.env, s.window.total_seconds()) == ("drift-demo", "prod", 5400)
