@@ -241,6 +241,7 @@ def main() -> None:
     result |= bench_ks(args.rows, args.repeats)
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
         result |= bench_job(args.rows, min(args.format_rows, args.rows), Path(tmp))
+    result["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     result["goals"] = {
         "ks_speedup_ge_5": result["ks_speedup"] >= 5,
         "ks_equal_1e-12": result["ks_max_abs_diff"] <= 1e-12,

@@ -226,12 +226,17 @@ def list_window(
 def _read_one(bucket: str, key: str, schema: pa.Schema) -> pa.Table | None:
     body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     try:
-        table = pq.read_table(pa.BufferReader(body))
+        # Only the columns asked for are decoded (Parquet is columnar).
+        table = pq.read_table(pa.BufferReader(body), columns=schema.names)
         # Files of one version share its schema; anything else is not this contract.
-        return table.select(schema.names).cast(schema)
+        return table.cast(schema)
     except (pa.ArrowException, KeyError, ValueError) as exc:
         log.warning("capture file skipped", key=key, error=str(exc)[:200])
         return None
+
+
+#: What the drift job reads of each record (ids and the version are not decoded).
+DRIFT_COLUMNS = ("time", "input", "output")
 
 
 def read_window(
@@ -240,14 +245,19 @@ def read_window(
     env: str,
     start: datetime,
     end: datetime,
+    columns: Sequence[str] | None = None,
 ) -> Window:
-    """Every captured record of ``schema``'s version in ``[start, end)``.
+    """Every captured record of ``schema``'s version in ``[start, end)``; ``columns``
+    (top-level names, always with ``time``) limits what is decoded.
 
     Files that are not Parquet of this version's schema are skipped and named in
     ``Window.skipped`` (capture is data, never code: a bad file can only be left out)."""
     start, end = check_window(start, end)
     keys = list_window(platform, schema.project, env, schema.version, start, end)
     arrow = schema.arrow_schema
+    if columns is not None:
+        names = ["time", *(c for c in columns if c != "time")]
+        arrow = pa.schema([arrow.field(n) for n in names], metadata=arrow.metadata)
     with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
         parts = list(pool.map(lambda k: _read_one(platform.artifact_bucket, k, arrow), keys))
     tables = [t for t in parts if t is not None]

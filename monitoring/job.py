@@ -10,6 +10,7 @@ Exit codes (:func:`exit_code`): 0 no drift, 1 drift, 3 too few captured rows to 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -106,9 +107,12 @@ def run(
         else "regression"
     )
     schema = CaptureSchema(project, version, tuple(manifest.features), task)
-    window = capture.read_window(platform, schema, env, start, end)
+    t0 = time.perf_counter()
+    window = capture.read_window(platform, schema, env, start, end, capture.DRIFT_COLUMNS)
+    read_s = time.perf_counter() - t0
     log.info("window read", project=project, env=env, version=version, rows=window.rows,
-             files=window.files, skipped=len(window.skipped))  # fmt: skip
+             files=window.files, skipped=len(window.skipped), seconds=round(read_s, 2))  # fmt: skip
+    t0 = time.perf_counter()
     result = drift.compute(
         project=project,
         env=env,
@@ -119,12 +123,15 @@ def run(
         config=settings.decision(),
         computed_at=now,
     )
+    compute_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
     result_key, report_key = drift_result.write(platform, result, report.render(result))
     if settings.publish_metrics:
         publish_metrics(platform, result)
     bucket = platform.artifact_bucket
     log.info("drift checked", verdict=result.verdict, drifted=result.drifted_features,
-             result=f"s3://{bucket}/{result_key}")  # fmt: skip
+             result=f"s3://{bucket}/{result_key}", compute_seconds=round(compute_s, 2),
+             write_seconds=round(time.perf_counter() - t0, 2))  # fmt: skip
     return Outcome(result, f"s3://{bucket}/{result_key}", f"s3://{bucket}/{report_key}")
 
 
