@@ -237,6 +237,8 @@ def main() -> None:
         "benchmark": "drift",
         "python": _platform.python_version(),
         "cpus": os.cpu_count(),
+        # Other work on the machine slows every figure alike; the ratios stand.
+        "load_avg_1m_start": round(os.getloadavg()[0], 2),
     }
     result |= bench_ks(args.rows, args.repeats)
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
