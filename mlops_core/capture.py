@@ -83,6 +83,18 @@ class CaptureSchema:
         return arrow_schema(self.features, self.task)
 
 
+def schema_for(manifest: Any, baseline: dict[str, Any] | None = None) -> CaptureSchema:
+    """The capture schema of a published version, for the writer and the reader alike.
+
+    The prediction's type follows the version's task: the manifest's ``task`` where it
+    has one, else the baseline's prediction summary (a category summary means labels)."""
+    task = getattr(manifest, "task", None)
+    if task not in ("regression", "classification"):
+        kind = ((baseline or {}).get("predictions") or {}).get("type")
+        task = "classification" if kind == "category" else "regression"
+    return CaptureSchema(manifest.project, manifest.version, tuple(manifest.features), task)
+
+
 def arrow_schema(features: Sequence[FeatureSpec], task: Task = "regression") -> pa.Schema:
     """The Parquet schema of a version's capture files."""
     prediction = pa.string() if task == "classification" else pa.float64()

@@ -17,7 +17,6 @@ from typing import Any
 
 from mlops_core import aws, capture, drift_result
 from mlops_core.artifacts import BASELINE_FILE
-from mlops_core.capture import CaptureSchema
 from mlops_core.drift_result import DriftResult
 from mlops_core.errors import IntegrityError, InvalidInput, NotFound
 from mlops_core.logs import get_logger
@@ -100,13 +99,7 @@ def run(
     registry = Registry(platform)
     manifest = registry.get_manifest(project, version)
     baseline = _baseline(registry, project, version)
-    # What serving wrote for this version: the prediction's type follows the baseline's.
-    task = (
-        "classification"
-        if baseline.get("predictions", {}).get("type") == "category"
-        else "regression"
-    )
-    schema = CaptureSchema(project, version, tuple(manifest.features), task)
+    schema = capture.schema_for(manifest, baseline)
     t0 = time.perf_counter()
     window = capture.read_window(platform, schema, env, start, end, capture.DRIFT_COLUMNS)
     read_s = time.perf_counter() - t0

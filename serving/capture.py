@@ -205,7 +205,10 @@ class CaptureWriter:
             if stop:
                 return  # close() flushes the rest
             if buffered >= self.settings.batch_records or time.monotonic() >= deadline:
-                self.flush()
+                try:
+                    self.flush()
+                except Exception as exc:  # noqa: BLE001 - the writer thread must live on
+                    log.error("capture flush failed", error=str(exc)[:300])
                 deadline = time.monotonic() + self.settings.flush_seconds
 
     # -- writing ------------------------------------------------------------------------

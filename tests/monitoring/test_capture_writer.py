@@ -205,3 +205,17 @@ def test_request_models_are_rows_too(platform, schema):
     w.close()
     (got,) = capture.records(window(platform, schema).table)
     assert got["input"] == {"x0": 1.0, "x1": 2.0, "items": 3, "color": "red"}
+
+
+def test_the_schema_follows_the_versions_task():
+    from types import SimpleNamespace
+
+    from mlops_core.capture import schema_for
+
+    m = SimpleNamespace(project="p", version="20261128T060000Z-abcdef0", features=FEATURES)
+    assert schema_for(m).task == "regression"
+    labels = {"predictions": {"type": "category", "counts": {"a": 1}}}
+    assert schema_for(m, labels).task == "classification"
+    assert schema_for(SimpleNamespace(**vars(m), task="classification")).task == "classification"
+    schema = schema_for(SimpleNamespace(**vars(m), task="classification"))
+    assert str(schema.arrow_schema.field("output").type.field("prediction").type) == "string"

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from mlops_core.artifacts import DataInfo, Manifest, write_version_folder
-from mlops_core.capture import CaptureSchema, arrow_schema
+from mlops_core.capture import CaptureSchema, arrow_schema, schema_for
 from mlops_core.features import FeatureSpec
 from mlops_core.pointer import ModelPointer, PointerStore
 from mlops_core.registry import Registry
@@ -114,7 +114,7 @@ def publish_version(
 
 
 def capture_schema(manifest: Manifest) -> CaptureSchema:
-    return CaptureSchema(manifest.project, manifest.version, tuple(manifest.features))
+    return schema_for(manifest)
 
 
 def records(cols: dict[str, np.ndarray]) -> list[dict[str, Any]]:
