@@ -177,6 +177,16 @@ def bench_job(rows: int, format_rows: int, work: Path) -> dict:
         if proc.returncode not in (0, 1):
             raise SystemExit(f"the job failed ({proc.returncode}):\n{err[-3000:]}")
         drifted = [line for line in out.splitlines() if line.startswith(("drift:", "no drift:"))]
+        logs = {}
+        for line in err.splitlines():
+            if line.startswith("{"):
+                event = json.loads(line)
+                logs[event.get("event")] = event
+        phases = {
+            "job_read_s": logs.get("window read", {}).get("seconds"),
+            "job_compute_s": logs.get("drift checked", {}).get("compute_seconds"),
+            "job_write_s": logs.get("drift checked", {}).get("write_seconds"),
+        }
 
         # The capture format: the same records as Parquet and as gzip JSON lines.
         names = [f.name for f in features]
@@ -216,6 +226,7 @@ def bench_job(rows: int, format_rows: int, work: Path) -> dict:
         "job_features": len(features),
         "job_files": -(-rows // BATCH),
         "job_wall_s": round(wall, 2),
+        **phases,
         "job_peak_rss_mib": round(peak_mib, 1),
         "job_exit_code": proc.returncode,
         "job_summary": drifted[0].strip() if drifted else "",

@@ -145,11 +145,16 @@ class _Column:
 
 
 def _as_float(column: pa.ChunkedArray) -> np.ndarray:
-    return column.cast(pa.float64()).fill_null(float("nan")).to_numpy()
+    """A fresh, writable float array (nulls as NaN): the job sorts it in place."""
+    floats = column.cast(pa.float64())
+    if floats.null_count:
+        floats = floats.fill_null(float("nan"))
+    values = floats.to_numpy()
+    return values if values.flags.writeable else values.copy()
 
 
 def _numeric(ref: Reference, values: np.ndarray, config: DriftConfig, col: _Column) -> None:
-    current, _ = stats.sort_present(values)
+    current, _ = stats.sort_present(values, in_place=True)
     col.rows = int(current.size)
     if current.size < config.min_rows or ref.sample.size == 0:
         col.too_few = _too_few(current.size, ref.sample.size, config.min_rows)

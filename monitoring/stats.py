@@ -33,9 +33,14 @@ SCIPY_EXACT_MAX = 10_000
 PSI_EPSILON = 1e-4
 
 
-def sort_present(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """``values`` sorted without NaNs (one sort: NaNs sort last), and how many were NaN."""
-    ordered = np.sort(np.asarray(values, dtype=np.float64))
+def sort_present(values: np.ndarray, *, in_place: bool = False) -> tuple[np.ndarray, int]:
+    """``values`` sorted without NaNs (one sort: NaNs sort last), and how many were NaN.
+    ``in_place`` sorts the caller's float64 array itself instead of a copy."""
+    if in_place and values.dtype == np.float64 and values.flags.writeable:
+        values.sort()
+        ordered = values
+    else:
+        ordered = np.sort(np.asarray(values, dtype=np.float64))
     present = ordered.size - int(np.count_nonzero(np.isnan(ordered)))
     return ordered[:present], ordered.size - present  # a view: no copy
 
