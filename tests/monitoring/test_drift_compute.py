@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -10,6 +11,7 @@ from drift_data import build_baseline, columns, schema_features, window_table
 
 from mlops_core.capture import CaptureSchema, Window
 from mlops_core.drift_result import DriftConfig, DriftResult
+from mlops_core.errors import IntegrityError
 from monitoring import drift
 from monitoring.settings import DriftSettings
 
@@ -180,3 +182,26 @@ def test_result_round_trips_through_json():
     result = run(columns(FEATURES, 2_000, 11, shift={"x0": 1.0}))
     again = DriftResult.model_validate_json(result.model_dump_json())
     assert again == result
+
+
+def test_baselines_written_before_psi_bins_still_work():
+    old = copy.deepcopy(BASELINE)
+    for summary in old["features"].values():
+        summary.pop("psi_bins", None)
+    cols = columns(FEATURES, 10_000, 12, shift={"x5": 1.0})
+    result, current = run(cols, baseline=old), run(cols)
+    assert result.drifted_features == current.drifted_features == ["x5"]
+    x5 = next(c for c in result.features if c.name == "x5")
+    # Deciles of the sample instead of the training column: close, not equal.
+    assert x5.scores["psi"] == pytest.approx(current.features[0].scores["psi"], rel=0.25)
+
+
+def test_a_baseline_without_a_feature_is_an_integrity_error():
+    broken = copy.deepcopy(BASELINE)
+    del broken["features"]["x0"]
+    with pytest.raises(IntegrityError, match="no summary for feature 'x0'"):
+        run(columns(FEATURES, 200, 13), baseline=broken)
+    broken = copy.deepcopy(BASELINE)
+    del broken["features"]["x1"]["sample"]
+    with pytest.raises(IntegrityError, match="feature 'x1'"):
+        run(columns(FEATURES, 200, 13), baseline=broken)
