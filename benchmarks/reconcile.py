@@ -240,8 +240,8 @@ def main() -> None:
 
 def run(args: argparse.Namespace, n: int, work: Path) -> dict:
     # Imported after the environment points at the local endpoint.
-    from controller.daemon import Controller
     from controller.reconcile import Reconciler
+    from controller.runtime import Controller
     from controller.sources import DirectorySource
     from mlops_core.registry import Registry
 

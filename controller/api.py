@@ -12,6 +12,7 @@ Status follows the Kubernetes API conventions: ``observedGeneration`` and a list
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -29,6 +30,37 @@ PLURAL = "modeldeployments"
 SINGULAR = "modeldeployment"
 SHORT_NAMES = ["mdep"]
 CATEGORIES = ["mlops"]
+
+#: The namespace of a deployment whose manifest names none (folder and S3 manifests).
+DEFAULT_NAMESPACE = "default"
+
+# What deleting a ModelDeployment does to AWS, for every source: ``Retain`` (the default)
+# leaves the service and the pointer as they are and releases the ownership claim, so a
+# new ModelDeployment can adopt the env; ``ScaleToZero`` also scales the service to zero.
+# The controller's setting is the default; the annotation overrides it per object.
+DeletePolicy = Literal["Retain", "ScaleToZero"]
+DELETE_POLICIES: tuple[DeletePolicy, ...] = ("Retain", "ScaleToZero")
+DELETE_POLICY_ANNOTATION = f"{GROUP}/delete-policy"
+
+
+def deployment_key(namespace: str | None, name: str) -> str:
+    """``namespace/name``: the one way a deployment is named in keys, tags and logs."""
+    return f"{namespace or DEFAULT_NAMESPACE}/{name}"
+
+
+def delete_policy(annotations: Mapping[str, str] | None, default: DeletePolicy) -> DeletePolicy:
+    """The delete policy an object asks for (its annotation), else ``default``.
+
+    Raises ValueError naming the bad value; callers decide whether that blocks anything
+    (a typo must never keep an object from being deleted)."""
+    value = (annotations or {}).get(DELETE_POLICY_ANNOTATION, default)
+    if value not in DELETE_POLICIES:
+        raise ValueError(
+            f"annotation {DELETE_POLICY_ANNOTATION}: unknown delete policy {value!r}; "
+            f"use one of {', '.join(DELETE_POLICIES)}"
+        )
+    return value  # type: ignore[return-value]
+
 
 # A container image reference: [registry[:port]/]path[:tag][@sha256:digest].
 IMAGE_RE = re.compile(
@@ -213,7 +245,7 @@ class ModelDeployment(_Wire):
     @property
     def key(self) -> str:
         """Unique key of this deployment within its source: ``namespace/name``."""
-        return f"{self.metadata.namespace or 'default'}/{self.metadata.name}"
+        return deployment_key(self.metadata.namespace, self.metadata.name)
 
 
 ConditionType = Literal["Ready", "Progressing", "Degraded"]
@@ -298,3 +330,22 @@ def set_condition(
             )
         )
     return out
+
+
+def degraded_status(
+    previous: ModelDeploymentStatus | None,
+    generation: int | None,
+    reason: str,
+    message: str,
+    now: datetime | None = None,
+) -> ModelDeploymentStatus:
+    """``previous`` blocked for ``reason``: Degraded=True, Ready=False, Progressing=False,
+    all three saying why. The one place a blocked status is built (bad input, conflicts,
+    AWS errors, gates: whatever stops a deployment)."""
+    prev = previous or ModelDeploymentStatus()
+    conditions = list(prev.conditions)
+    for type_, value in (("Degraded", "True"), ("Progressing", "False"), ("Ready", "False")):
+        conditions = set_condition(
+            conditions, type_, value, reason, message, observed_generation=generation, now=now
+        )
+    return prev.model_copy(update={"observed_generation": generation, "conditions": conditions})

@@ -45,6 +45,7 @@ from controller.actions import (
     describe,
 )
 from controller.observe import parse_task_definition
+from controller.ownership import other_owner
 from controller.plan import NetworkConfig
 from mlops_core import aws
 from mlops_core.errors import IntegrityError
@@ -102,12 +103,26 @@ class Executor:
         return aws.client("ecs")
 
     def execute(
-        self, actions: list[Action], log, report: ExecutionReport | None = None
+        self,
+        actions: list[Action],
+        log,
+        report: ExecutionReport | None = None,
+        *,
+        fence: Callable[[], bool] | None = None,
     ) -> ExecutionReport:
         """Run ``actions`` in order; ``report`` (pass one in to read it after an error)
-        collects what was done."""
+        collects what was done. ``fence()`` False before an action stops the run there
+        with LeaseLost: the controller may no longer write."""
+        from controller.reconcile import LeaseLost
+
         report = report if report is not None else ExecutionReport()
         for index, action in enumerate(actions):
+            if fence is not None and not fence():
+                raise LeaseLost(
+                    f"the lease lapsed before: {describe(action)}; not done",
+                    hint="another controller may hold the source now; this one retries "
+                    "once it holds the lease again",
+                )
             alog = log.bind(action=type(action).__name__)
             alog.info("executing", what=describe(action))
             self._run(action, report, alog)
@@ -293,6 +308,7 @@ class Executor:
     def scale_to_zero(self, deployment_key: str, service: str) -> bool:
         """Scale ``service`` to zero tasks if it is ``deployment_key``'s (its tag names
         the key, or it has none). Returns whether anything changed; safe to repeat."""
+
         found = self._ecs.describe_services(
             cluster=self.platform.ecs_cluster, services=[service], include=["TAGS"]
         )
@@ -300,7 +316,7 @@ class Executor:
         if not live:
             return False
         tags = {t["key"]: t["value"] for t in live[0].get("tags", [])}
-        if tags.get(TAG_DEPLOYMENT) not in (None, deployment_key):
+        if other_owner(deployment_key, tags) is not None:
             return False  # another deployment (another namespace) owns the service now
         if live[0].get("desiredCount", 0) == 0:
             return False

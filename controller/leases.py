@@ -1,17 +1,23 @@
 """Leases: at most one controller acts on a deployment at a time.
 
-Two kinds, one per source:
+Two kinds:
 
 - :class:`FileLock` (folder source): an ``fcntl`` lock on ``DIR/.leases/NAME.lock``, taken
   without blocking around each reconcile of NAME. The kernel drops it when the process
   dies, so there is nothing to expire.
-- :class:`S3Lease` (S3 source): one lease object per source, ``PREFIX/.leases/controller.json``,
+- :class:`Lease` (S3 and Kubernetes sources): leader election over a
+  :class:`LeaseStore` written only with conditional writes. For S3 one lease object per
+  source, ``PREFIX/.leases/controller.json``,
   holding the holder's id and an expiry. Acquired with a conditional put
   (``IfNoneMatch="*"``: only if absent), renewed and taken over with ``IfMatch=<etag>``
   (only if nobody wrote it since we read it), released by writing it expired, again with
   ``IfMatch``. S3 answers 412 PreconditionFailed to the loser of any race. One lease per
   source rather than per key keeps the steady state write-free: a renewal is one PUT per
-  ``ttl/3`` seconds, not one per deployment.
+  ``ttl/3`` seconds, not one per deployment. For Kubernetes a ``coordination.k8s.io``
+  Lease, replaced with its ``resourceVersion`` (:mod:`controller.sources.kube`).
+
+A lease also fences writes: :meth:`Lease.may_write` is true only while the lease will
+outlast one more AWS call, and every write of a reconcile checks it first.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from mlops_core import aws
 from mlops_core.logs import get_logger
@@ -58,100 +65,127 @@ class FileLock:
 
 
 def holder_id() -> str:
-    """host:pid:random, so that two controllers never share an identity."""
+    """host:pid:random, so that two controllers never share an identity. A deployment
+    that has a stable identity per replica (a pod's name) sets it instead, and a
+    replica restarted after a crash then takes its own lease back at once."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class LeaseStore(Protocol):
+    """Where a lease lives, written only with conditional writes (the loser of a race
+    gets None). ``token`` is the store's version of the object (ETag, resourceVersion)."""
+
+    uri: str
+
+    def read(self) -> tuple[LeaseRecord, str] | None: ...
+
+    def create(self, record: LeaseRecord) -> str | None: ...
+
+    def replace(self, record: LeaseRecord, token: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    holder: str | None  # None: released
+    ttl: float
+    renewed_at: float  # wall clock (time.time())
+    expires_at: float
+
+    def live(self, now: float) -> bool:
+        return self.holder is not None and self.expires_at > now
 
 
 @dataclass
 class _Held:
-    etag: str
+    token: str
     renewed: float  # local monotonic time of the last successful write
 
 
-class S3Lease:
-    """A lease object in S3, written only with conditional puts."""
+class Lease:
+    """Leader election over a :class:`LeaseStore`: acquire if free, expired or our own;
+    renew every ttl/3; release on shutdown. The same for S3 and Kubernetes."""
 
     def __init__(
-        self, bucket: str, key: str, *, holder: str | None = None, ttl: float = 30.0
+        self,
+        store: LeaseStore,
+        *,
+        holder: str | None = None,
+        ttl: float = 30.0,
+        write_budget: float | None = None,
+        clock=time.monotonic,
+        wall=time.time,
     ) -> None:
-        self.bucket = bucket
-        self.key = key
+        self.store = store
         self.holder = holder or holder_id()
         self.ttl = ttl
+        #: The longest one AWS call may take (timeouts x attempts): a write starts only
+        #: if the lease outlasts it (see :meth:`may_write`).
+        self.write_budget = ttl / 3 if write_budget is None else write_budget
+        self._clock = clock
+        self._wall = wall
         self._held: _Held | None = None
         self._lock = threading.Lock()
         #: Bumped on every fresh acquisition; sources drop caches written under an older one.
         self.epoch = 0
 
     @property
-    def _s3(self):
-        return aws.client("s3")
+    def uri(self) -> str:
+        return self.store.uri
 
-    def _body(self, expires_in: float) -> bytes:
-        return json.dumps(
-            {
-                "holder": self.holder if expires_in > 0 else None,
-                "ttlSeconds": self.ttl,
-                "renewedAt": time.time(),
-                "expiresAt": time.time() + expires_in if expires_in > 0 else 0,
-            }
-        ).encode()
+    def _record(self, expires_in: float) -> LeaseRecord:
+        now = self._wall()
+        return LeaseRecord(
+            holder=self.holder if expires_in > 0 else None,
+            ttl=self.ttl,
+            renewed_at=now,
+            expires_at=now + expires_in if expires_in > 0 else 0.0,
+        )
 
-    def _put(self, expires_in: float, **condition: str) -> str | None:
-        """Conditional put; the new ETag, or None if someone else won the race."""
-        try:
-            out = self._s3.put_object(
-                Bucket=self.bucket,
-                Key=self.key,
-                Body=self._body(expires_in),
-                ContentType="application/json",
-                **condition,
-            )
-        except self._s3.exceptions.ClientError as exc:
-            if aws.error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return None
-            raise
-        return out["ETag"]
+    def _elapsed(self) -> float | None:
+        h = self._held
+        return None if h is None else self._clock() - h.renewed
 
     def held(self) -> bool:
         """True while our last renewal is younger than the ttl (minus a safety margin)."""
-        h = self._held
-        return h is not None and time.monotonic() - h.renewed < self.ttl * 0.8
+        elapsed = self._elapsed()
+        return elapsed is not None and elapsed < self.ttl * 0.8
+
+    def may_write(self) -> bool:
+        """The write fence: held, and for long enough that one more AWS call ends before
+        anyone else could take the lease over."""
+        elapsed = self._elapsed()
+        return elapsed is not None and elapsed + self.write_budget < self.ttl
 
     def ensure(self) -> bool:
-        """Hold the lease: renew it if a third of the ttl has passed, acquire it if free or
-        expired. False if another live controller holds it."""
+        """Hold the lease: renew it if a third of the ttl has passed, acquire it if free,
+        expired or ours. False if another live controller holds it."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             if self._held is not None and now - self._held.renewed < self.ttl / 3:
                 return True
             if self._held is not None:
-                etag = self._put(self.ttl, IfMatch=self._held.etag)
-                if etag is not None:
-                    self._held = _Held(etag, now)
+                token = self.store.replace(self._record(self.ttl), self._held.token)
+                if token is not None:
+                    self._held = _Held(token, now)
                     return True
-                log.warning("lease lost", lease=self.uri)
+                log.warning("lease lost", lease=self.uri, holder=self.holder)
                 self._held = None
             return self._acquire(now)
 
     def _acquire(self, now: float) -> bool:
-        try:
-            current = self._s3.get_object(Bucket=self.bucket, Key=self.key)
-        except self._s3.exceptions.NoSuchKey:
-            etag = self._put(self.ttl, IfNoneMatch="*")
+        current = self.store.read()
+        if current is None:
+            token = self.store.create(self._record(self.ttl))
         else:
-            body = json.loads(current["Body"].read() or b"{}")
-            if (
-                body.get("holder") not in (None, self.holder)
-                and body.get("expiresAt", 0) > time.time()
-            ):
+            record, version = current
+            if record.holder != self.holder and record.live(self._wall()):
                 return False
-            etag = self._put(self.ttl, IfMatch=current["ETag"])
-            if etag is not None and body.get("holder") not in (None, self.holder):
-                log.info("lease taken over after expiry", lease=self.uri, previous=body["holder"])
-        if etag is None:
+            token = self.store.replace(self._record(self.ttl), version)
+            if token is not None and record.holder not in (None, self.holder):
+                log.info("lease taken over after expiry", lease=self.uri, previous=record.holder)
+        if token is None:
             return False
-        self._held = _Held(etag, now)
+        self._held = _Held(token, now)
         self.epoch += 1
         log.info("lease acquired", lease=self.uri, holder=self.holder)
         return True
@@ -161,10 +195,66 @@ class S3Lease:
         with self._lock:
             if self._held is None:
                 return
-            self._put(0, IfMatch=self._held.etag)
+            self.store.replace(self._record(0), self._held.token)
             self._held = None
             log.info("lease released", lease=self.uri, holder=self.holder)
 
+
+class S3LeaseStore:
+    """A lease object in S3: created with ``IfNoneMatch="*"``, replaced with
+    ``IfMatch=<etag>``; S3 answers 412 PreconditionFailed to the loser of any race."""
+
+    def __init__(self, bucket: str, key: str) -> None:
+        self.bucket = bucket
+        self.key = key
+        self.uri = f"s3://{bucket}/{key}"
+
     @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
+    def _s3(self):
+        return aws.client("s3")
+
+    def read(self) -> tuple[LeaseRecord, str] | None:
+        try:
+            current = self._s3.get_object(Bucket=self.bucket, Key=self.key)
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        body = json.loads(current["Body"].read() or b"{}")
+        record = LeaseRecord(
+            holder=body.get("holder"),
+            ttl=float(body.get("ttlSeconds") or 0),
+            renewed_at=float(body.get("renewedAt") or 0),
+            expires_at=float(body.get("expiresAt") or 0),
+        )
+        return record, current["ETag"]
+
+    def _put(self, record: LeaseRecord, **condition: str) -> str | None:
+        body = {
+            "holder": record.holder,
+            "ttlSeconds": record.ttl,
+            "renewedAt": record.renewed_at,
+            "expiresAt": record.expires_at,
+        }
+        try:
+            out = self._s3.put_object(
+                Bucket=self.bucket,
+                Key=self.key,
+                Body=json.dumps(body).encode(),
+                ContentType="application/json",
+                **condition,
+            )
+        except self._s3.exceptions.ClientError as exc:
+            if aws.error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return None
+            raise
+        return out["ETag"]
+
+    def create(self, record: LeaseRecord) -> str | None:
+        return self._put(record, IfNoneMatch="*")
+
+    def replace(self, record: LeaseRecord, token: str) -> str | None:
+        return self._put(record, IfMatch=token)
+
+
+def S3Lease(bucket: str, key: str, **kwargs) -> Lease:  # noqa: N802 - reads as a class
+    """The S3 source's lease: ``s3://bucket/key``."""
+    return Lease(S3LeaseStore(bucket, key), **kwargs)

@@ -14,8 +14,8 @@ from pathlib import PurePosixPath
 
 import yaml
 
-from controller.api import ModelDeployment
-from mlops_core.errors import InvalidInput
+from controller.api import ModelDeployment, deployment_key
+from mlops_core.errors import InvalidInput, MlopsError
 from mlops_core.yamlio import validate_yaml
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -51,15 +51,68 @@ def _line_of_name(text: str) -> int:
     return 1
 
 
-def key_of(text: str, name: str) -> str:
-    """``namespace/NAME`` of a manifest that may not validate: its metadata.namespace if
-    that much can be read, else ``default`` (as :attr:`ModelDeployment.key` does)."""
+def _loose(text: str) -> dict:
+    """What can be read of a manifest that may not validate (for keys and policies)."""
     try:
         data = yaml.safe_load(text)
-        namespace = data["metadata"]["namespace"]
-    except (yaml.YAMLError, TypeError, KeyError):
-        namespace = None
-    return f"{namespace if isinstance(namespace, str) and namespace else 'default'}/{name}"
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _str_field(data: dict, *path: str) -> str | None:
+    for part in path:
+        data = data.get(part) if isinstance(data, dict) else None  # type: ignore[assignment]
+    return data if isinstance(data, str) and data else None  # type: ignore[return-value]
+
+
+def key_of(text: str, name: str) -> str:
+    """``namespace/NAME`` of a manifest that may not validate: its metadata.namespace if
+    that much can be read, else the default (as :attr:`ModelDeployment.key` does)."""
+    return deployment_key(_str_field(_loose(text), "metadata", "namespace"), name)
+
+
+def load_document(raw: bytes | MlopsError, where: str, name: str):
+    """A folder or S3 manifest (its bytes, or the error reading them) as a
+    :class:`~controller.sources.base.Document`. Nothing here raises for a bad manifest."""
+    from controller.sources.base import Document
+
+    if isinstance(raw, MlopsError):
+        return Document(name, deployment_key(None, name), "unreadable", error=raw)
+    digest = "raw:" + hashlib.sha256(raw).hexdigest()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start : exc.start + 1]
+        error = InvalidInput(
+            f"the manifest is not UTF-8 text (byte {exc.start} is {bad!r})",
+            where=where,
+            hint="save it as UTF-8 YAML",
+        )
+        return Document(name, deployment_key(None, name), digest, error=error)
+    loose = _loose(text)
+    fields = {
+        "key": key_of(text, name),
+        "annotations": {
+            str(k): str(v)
+            for k, v in ((loose.get("metadata") or {}).get("annotations") or {}).items()
+        }
+        if isinstance((loose.get("metadata") or {}).get("annotations"), dict)
+        else None,
+        "project": _str_field(loose, "spec", "project"),
+        "env": _str_field(loose, "spec", "env"),
+    }
+    try:
+        deployment = parse_manifest(text, where, expected_name=name)
+    except MlopsError as error:
+        return Document(name, digest=digest, error=error, **fields)
+    return Document(
+        name,
+        digest=spec_hash(deployment),
+        deployment=deployment,
+        generation=deployment.metadata.generation,
+        **fields,
+    )
 
 
 def dump_manifest(deployment: ModelDeployment) -> str:
@@ -85,12 +138,6 @@ def spec_hash(deployment: ModelDeployment) -> str:
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def text_hash(text: str) -> str:
-    """Hash of an unparseable manifest's raw text, so that editing it still counts as a
-    spec change (a new generation) even though there is no spec to hash."""
-    return "raw:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def manifest_name(filename: str) -> str | None:

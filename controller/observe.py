@@ -33,13 +33,13 @@ from controller.actions import (
     ENV_MODEL_URI,
     ENV_MODEL_VERSION,
     ENV_PROJECT,
-    TAG_DEPLOYMENT,
     TaskSpec,
 )
 from controller.api import ModelDeployment, ModelDeploymentStatus
+from controller.ownership import batch_winner, conflict
 from mlops_core import aws
 from mlops_core.artifacts import Manifest
-from mlops_core.errors import Conflict, InvalidInput, MlopsError, NotFound
+from mlops_core.errors import InvalidInput, MlopsError, NotFound
 from mlops_core.naming import Platform
 from mlops_core.pointer import ModelPointer
 from mlops_core.project import ProjectConfig
@@ -301,15 +301,10 @@ class Observer:
         keys = claims[name]
         if len(keys) < 2:
             return
-        owner = service.tags.get(TAG_DEPLOYMENT) if service is not None else None
-        winner = owner if owner in keys else keys[0]
+        winner = batch_winner(service.tags if service is not None else None, keys)
         if deployment.key != winner:
-            raise Conflict(
-                f"{deployment.spec.project}/{deployment.spec.env} is also deployed by "
-                f"ModelDeployment {winner}",
-                where="spec.project/spec.env",
-                hint="one project/env can have only one ModelDeployment; delete one of them",
-            )
+            s = deployment.spec
+            raise conflict(s.project, s.env, deployment.key, winner)
 
     # -- AWS batches -------------------------------------------------------------------
     def _pointers(self, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], ModelPointer | None]:

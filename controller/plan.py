@@ -49,6 +49,7 @@ from controller.actions import (
 from controller.api import (
     ModelDeployment,
     ModelDeploymentStatus,
+    degraded_status,
     set_condition,
 )
 from controller.observe import (
@@ -59,6 +60,7 @@ from controller.observe import (
     ServiceState,
     TaskDefinitionState,
 )
+from controller.ownership import conflict, other_owner
 from mlops_core.artifacts import Manifest
 from mlops_core.gates import evaluate, failed, merge
 from mlops_core.naming import MANAGED_BY_TAG, Platform
@@ -300,22 +302,18 @@ class _Planner:
     # -- outcomes ----------------------------------------------------------------------
     def blocked(self, reason: str, message: str, requeue: float | None = None) -> Decision:
         """Nothing to do until something changes: say why on all three conditions."""
-        self.status.set(DEGRADED, True, reason, message)
-        self.status.set(PROGRESSING, False, reason, message)
-        self.status.set(READY, False, reason, message)
-        return Decision([], self.status.build(), requeue, degraded=True)
+        status = degraded_status(self.status.build(), self.gen, reason, message, self.observed.now)
+        return Decision([], status, requeue, degraded=True)
 
     def decide(self) -> Decision:
         obs = self.observed
         if obs.error is not None:
             return self.blocked(obs.error.reason, obs.error.render())
         svc = obs.service
-        owner = svc.tags.get(TAG_DEPLOYMENT) if svc else None
-        if svc is not None and owner and owner != self.dep.key:
+        owner = other_owner(self.dep.key, svc.tags) if svc is not None else None
+        if owner is not None:
             return self.blocked(
-                "Conflict",
-                f"ECS service {svc.name} belongs to ModelDeployment {owner}; one project/env "
-                "can have only one ModelDeployment. Delete one of the two.",
+                "Conflict", conflict(self.spec.project, self.spec.env, self.dep.key, owner).render()
             )
         if svc is not None and svc.status == "DRAINING":
             return self.blocked(

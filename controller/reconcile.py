@@ -9,12 +9,14 @@ retry), so a caller that loses it only costs a re-derivation from AWS.
     reconciler = Reconciler()
     result = reconciler.reconcile(deployment, previous_status)
     save(result.status)
-    if result.requeue_after is not None:
-        schedule(deployment.key, after=result.requeue_after)
+    match result.requeue:   # how to retry, controller-runtime style
+        case Requeue(after=seconds) if seconds is not None: schedule(key, after=seconds)
+        case Requeue(backoff=True): schedule(key, after=backoff(key))
+        case _: pass        # done until the spec or AWS changes (the resync still looks)
 
 Expected failures never raise: bad input, gates, failed rollouts and AWS errors all come
-back as a Degraded condition on that deployment's status; other deployments of the same
-``reconcile_many`` call are unaffected.
+back as a Degraded condition on that deployment's status, with the requeue that fits;
+other deployments of the same ``reconcile_many`` call are unaffected.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from datetime import UTC, datetime
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from controller.actions import Action, describe
-from controller.api import ModelDeployment, ModelDeploymentStatus, set_condition
+from controller.actions import Action, MovePointer, UpdateService, describe
+from controller.api import DeletePolicy, ModelDeployment, ModelDeploymentStatus, degraded_status
 from controller.execute import ExecutionReport, Executor
 from controller.observe import Observed, Observer
-from controller.plan import RETRY_SECONDS, Decision, Desired, NetworkConfig, decide
+from controller.plan import Decision, Desired, NetworkConfig, decide
 from mlops_core import aws
 from mlops_core.errors import MlopsError
 from mlops_core.naming import Platform
@@ -39,32 +41,85 @@ from mlops_core.registry import Registry
 Items = list[tuple[ModelDeployment, ModelDeploymentStatus | None]]
 
 
+@dataclass(frozen=True)
+class Requeue:
+    """How a key is retried after a reconcile, as controller-runtime's ``Result`` says it:
+    ``after`` seconds (a rollout in progress, actions just taken), with the key's
+    exponential ``backoff`` (a transient failure: AWS unreachable or throttled, a source
+    that could not be read), or neither: done until the next change or resync (converged,
+    or blocked on something only a person can fix, such as a bad spec or a conflict)."""
+
+    after: float | None = None
+    backoff: bool = False
+
+    @classmethod
+    def in_(cls, seconds: float | None) -> Requeue:
+        return cls(after=seconds) if seconds is not None else DONE
+
+
+DONE = Requeue()
+BACKOFF = Requeue(backoff=True)
+
+
+class LeaseLost(MlopsError):
+    """The lease lapsed before a write: the write was not made (another controller may
+    hold the source now). Retried with backoff once the lease is held again."""
+
+    reason = "LeaseLost"
+    exit_code = 4
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A change made outside the controller, found on a deployment it had converged."""
+
+    kind: str  # pointer | service
+    found: str  # what was there (the hand-set value)
+    restored: str  # what the controller puts back
+
+
+def find_drift(
+    generation: int | None,
+    status: ModelDeploymentStatus | None,
+    observed: Observed,
+    actions: list[Action],
+) -> list[Drift]:
+    """The planned actions that revert hand-made changes rather than deploy a spec: the
+    spec is the one already converged (same generation, same version), yet the pointer or
+    the service's revision differs from what the controller last set."""
+    if status is None or status.observed_generation != generation or not status.current_version:
+        return []
+    out = []
+    for action in actions:
+        match action:
+            case MovePointer(version=v) if observed.pointer is not None:
+                p = observed.pointer
+                if v == status.current_version and p.version != v:
+                    when = f"{p.promoted_at:%Y-%m-%dT%H:%M:%SZ}"
+                    found = f"{p.version} (by {p.promoted_by} at {when})"
+                    out.append(Drift("pointer", found, v))
+            case UpdateService(task_definition=arn) if observed.service is not None:
+                live = observed.service.task_definition
+                wanted = arn or status.task_definition
+                if status.task_definition and live != status.task_definition and wanted:
+                    out.append(Drift("service", live.rpartition("/")[2], wanted.rpartition("/")[2]))
+    return out
+
+
 @dataclass
 class ReconcileResult:
     key: str
     status: ModelDeploymentStatus
     #: The actions carried out in this pass (all of them unless an error stopped it).
     actions: list[Action] = field(default_factory=list)
-    #: Seconds until this deployment should be reconciled again (a rollout in progress,
-    #: actions just taken, a transient error); None: only on the next change or resync.
-    requeue_after: float | None = None
+    requeue: Requeue = DONE
     degraded: bool = False
+    #: Hand-made changes this pass put back.
+    drift: list[Drift] = field(default_factory=list)
 
-
-def _status_with(
-    previous: ModelDeploymentStatus | None,
-    generation: int | None,
-    reason: str,
-    message: str,
-    now: datetime | None = None,
-) -> ModelDeploymentStatus:
-    prev = previous or ModelDeploymentStatus()
-    conditions = list(prev.conditions)
-    for type_, value in (("Degraded", "True"), ("Ready", "False"), ("Progressing", "False")):
-        conditions = set_condition(
-            conditions, type_, value, reason, message, observed_generation=generation, now=now
-        )
-    return prev.model_copy(update={"observed_generation": generation, "conditions": conditions})
+    @property
+    def requeue_after(self) -> float | None:
+        return self.requeue.after
 
 
 def invalid_status(
@@ -76,7 +131,7 @@ def invalid_status(
 ) -> ModelDeploymentStatus:
     """The status of a manifest that failed to parse or validate: Degraded=True with the
     error's reason (e.g. InvalidSpec) and message, Ready=False. Makes no AWS call."""
-    return _status_with(previous, generation, error.reason, error.render(), now)
+    return degraded_status(previous, generation, error.reason, error.render(), now)
 
 
 class Reconciler:
@@ -108,25 +163,27 @@ class Reconciler:
     ) -> ReconcileResult:
         return self.reconcile_many([(deployment, status)])[0]
 
-    def retire(self, deployment: ModelDeployment, policy: str) -> bool:
-        """A deployment was deleted: apply its delete policy. ``Retain`` leaves the
-        service and the pointer as they are; ``ScaleToZero`` scales the service to zero
-        tasks (the pointer stays, so re-creating the deployment resumes where it was).
-        Returns whether AWS was changed."""
+    def retire(self, key: str, project: str, env: str, policy: DeletePolicy) -> bool:
+        """Deployment ``key`` of ``project``/``env`` was deleted (from any source): apply
+        its delete policy. ``Retain`` leaves the service and the pointer as they are;
+        ``ScaleToZero`` scales the service to zero tasks (the pointer stays, so
+        re-creating the deployment resumes where it was). Returns whether AWS changed."""
         if policy != "ScaleToZero":
             return False
-        service = self.platform.service_name(deployment.spec.project, deployment.spec.env)
-        return self.executor.scale_to_zero(deployment.key, service)
+        return self.executor.scale_to_zero(key, self.platform.service_name(project, env))
 
-    def reconcile_many(self, items: Items) -> list[ReconcileResult]:
-        """Reconcile several deployments, batching their observe reads."""
+    def reconcile_many(
+        self, items: Items, *, fence: Callable[[], bool] | None = None
+    ) -> list[ReconcileResult]:
+        """Reconcile several deployments, batching their observe reads. ``fence()`` is
+        asked before every write; False stops the pass there (the lease was lost)."""
         if not items:
             return []
         try:
             observed = self.observer.observe_many(items)
         except (ClientError, BotoCoreError) as exc:
             return [self._aws_error(d, st, exc, []) for d, st in items]
-        return [self._one(d, st, obs) for (d, st), obs in zip(items, observed, strict=True)]
+        return [self._one(d, st, obs, fence) for (d, st), obs in zip(items, observed, strict=True)]
 
     # -- one deployment ----------------------------------------------------------------
     def _one(
@@ -134,6 +191,7 @@ class Reconciler:
         deployment: ModelDeployment,
         status: ModelDeploymentStatus | None,
         observed: Observed,
+        fence: Callable[[], bool] | None = None,
     ) -> ReconcileResult:
         gen = deployment.metadata.generation
         log = self.log.bind(key=deployment.key, generation=gen)
@@ -142,16 +200,24 @@ class Reconciler:
         plog = log.bind(action="plan")
         if decision.actions:
             plog.info("planned", actions=[describe(a) for a in decision.actions])
+        drift = find_drift(gen, status, observed, decision.actions)
+        for d in drift:
+            log.bind(action="drift").warning(
+                "reverting a change made outside the controller",
+                kind=d.kind,
+                found=d.found,
+                restored=d.restored,
+            )
         report = ExecutionReport()
         try:
-            self.executor.execute(decision.actions, log, report)
+            self.executor.execute(decision.actions, log, report, fence=fence)
         except MlopsError as exc:
             log.bind(action="execute").warning("action refused", error=exc.render())
             return ReconcileResult(
                 key=deployment.key,
-                status=_status_with(status, gen, exc.reason, exc.render(), self.clock()),
+                status=degraded_status(status, gen, exc.reason, exc.render(), self.clock()),
                 actions=report.done,
-                requeue_after=RETRY_SECONDS,
+                requeue=BACKOFF,
                 degraded=True,
             )
         except (ClientError, BotoCoreError) as exc:
@@ -170,8 +236,9 @@ class Reconciler:
             key=deployment.key,
             status=new_status,
             actions=report.done,
-            requeue_after=decision.requeue_after,
+            requeue=Requeue.in_(decision.requeue_after),
             degraded=decision.degraded,
+            drift=drift,
         )
 
     def _aws_error(
@@ -186,12 +253,12 @@ class Reconciler:
         self.log.bind(key=deployment.key, generation=gen, action="aws").warning(
             "AWS call failed; will retry", error=str(exc), code=code
         )
-        message = f"an AWS call failed ({code}): {exc}; retrying in {RETRY_SECONDS:.0f}s"
+        message = f"an AWS call failed ({code}): {exc}; retrying with backoff"
         return ReconcileResult(
             key=deployment.key,
-            status=_status_with(status, gen, "AWSError", message, self.clock()),
+            status=degraded_status(status, gen, "AWSError", message, self.clock()),
             actions=done,
-            requeue_after=RETRY_SECONDS,
+            requeue=BACKOFF,
             degraded=True,
         )
 

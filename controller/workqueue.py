@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 import itertools
 import random
@@ -19,6 +20,44 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+
+
+class Backoff:
+    """Per-key exponential backoff: ``base * 2^failures``, capped, with jitter (so that
+    many keys failing together do not retry in lockstep). The controller's one formula:
+    the queue's retries and the source poll loop both use it."""
+
+    def __init__(
+        self,
+        *,
+        base: float = 0.5,
+        cap: float = 60.0,
+        jitter: float = 0.5,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base = base
+        self.cap = cap
+        self.jitter = jitter
+        self._rng = rng or random.Random()
+        self._failures: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def next(self, key: str) -> float:
+        """Count a failure of ``key``; the delay before its next attempt."""
+        with self._lock:
+            n = self._failures.get(key, 0)
+            self._failures[key] = n + 1
+            jitter = self._rng.random()
+        delay = min(self.cap, self.base * (2**n))
+        return delay * (1 - self.jitter * jitter)
+
+    def reset(self, key: str) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+    def failures(self, key: str) -> int:
+        with self._lock:
+            return self._failures.get(key, 0)
 
 
 class WorkQueue:
@@ -31,19 +70,16 @@ class WorkQueue:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self.jitter = jitter
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._backoff = Backoff(base=base_delay, cap=max_delay, jitter=jitter, rng=rng)
         self._cond = threading.Condition()
         self._queue: deque[str] = deque()
         self._dirty: set[str] = set()  # queued, or to be queued when its worker is done
         self._processing: set[str] = set()
+        self._since: dict[str, float] = {}  # key -> when it was queued (for queue age)
         self._delayed: list[tuple[float, int, str]] = []  # heap of (when, seq, key)
         self._due: dict[str, float] = {}  # key -> earliest scheduled time (heap is lazy)
         self._seq = itertools.count()
-        self._failures: dict[str, int] = {}
         self._shutdown = False
 
     # -- producers -------------------------------------------------------------------
@@ -63,6 +99,7 @@ class WorkQueue:
         self._due.pop(key, None)  # an immediate add supersedes a scheduled one
         if key not in self._processing:
             self._queue.append(key)
+            self._since.setdefault(key, self._clock())
             self._cond.notify()
 
     def add_after(self, key: str, delay: float) -> None:
@@ -80,12 +117,8 @@ class WorkQueue:
             self._cond.notify()
 
     def backoff(self, key: str) -> float:
-        """The next retry delay of ``key``: base * 2^failures, capped, with jitter."""
-        with self._cond:
-            n = self._failures.get(key, 0)
-            self._failures[key] = n + 1
-        delay = min(self.max_delay, self.base_delay * (2**n))
-        return delay * (1 - self.jitter * self._rng.random())
+        """The next retry delay of ``key`` (see :class:`Backoff`), counting a failure."""
+        return self._backoff.next(key)
 
     def retry(self, key: str) -> float:
         delay = self.backoff(key)
@@ -93,12 +126,17 @@ class WorkQueue:
         return delay
 
     def forget(self, key: str) -> None:
-        with self._cond:
-            self._failures.pop(key, None)
+        self._backoff.reset(key)
 
     def failures(self, key: str) -> int:
+        return self._backoff.failures(key)
+
+    def oldest_wait(self) -> float:
+        """Seconds the longest-waiting queued key has waited (0 when none waits)."""
         with self._cond:
-            return self._failures.get(key, 0)
+            if not self._queue:
+                return 0.0
+            return max(0.0, self._clock() - self._since.get(self._queue[0], self._clock()))
 
     # -- consumers -------------------------------------------------------------------
     def _promote_due_locked(self) -> float | None:
@@ -129,6 +167,7 @@ class WorkQueue:
                     batch = []
                     while self._queue and len(batch) < max_items:
                         key = self._queue.popleft()
+                        self._since.pop(key, None)
                         self._dirty.discard(key)
                         self._processing.add(key)
                         batch.append(key)
@@ -147,6 +186,7 @@ class WorkQueue:
             self._processing.discard(key)
             if key in self._dirty and not self._shutdown:
                 self._queue.append(key)
+                self._since.setdefault(key, self._clock())
                 self._cond.notify()
             self._cond.notify_all()  # wake wait_idle
 
@@ -187,6 +227,14 @@ class WorkQueue:
             return set(self._processing)
 
 
+def _retry_all(queue: WorkQueue) -> Callable[[list[str], BaseException], None]:
+    def on_error(keys: list[str], exc: BaseException) -> None:
+        for key in keys:
+            queue.retry(key)
+
+    return on_error
+
+
 def run_workers(
     queue: WorkQueue,
     handle: Callable[[list[str]], None],
@@ -194,12 +242,16 @@ def run_workers(
     workers: int,
     batch: int = 1,
     name: str = "reconcile-worker",
+    on_error: Callable[[list[str], BaseException], None] | None = None,
 ) -> list[threading.Thread]:
     """Start ``workers`` threads that feed batches to ``handle`` until shutdown.
 
     ``handle`` must not raise for an expected failure (it requeues instead); if it does,
-    the keys are retried with backoff so that one bad key cannot kill a worker.
+    ``on_error(keys, exc)`` decides (by default: retry the keys with backoff), so that one
+    bad key cannot kill a worker. Each thread runs in a copy of the caller's context
+    variables, as an asyncio task would.
     """
+    on_error = on_error or _retry_all(queue)
 
     def loop() -> None:
         while True:
@@ -208,15 +260,17 @@ def run_workers(
                 return
             try:
                 handle(keys)
-            except Exception:  # noqa: BLE001 - a worker must survive anything
-                for key in keys:
-                    queue.retry(key)
+            except Exception as exc:  # noqa: BLE001 - a worker must survive anything
+                on_error(keys, exc)
             finally:
                 for key in keys:
                     queue.done(key)
 
     threads = [
-        threading.Thread(target=loop, name=f"{name}-{i}", daemon=True) for i in range(workers)
+        threading.Thread(
+            target=contextvars.copy_context().run, args=(loop,), name=f"{name}-{i}", daemon=True
+        )
+        for i in range(workers)
     ]
     for t in threads:
         t.start()

@@ -4,12 +4,19 @@ Everything goes through boto3's standard configuration chain: credentials, regio
 ``AWS_ENDPOINT_URL`` (which points the whole platform at a local endpoint such as moto's
 server) come from the environment or the shared config files. No endpoint flags are
 threaded through the code. Retries are adaptive (client-side rate limiting on throttles).
+
+How long one call may take is each component's choice (:class:`CallLimits`, set once at
+its edge with :func:`configure`): the controller's calls must end well within its lease,
+the CLI can wait longer for a person, serving sits in between. ``AWS_MAX_ATTEMPTS``, if
+set, overrides the attempt count, as it does for every AWS SDK.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import boto3
@@ -17,15 +24,68 @@ from botocore.config import Config
 
 from mlops_core.naming import DEFAULT_REGION
 
-RETRY_CONFIG = Config(
-    retries={"mode": "adaptive", "max_attempts": 8},
-    connect_timeout=5,
-    read_timeout=30,
-    max_pool_connections=32,
-)
+
+@dataclass(frozen=True)
+class CallLimits:
+    """Timeouts (seconds) and attempts (the first call included) of every AWS call."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_attempts: int = 8
+
+    def honouring_env(self) -> CallLimits:
+        """With ``AWS_MAX_ATTEMPTS`` from the environment, if it is set."""
+        value = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+        return replace(self, max_attempts=int(value)) if value.isdigit() and value != "0" else self
+
+    def worst_case(self) -> float:
+        """The longest one call can take before it fails: every attempt timing out, plus
+        the retry backoff between them (at most 2^i s before attempt i+1, capped at 20 s)."""
+        backoff = sum(min(20.0, 2.0**i) for i in range(self.max_attempts - 1))
+        return self.max_attempts * (self.connect_timeout + self.read_timeout) + backoff
+
+
+# Each component's limits: a person waits at the CLI; a controller holds a lease (a
+# call must fail well within it, see controller.leases); serving answers health checks.
+CLI = CallLimits(connect_timeout=5, read_timeout=30, max_attempts=5)
+CONTROLLER = CallLimits(connect_timeout=2, read_timeout=4, max_attempts=2)
+SERVING = CallLimits(connect_timeout=3, read_timeout=10, max_attempts=3)
 
 _lock = threading.Lock()
-_clients: dict[tuple[str, ...], Any] = {}
+_clients: dict[tuple[Any, ...], Any] = {}
+_limits = CLI
+_instruments: list[Callable[[Any], None]] = []
+
+
+def configure(limits: CallLimits) -> None:
+    """Set this process's call limits (clients made from now on use them)."""
+    global _limits
+    with _lock:
+        _limits = limits
+
+
+def limits() -> CallLimits:
+    """The call limits in force, ``AWS_MAX_ATTEMPTS`` applied."""
+    return _limits.honouring_env()
+
+
+def instrument(hook: Callable[[Any], None]) -> None:
+    """Call ``hook(client)`` for every client, made so far or later (metrics register
+    botocore event handlers this way)."""
+    with _lock:
+        _instruments.append(hook)
+        existing = list(_clients.values())
+    for c in existing:
+        hook(c)
+
+
+def _config(lim: CallLimits) -> Config:
+    return Config(
+        retries={"mode": "adaptive", "total_max_attempts": lim.max_attempts},
+        connect_timeout=lim.connect_timeout,
+        read_timeout=lim.read_timeout,
+        max_pool_connections=32,
+    )
 
 
 def _region() -> str:
@@ -38,8 +98,10 @@ def client(service: str) -> Any:
     Cached per (service, region, endpoint, profile) so that changing the environment (as
     tests and ``mlopsctl dev`` do) gets a fresh client rather than a stale endpoint.
     """
+    lim = limits()
     key = (
         service,
+        lim,
         _region(),
         os.environ.get("AWS_ENDPOINT_URL", ""),
         os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}", ""),
@@ -49,8 +111,10 @@ def client(service: str) -> Any:
     with _lock:
         c = _clients.get(key)
         if c is None:
-            c = boto3.session.Session().client(service, region_name=_region(), config=RETRY_CONFIG)
+            c = boto3.session.Session().client(service, region_name=_region(), config=_config(lim))
             _clients[key] = c
+            for hook in _instruments:
+                hook(c)
         return c
 
 

@@ -220,10 +220,16 @@ def drift_task_role_name(platform: str, project: str) -> str:
     return f"{platform}-{check_project(project)}-drift"
 
 
+# Project names may contain '-' but never '_': a suffix after '_' cannot be part of any
+# project name, so these names can never equal another project's service or task family
+# (``{project}-{env}``: project ``fleet-price-drift`` with env ``job`` is
+# ``fleet-price-drift-job``, which a ``-drift-job`` suffix would have collided with).
+JOB_SEPARATOR = "_"
+
+
 def drift_task_family(project: str) -> str:
-    """Task definition family of the scheduled drift job (env names have no '-', so this
-    never equals a ``service_name``)."""
-    return f"{check_project(project)}-drift-job"
+    """Task definition family of the scheduled drift job: ``{project}_drift``."""
+    return f"{check_project(project)}{JOB_SEPARATOR}drift"
 
 
 def drift_log_group_name(platform: str, project: str) -> str:

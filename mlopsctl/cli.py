@@ -31,6 +31,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"mlopsctl {version('mlops-platform')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Train, publish, promote and serve models; declare deployments for the controller."""
+
+
 app.command("init")(cmd_project.init)
 app.command("train")(cmd_project.train)
 app.command("publish")(cmd_models.publish)
@@ -51,11 +69,19 @@ def crd() -> None:
     typer.echo(render(), nl=False)
 
 
+# Distributions the controller commands need that a slim (serving) image may leave out.
+OPTIONAL_DEPENDENCIES = ("kopf",)
+
+
 def _mount_optional() -> None:
-    """Sub-commands whose modules may be absent in slim images (e.g. serving)."""
+    """Sub-commands whose dependencies may be absent in slim images (e.g. serving). Only
+    a missing optional dependency drops them; any other import error (a typo, a broken
+    module) fails loudly rather than hiding the commands."""
     try:
         from mlopsctl import cmd_controller
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in OPTIONAL_DEPENDENCIES:
+            raise
         return
     from mlopsctl import cmd_deploy
 

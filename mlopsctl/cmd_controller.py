@@ -1,4 +1,4 @@
-"""``mlopsctl controller run``: the reconciler daemon over a folder, S3 or Kubernetes.
+"""``mlopsctl controller run``: the reconciler over a folder, S3 or Kubernetes.
 
     mlopsctl controller run --source ./deployments            watch a folder
     mlopsctl controller run --source s3://bucket/deployments/ watch an S3 prefix
@@ -6,14 +6,12 @@
     mlopsctl controller run --source kube                     the Kubernetes operator
     mlopsctl controller run --source DIR --once               one pass; exit 1 if any Degraded
 
-Runs until SIGTERM or SIGINT, then finishes in-flight reconciles, releases its leases and
-exits 0.
+The same runtime serves every source (``controller.runtime``). Runs until SIGTERM or
+SIGINT, then finishes in-flight reconciles, releases its lease and exits 0.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import signal
 import threading
 from collections.abc import Sequence
@@ -21,10 +19,17 @@ from collections.abc import Sequence
 import typer
 from rich.table import Table
 
-from controller.daemon import Controller, Outcome
-from controller.sources import open_source
-from mlops_core import logs
-from mlops_core.errors import InvalidInput, MlopsError
+from controller.launch import (
+    check_once_source,
+    make_controller,
+    open_any_source,
+    run_kube,
+    serve_metrics,
+)
+from controller.runtime import Outcome
+from controller.settings import ControllerSettings
+from mlops_core import aws, logs
+from mlops_core.errors import MlopsError
 from mlopsctl.context import console
 
 app = typer.Typer(
@@ -75,33 +80,15 @@ def outcome_table(outcomes: Sequence[Outcome]) -> Table:
     return table
 
 
-def _run_kube(**options) -> None:
-    try:
-        module = importlib.import_module("controller.kube")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("controller.kube",):
-            raise
-        raise MlopsError(
-            "the Kubernetes source is not available in this installation (no controller.kube)",
-            hint="use --source DIR or --source s3://BUCKET/PREFIX, or install the full package",
-        ) from None
-    run_operator = module.run_operator
-    accepted = inspect.signature(run_operator).parameters
-    if options.get("once") and "once" not in accepted:
-        raise InvalidInput(
-            "--once is not available with --source kube: the operator runs until stopped",
-            hint="use 'kubectl get mdep' for status, or --once with a folder or s3:// source",
-        )
-    run_operator(**{k: v for k, v in options.items() if k in accepted and v is not None})
-
-
 @app.command("run")
 def run(
     source: str = typer.Option(..., "--source", "-s", help=SOURCE_HELP),
     resync: float = typer.Option(
-        60.0, min=1.0, help="Seconds between full passes that revert drift."
+        None, min=1.0, help="Seconds between full passes that revert drift (default 60)."
     ),
-    workers: int = typer.Option(4, min=1, max=64, help="Deployments reconciled in parallel."),
+    workers: int = typer.Option(
+        None, min=1, max=64, help="Deployments reconciled in parallel (default 4)."
+    ),
     once: bool = typer.Option(
         False, "--once", help="One full pass, print a table, exit 1 if any deployment is Degraded."
     ),
@@ -109,20 +96,34 @@ def run(
         None, min=0.05, help="Seconds between change checks (default: 0.5 folder, 5 S3)."
     ),
     lease_ttl: float = typer.Option(
-        30.0, min=3.0, help="S3 lease lifetime; a standby takes over after it expires."
+        None, min=3.0, help="Lease lifetime (default 30); a standby takes over after it expires."
+    ),
+    metrics_port: int = typer.Option(
+        None, min=0, max=65535, help="Port of /metrics and /readyz (default 9090; 0: any)."
     ),
 ) -> None:
     """Converge AWS onto the ModelDeployments of a source, until SIGTERM/SIGINT."""
     logs.configure()
+    flags = {
+        "resync": resync,
+        "workers": workers,
+        "poll": poll,
+        "lease_ttl": lease_ttl,
+        "metrics_port": metrics_port,
+    }
+    settings = ControllerSettings(**{k: v for k, v in flags.items() if v is not None})
+    # Every AWS call of the controller ends well within its lease (see controller.leases).
+    aws.configure(aws.CONTROLLER)
+    if once:
+        check_once_source(source)
+        settings = settings.model_copy(update={"metrics": False})
     if source == "kube":
-        _run_kube(resync=resync, workers=workers, once=once)
+        run_kube(settings)
         return
-    src = open_source(source, lease_ttl=lease_ttl)
+    src = open_any_source(source, settings)
     if hasattr(src, "check"):
         src.check()
-    if poll is None:
-        poll = 5.0 if src.uri.startswith("s3://") else 0.5
-    controller = Controller(src, workers=workers, resync=resync, poll=poll)
+    controller = make_controller(settings, src)
     if once:
         outcomes = controller.run_once()
         console.print(outcome_table(outcomes))
@@ -135,6 +136,7 @@ def run(
                 hint="see the REASON column above and each deployment's status",
             )
         return
+    serve_metrics(settings, controller.metrics, controller.poll)
     stop = threading.Event()
 
     def _stop(signum: int, _frame) -> None:

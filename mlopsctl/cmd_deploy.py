@@ -137,21 +137,16 @@ def deploy(
         current, name=deployment_name, project=name, env=env, model=model, serving=serving
     )
     put = src.put_manifest(desired)
-    console.print(f"declared {deployment_name}: {model} -> {put.where}")
+    what = f"version {model['version']}" if "version" in model else f"candidate {candidate}"
+    console.print(f"{deployment_name} now declares {what}, in {put.where}")
     if wait:
         _wait(src, put, until=until, timeout=timeout, version=model.get("version"))
 
 
 def _read_existing(src, name: str):
-    from controller.manifests import parse_manifest
-
-    text = src.read(name)
-    if text is None:
-        return None
-    try:
-        return parse_manifest(text, src.where(name), expected_name=name)
-    except InvalidInput:
-        return None  # an invalid manifest is replaced by a valid one
+    doc = src.read(name)
+    # An invalid (or unreadable) manifest is replaced by a valid one.
+    return doc.deployment if doc is not None else None
 
 
 def _wait(src, put, *, until: str, timeout: float, version: str | None) -> None:

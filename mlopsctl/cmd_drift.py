@@ -8,9 +8,15 @@ from pathlib import Path
 import typer
 
 from mlops_core.errors import InvalidInput
-from mlopsctl.context import PROJECT_DIR_HELP, PROJECT_HELP, console, project_name
-
-OUTPUT_HELP = "table: the summary; json: the drift result (drift.json's layout)."
+from mlopsctl.context import (
+    PROJECT_DIR_HELP,
+    PROJECT_HELP,
+    Output,
+    console,
+    output_option,
+    print_document,
+    project_name,
+)
 
 
 def _time(value: str | None, option: str) -> datetime | None:
@@ -42,16 +48,15 @@ def drift(
         None, help="Share of drifted features that makes dataset drift (default 0.5)."
     ),
     min_rows: int = typer.Option(None, help="Values a column needs to be tested (default 100)."),
-    output: str = typer.Option("table", "--output", "-o", help=OUTPUT_HELP),
+    output: Output = output_option(),
 ) -> None:
     """Compare the captured window with the version's baseline; write drift.json and
-    report.html, publish CloudWatch metrics. Exit 0 no drift, 1 drift, 3 too few rows."""
+    report.html, publish CloudWatch metrics. Exit 0 no drift, 1 drift, 3 too few rows.
+    json and yaml print the drift result (drift.json's layout); table and wide the summary."""
     from monitoring import job
     from monitoring.settings import load_settings
     from monitoring.summary import print_summary
 
-    if output not in ("table", "json"):
-        raise InvalidInput(f"unknown output {output!r}", hint="use -o table or -o json")
     if since is not None and from_ is not None:
         raise InvalidInput("--since and --from both give the window start", hint="use one")
     settings = load_settings(
@@ -65,8 +70,6 @@ def drift(
         min_rows=min_rows,
     )
     outcome = job.run(settings, start=_time(from_, "--from"), end=_time(to, "--to"))
-    if output == "json":
-        typer.echo(outcome.result.model_dump_json(indent=2))
-    else:
+    if not print_document(outcome.result.model_dump(mode="json"), output):
         print_summary(outcome.result, console, report_uri=outcome.report_uri)
     raise typer.Exit(job.exit_code(outcome.result))

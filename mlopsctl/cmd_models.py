@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,8 +18,11 @@ from mlops_core.registry import Registry
 from mlopsctl.context import (
     PROJECT_DIR_HELP,
     PROJECT_HELP,
+    Output,
     console,
     err,
+    output_option,
+    print_document,
     project_dir,
     project_name,
 )
@@ -41,6 +43,7 @@ def publish(
     artifacts: Path = typer.Option(
         None, help="Artifacts folder to publish (default: PROJECT/artifacts)."
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the version id."),
 ) -> None:
     """Publish the trained artifacts as an immutable, digest-verified version in S3."""
     from mlops_core.project import load_project
@@ -51,6 +54,9 @@ def publish(
     registry = Registry()
     registry.register_project(config)
     result = registry.publish(folder)
+    if quiet:
+        typer.echo(result.version)
+        return
     console.print(f"published [bold]{result.project}[/] version [bold]{result.version}[/]")
     console.print(f"  {result.uri}")
 
@@ -59,10 +65,16 @@ def models(
     project: str = typer.Option(None, "--project", "-p", help=PROJECT_HELP),
     project_dir_: Path = typer.Option(None, "--project-dir", help=PROJECT_DIR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only version ids, oldest first."),
+    output: Output = output_option(),
 ) -> None:
     """List a project's published versions with their metrics."""
     name = project_name(project, project_dir_)
     registry = Registry()
+    if output in (Output.json, Output.yaml):
+        registry.get_project(name)
+        docs = [m.model_dump(mode="json") for m in registry.list_versions(name)]
+        print_document({"project": name, "versions": docs}, output)
+        return
     if quiet:
         registry.get_project(name)
         for m in registry.list_versions(name):
@@ -213,7 +225,8 @@ def _ecs_cells(doc: dict[str, Any], ecs_error: str | None) -> list[str]:
 def status(
     project: str = typer.Option(None, "--project", "-p", help=PROJECT_HELP),
     project_dir_: Path = typer.Option(None, "--project-dir", help=PROJECT_DIR_HELP),
-    as_json: bool = typer.Option(False, "--json", help="One JSON document, for scripts."),
+    output: Output = output_option(),
+    as_json: bool = typer.Option(False, "--json", hidden=True, help="Same as -o json."),
 ) -> None:
     """Each env's live version, its metrics, when and by whom it was promoted, and the ECS
     service serving it: revision, pinned version (flagged when it differs), rollout."""
@@ -235,31 +248,46 @@ def status(
         ecs_error = f"cannot read the ECS services: {exc}"
     docs = [_env_doc(registry, store, name, env, views.get(env)) for env in config.envs]
     if as_json:
-        typer.echo(json.dumps({"project": name, "envs": docs, "ecs_error": ecs_error}, indent=2))
+        output = Output.json
+    if print_document({"project": name, "envs": docs, "ecs_error": ecs_error}, output):
         return
     if ecs_error is not None:
         err.print(f"[yellow]warning:[/] {escape(ecs_error)}; showing the pointers only")
-    table = Table(
-        "env", "version", "R²", "promoted at", "by", "reason",
-        "service", "serving", "rollout", "tasks", title=name,
-    )  # fmt: skip
+    wide = output is Output.wide
+    # Within 100 columns by default (kubectl's habit); -o wide adds who, why and the
+    # service's revision.
+    columns = ["env", "version", "R²", "promoted at"]
+    columns += ["by", "reason", "service"] if wide else []
+    columns += ["serving", "rollout", "tasks"]
+    table = Table(*columns, title=name)
     for doc in docs:
         pointer = doc["pointer"]
+        service, serving, rollout, tasks = _ecs_cells(doc, ecs_error)
+        ecs = [service, serving, rollout, tasks] if wide else [serving, rollout, tasks]
         if pointer is None:
-            table.add_row(doc["env"], "-", "-", "-", "-", "", *_ecs_cells(doc, ecs_error))
+            table.add_row(
+                doc["env"],
+                "-",
+                "-",
+                "-",
+                *(
+                    [
+                        "-",
+                        "",
+                    ]
+                    if wide
+                    else []
+                ),
+                *ecs,
+            )
             continue
         if doc["published"]:
             r2 = "-" if doc["r2"] is None else f"{doc['r2']:.4f}"
         else:
             r2 = "(unpublished!)"
         promoted_at = datetime.fromisoformat(pointer["promoted_at"])
+        who = [escape(pointer["promoted_by"]), escape(pointer["reason"])] if wide else []
         table.add_row(
-            doc["env"],
-            pointer["version"],
-            r2,
-            f"{promoted_at:%Y-%m-%d %H:%M:%S}",
-            escape(pointer["promoted_by"]),
-            escape(pointer["reason"]),
-            *_ecs_cells(doc, ecs_error),
+            doc["env"], pointer["version"], r2, f"{promoted_at:%Y-%m-%d %H:%M}", *who, *ecs
         )
     console.print(table)

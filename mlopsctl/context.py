@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
+import typer
+import yaml
 from rich.console import Console
 
 from mlops_core.naming import check_project
@@ -38,3 +43,32 @@ def project_name(name: str | None, path: Path | None) -> str:
     if name:
         return check_project(name)
     return project_config(path).name
+
+
+class Output(StrEnum):
+    """``-o``: how a command that shows state prints it (kubectl's convention)."""
+
+    table = "table"
+    wide = "wide"  # the table with every column
+    json = "json"
+    yaml = "yaml"
+
+
+OUTPUT_HELP = "Output format: table (default), wide (every column), json or yaml."
+
+
+def output_option(default: Output = Output.table) -> Any:
+    return typer.Option(default, "--output", "-o", help=OUTPUT_HELP, case_sensitive=False)
+
+
+def print_document(doc: Any, output: Output) -> bool:
+    """Print ``doc`` as JSON or YAML if that is what ``output`` asks; False for tables."""
+    if output is Output.json:
+        typer.echo(json.dumps(doc, indent=2, default=str))
+        return True
+    if output is Output.yaml:
+        typer.echo(
+            yaml.safe_dump(json.loads(json.dumps(doc, default=str)), sort_keys=False), nl=False
+        )
+        return True
+    return False

@@ -1,7 +1,7 @@
 """Where ModelDeployment manifests come from, and where their status goes.
 
 Two sources, one contract (:class:`~controller.sources.base.Source`); the daemon
-(:mod:`controller.daemon`) and ``mlopsctl deploy`` use nothing else.
+(:mod:`controller.runtime`) and ``mlopsctl deploy`` use nothing else.
 
 Storage layout (NAME = the manifest's file name = its ``metadata.name``)::
 
@@ -46,13 +46,21 @@ Writer side, for ``mlopsctl deploy``::
     put = source.put_manifest(deployment)  # write/update NAME.yaml
     record = source.get_record(put.name)  # poll until is_observed(record, put.spec_hash)
 
-``kube`` is not a source of this package: the Kubernetes operator (``controller.kube``)
-watches the API server itself.
+The Kubernetes source (:mod:`controller.sources.kube`) is fed by kopf's watch and
+opened by :mod:`controller.launch`; ``kubectl apply`` is its writer.
 """
 
 from __future__ import annotations
 
-from controller.sources.base import PutResult, Source, StatusRecord, is_observed, next_generation
+from controller.sources.base import (
+    Document,
+    ManifestStore,
+    PutResult,
+    Source,
+    StatusRecord,
+    is_observed,
+    next_generation,
+)
 from controller.sources.directory import DirectorySource
 from controller.sources.s3 import S3Source
 from mlops_core.errors import InvalidInput
@@ -60,6 +68,8 @@ from mlops_core.naming import Platform
 
 __all__ = [
     "DirectorySource",
+    "Document",
+    "ManifestStore",
     "PutResult",
     "S3Source",
     "Source",
@@ -76,7 +86,8 @@ def open_source(
     platform: Platform | None = None,
     create: bool = False,
     lease_ttl: float = 30.0,
-) -> Source:
+    holder: str | None = None,
+) -> ManifestStore:
     """A folder path, ``file://PATH``, ``s3://BUCKET/PREFIX`` or ``s3`` (the platform's
     default desired-state prefix). ``create`` makes a missing folder (for writers)."""
     if uri == "kube":
@@ -85,7 +96,7 @@ def open_source(
             hint="run 'mlopsctl controller run --source kube', or use 'kubectl apply' to deploy",
         )
     if uri == "s3" or uri.startswith("s3://"):
-        return S3Source(uri, platform=platform, lease_ttl=lease_ttl)
+        return S3Source(uri, platform=platform, lease_ttl=lease_ttl, holder=holder)
     if "://" in uri and not uri.startswith("file://"):
         raise InvalidInput(
             f"unsupported source {uri!r}",

@@ -1,21 +1,60 @@
-"""What every manifest source (a folder, an S3 prefix) provides to the daemon.
+"""What every source (a folder, an S3 prefix, a Kubernetes cluster) gives the runtime.
 
-A source stores ``NAME.yaml`` manifests and, beside each, a status record the controller
-writes. Sources without an API server also keep the bookkeeping an API server would do:
-the record holds the spec's hash and a generation counter, and :func:`next_generation`
-bumps the counter when the spec changes (a ``metadata.generation`` in the manifest wins).
+A source holds ModelDeployments by NAME (the work-queue key) and, for each, a status
+record the controller writes. It reads a manifest into a :class:`Document`: parsed, or
+carrying the error that stops it (bad YAML, not UTF-8, unreadable), never raising for a
+problem of one manifest. Sources without an API server also keep the bookkeeping an API
+server would do: the record holds the spec's hash and a generation counter, and
+:func:`next_generation` bumps the counter when the spec changes (a
+``metadata.generation`` in the manifest wins).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from controller.api import API_VERSION, ModelDeployment, ModelDeploymentStatus
+from controller.actions import Action
+from controller.api import API_VERSION, DeletePolicy, ModelDeployment, ModelDeploymentStatus
+from mlops_core.errors import MlopsError
+
+
+class ManifestUnreadable(MlopsError):
+    """A source could not read a manifest (permissions, I/O, S3): retried with backoff."""
+
+    reason = "ManifestUnreadable"
+    exit_code = 10
+
+
+@dataclass(frozen=True)
+class Document:
+    """One manifest as its source holds it: a deployment, or the error that stops it."""
+
+    name: str
+    key: str  # namespace/name, known even when the spec is invalid
+    digest: str  # spec hash of a valid manifest, else a hash of its raw content
+    deployment: ModelDeployment | None = None
+    error: MlopsError | None = None
+    #: The generation the source's API server counted (Kubernetes), or the manifest's.
+    generation: int | None = None
+    #: A deletion is pending (Kubernetes: deletionTimestamp set, our finalizer holds it).
+    deleting: bool = False
+    annotations: dict[str, str] | None = None
+    #: project/env as written, even when the spec is invalid (for the delete policy).
+    project: str | None = None
+    env: str | None = None
+
+    @property
+    def transient(self) -> bool:
+        """An error worth retrying soon (the manifest may be readable next time)."""
+        return isinstance(self.error, ManifestUnreadable)
+
 
 RECORD_KIND = "ModelDeploymentStatusRecord"
 
@@ -31,6 +70,11 @@ class StatusRecord(BaseModel):
     key: str | None = Field(None, description="namespace/name of the deployment, if parsed.")
     generation: int = Field(description="Spec generation the controller computed.")
     spec_hash: str = Field(description="sha256 of the spec (or raw text) of that generation.")
+    # What the delete policy needs once the manifest is gone (a folder or S3 manifest
+    # leaves nothing else behind): the env it deployed and the policy it asked for.
+    project: str | None = None
+    env: str | None = None
+    delete_policy: DeletePolicy | None = None
     status: ModelDeploymentStatus | None = None
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
@@ -77,23 +121,31 @@ def is_observed(record: StatusRecord | None, spec_hash: str) -> bool:
 
 @runtime_checkable
 class Source(Protocol):
-    """A store of ModelDeployment manifests plus their status records.
+    """A store of ModelDeployment manifests plus their status records, as the runtime
+    (:mod:`controller.runtime`) uses it.
 
-    ``NAME`` is a manifest's file name without ``.yaml``; it is the work-queue key.
+    ``NAME`` is the work-queue key: a manifest's file name without ``.yaml`` for a folder
+    or S3, ``namespace/name`` in Kubernetes.
     """
 
     uri: str
 
     def scan(self) -> dict[str, str]:
-        """Every manifest NAME with a change token (mtime/size, ETag). Cheap: one listing."""
+        """Every NAME with a change token (mtime/size, ETag, resourceVersion). Cheap."""
         ...
 
     def where(self, name: str) -> str:
-        """Where NAME's manifest lives (a path or s3:// URI), for messages."""
+        """Where NAME's manifest lives (a path, an s3:// URI, an object), for messages."""
         ...
 
-    def read(self, name: str) -> str | None:
-        """The manifest's text, or None if it is gone."""
+    def recorded(self) -> list[str]:
+        """Every NAME with a status record, manifest or not: a manifest removed while no
+        controller ran still gets its delete policy applied."""
+        ...
+
+    def read(self, name: str) -> Document | None:
+        """NAME's manifest as a Document, or None if it is gone. Never raises for a
+        problem of this one manifest: that is the Document's error."""
         ...
 
     def read_status(self, name: str) -> StatusRecord | None: ...
@@ -114,6 +166,37 @@ class Source(Protocol):
     def close(self) -> None:
         """Release every lease this process holds."""
         ...
+
+    def may_write(self) -> bool:
+        """The write fence: True while this process's lease will outlast one more AWS
+        call. Checked before every write a reconcile makes, so a controller that lost
+        its lease (paused, partitioned) stops writing before another one starts."""
+        ...
+
+    def retired(self, name: str) -> None:
+        """The delete policy of NAME was applied: let the deletion finish (Kubernetes:
+        the finalizer is released). A no-op where deleting the manifest is the deletion."""
+        ...
+
+    def announce(
+        self,
+        name: str,
+        actions: Sequence[Action],
+        previous: ModelDeploymentStatus | None,
+        status: ModelDeploymentStatus,
+    ) -> None:
+        """Tell the people watching NAME what happened (Kubernetes Events); may no-op."""
+        ...
+
+    def warn(self, name: str, reason: str, message: str) -> None:
+        """A warning about NAME for the people watching it (a Kubernetes Event); may no-op."""
+        ...
+
+
+@runtime_checkable
+class ManifestStore(Source, Protocol):
+    """A source that ``mlopsctl deploy`` writes manifests into (a folder, S3); in
+    Kubernetes, ``kubectl apply`` is the writer."""
 
     def put_manifest(self, deployment: ModelDeployment) -> PutResult: ...
 

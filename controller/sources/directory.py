@@ -21,8 +21,14 @@ from pydantic import ValidationError
 
 from controller.api import ModelDeployment, ModelDeploymentStatus
 from controller.leases import FileLock
-from controller.manifests import dump_manifest, manifest_name, spec_hash
-from controller.sources.base import PutResult, StatusRecord, strip_namespace
+from controller.manifests import dump_manifest, load_document, manifest_name, spec_hash
+from controller.sources.base import (
+    Document,
+    ManifestUnreadable,
+    PutResult,
+    StatusRecord,
+    strip_namespace,
+)
 from mlops_core.errors import InvalidInput
 from mlops_core.logs import get_logger
 
@@ -75,6 +81,9 @@ class DirectorySource:
         self._files = {n: f for n, (f, _) in found.items()}
         return {n: t for n, (_, t) in found.items()}
 
+    def recorded(self) -> list[str]:
+        return sorted(p.name[: -len(STATUS_SUFFIX)] for p in self.path.glob(f"*{STATUS_SUFFIX}"))
+
     def _file(self, name: str) -> Path:
         known = self._files.get(name)
         if known:
@@ -85,11 +94,19 @@ class DirectorySource:
     def where(self, name: str) -> str:
         return str(self._file(name))
 
-    def read(self, name: str) -> str | None:
+    def read(self, name: str) -> Document | None:
+        path = self._file(name)
         try:
-            return self._file(name).read_text()
+            raw: bytes | ManifestUnreadable = path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as exc:  # permissions, a folder named NAME.yaml, I/O errors
+            raw = ManifestUnreadable(
+                f"cannot read the manifest: {exc.strerror or exc}",
+                where=str(path),
+                hint="check the file's permissions and that it is a regular file",
+            )
+        return load_document(raw, str(path), name)
 
     def _status_path(self, name: str) -> Path:
         return self.path / f"{name}{STATUS_SUFFIX}"
@@ -143,5 +160,18 @@ class DirectorySource:
         """Nothing to renew (fcntl locks live as long as their holder); always may act."""
         return True
 
+    def may_write(self) -> bool:
+        """An fcntl lock cannot lapse while its holder lives."""
+        return True
+
     def close(self) -> None:
         """Locks are released after each reconcile; nothing is left held."""
+
+    def retired(self, name: str) -> None:
+        """Removing the file was the deletion; nothing holds it."""
+
+    def warn(self, name: str, reason: str, message: str) -> None:
+        """Only the log says it (the runtime logs every warning)."""
+
+    def announce(self, name, actions, previous, status) -> None:
+        """A folder has no one to tell beyond the status file and the logs."""

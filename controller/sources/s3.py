@@ -18,12 +18,19 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from controller.api import ModelDeployment, ModelDeploymentStatus
 from controller.leases import S3Lease
-from controller.manifests import dump_manifest, manifest_name, spec_hash
-from controller.sources.base import PutResult, StatusRecord, strip_namespace
+from controller.manifests import dump_manifest, load_document, manifest_name, spec_hash
+from controller.sources.base import (
+    Document,
+    ManifestUnreadable,
+    PutResult,
+    StatusRecord,
+    strip_namespace,
+)
 from mlops_core import aws
 from mlops_core.errors import InvalidInput
 from mlops_core.logs import get_logger
@@ -52,15 +59,26 @@ def parse_s3_uri(uri: str, platform: Platform | None = None) -> tuple[str, str]:
 
 class S3Source:
     def __init__(
-        self, uri: str, *, platform: Platform | None = None, lease_ttl: float = 30.0
+        self,
+        uri: str,
+        *,
+        platform: Platform | None = None,
+        lease_ttl: float = 30.0,
+        holder: str | None = None,
     ) -> None:
         self.bucket, self.prefix = parse_s3_uri(uri, platform)
         self.uri = f"s3://{self.bucket}/{self.prefix}"
-        self.lease = S3Lease(self.bucket, self.prefix + LEASE_KEY, ttl=lease_ttl)
+        self.lease = S3Lease(
+            self.bucket,
+            self.prefix + LEASE_KEY,
+            ttl=lease_ttl,
+            holder=holder,
+            write_budget=min(aws.limits().worst_case(), lease_ttl / 2),
+        )
         self._lock = threading.Lock()
         self._etags: dict[str, str] = {}  # NAME -> ETag from the last listing
         self._keys: dict[str, str] = {}  # NAME -> object key
-        self._texts: dict[str, tuple[str, str]] = {}  # NAME -> (ETag, text)
+        self._docs: dict[str, tuple[str, Document]] = {}  # NAME -> (ETag, parsed)
         self._records: dict[str, StatusRecord | None] = {}
         self._records_epoch = -1
 
@@ -96,25 +114,46 @@ class S3Source:
             self._etags, self._keys = etags, keys
         return dict(etags)
 
+    def recorded(self) -> list[str]:
+        prefix = f"{self.prefix}{STATUS_DIR}"
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        return sorted(
+            obj["Key"][len(prefix) : -len(".json")]
+            for page in pages
+            for obj in page.get("Contents", [])
+            if obj["Key"].endswith(".json")
+        )
+
     def _key(self, name: str) -> str:
         return self._keys.get(name, f"{self.prefix}{name}.yaml")
 
     def where(self, name: str) -> str:
         return f"s3://{self.bucket}/{self._key(name)}"
 
-    def read(self, name: str) -> str | None:
+    def read(self, name: str) -> Document | None:
         listed = self._etags.get(name)
-        cached = self._texts.get(name)
+        cached = self._docs.get(name)
         if cached is not None and listed is not None and cached[0] == listed:
             return cached[1]
+        where = self.where(name)
         try:
             obj = self._s3.get_object(Bucket=self.bucket, Key=self._key(name))
+            raw: bytes | ManifestUnreadable = obj["Body"].read()
         except self._s3.exceptions.NoSuchKey:
-            self._texts.pop(name, None)
+            self._docs.pop(name, None)
             return None
-        text = obj["Body"].read().decode("utf-8", errors="replace")
-        self._texts[name] = (obj["ETag"], text)
-        return text
+        except (ClientError, BotoCoreError) as exc:  # denied, throttled, unreachable
+            raw = ManifestUnreadable(
+                f"cannot read the manifest ({aws.error_code(exc) or type(exc).__name__})",
+                where=where,
+                hint="check the controller's s3:GetObject permission on the prefix",
+            )
+            return load_document(raw, where, name)
+        doc = load_document(raw, where, name)
+        self._docs[name] = (obj["ETag"], doc)
+        return doc
 
     def _status_key(self, name: str) -> str:
         return f"{self.prefix}{STATUS_DIR}{name}.json"
@@ -164,7 +203,7 @@ class S3Source:
         self._s3.delete_object(Bucket=self.bucket, Key=self._status_key(name))
         with self._lock:
             self._records.pop(name, None)
-            self._texts.pop(name, None)
+            self._docs.pop(name, None)
 
     def put_manifest(self, deployment: ModelDeployment) -> PutResult:
         name = deployment.metadata.name
@@ -189,5 +228,17 @@ class S3Source:
     def heartbeat(self) -> bool:
         return self.lease.ensure()
 
+    def may_write(self) -> bool:
+        return self.lease.may_write()
+
     def close(self) -> None:
         self.lease.release()
+
+    def retired(self, name: str) -> None:
+        """Removing the object was the deletion; nothing holds it."""
+
+    def warn(self, name: str, reason: str, message: str) -> None:
+        """Only the log says it (the runtime logs every warning)."""
+
+    def announce(self, name, actions, previous, status) -> None:
+        """S3 has no one to tell beyond the status object and the logs."""

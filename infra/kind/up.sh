@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Kubernetes path on a laptop with Docker: a kind cluster running the mlops controller
-# (the Helm chart, two replicas with kopf peering) against a local AWS endpoint (moto's
+# (the Helm chart, two replicas sharing one Lease) against a local AWS endpoint (moto's
 # server, in the cluster), and the usedcar-price example deployed through kubectl.
 #
 #   infra/kind/up.sh          create or update everything (idempotent)
@@ -56,7 +56,7 @@ say "controller image $IMAGE"
 docker build -f "$ROOT/controller/Dockerfile" -t "$IMAGE" "$ROOT"
 kind load docker-image "$IMAGE" --name "$CLUSTER"
 
-say "CRD and the Helm chart (its crds/ install the ModelDeployment and peering CRDs)"
+say "CRD and the Helm chart (its crds/ install the ModelDeployment CRD)"
 IFS=, read -r -a subnets <<<"$MLOPS_SUBNETS"
 set_subnets=()
 for i in "${!subnets[@]}"; do

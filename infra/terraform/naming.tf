@@ -23,9 +23,10 @@ locals {
   serving_task_role_name   = "${var.platform}-${var.project}-serving"
   drift_task_role_name     = "${var.platform}-${var.project}-drift"
   events_role_name         = "${var.platform}-${var.project}-events"
-  drift_task_family        = "${var.project}-drift-job"
-  drift_log_group_name     = "/ecs/${var.platform}/${var.project}-drift-job"
-  drift_dlq_name           = "${var.platform}-${var.project}-drift-dlq"
+  # "_" never occurs in a project name, so a job family never equals a service family.
+  drift_task_family    = "${var.project}_drift"
+  drift_log_group_name = "/ecs/${var.platform}/${var.project}_drift"
+  drift_dlq_name       = "${var.platform}-${var.project}-drift-dlq"
 
   # Unshortened load balancer names per env, then the names per env.
   elb_long_names = {

@@ -80,7 +80,7 @@ def test_golden_path(project, aws_env, capsys, monkeypatch):
     assert code == 0, err
     code, out, err = run(capsys, "rollback", "--env", "prod")
     assert code == 0 and f"{v2} -> {v1}" in out
-    code, out, _ = run(capsys, "status")
+    code, out, _ = run(capsys, "status", "-o", "wide")
     assert code == 0
     prod = next(line for line in out.splitlines() if "prod" in line)
     assert v1 in prod and "alice" in prod
@@ -149,3 +149,39 @@ def test_usage_errors_exit_2_without_a_traceback(capsys):
     assert code == 2 and "Missing argument" in err and "Traceback" not in err
     code, _, err = run(capsys, "no-such-command")
     assert code == 2 and "No such command" in err
+
+
+def test_version_and_help_render_as_designed(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("mlopsctl 0.")
+    code, out, _ = run(capsys, "controller", "run", "--help")
+    assert code == 0 and "--once" in out
+    code, out, _ = run(capsys, "status", "--help")
+    assert "--output" in out and "table|wide|json|yaml" in out
+
+
+def test_optional_commands_fail_loudly_on_a_broken_import(monkeypatch):
+    """Only a missing optional dependency (kopf) hides controller/deploy; a typo in our
+    own module must not silently drop them."""
+    import builtins
+
+    from mlopsctl import cli
+
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name == "mlopsctl" and args and args[2] and "cmd_controller" in args[2]:
+            raise ModuleNotFoundError("No module named 'controller.lunch'", name="controller.lunch")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    with pytest.raises(ModuleNotFoundError, match="controller.lunch"):
+        cli._mount_optional()
+
+    def no_kopf(name, *args, **kwargs):
+        if name == "mlopsctl" and args and args[2] and "cmd_controller" in args[2]:
+            raise ModuleNotFoundError("No module named 'kopf'", name="kopf")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_kopf)
+    cli._mount_optional()  # dropped quietly: the slim image has no controller

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from factories import make_artifacts, project_config
 
-from controller.daemon import Controller
+from controller.runtime import Controller
 from controller.sources import open_source
 from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry

@@ -1,6 +1,6 @@
 """`mlopsctl status`: the pointer of each env next to the ECS service that serves it.
 
-The service is made by the real controller (``controller.daemon.Controller``) from a
+The service is made by the real controller (``controller.runtime.Controller``) from a
 manifest that ``mlopsctl deploy`` writes into a folder source; every call goes to the
 session's moto server over HTTP.
 """
@@ -12,7 +12,7 @@ import json
 import pytest
 from factories import make_artifacts, project_config
 
-from controller.daemon import Controller
+from controller.runtime import Controller
 from controller.sources import open_source
 from mlops_core import aws
 from mlops_core.pointer import ModelPointer, PointerStore, now
@@ -88,7 +88,7 @@ def table(out: str) -> dict[str, dict[str, str]]:
 
 
 def status_json(capsys) -> dict:
-    code, out, err = run(capsys, "--json")
+    code, out, err = run(capsys, "-o", "json")
     assert code == 0, err
     return json.loads(out)
 
@@ -96,7 +96,7 @@ def status_json(capsys) -> dict:
 def test_no_service_shows_a_dash_with_one_batched_read(versions, ecs_reads, capsys):
     assert main(["promote", versions[0], "--env", "prod", "--project", PROJECT]) == 0
     capsys.readouterr()
-    code, out, err = run(capsys)
+    code, out, err = run(capsys, "-o", "wide")
     assert code == 0, err
     rows = table(out)
     assert list(rows) == ["dev", "staging", "prod"]
@@ -109,7 +109,7 @@ def test_no_service_shows_a_dash_with_one_batched_read(versions, ecs_reads, caps
 
 def test_works_in_an_account_without_the_cluster(versions, platform, capsys):
     aws.client("ecs").delete_cluster(cluster=platform.ecs_cluster)
-    code, out, err = run(capsys)
+    code, out, err = run(capsys, "-o", "wide")
     assert code == 0, err
     rows = table(out)
     assert all(rows[env]["service"] == "-" for env in ("dev", "staging", "prod")), rows
@@ -119,7 +119,7 @@ def test_works_in_an_account_without_the_cluster(versions, platform, capsys):
 
 
 def test_converged_service_shows_its_revision_and_the_pointer_version(converged, ecs_reads, capsys):
-    code, out, err = run(capsys)
+    code, out, err = run(capsys, "-o", "wide")
     assert code == 0, err
     prod = table(out)["prod"]
     assert prod["version"] == converged  # the controller moved the pointer...
@@ -148,7 +148,7 @@ def test_pointer_moved_by_hand_is_flagged(converged, versions, platform, capsys)
             reason="by hand",
         ),
     )
-    code, out, err = run(capsys)
+    code, out, err = run(capsys, "-o", "wide")
     assert code == 0, err
     prod = table(out)["prod"]
     assert prod["version"] == versions[0]
@@ -186,9 +186,27 @@ def test_unreadable_ecs_still_shows_the_pointers(versions, monkeypatch, capsys):
     assert main(["promote", versions[0], "--env", "prod", "--project", PROJECT]) == 0
     capsys.readouterr()
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECS", "http://127.0.0.1:9")  # nothing listens
-    code, out, err = run(capsys)
+    code, out, err = run(capsys, "-o", "wide")
     assert code == 0, err
     assert "cannot read the ECS services" in err and "pointers only" in err
     prod = table(out)["prod"]
     assert prod["version"] == versions[0]
     assert [prod[c] for c in ECS_COLUMNS] == ["?"] * 4
+
+
+def test_the_table_fits_100_columns_and_wide_and_yaml_show_more(converged, capsys, monkeypatch):
+    import yaml
+
+    from mlopsctl import context
+
+    monkeypatch.setattr(context.console, "width", 100)
+    code, out, _ = run(capsys)
+    assert code == 0
+    assert max(len(line) for line in out.splitlines()) <= 100, out
+    assert "reason" not in out
+    monkeypatch.setattr(context.console, "width", 200)
+    code, out, _ = run(capsys, "-o", "wide")
+    assert code == 0 and "reason" in out and "service" in out
+    code, out, _ = run(capsys, "-o", "yaml")
+    doc = yaml.safe_load(out)
+    assert doc["project"] == PROJECT and {e["env"] for e in doc["envs"]} >= {"prod"}

@@ -23,10 +23,10 @@ import yaml
 from factories import make_artifacts, project_config
 
 from controller.actions import ENV_MODEL_VERSION
-from controller.daemon import Controller
 from controller.leases import FileLock
 from controller.plan import NetworkConfig
 from controller.reconcile import Reconciler
+from controller.runtime import Controller
 from controller.sources import DirectorySource, S3Source, StatusRecord
 from controller.workqueue import WorkQueue
 from mlops_core import aws
@@ -375,7 +375,7 @@ def test_a_removed_manifest_stops_management_and_leaves_aws_alone(
 
 # -- the CLI, as a subprocess ---------------------------------------------------------------
 def mlopsctl(*args: str, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "MLOPS_LOG_FORMAT": "json"}
+    env = {**os.environ, "MLOPS_LOG_FORMAT": "json", "MLOPS_CONTROLLER_METRICS_PORT": "0"}
     return subprocess.Popen(
         [sys.executable, "-m", "mlopsctl.cli", *args],
         cwd=ROOT,
@@ -445,7 +445,7 @@ def test_sigterm_finishes_and_exits_cleanly(platform, versions, network, tmp_pat
 
 @pytest.mark.e2e
 def test_kube_source_is_dispatched_to_the_operator_module(aws_env):
-    """--source kube goes to controller.kube.run_operator, imported lazily; the operator
+    """--source kube goes to the Kubernetes operator (controller.launch.run_kube); it
     runs until stopped, so --once is refused with a clear error rather than ignored."""
     proc = mlopsctl("controller", "run", "--source", "kube", "--once")
     out, err = proc.communicate(timeout=60)

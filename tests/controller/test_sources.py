@@ -6,6 +6,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
+import kopf
 import pytest
 
 from controller.api import ModelDeploymentStatus
@@ -103,7 +104,7 @@ def test_folder_source_lists_reads_writes_status_beside_the_manifest(tmp_path):
     (tmp_path / ".hidden.yaml").write_text("ignored")
     tokens = src.scan()
     assert list(tokens) == [NAME]
-    assert parse_manifest(src.read(NAME), "x") == example()
+    assert src.read(NAME).deployment == example()
 
     record = StatusRecord(name=NAME, key=f"default/{NAME}", generation=1, spec_hash=put.spec_hash)
     src.write_status(NAME, record)
@@ -196,7 +197,7 @@ def test_s3_source_lists_by_etag_and_keeps_status_and_lease_out_of_the_listing(p
     }
     tokens = src.scan()
     assert list(tokens) == [NAME]
-    assert parse_manifest(src.read(NAME), "x") == example()
+    assert src.read(NAME).deployment == example()
     assert src.get_record(NAME).same_content(record)
     assert src.get_status(f"default/{NAME}") == record.status
 
@@ -206,7 +207,7 @@ def test_s3_source_lists_by_etag_and_keeps_status_and_lease_out_of_the_listing(p
         Body=EXAMPLE.read_text().replace("replicas: 2", "replicas: 3").encode(),
     )
     assert src.scan()[NAME] != tokens[NAME]
-    assert "replicas: 3" in src.read(NAME), "a new ETag means a fresh GET"
+    assert src.read(NAME).deployment.spec.serving.replicas == 3, "a new ETag: a fresh GET"
     src.close()
 
 
@@ -257,13 +258,19 @@ def test_s3_lease_conditional_put_loses_a_race(platform):
     etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
     a = S3Lease(bucket, key, holder="a")
     b = S3Lease(bucket, key, holder="b")
-    assert a._put(30, IfMatch=etag) is not None
-    assert b._put(30, IfMatch=etag) is None, "IfMatch on a stale ETag must fail"
-    assert a._put(30, IfNoneMatch="*") is None, "IfNoneMatch on an existing key must fail"
+    assert a.store.replace(a._record(30), etag) is not None
+    assert b.store.replace(b._record(30), etag) is None, "IfMatch on a stale ETag must fail"
+    assert a.store.create(a._record(30)) is None, "IfNoneMatch on an existing key must fail"
 
 
-def test_both_sources_implement_the_source_protocol(platform, tmp_path):
-    from controller.sources import Source
+def test_every_source_implements_the_source_protocol(platform, tmp_path):
+    from controller.kubeapi import KubeClient
+    from controller.leases import Lease
+    from controller.sources import ManifestStore, Source
+    from controller.sources.kube import KubeLeaseStore, KubeSource
 
-    assert isinstance(DirectorySource(tmp_path), Source)
-    assert isinstance(S3Source("s3"), Source)
+    assert isinstance(DirectorySource(tmp_path), ManifestStore)
+    assert isinstance(S3Source("s3"), ManifestStore)
+    client = KubeClient(kopf.ConnectionInfo(server="http://127.0.0.1:1"))
+    kube = KubeSource(client, Lease(KubeLeaseStore(client, "mlops")))
+    assert isinstance(kube, Source) and not isinstance(kube, ManifestStore)

@@ -91,6 +91,7 @@ class Operator:
     proc: subprocess.Popen
     log: Path
     liveness: str
+    metrics: str  # base URL of /metrics and /readyz
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
@@ -101,26 +102,43 @@ def start_operator(cluster, aws_env, network_env, tmp_path) -> Iterator[Callable
     started: list[Operator] = []
 
     def start(name: str = "operator", **extra_env: str) -> Operator:
-        port = local_aws.free_port()
+        port, metrics_port = local_aws.free_port(), local_aws.free_port()
+        lease_ttl = extra_env.pop("LEASE_TTL", "30")
         env = {
             **os.environ,
             **{k: v for k, v in aws_env.items() if k != "port"},
             **network_env,
             "KUBECONFIG": str(cluster.kubeconfig),
             "MLOPS_KUBE_LIVENESS": f"http://127.0.0.1:{port}/healthz",
+            "MLOPS_KUBE_LEASE_NAMESPACE": "default",
+            "MLOPS_CONTROLLER_METRICS_PORT": str(metrics_port),
+            "MLOPS_CONTROLLER_METRICS_HOST": "127.0.0.1",
             "MLOPS_LOG_FORMAT": "json",
             **extra_env,
         }
         log = tmp_path / f"{name}.log"
+        log.unlink(missing_ok=True)
         proc = subprocess.Popen(
-            [str(MLOPSCTL), "controller", "run", "--source", "kube", "--resync", "30"],
+            [
+                str(MLOPSCTL),
+                "controller",
+                "run",
+                "--source",
+                "kube",
+                "--resync",
+                "30",
+                "--lease-ttl",
+                lease_ttl,
+            ],
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             env=env,
             cwd=tmp_path,
             start_new_session=True,
         )
-        op = Operator(proc, log, f"http://127.0.0.1:{port}/healthz")
+        op = Operator(
+            proc, log, f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{metrics_port}"
+        )
         started.append(op)
         return op
 

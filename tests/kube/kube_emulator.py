@@ -12,6 +12,8 @@ code only (the product is never bent to the emulator):
   ``/status`` change nothing but ``status`` (so a controller that wrote its status to the
   wrong endpoint would fail the test, as it would fail on a real cluster);
 - ``kind``/``apiVersion`` on list responses (kubectl needs them);
+- optimistic concurrency on Leases (a write with a stale ``resourceVersion`` is a 409) and
+  the 256 KiB limit on an object's annotations (a 422), as the API server enforces them;
 - the server-side Table conversion with the CRD's ``additionalPrinterColumns`` (what makes
   ``kubectl get -o wide`` print Project, Env, Version, Ready, Reason): the columns are
   read from the CRD object stored by ``kubectl apply -f crds/modeldeployment.yaml``.
@@ -45,14 +47,30 @@ KINDS = {
     "v1/events": "Event",
     "events.k8s.io/v1/events": "Event",
     MD: "ModelDeployment",
-    "kopf.dev/v1/clusterkopfpeerings": "ClusterKopfPeering",
-    "kopf.dev/v1/kopfpeerings": "KopfPeering",
+    "coordination.k8s.io/v1/leases": "Lease",
 }
 
 
 RESOURCE_KINDS = {kmock.resource(name): kind for name, kind in KINDS.items()}
 MD_RESOURCE = kmock.resource(MD)
 CRD_RES = kmock.resource(CRD_RESOURCE)
+LEASE_RESOURCE = kmock.resource("coordination.k8s.io/v1/leases")
+# The API server's limit on all of an object's annotations together (keys and values).
+ANNOTATIONS_MAX = 256 * 1024
+
+
+@attrs.frozen
+class ConflictError(kmock.KubernetesError):
+    status: int = 409
+    reason: str = "Conflict"
+    message: str = "the object has been modified; please apply your changes to the latest version"
+
+
+@attrs.frozen
+class TooLongError(kmock.KubernetesError):
+    status: int = 422
+    reason: str = "Invalid"
+    message: str = f"metadata.annotations: Too long: must have at most {ANNOTATIONS_MAX} bytes"
 
 
 def _now() -> str:
@@ -101,6 +119,10 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
     _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
 
     async def _handle(self, request: kmock.Request) -> Any:
+        if request.resource == LEASE_RESOURCE:
+            request = self._as_lease_server(request)
+        if request.resource == MD_RESOURCE and isinstance(request.data, dict):
+            self._check_annotations(request)
         changed = request
         if request.resource == MD_RESOURCE:
             changed = self._as_api_server(request)
@@ -111,6 +133,36 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             self._requests[self._requests.index(request)] = changed
             request = changed
         return await super()._handle(request)
+
+    def _check_annotations(self, request: kmock.Request) -> None:
+        current = self._current(request) or {}
+        annotations = _merge(current, request.data).get("metadata", {}).get("annotations") or {}
+        if sum(len(k) + len(str(v)) for k, v in annotations.items()) > ANNOTATIONS_MAX:
+            raise TooLongError()
+
+    def _as_lease_server(self, request: kmock.Request) -> kmock.Request:
+        """resourceVersions on Leases, and a 409 for a write based on an older one."""
+        data = copy.deepcopy(request.data) if isinstance(request.data, dict) else None
+        if data is None or request.action not in (kmock.action.CREATE, kmock.action.UPDATE):
+            return request
+        meta = data.setdefault("metadata", {})
+        if request.action == kmock.action.UPDATE:
+            current = None
+            for (resource, namespace, name), obj in self.objects.items():
+                if (resource, namespace, name) == (
+                    LEASE_RESOURCE,
+                    request.namespace,
+                    request.name,
+                ) and not obj.deleted:
+                    current = obj.raw
+            if current is not None and meta.get("resourceVersion") != current.get(
+                "metadata", {}
+            ).get("resourceVersion"):
+                raise ConflictError()
+        meta["resourceVersion"] = str(next(self._versions))
+        changed = attrs.evolve(request, data=data)
+        self._requests[self._requests.index(request)] = changed
+        return changed
 
     def _generate_name(self, request: kmock.Request) -> kmock.Request:
         """``metadata.generateName`` (kopf's Events use it): the server picks the name."""
@@ -262,7 +314,6 @@ class EmulatedCluster:
             namespaced = resource not in (
                 CRD_RESOURCE,
                 "v1/namespaces",
-                "kopf.dev/v1/clusterkopfpeerings",
             )
             info = ResourceInfo(kind=kind, namespaced=namespaced, verbs=VERBS)
             if resource == MD:

@@ -12,8 +12,9 @@ import pytest
 import yaml
 from chart_render import CHART, one, render
 
-from controller import kube
+from controller import api
 from controller.plan import NetworkConfig
+from controller.settings import ControllerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE_ARN = "arn:aws:iam::123456789012:role/mlops-controller"
@@ -24,8 +25,9 @@ CLUSTER_RULES = {
     ("mlops.platform.io", "modeldeployments"): {"list", "watch", "patch"},
     ("mlops.platform.io", "modeldeployments/status"): {"patch"},
     ("", "events"): {"create"},
-    ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"},
 }
+# The Lease that makes replicas exclusive, in the release's namespace only.
+LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "patch"}}
 
 
 def _grants(rules: list[dict]) -> dict[tuple[str, str], set[str]]:
@@ -46,15 +48,7 @@ def test_chart_crds_are_the_generated_ones():
     assert (CHART / "crds" / "modeldeployment.yaml").read_text() == (
         ROOT / "crds" / "modeldeployment.yaml"
     ).read_text(), "copy crds/modeldeployment.yaml to charts/mlops-controller/crds/"
-    peering = list(yaml.safe_load_all((CHART / "crds" / "kopfpeerings.yaml").read_text()))
-    assert {d["metadata"]["name"] for d in peering} == {
-        "clusterkopfpeerings.kopf.dev",
-        "kopfpeerings.kopf.dev",
-    }
-    for crd in peering:
-        (version,) = crd["spec"]["versions"]
-        status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
-        assert status["x-kubernetes-preserve-unknown-fields"] is True  # peers are free keys
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == ["modeldeployment.yaml"]
 
 
 def test_helm_lint_finds_no_warning_or_error():
@@ -67,7 +61,9 @@ def test_cluster_wide_rbac_is_exactly_least_privilege():
     docs = render()
     role = one(docs, "ClusterRole")
     assert _grants(role["rules"]) == CLUSTER_RULES
-    assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    (lease_role,) = [d for d in docs if d["kind"] == "Role"]
+    assert lease_role["metadata"]["namespace"] == "mlops-system"
+    assert _grants(lease_role["rules"]) == LEASE_RULES
     binding = one(docs, "ClusterRoleBinding")
     account = one(docs, "ServiceAccount")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
@@ -83,7 +79,6 @@ def test_cluster_wide_rbac_is_exactly_least_privilege():
         deployment["spec"]["template"]["spec"]["serviceAccountName"]
         == (account["metadata"]["name"])
     )
-    assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "mlops-controller"
     assert "MLOPS_KUBE_NAMESPACE" not in _env(deployment)
 
 
@@ -95,11 +90,10 @@ def test_one_namespace_gets_a_role_there_and_only_the_crd_watch_cluster_wide():
     }
     role = one(docs, "Role", namespace="ml")
     grants = _grants(role["rules"])
-    assert grants[("kopf.dev", "kopfpeerings")] == {"list", "watch", "patch"}
-    assert ("kopf.dev", "clusterkopfpeerings") not in grants
-    assert grants[("mlops.platform.io", "modeldeployments/status")] == {"patch"}
+    assert grants == {k: v for k, v in CLUSTER_RULES.items() if k[0] != "apiextensions.k8s.io"}
     assert one(docs, "RoleBinding", namespace="ml")["roleRef"]["name"] == role["metadata"]["name"]
-    assert one(docs, "KopfPeering", namespace="ml")["metadata"]["name"] == "mlops-controller"
+    lease_role = one(docs, "Role", namespace="mlops-system")
+    assert _grants(lease_role["rules"]) == LEASE_RULES
     assert _env(one(docs, "Deployment"))["MLOPS_KUBE_NAMESPACE"] == "ml"
 
 
@@ -133,6 +127,34 @@ def test_deployment_is_locked_down_and_probed_on_kopfs_liveness_endpoint():
     assert ports[probe["port"]] == int(url.group(1))
     assert container["args"] == ["--resync", "60"]
     assert deployment["spec"]["replicas"] == 2
+    # Readiness and the metrics Service use the port the controller serves /readyz on.
+    ready = container["readinessProbe"]["httpGet"]
+    assert ready["path"] == "/readyz"
+    assert ports[ready["port"]] == int(env["MLOPS_CONTROLLER_METRICS_PORT"])
+    # The lease identity is the pod's name (a restart in place resumes at once).
+    (identity,) = [e for e in container["env"] if e["name"] == "MLOPS_CONTROLLER_IDENTITY"]
+    assert identity["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+def test_metrics_service_and_the_optional_service_monitor():
+    docs = render()
+    service = one(docs, "Service")
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics"}]
+    assert not [d for d in docs if d["kind"] == "ServiceMonitor"]
+    docs = render(
+        {
+            "metrics": {
+                "port": 9100,
+                "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+            }
+        }
+    )
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s"}
+    ]
+    assert monitor["spec"]["selector"]["matchLabels"] == one(docs, "Service")["spec"]["selector"]
 
 
 def test_the_environment_the_chart_sets_is_what_the_controller_reads(monkeypatch):
@@ -146,13 +168,15 @@ def test_the_environment_the_chart_sets_is_what_the_controller_reads(monkeypatch
         },
     }
     env = _env(one(render(values), "Deployment"))
-    source = (ROOT / "controller" / "kube.py").read_text()
-    for name in env:
-        if name.startswith("MLOPS_KUBE_") or name == "MLOPS_DELETE_POLICY":
-            assert name in source, f"{name} is set by the chart but not read by the operator"
-    assert env["MLOPS_DELETE_POLICY"] in kube.DELETE_POLICIES
+    env = {k: v if v is not None else "from-the-downward-api" for k, v in env.items()}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    settings = ControllerSettings()
+    assert settings.delete_policy == "ScaleToZero" and settings.delete_policy in api.DELETE_POLICIES
+    assert settings.identity == "from-the-downward-api"
+    assert settings.kube_lease_namespace == "from-the-downward-api"
+    assert settings.kube_liveness == env["MLOPS_KUBE_LIVENESS"]
+    assert settings.lease_ttl == 30 and settings.metrics_port == 9090
     network = NetworkConfig.from_env()
     assert network.subnets == ("subnet-0a1b", "subnet-2c3d")
     assert network.security_groups == ("sg-0f00",)
@@ -163,6 +187,8 @@ def test_the_environment_the_chart_sets_is_what_the_controller_reads(monkeypatch
     "values",
     [
         {"deletePolicy": "Delete"},
+        {"metrics": {"port": 80}},
+        {"leaseSeconds": 1},
         {"replicas": 0},
         {"resyncSeconds": "often"},
         {"serviceAccount": {"roleArn": "my-role"}},
@@ -203,6 +229,8 @@ def test_controller_image_is_pinned_non_root_and_runs_the_operator():
     (entry,) = [rest for kw, rest in instructions if kw == "ENTRYPOINT"]
     assert json.loads(entry) == ["mlopsctl", "controller", "run", "--source", "kube"]
     (expose,) = [rest for kw, rest in instructions if kw == "EXPOSE"]
-    assert f"http://0.0.0.0:{expose}/healthz" == kube.DEFAULT_LIVENESS
+    defaults = ControllerSettings.model_fields
+    liveness, metrics = defaults["kube_liveness"].default, defaults["metrics_port"].default
+    assert expose.split() == [liveness.split(":")[2].split("/")[0], str(metrics)]
     copied = {rest.split()[0] for kw, rest in instructions if kw == "COPY"}
     assert {"mlops_core", "mlopsctl", "controller"} <= copied

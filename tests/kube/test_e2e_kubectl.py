@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from chart_render import allows, grants, one, render
@@ -41,17 +43,16 @@ def _manifest(tmp_path: Path, version: str) -> Path:
     return path
 
 
-def _apply_peering(kubectl, tmp_path: Path) -> None:
-    """The ClusterKopfPeering object the chart creates (kopf's peering CRDs are served by
-    the emulator): replicas of the operator coordinate through it."""
-    peering = {
-        "apiVersion": "kopf.dev/v1",
-        "kind": "ClusterKopfPeering",
-        "metadata": {"name": "mlops-controller"},
-    }
-    path = tmp_path / "peering.yaml"
-    path.write_text(yaml.safe_dump(peering))
-    kubectl("apply", "--validate=false", "-f", str(path))
+def _rules() -> list[dict]:
+    """What the chart grants the operator: its ClusterRole and the lease Role."""
+    docs = render()
+    return one(docs, "ClusterRole")["rules"] + one(docs, "Role")["rules"]
+
+
+def _requests(cluster) -> set[tuple[str, str, str]]:
+    """Every resource request of the operator: kopf's watch and finalizer, the runtime's
+    status patches, Events and Lease."""
+    return resource_requests(cluster, "kopf/") | resource_requests(cluster, "mlops-controller")
 
 
 def _status(kubectl) -> dict:
@@ -118,7 +119,6 @@ def test_kubectl_apply_patch_rollback_and_invalid_spec(
 ):
     v1, v2 = versions
     kubectl("apply", "--validate=false", "-f", str(CRD), record=True)
-    _apply_peering(kubectl, tmp_path)
     manifest = _manifest(tmp_path, v1)
     kubectl("apply", "--validate=false", "-f", str(manifest), record=True)
 
@@ -225,8 +225,8 @@ def test_kubectl_apply_patch_rollback_and_invalid_spec(
 
     # Least privilege, measured: every request the operator made is one the chart's
     # ClusterRole grants, and every permission it grants was used.
-    rules = one(render(), "ClusterRole")["rules"]
-    used = resource_requests(cluster, "kopf/")
+    rules = _rules()
+    used = _requests(cluster)
     assert [u for u in sorted(used) if not allows(rules, *u)] == []
     assert used == grants(rules)
 
@@ -252,7 +252,6 @@ def test_delete_policy(
     """Deleting goes through the finalizer and the delete policy: Retain leaves the service
     running, ScaleToZero scales it to zero tasks; the pointer stays either way."""
     kubectl("apply", "--validate=false", "-f", str(CRD))
-    _apply_peering(kubectl, tmp_path)
     kubectl("apply", "--validate=false", "-f", str(_manifest(tmp_path, versions[0])))
     if annotation:
         policy_annotation = f"mlops.platform.io/delete-policy={annotation}"
@@ -274,41 +273,84 @@ def test_delete_policy(
     assert state["desired"] == replicas_after
     reasons = {e["reason"] for e in cluster.objects("v1/events")}
     assert ("InvalidDeletePolicy" in reasons) == (annotation == "Destroy")
-    rules = one(render(), "ClusterRole")["rules"]
-    assert [u for u in sorted(resource_requests(cluster, "kopf/")) if not allows(rules, *u)] == []
+    rules = _rules()
+    assert [u for u in sorted(_requests(cluster)) if not allows(rules, *u)] == []
 
 
-def test_peering_lets_one_replica_reconcile_at_a_time(kubectl, start_operator, versions, tmp_path):
-    """Two replicas: the lower-priority one pauses while the other lives, and takes over
-    when it stops (kopf peering through the chart's ClusterKopfPeering)."""
+def _leases(cluster) -> dict:
+    (lease,) = cluster.objects("coordination.k8s.io/v1/leases")
+    return lease["spec"]
+
+
+def test_one_replica_acts_through_the_lease_and_a_restart_resumes_at_once(
+    kubectl, cluster, start_operator, versions, tmp_path
+):
+    """Two replicas: the one holding the Lease acts, the other stands by; a clean stop
+    hands over at once; a replica killed and restarted with its identity (the chart
+    passes the pod's name) takes its lease back at once, not after the lease expires."""
     kubectl("apply", "--validate=false", "-f", str(CRD))
-    _apply_peering(kubectl, tmp_path)
     kubectl("apply", "--validate=false", "-f", str(_manifest(tmp_path, versions[0])))
-    active = start_operator("active", MLOPS_KUBE_PRIORITY="200")
+    active = start_operator("active", MLOPS_CONTROLLER_IDENTITY="pod-a", LEASE_TTL="60")
     wait_for("convergence", _converged(kubectl, 1), operators=[active])
+    assert _leases(cluster)["holderIdentity"] == "pod-a"
 
-    standby = start_operator("standby", MLOPS_KUBE_PRIORITY="100")
-
-    def peers():
-        status = kubectl.json("get", "clusterkopfpeerings", "mlops-controller").get("status")
-        return sorted(p["priority"] for p in (status or {}).values() if p.get("lifetime"))
-
-    # Both replicas are up and known to each other; the standby starts paused (silently).
-    assert wait_for("both replicas to peer", lambda: peers() == [100, 200], operators=[standby])
+    standby = start_operator("standby", MLOPS_CONTROLLER_IDENTITY="pod-b", LEASE_TTL="60")
+    wait_for("the standby to be ready", lambda: liveness_ok(standby.metrics + "/readyz"))
     kubectl(
         "patch", "modeldeployment", NAME, "--type=merge",
         "-p", json.dumps({"spec": {"model": {"version": versions[1]}}}),
     )  # fmt: skip
     wait_for("generation 2 to converge", _converged(kubectl, 2), operators=[active])
-    assert '"reconciled"' not in standby.logs()
+    assert '"status written"' not in standby.logs()
+    assert "mlops_controller_leader 0.0" in httpx.get(standby.metrics + "/metrics").text
 
-    active.proc.terminate()
+    # A crash (SIGKILL: no release) and a restart in place: back within seconds, although
+    # the lease (60 s) has not expired; the standby never took over.
+    active.proc.kill()
     active.proc.wait(timeout=30)
+    restarted = start_operator("active", MLOPS_CONTROLLER_IDENTITY="pod-a", LEASE_TTL="60")
     kubectl(
         "patch", "modeldeployment", NAME, "--type=merge",
         "-p", json.dumps({"spec": {"model": {"version": versions[0]}}}),
     )  # fmt: skip
-    wait_for("the standby to take over", _converged(kubectl, 3), operators=[standby])
-    assert "Resuming operations" in standby.logs()
-    assert '"reconciled"' in standby.logs()
-    assert peers() == [100]
+    wait_for("the restarted replica to resume", _converged(kubectl, 3), timeout=20,
+             operators=[restarted])  # fmt: skip
+    assert '"lease acquired"' in restarted.logs()
+    assert '"status written"' not in standby.logs()
+
+    # A clean stop releases the lease: the standby takes over at once.
+    restarted.proc.terminate()
+    restarted.proc.wait(timeout=30)
+    kubectl(
+        "patch", "modeldeployment", NAME, "--type=merge",
+        "-p", json.dumps({"spec": {"model": {"version": versions[1]}}}),
+    )  # fmt: skip
+    wait_for("the standby to take over", _converged(kubectl, 4), timeout=20, operators=[standby])
+    assert _leases(cluster)["holderIdentity"] == "pod-b"
+    assert "mlops_controller_leader 1.0" in httpx.get(standby.metrics + "/metrics").text
+
+
+def test_large_annotations_never_break_the_bookkeeping(
+    kubectl, cluster, start_operator, versions, platform, tmp_path
+):
+    """A legal object with ~100 KB of annotations: kopf's bookkeeping never copies them
+    (a copy would exceed the API server's 256 KiB limit and make kopf retry forever), so
+    the object converges once and stays quiet."""
+    kubectl("apply", "--validate=false", "-f", str(CRD))
+    doc = yaml.safe_load(_manifest(tmp_path, versions[0]).read_text())
+    doc["metadata"]["annotations"] = {f"example.com/note-{i}": "x" * 1000 for i in range(100)}
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump(doc))
+    kubectl("apply", "--validate=false", "-f", str(big))
+    operator = start_operator()
+    wait_for("convergence", _converged(kubectl, 1), operators=[operator])
+    obj = kubectl.json("get", "modeldeployment", NAME)
+    annotations = obj["metadata"]["annotations"]
+    ours = {k: v for k, v in annotations.items() if k.startswith("kopf.mlops.platform.io/")}
+    assert sum(len(v) for v in ours.values()) < 2000, ours
+    assert "example.com/note-0" not in "".join(ours.values())
+    before = _aws_snapshot(platform)
+    time.sleep(3)  # several polls of the runtime and timers: nothing more happens
+    assert _aws_snapshot(platform) == before
+    assert "Too long" not in operator.logs() and '"Traceback' not in operator.logs()
+    assert operator.logs().count('"status written"') <= 2

@@ -1,4 +1,4 @@
-"""The kopf adapter's own pieces (the e2e drives the whole operator): parsing a body,
+"""The Kubernetes source's own pieces (the e2e drives the whole operator): parsing a body,
 the status merge patch, the delete policy and the scale-to-zero it may call."""
 
 from __future__ import annotations
@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from controller import kube
+from controller import api
 from controller.actions import TAG_DEPLOYMENT
 from controller.api import ModelDeploymentStatus, set_condition
+from controller.settings import ControllerSettings
+from controller.sources import kube
 from mlops_core import aws
 from mlops_core.errors import InvalidInput
 
@@ -28,14 +31,14 @@ def _body(**spec_changes) -> dict:
 
 
 def test_parse_reads_the_object_and_ignores_status_and_server_metadata():
-    deployment = kube.parse(_body())
+    deployment = kube.parse_body(_body())
     assert deployment.key == "ml/usedcar-price-prod"
     assert deployment.metadata.generation == 3
 
 
 def test_parse_names_every_bad_field():
     with pytest.raises(InvalidInput) as err:
-        kube.parse(_body(memory=8192, replicas=-1))
+        kube.parse_body(_body(memory=8192, replicas=-1))
     message = err.value.render()
     assert "modeldeployment ml/usedcar-price-prod" in message
     assert "spec.serving.replicas" in message
@@ -57,29 +60,21 @@ def test_status_patch_is_empty_when_nothing_changed_and_deletes_dropped_keys():
 
 def test_delete_policy_comes_from_the_annotation_else_the_default():
     body = _body()
-    assert kube.delete_policy(body, "Retain") == "Retain"
-    body["metadata"]["annotations"] = {kube.DELETE_POLICY_ANNOTATION: "ScaleToZero"}
-    assert kube.delete_policy(body, "Retain") == "ScaleToZero"
-    body["metadata"]["annotations"] = {kube.DELETE_POLICY_ANNOTATION: "Destroy"}
-    with pytest.raises(InvalidInput, match="Retain, ScaleToZero"):
-        kube.delete_policy(body, "Retain")
+    annotations = body["metadata"].get("annotations")
+    assert api.delete_policy(annotations, "Retain") == "Retain"
+    assert api.delete_policy({api.DELETE_POLICY_ANNOTATION: "ScaleToZero"}, "Retain") == (
+        "ScaleToZero"
+    )
+    with pytest.raises(ValueError, match="Retain, ScaleToZero"):
+        api.delete_policy({api.DELETE_POLICY_ANNOTATION: "Destroy"}, "Retain")
 
 
-@pytest.mark.parametrize(
-    "kwargs, env",
-    [({"delete_policy": "Destroy"}, {}), ({}, {"MLOPS_DELETE_POLICY": "nope"})],
-)
-def test_run_operator_refuses_a_bad_delete_policy_before_starting(monkeypatch, kwargs, env):
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    with pytest.raises(InvalidInput, match="delete policy"):
-        kube.run_operator(**kwargs)
-
-
-def test_run_operator_needs_something_to_watch(monkeypatch):
-    monkeypatch.delenv("MLOPS_KUBE_NAMESPACE", raising=False)
-    with pytest.raises(InvalidInput, match="no namespace"):
-        kube.run_operator(all_namespaces=False)
+def test_settings_refuse_a_bad_delete_policy_before_starting(monkeypatch):
+    monkeypatch.setenv("MLOPS_DELETE_POLICY", "nope")
+    with pytest.raises(ValidationError, match="ScaleToZero"):
+        ControllerSettings()
+    monkeypatch.setenv("MLOPS_DELETE_POLICY", "ScaleToZero")
+    assert ControllerSettings().delete_policy == "ScaleToZero"
 
 
 def _service(platform, key: str, desired: int = 2) -> str:
@@ -109,18 +104,19 @@ def _desired(platform, name: str) -> int:
 def _retire(platform, deployment, policy: str = "ScaleToZero") -> bool:
     from controller.reconcile import Reconciler
 
-    return Reconciler(platform).retire(deployment, policy)
+    s = deployment.spec
+    return Reconciler(platform).retire(deployment.key, s.project, s.env, policy)
 
 
 def test_scale_to_zero_scales_only_the_deployments_own_service(platform):
-    deployment = kube.parse(_body())
+    deployment = kube.parse_body(_body())
     name = _service(platform, key="other-namespace/usedcar-price-prod")
     assert _retire(platform, deployment) is False
     assert _desired(platform, name) == 2
 
 
 def test_scale_to_zero_is_idempotent_and_retain_leaves_the_service(platform):
-    deployment = kube.parse(_body())
+    deployment = kube.parse_body(_body())
     name = _service(platform, key=deployment.key)
     assert _retire(platform, deployment, "Retain") is False
     assert _desired(platform, name) == 2
@@ -130,5 +126,4 @@ def test_scale_to_zero_is_idempotent_and_retain_leaves_the_service(platform):
 
 
 def test_scale_to_zero_without_a_service_does_nothing(platform):
-    assert _retire(platform, kube.parse(_body())) is False
-
+    assert _retire(platform, kube.parse_body(_body())) is False

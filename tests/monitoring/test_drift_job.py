@@ -145,7 +145,7 @@ def test_bad_input_is_a_clear_error(live, capsys):
     assert main(["drift", "--env", "prod", "--project", PROJECT, "--since", "soon"]) == 2
     assert "not a duration" in capsys.readouterr().err
     assert main(["drift", "--env", "prod", "--project", PROJECT, "--correction", "holm"]) == 2
-    assert main(["drift", "--env", "prod", "--project", PROJECT, "-o", "yaml"]) == 2
+    assert main(["drift", "--env", "prod", "--project", PROJECT, "-o", "xml"]) == 2
     assert main(["drift", "--env", "prod", "--project", PROJECT, "--from", "yesterday"]) == 2
     code = main(
         [
