@@ -130,9 +130,26 @@ class Platform:
         """Key prefix in the artifact bucket where the drift job writes its reports."""
         return f"{check_project(project)}/drift/"
 
-    def capture_prefix(self, project: str, env: str) -> str:
-        """Key prefix of an env's captured requests (``{version}/...`` below it)."""
-        return f"{check_project(project)}/capture/{check_env(env)}/"
+    def capture_root(self, project: str) -> str:
+        """Key prefix of every env's captured inferences (serving writes, the job reads)."""
+        return f"{check_project(project)}/capture/"
+
+    def capture_env_prefix(self, project: str, env: str) -> str:
+        """Captured inferences of every version in one env."""
+        return f"{self.capture_root(project)}{check_env(env)}/"
+
+    def capture_prefix(self, project: str, env: str, version: str) -> str:
+        """Captured inferences of one version in one env (``mlops_core.capture``)."""
+        return f"{self.capture_root(project)}{check_env(env)}/{version}/"
+
+    def drift_results_prefix(self, project: str, env: str, version: str) -> str:
+        """Drift results of one version in one env (``mlops_core.drift_result``)."""
+        return f"{self.drift_prefix(project)}{check_env(env)}/{version}/"
+
+    @property
+    def drift_metrics_namespace(self) -> str:
+        """CloudWatch namespace of the drift job's metrics."""
+        return f"{self.platform}/drift"
 
     def training_data_prefix(self, project: str) -> str:
         """Key prefix in the artifact bucket the training task may read data from."""
@@ -191,6 +208,9 @@ class Platform:
 
     def training_log_group(self, project: str) -> str:
         return training_log_group_name(self.platform, project)
+
+    def drift_dead_letter_queue(self, project: str) -> str:
+        return drift_dlq_name(self.platform, project)
 
     def load_balancer(self, project: str, env: str) -> str:
         return alb_name(self.platform, project, env)
@@ -294,6 +314,11 @@ def training_task_family(project: str) -> str:
 
 def training_log_group_name(platform: str, project: str) -> str:
     return f"/ecs/{platform}/{training_task_family(project)}"
+
+
+def drift_dlq_name(platform: str, project: str) -> str:
+    """SQS queue where the scheduler leaves drift runs it could not start."""
+    return f"{platform}-{check_project(project)}-drift-dlq"
 
 
 def alb_name(platform: str, project: str, env: str) -> str:

@@ -284,6 +284,31 @@ class Registry:
             self._manifests[key] = manifest
         return manifest
 
+    def read_file(self, project: str, version: str, name: str) -> bytes:
+        """One file of a published version, checked against its manifest's sha256."""
+        manifest = self.get_manifest(project, version)
+        entry = manifest.files.get(name)
+        key = self.platform.version_prefix(project, version) + name
+        if entry is None:
+            raise NotFound(f"version {version} of {project!r} has no {name}")
+        try:
+            data = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise IntegrityError(
+                    f"{name} is named by the manifest but missing",
+                    where=f"s3://{self.bucket}/{key}",
+                ) from None
+            raise
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != entry.sha256:
+            raise IntegrityError(
+                f"{name} has sha256 {actual[:12]}…, manifest says {entry.sha256[:12]}…",
+                where=f"s3://{self.bucket}/{key}",
+                hint="the stored file does not match its manifest; do not trust this version",
+            )
+        return data
+
     def exists(self, project: str, version: str) -> bool:
         try:
             self.get_manifest(project, version)

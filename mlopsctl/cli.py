@@ -10,6 +10,7 @@
     mlopsctl cost               per deployment: estimate, billed cost, cost per 1k requests
     mlopsctl serve --env prod
     mlopsctl deploy --env prod  declare the desired state; the controller converges AWS
+    mlopsctl drift --env prod   compare captured inferences with the baseline
     mlopsctl dev up|down        the embedded local AWS endpoint
 
 Expected failures are :class:`~mlops_core.errors.MlopsError`: printed as ``error: ...``
@@ -21,15 +22,8 @@ from __future__ import annotations
 import sys
 
 import typer
-from botocore.exceptions import (
-    ClientError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    NoRegionError,
-)
 
-from mlops_core.errors import MlopsError
-from mlopsctl import cmd_cost, cmd_dev, cmd_logs, cmd_models, cmd_project, cmd_serve
+from mlopsctl import cmd_cost, cmd_dev, cmd_drift, cmd_logs, cmd_models, cmd_project, cmd_serve
 
 app = typer.Typer(
     name="mlopsctl",
@@ -68,6 +62,7 @@ app.command("serve")(cmd_serve.serve)
 app.command("logs")(cmd_logs.logs)
 app.command("cost")(cmd_cost.cost)
 app.command("prices")(cmd_cost.prices)
+app.command("drift")(cmd_drift.drift)
 app.add_typer(cmd_dev.app, name="dev")
 
 
@@ -102,40 +97,22 @@ def _mount_optional() -> None:
 _mount_optional()
 
 
-def _fail(message: str, code: int) -> int:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return code
-
-
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, turning expected errors into messages."""
-    from mlops_core import logs
+    from mlops_core import exits, logs
 
     logs.configure()
-    try:
-        # Standalone mode: click prints usage errors itself (exit 2) and exits through
-        # SystemExit; our own errors propagate to the handlers below.
-        app(args=argv, prog_name="mlopsctl", standalone_mode=True)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except MlopsError as exc:
-        return _fail(exc.render(), exc.exit_code)
-    except EndpointConnectionError as exc:
-        return _fail(
-            f"cannot reach the AWS endpoint ({exc.kwargs.get('endpoint_url')})\n"
-            "  hint: start the local one with 'eval \"$(mlopsctl dev up)\"', "
-            "or unset AWS_ENDPOINT_URL to use AWS",
-            10,
-        )
-    except (NoCredentialsError, NoRegionError) as exc:
-        return _fail(f"{exc}\n  hint: configure AWS credentials and region", 10)
-    except ClientError as exc:
-        err = exc.response.get("Error", {})
-        code, message = err.get("Code"), err.get("Message")
-        return _fail(f"AWS refused {exc.operation_name}: {code}: {message}", 11)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
-    return 0
+
+    def work() -> int:
+        try:
+            # Standalone mode: click prints usage errors itself (exit 2) and exits through
+            # SystemExit; our own errors propagate to exits.run's handlers.
+            app(args=argv, prog_name="mlopsctl", standalone_mode=True)
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return 0
+
+    return exits.run(work)
 
 
 def entry() -> None:

@@ -147,7 +147,7 @@ def deployment_cost(
     seconds = (end - start).total_seconds()
     pointer = PointerStore(platform).get(project, env)
     version = live.environment(ENV_MODEL_VERSION) or (pointer.version if pointer else None)
-    capture = platform.capture_prefix(project, env)
+    capture = platform.capture_env_prefix(project, env)
     workload = Workload(
         cpu=live.cpu,
         memory=live.memory,

@@ -1,7 +1,9 @@
 """``baseline.json``: the training distribution each feature is checked against for drift.
 
 Per numeric feature: count, missing, mean, std, min, max, quantiles, a histogram (bin
-edges and counts) and a fixed-size seeded sample for two-sample KS tests. Per category:
+edges and counts), decile bins for PSI (``psi_bins``: edges and the training fraction in
+each right-closed bin, so the drift job never recomputes them) and a fixed-size seeded
+sample, stored sorted, for two-sample KS tests (the drift job never re-sorts it). Per category:
 count, missing and each category's count and frequency (for chi-square tests). The
 target and the model's holdout predictions are summarised too, so prediction drift can
 be watched: as numbers for regression, and for classification like a category whose
@@ -23,6 +25,15 @@ BASELINE_SCHEMA_VERSION = 1
 SAMPLE_SIZE = 1000
 HISTOGRAM_BINS = 20
 QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
+PSI_QUANTILES = tuple(i / 10 for i in range(1, 10))
+
+
+def psi_bins(present: np.ndarray) -> dict[str, list[float]]:
+    """Decile edges (ties merged) and the fraction of ``present`` in each right-closed bin
+    (-inf, e0], (e0, e1], ..., (e_last, inf)."""
+    edges = np.unique(np.quantile(present, PSI_QUANTILES))
+    counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=edges.size + 1)
+    return {"edges": edges.tolist(), "fractions": (counts / present.size).tolist()}
 
 
 def numeric_summary(values: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
@@ -43,6 +54,7 @@ def numeric_summary(values: np.ndarray, rng: np.random.Generator) -> dict[str, A
             "max": None,
             "quantiles": {},
             "histogram": {"bin_edges": [], "counts": []},
+            "psi_bins": {"edges": [], "fractions": []},
             "sample": [],
         }
     counts, edges = np.histogram(present, bins=HISTOGRAM_BINS)
@@ -59,6 +71,7 @@ def numeric_summary(values: np.ndarray, rng: np.random.Generator) -> dict[str, A
             for q, v in zip(QUANTILES, np.quantile(present, QUANTILES), strict=True)
         },
         "histogram": {"bin_edges": edges.tolist(), "counts": counts.tolist()},
+        "psi_bins": psi_bins(present),
         "sample": sample.tolist(),
     }
 

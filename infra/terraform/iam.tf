@@ -1,5 +1,5 @@
 # Roles: task execution (pull images, write logs), serving task, drift job, EventBridge
-# (runs the drift job) and the controller. Every Allow names its actions and, where the
+# Scheduler (runs the drift job) and the controller. Every Allow names its actions and, where the
 # action supports it, the resources by ARN.
 
 locals {
@@ -32,7 +32,7 @@ data "aws_iam_policy_document" "events_trust" {
     actions = ["sts:AssumeRole"]
     principals {
       type        = "Service"
-      identifiers = ["events.amazonaws.com"]
+      identifiers = ["scheduler.amazonaws.com"]
     }
     condition {
       test     = "StringEquals"
@@ -132,7 +132,7 @@ resource "aws_iam_role_policy" "task_execution" {
 
 resource "aws_iam_role" "serving_task" {
   name                 = local.serving_task_role_name
-  description          = "Serving tasks of ${var.project}: read its models and pointers"
+  description          = "Serving tasks of ${var.project}: read its models and pointers, write captured inferences"
   assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_trust.json
   max_session_duration = 3600
   tags                 = local.tags
@@ -143,6 +143,11 @@ data "aws_iam_policy_document" "serving_task" {
     sid       = "ReadModels"
     actions   = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.artifacts.arn}/${local.models_prefix}*"]
+  }
+  statement {
+    sid       = "WriteCapture"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/${local.capture_root}*"]
   }
   statement {
     sid       = "ListModels"
@@ -171,7 +176,7 @@ resource "aws_iam_role_policy" "serving_task" {
 
 resource "aws_iam_role" "drift_task" {
   name                 = local.drift_task_role_name
-  description          = "Drift job of ${var.project}: read models and pointers, write drift reports"
+  description          = "Drift job of ${var.project}: read models, pointers and captured inferences, write drift reports and metrics"
   assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_trust.json
   max_session_duration = 3600
   tags                 = local.tags
@@ -184,18 +189,38 @@ data "aws_iam_policy_document" "drift_task" {
     resources = ["${aws_s3_bucket.artifacts.arn}/${local.models_prefix}*"]
   }
   statement {
+    sid       = "ReadCapture"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/${local.capture_root}*"]
+  }
+  statement {
     sid       = "ReadWriteDriftReports"
     actions   = ["s3:GetObject", "s3:PutObject"]
     resources = ["${aws_s3_bucket.artifacts.arn}/${local.drift_prefix}*"]
   }
   statement {
-    sid       = "ListModelsAndReports"
+    sid       = "ListModelsCaptureAndReports"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.artifacts.arn]
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = [local.models_prefix, "${local.models_prefix}*", local.drift_prefix, "${local.drift_prefix}*"]
+      values = [
+        local.models_prefix, "${local.models_prefix}*",
+        local.capture_root, "${local.capture_root}*",
+        local.drift_prefix, "${local.drift_prefix}*",
+      ]
+    }
+  }
+  statement {
+    # PutMetricData has no resource-level permissions; the namespace condition scopes it.
+    sid       = "PutDriftMetrics"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = [local.drift_metrics_namespace]
     }
   }
   statement {
@@ -211,11 +236,11 @@ resource "aws_iam_role_policy" "drift_task" {
   policy = data.aws_iam_policy_document.drift_task.json
 }
 
-# -- EventBridge: runs the drift task on schedule -------------------------------------
+# -- EventBridge Scheduler: runs the drift task on schedule ----------------------------
 
 resource "aws_iam_role" "events" {
   name                 = local.events_role_name
-  description          = "EventBridge runs the drift job of ${var.project}"
+  description          = "EventBridge Scheduler runs the drift job of ${var.project}"
   assume_role_policy   = data.aws_iam_policy_document.events_trust.json
   max_session_duration = 3600
   tags                 = local.tags
@@ -241,6 +266,11 @@ data "aws_iam_policy_document" "events" {
       variable = "iam:PassedToService"
       values   = ["ecs-tasks.amazonaws.com"]
     }
+  }
+  statement {
+    sid       = "DeadLetters"
+    actions   = ["sqs:SendMessage"]
+    resources = ["arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.drift_dlq_name}"]
   }
 }
 

@@ -13,7 +13,10 @@ locals {
   serving_enabled = var.serving_image != null || var.serving_image_tag != null
   serving_image   = coalesce(var.serving_image, "${aws_ecr_repository.this["serving"].repository_url}:${coalesce(var.serving_image_tag, "unset")}")
   serving_envs    = local.serving_enabled ? local.envs : toset([])
-  drift_envs      = var.drift_image != null ? local.envs : toset([])
+  # The drift job runs on var.drift_image, else on the serving image (which carries it).
+  drift_image   = var.drift_image != null ? var.drift_image : (local.serving_enabled ? local.serving_image : null)
+  drift_enabled = local.drift_image != null
+  drift_envs    = local.drift_enabled ? local.envs : toset([])
 
   serving_container = "serving"
   serving_port      = 8080

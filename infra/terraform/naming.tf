@@ -16,6 +16,8 @@ locals {
   models_prefix           = "${var.project}/models/"
   drift_prefix            = "${var.project}/drift/"
   project_config_key      = "${var.project}/project.json"
+  capture_root            = "${var.project}/capture/"
+  drift_metrics_namespace = "${var.platform}/drift"
 
   task_execution_role_name = "${var.platform}-task-execution"
   controller_role_name     = "${var.platform}-controller"
@@ -25,6 +27,7 @@ locals {
   # "_" never occurs in a project name, so a job family never equals a service family.
   drift_task_family       = "${var.project}_drift"
   drift_log_group_name    = "/ecs/${var.platform}/${var.project}_drift"
+  drift_dlq_name          = "${var.platform}-${var.project}-drift-dlq"
   training_task_role_name = "${var.platform}-${var.project}-training"
   training_task_family    = "${var.project}_training"
   training_log_group_name = "/ecs/${var.platform}/${var.project}_training"

@@ -164,6 +164,7 @@ resource "aws_vpc_security_group_ingress_rule" "serving_from_alb" {
 }
 
 resource "aws_security_group" "tasks_egress" {
+  # checkov:skip=CKV2_AWS_5: attached to the drift tasks through aws_scheduler_schedule.drift's RunTask network configuration, which checkov does not follow
   name        = "${var.platform}-${var.project}-jobs"
   description = "Batch tasks of ${var.project} (drift job): no inbound, HTTPS out"
   vpc_id      = local.vpc_id

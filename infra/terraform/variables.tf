@@ -397,15 +397,15 @@ variable "training_data_object_arns" {
 }
 
 variable "drift_image" {
-  description = "Image of the drift job; null creates no drift task or schedule."
+  description = "Image of the drift job; null runs it on the serving image (once serving_image_tag or serving_image is set)."
   type        = string
   default     = null
 }
 
 variable "drift_command" {
-  description = "Command of the drift job container; it runs once per env with MLOPS_PROJECT and MLOPS_ENV set."
+  description = "Command of the drift job container; it runs once per env with MLOPS_PROJECT and MLOPS_ENV set (exit 0 no drift, 1 drift, 3 too few captured rows)."
   type        = list(string)
-  default     = ["mlopsctl", "drift"]
+  default     = ["python", "-m", "monitoring"]
 
   validation {
     condition     = length(var.drift_command) > 0
@@ -421,6 +421,39 @@ variable "drift_schedule_expression" {
   validation {
     condition     = can(regex("^(rate|cron)\\(.+\\)$", var.drift_schedule_expression))
     error_message = "drift_schedule_expression must be rate(...) or cron(...)."
+  }
+}
+
+variable "drift_window" {
+  description = "How far back each drift run looks (MLOPS_DRIFT_WINDOW), e.g. 24h; match the schedule."
+  type        = string
+  default     = "24h"
+
+  validation {
+    condition     = can(regex("^[0-9]+(\\.[0-9]+)?[smhdw]$", var.drift_window))
+    error_message = "drift_window must be a duration like 30m, 24h or 7d."
+  }
+}
+
+variable "drift_retry_attempts" {
+  description = "Times EventBridge Scheduler retries a drift run it could not start, before the dead-letter queue."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.drift_retry_attempts >= 0 && var.drift_retry_attempts <= 185
+    error_message = "drift_retry_attempts must be 0 to 185."
+  }
+}
+
+variable "drift_retry_max_age_seconds" {
+  description = "How long EventBridge Scheduler keeps retrying a drift run (60 to 86400 seconds)."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.drift_retry_max_age_seconds >= 60 && var.drift_retry_max_age_seconds <= 86400
+    error_message = "drift_retry_max_age_seconds must be 60 to 86400."
   }
 }
 

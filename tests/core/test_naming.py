@@ -42,6 +42,7 @@ NAMESPACES = {
         *((("drift", p), PLATFORM.drift_task_role(p)) for p in PROJECTS),
         *((("training", p), PLATFORM.training_task_role(p)) for p in PROJECTS),
     ],
+    "sqs queue": [(("drift dlq", p), PLATFORM.drift_dead_letter_queue(p)) for p in PROJECTS],
     "load balancer": [
         (("alb", p, e), PLATFORM.load_balancer(p, e)) for p in PROJECTS for e in ENVS
     ],

@@ -44,6 +44,7 @@ REQUIRED_OUTPUTS = {
 
 # IAM has no resource-level permissions for these actions, so they alone may name "*".
 UNSCOPABLE_ACTIONS = {
+    "cloudwatch:PutMetricData",
     "ecr:GetAuthorizationToken",
     "ecs:DeregisterTaskDefinition",
     "ecs:DescribeTaskDefinition",
@@ -286,6 +287,8 @@ def test_naming_tf_builds_the_python_names(
         "desired_state_prefix": p.desired_state_prefix,
         "models_prefix": p.models_prefix(project),
         "drift_prefix": p.drift_prefix(project),
+        "capture_root": p.capture_root(project),
+        "drift_metrics_namespace": p.drift_metrics_namespace,
         "task_execution_role_name": p.task_execution_role,
         "controller_role_name": p.controller_role,
         "serving_task_role_name": p.serving_task_role(project),
@@ -302,6 +305,7 @@ def test_naming_tf_builds_the_python_names(
         # var.tags is empty here; test_cost_tags_win_over_user_tags adds some.
         "tags": p.cost_tags(project),
         "env_tags": {env: p.cost_tags(project, env) for env in envs},
+        "drift_dlq_name": p.drift_dead_letter_queue(project),
     }
     # Every name naming.tf defines is compared: a new local needs a Python counterpart.
     naming_locals = {k for block in parse(MODULE / "naming.tf")["locals"] for k in block}
@@ -350,6 +354,8 @@ def test_plain_name_templates_match_python_without_terraform():
         "ssm_prefix": p.ssm_prefix,
         "models_prefix": p.models_prefix(project),
         "drift_prefix": p.drift_prefix(project),
+        "capture_root": p.capture_root(project),
+        "drift_metrics_namespace": p.drift_metrics_namespace,
         "task_execution_role_name": p.task_execution_role,
         "controller_role_name": p.controller_role,
         "serving_task_role_name": p.serving_task_role(project),
@@ -362,6 +368,7 @@ def test_plain_name_templates_match_python_without_terraform():
         "training_log_group_name": p.training_log_group(project),
         "training_data_prefix": p.training_data_prefix(project),
         "candidates_prefix": p.candidates_prefix(project),
+        "drift_dlq_name": p.drift_dead_letter_queue(project),
     }
     values = {"platform": platform, "project": project, "env": env}
     for key, want in expected.items():
@@ -453,6 +460,8 @@ UNTAGGABLE = {
     "aws_s3_bucket_policy",
     "aws_s3_bucket_public_access_block",
     "aws_s3_bucket_server_side_encryption_configuration",
+    "aws_scheduler_schedule",
+    "aws_sqs_queue_policy",
     "aws_s3_bucket_versioning",
 }
 PER_ENV_FOR_EACH = re.compile(r"local\.(envs|serving_envs|drift_envs)\b")
@@ -752,10 +761,36 @@ def test_training_launcher_may_run_only_the_training_task(tf):
     )
 
 
-def test_serving_task_role_only_reads(tf):
+def test_serving_task_role_only_reads_and_writes_capture(tf):
     doc = policy_documents(tf)["serving_task"]
     actions = {a for st in statements(doc) for a in as_list(st["actions"])}
-    assert actions == {"s3:GetObject", "s3:ListBucket", "ssm:GetParameter"}
+    assert actions == {"s3:GetObject", "s3:ListBucket", "ssm:GetParameter", "s3:PutObject"}
+    (put,) = [st for st in statements(doc) if "s3:PutObject" in as_list(st["actions"])]
+    assert as_list(put["resources"]) == ["${aws_s3_bucket.artifacts.arn}/${local.capture_root}*"]
+
+
+def test_drift_runs_on_the_scheduler_with_retries_and_a_dead_letter_queue(tf):
+    schedule = tf.resource("aws_scheduler_schedule", "drift")
+    assert schedule["for_each"] == "${local.drift_envs}"
+    (target,) = blocks(schedule["target"])
+    assert target["arn"] == "${aws_ecs_cluster.this.arn}"
+    (retry,) = blocks(target["retry_policy"])
+    assert retry["maximum_retry_attempts"] == "${var.drift_retry_attempts}"
+    (dlq,) = blocks(target["dead_letter_config"])
+    assert dlq["arn"] == "${aws_sqs_queue.drift_dlq[0].arn}"
+    (ecs,) = blocks(target["ecs_parameters"])
+    assert ecs["task_definition_arn"] == "${aws_ecs_task_definition.drift[0].arn_without_revision}"
+    assert "MLOPS_ENV" in target["input"] and "each.key" in target["input"]
+    assert tf.resource("aws_sqs_queue", "drift_dlq")["name"] == "${local.drift_dlq_name}"
+    assert not any(t == "aws_cloudwatch_event_rule" for t, _ in tf.resources)
+    # The job is `python -m monitoring` on the serving image unless told otherwise.
+    assert tf.variables["drift_command"]["default"] == ["python", "-m", "monitoring"]
+    assert "local.serving_image" in tf.locals["drift_image"]
+    container = tf.resource("aws_ecs_task_definition", "drift")["container_definitions"]
+    assert "local.drift_image" in container and "MLOPS_DRIFT_WINDOW" in container
+    events = policy_documents(tf)["events_trust"]
+    principals = [p for st in statements(events) for p in blocks(st["principals"])]
+    assert principals[0]["identifiers"] == ["scheduler.amazonaws.com"]
 
 
 # -- bucket, registry ----------------------------------------------------------------

@@ -24,6 +24,7 @@ NUMERIC_KEYS = {
     "max",
     "quantiles",
     "histogram",
+    "psi_bins",
     "sample",
 }
 
@@ -67,6 +68,10 @@ def test_structure(trained):
             assert sum(counts) == stats["count"]
             assert len(stats["sample"]) == min(SAMPLE_SIZE, stats["count"])
             assert stats["sample"] == sorted(stats["sample"])
+            bins = stats["psi_bins"]
+            assert bins["edges"] == sorted(set(bins["edges"])) and len(bins["edges"]) <= 9
+            assert len(bins["fractions"]) == len(bins["edges"]) + 1
+            assert sum(bins["fractions"]) == pytest.approx(1.0)
     assert doc["target"]["name"] == "price" and doc["target"]["missing"] == 0
     assert doc["predictions"]["count"] == 400  # the holdout
 
@@ -86,3 +91,13 @@ def test_statistics_match_the_training_rows(trained):
     assert set(sample) <= set(frame["odometer"])
     fuel = doc["features"]["fuel"]["frequencies"]
     assert fuel["gas"] > 0.6 and max(fuel, key=fuel.get) == "gas"
+
+
+def test_psi_bins_are_the_training_fractions_with_ties_merged():
+    from training.baseline import psi_bins
+
+    values = np.array([1.0] * 55 + [2.0] * 30 + [3.0] * 15)
+    bins = psi_bins(values)
+    # Deciles of this column are only 1, 2 and 3: three edges, four right-closed bins.
+    assert bins["edges"] == [1.0, 2.0, 3.0]
+    assert bins["fractions"] == pytest.approx([0.55, 0.3, 0.15, 0.0])

@@ -1,0 +1,167 @@
+"""The drift job: one run for one (project, env), the same for the CLI and the schedule.
+
+    pointer (or --version) -> verified baseline.json -> captured window (Parquet)
+      -> drift.compute -> report.html + drift.json (S3) -> CloudWatch metrics
+
+Exit codes (:func:`exit_code`): 0 no drift, 1 drift, 3 too few captured rows to test
+(the result is still written and says so), and the platform's error codes otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mlops_core import aws, capture, drift_result
+from mlops_core.artifacts import BASELINE_FILE
+from mlops_core.drift_result import DriftResult
+from mlops_core.errors import IntegrityError, InvalidInput, NotFound
+from mlops_core.logs import get_logger
+from mlops_core.naming import Platform
+from mlops_core.pointer import PointerStore
+from mlops_core.registry import Registry
+from monitoring import drift, report
+from monitoring.settings import DriftSettings
+
+log = get_logger("monitoring.job")
+
+EXIT_NO_DRIFT = 0
+EXIT_DRIFT = 1
+EXIT_INSUFFICIENT = NotFound.exit_code
+#: CloudWatch accepts at most 1000 values per PutMetricData call.
+METRICS_PER_CALL = 1000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: DriftResult
+    result_uri: str
+    report_uri: str
+
+
+def exit_code(result: DriftResult) -> int:
+    return {
+        "drift": EXIT_DRIFT,
+        "no_drift": EXIT_NO_DRIFT,
+        "insufficient_data": EXIT_INSUFFICIENT,
+    }[result.verdict]
+
+
+def window_bounds(
+    settings: DriftSettings,
+    start: datetime | None,
+    end: datetime | None,
+    now: datetime,
+) -> tuple[datetime, datetime]:
+    """``[start, end)``: given bounds, else the settings' window ending ``now``."""
+    end = end or now
+    start = start or end - settings.window
+    return capture.check_window(start, end)
+
+
+def _baseline(registry: Registry, project: str, version: str) -> dict[str, Any]:
+    raw = registry.read_file(project, version, BASELINE_FILE)
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise IntegrityError(f"baseline.json of {version} is not JSON: {exc}") from None
+
+
+def run(
+    settings: DriftSettings,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    platform: Platform | None = None,
+    now: datetime | None = None,
+) -> Outcome:
+    if settings.project is None or settings.env is None:
+        raise InvalidInput(
+            "the drift job needs a project and an env",
+            hint="set MLOPS_PROJECT and MLOPS_ENV, or pass --project/--env",
+        )
+    project, env = settings.project, settings.env
+    platform = platform or Platform.from_env()
+    now = now or datetime.now(UTC)
+    start, end = window_bounds(settings, start, end, now)
+    version = settings.version
+    if version is None:
+        pointer = PointerStore(platform).get(project, env)
+        if pointer is None:
+            raise NotFound(
+                f"{project}/{env} has no live version to check",
+                hint=f"promote a version to {env}, or pass --version",
+            )
+        version = pointer.version
+    registry = Registry(platform)
+    manifest = registry.get_manifest(project, version)
+    baseline = _baseline(registry, project, version)
+    schema = capture.schema_for(manifest, baseline)
+    t0 = time.perf_counter()
+    window = capture.read_window(platform, schema, env, start, end, capture.DRIFT_COLUMNS)
+    read_s = time.perf_counter() - t0
+    log.info("window read", project=project, env=env, version=version, rows=window.rows,
+             files=window.files, skipped=len(window.skipped), seconds=round(read_s, 2))  # fmt: skip
+    t0 = time.perf_counter()
+    result = drift.compute(
+        project=project,
+        env=env,
+        version=version,
+        baseline=baseline,
+        features=manifest.features,
+        window=window,
+        config=settings.decision(),
+        computed_at=now,
+    )
+    compute_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result_key, report_key = drift_result.write(platform, result, report.render(result))
+    if settings.publish_metrics:
+        publish_metrics(platform, result)
+    bucket = platform.artifact_bucket
+    log.info("drift checked", verdict=result.verdict, drifted=result.drifted_features,
+             result=f"s3://{bucket}/{result_key}", compute_seconds=round(compute_s, 2),
+             write_seconds=round(time.perf_counter() - t0, 2))  # fmt: skip
+    return Outcome(result, f"s3://{bucket}/{result_key}", f"s3://{bucket}/{report_key}")
+
+
+def metric_data(result: DriftResult) -> list[dict[str, Any]]:
+    """The run's CloudWatch values: per-feature scores, drift share, rows checked."""
+    dims = [{"Name": "Project", "Value": result.project}, {"Name": "Env", "Value": result.env}]
+    at = result.window_end
+
+    def datum(name: str, value: float, unit: str = "None", extra: list | None = None) -> dict:
+        return {
+            "MetricName": name,
+            "Dimensions": dims + (extra or []),
+            "Timestamp": at,
+            "Value": float(value),
+            "Unit": unit,
+        }
+
+    data = [
+        datum("RowsChecked", result.rows, "Count"),
+        datum("DriftedFeatures", len(result.drifted_features), "Count"),
+        datum("DatasetDrift", 1.0 if result.dataset_drift else 0.0),
+    ]
+    if result.drift_share is not None:
+        data.append(datum("DriftShare", result.drift_share))
+    for col in result.features:
+        if col.effect is not None:
+            feature = [{"Name": "Feature", "Value": col.name}]
+            data.append(datum("FeatureDriftScore", col.effect.value, extra=feature))
+    if result.prediction is not None and result.prediction.effect is not None:
+        data.append(datum("PredictionDriftScore", result.prediction.effect.value))
+    return data
+
+
+def publish_metrics(platform: Platform, result: DriftResult) -> None:
+    cw = aws.client("cloudwatch")
+    data = metric_data(result)
+    for i in range(0, len(data), METRICS_PER_CALL):
+        cw.put_metric_data(
+            Namespace=platform.drift_metrics_namespace, MetricData=data[i : i + METRICS_PER_CALL]
+        )

@@ -1,0 +1,93 @@
+"""The drift job's settings: one pydantic-settings object, read once at the edge.
+
+``MLOPS_PROJECT`` and ``MLOPS_ENV`` say what to check (the scheduled task sets them);
+``MLOPS_DRIFT_*`` tune the window and the decision rules. ``mlopsctl drift`` builds the
+same object with its options as overrides, so the command and the job are one code path.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlops_core.artifacts import VERSION_RE
+from mlops_core.drift_result import Correction, DriftConfig, NumericEffect
+from mlops_core.errors import InvalidInput
+from mlops_core.naming import ENV_RE, PROJECT_RE
+
+DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90m``, ``24h``, ``7d``... as a timedelta."""
+    match = DURATION_RE.match(str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration like 30m, 24h or 7d")
+    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+
+
+class DriftSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MLOPS_DRIFT_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    # The platform's own names for what to check (never a bare PROJECT or ENV variable).
+    project: str | None = Field(None, validation_alias="MLOPS_PROJECT", pattern=PROJECT_RE.pattern)
+    env: str | None = Field(None, validation_alias="MLOPS_ENV", pattern=ENV_RE.pattern)
+    version: str | None = Field(
+        None, pattern=VERSION_RE.pattern, description="Default: the env's pointer."
+    )
+    window: timedelta = Field(
+        timedelta(hours=24), description="The window ends now and lasts this long (e.g. 24h)."
+    )
+    correction: Correction = "bh"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    numeric_effect: NumericEffect = "wasserstein"
+    wasserstein_threshold: float = Field(0.1, ge=0)
+    psi_threshold: float = Field(0.2, ge=0)
+    ks_threshold: float = Field(0.1, ge=0, le=1)
+    js_threshold: float = Field(0.1, ge=0, le=1)
+    missing_threshold: float = Field(0.05, ge=0, le=1)
+    drift_share: float = Field(0.5, ge=0, le=1)
+    min_rows: int = Field(100, ge=1)
+    publish_metrics: bool = Field(True, description="Put the run's CloudWatch metrics.")
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    def decision(self) -> DriftConfig:
+        return DriftConfig(
+            correction=self.correction,
+            alpha=self.alpha,
+            numeric_effect=self.numeric_effect,
+            thresholds={
+                "wasserstein": self.wasserstein_threshold,
+                "psi": self.psi_threshold,
+                "ks": self.ks_threshold,
+                "jensen_shannon": self.js_threshold,
+                "missing_rate": self.missing_threshold,
+            },
+            drift_share=self.drift_share,
+            min_rows=self.min_rows,
+        )
+
+
+def load_settings(**overrides: object) -> DriftSettings:
+    """Settings from the environment, with explicit ``overrides`` (None = not given)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return DriftSettings(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        raise InvalidInput(
+            f"invalid drift settings: {field}: {err['msg'].removeprefix('Value error, ')}",
+            where=f"MLOPS_DRIFT_{field.upper()}" if field not in ("project", "env") else None,
+            hint="see 'mlopsctl drift --help' for the options and their environment variables",
+        ) from None

@@ -1,0 +1,342 @@
+"""Inference capture: a sampled share of predictions, written to S3 off the request path.
+
+The request path calls one method, :meth:`CaptureWriter.submit`, with the rows it
+validated and the predictions it made. ``submit`` decides sampling, appends a reference to
+a bounded in-memory buffer and returns: it never blocks on I/O, never raises and never
+converts anything. A background thread turns buffered requests into batches of records
+(:mod:`mlops_core.capture`, one Parquet file per batch and hour) and writes them when a
+batch is full, at least every ``flush_seconds`` (at most a minute) and on :meth:`close`.
+
+When the buffer is full the new request's records are dropped and counted
+(``mlops_serving_capture_dropped_records_total{reason="buffer_full"}``); a batch whose
+write fails is counted the same way with ``reason="write_failed"``. Capture is
+best-effort by design: serving must never slow down or fail because of it.
+
+Configuration (one settings object, read at the edge): ``MLOPS_CAPTURE_PERCENT`` (share
+of requests captured, 0-100, default 0 = off), ``MLOPS_CAPTURE_BUFFER_RECORDS``,
+``MLOPS_CAPTURE_BATCH_RECORDS``, ``MLOPS_CAPTURE_FLUSH_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlops_core import capture
+from mlops_core.capture import CaptureSchema
+from mlops_core.logs import get_logger
+from mlops_core.naming import Platform
+
+log = get_logger("serving.capture")
+
+METRIC_PREFIX = "mlops_serving_capture"
+
+
+class CaptureSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLOPS_CAPTURE_", extra="ignore", frozen=True)
+
+    percent: float = Field(
+        0.0, ge=0, le=100, description="Share of requests captured, in percent; 0 = off."
+    )
+    buffer_records: int = Field(
+        20_000, ge=1, description="Records held in memory at most; beyond, new ones drop."
+    )
+    batch_records: int = Field(5_000, ge=1, description="Records per file, at most.")
+    flush_seconds: float = Field(
+        60.0, gt=0, le=60, description="Buffered records are written at least this often."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.percent > 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One submitted request, as the request path handed it over (not converted yet)."""
+
+    schema: CaptureSchema
+    rows: Sequence[Mapping[str, Any]] | np.ndarray
+    predictions: Sequence[Any] | np.ndarray
+    probabilities: Sequence[Mapping[str, float]] | None
+    request_id: str | None
+    time: float  # epoch seconds
+
+    def __len__(self) -> int:
+        return len(self.predictions)
+
+
+class CaptureMetrics:
+    def __init__(self, registry: CollectorRegistry):
+        self.written = Counter(
+            f"{METRIC_PREFIX}_written_records",
+            "Captured records written to S3.",
+            registry=registry,
+        )
+        self.dropped = Counter(
+            f"{METRIC_PREFIX}_dropped_records",
+            "Sampled records not captured, by reason (buffer_full, write_failed, error).",
+            ["reason"],
+            registry=registry,
+        )
+        self.files = Counter(
+            f"{METRIC_PREFIX}_files", "Capture files written to S3.", registry=registry
+        )
+        self.buffered = Gauge(
+            f"{METRIC_PREFIX}_buffered_records",
+            "Records waiting in the capture buffer.",
+            registry=registry,
+        )
+        for reason in ("buffer_full", "write_failed", "error"):
+            self.dropped.labels(reason)
+
+
+class CaptureWriter:
+    """Buffers sampled predictions and writes them in batches from a background thread.
+
+    ``platform`` names the bucket and key layout; ``env`` is the env this service serves.
+    ``start()`` launches the writer thread; ``close()`` flushes what is buffered and stops
+    it. ``submit`` before ``start`` or after ``close`` drops (counted), never raises."""
+
+    def __init__(
+        self,
+        settings: CaptureSettings,
+        *,
+        platform: Platform,
+        env: str,
+        registry: CollectorRegistry,
+        rng: random.Random | None = None,
+    ):
+        self.settings = settings
+        self.platform = platform
+        self.env = env
+        self.metrics = CaptureMetrics(registry)
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._pending: list[_Request] = []
+        self._buffered = 0
+        self._wake = threading.Event()
+        self._stop = False
+        self._open = False
+        self._thread: threading.Thread | None = None
+        self._write_lock = threading.Lock()  # one flush at a time (thread, close, tests)
+
+    # -- the request path ---------------------------------------------------------------
+    def submit(
+        self,
+        schema: CaptureSchema,
+        rows: Sequence[Mapping[str, Any]] | np.ndarray,
+        predictions: Sequence[Any] | np.ndarray,
+        *,
+        probabilities: Sequence[Mapping[str, float]] | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        """Capture one answered request, if sampled. Non-blocking; never raises.
+
+        ``rows`` are the validated records (mappings of feature name to value, or the
+        request models themselves) or the encoded matrix in schema order (category
+        codes, NaN for missing); ``predictions`` one per row."""
+        try:
+            percent = self.settings.percent
+            if percent <= 0 or (percent < 100 and self._rng.random() * 100 >= percent):
+                return
+            n = len(predictions)
+            if n == 0:
+                return
+            request = _Request(schema, rows, predictions, probabilities, request_id, time.time())
+            with self._lock:
+                if not self._open or self._buffered + n > self.settings.buffer_records:
+                    full = True
+                else:
+                    full = False
+                    self._pending.append(request)
+                    self._buffered += n
+                    buffered = self._buffered
+            if full:
+                self.metrics.dropped.labels("buffer_full").inc(n)
+                return
+            self.metrics.buffered.set(buffered)
+            if buffered >= self.settings.batch_records:
+                self._wake.set()
+        except Exception:  # noqa: BLE001 - capture must never fail a request
+            self.metrics.dropped.labels("error").inc()
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> CaptureWriter:
+        with self._lock:
+            if self._open:
+                return self
+            self._open = True
+            self._stop = False
+        self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop accepting records, write everything buffered, stop the thread."""
+        with self._lock:
+            self._open = False
+            self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.flush()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.settings.flush_seconds
+        while True:
+            self._wake.wait(max(0.0, deadline - time.monotonic()))
+            self._wake.clear()
+            with self._lock:
+                stop, buffered = self._stop, self._buffered
+            if stop:
+                return  # close() flushes the rest
+            if buffered >= self.settings.batch_records or time.monotonic() >= deadline:
+                try:
+                    self.flush()
+                except Exception as exc:  # noqa: BLE001 - the writer thread must live on
+                    log.error("capture flush failed", error=str(exc)[:300])
+                deadline = time.monotonic() + self.settings.flush_seconds
+
+    # -- writing ------------------------------------------------------------------------
+    def flush(self) -> int:
+        """Write every buffered record now; returns how many were written."""
+        with self._write_lock:
+            with self._lock:
+                pending, self._pending = self._pending, []
+                self._buffered = 0
+            self.metrics.buffered.set(0)
+            written = 0
+            for group in _group(pending):
+                written += self._write_group(group)
+            return written
+
+    def _write_group(self, requests: list[_Request]) -> int:
+        schema = requests[0].schema
+        n = sum(len(r) for r in requests)
+        try:
+            table = to_table(schema, requests)
+        except Exception as exc:  # noqa: BLE001 - a conversion bug must not kill the thread
+            log.error("capture conversion failed", version=schema.version, error=str(exc)[:300])
+            self.metrics.dropped.labels("error").inc(n)
+            return 0
+        written = 0
+        batch = self.settings.batch_records
+        for offset in range(0, table.num_rows, batch):
+            part = table.slice(offset, batch)
+            first = part.column("time")[0].as_py()
+            key = capture.batch_key(
+                self.platform,
+                schema.project,
+                self.env,
+                schema.version,
+                first,
+                capture.new_batch_id(),
+            )
+            try:
+                capture.put_batch(self.platform, key, part)
+            except Exception as exc:  # noqa: BLE001 - S3 down: drop and count, keep serving
+                log.warning("capture write failed", key=key, error=str(exc)[:300])
+                self.metrics.dropped.labels("write_failed").inc(part.num_rows)
+                continue
+            self.metrics.written.inc(part.num_rows)
+            self.metrics.files.inc()
+            written += part.num_rows
+        return written
+
+
+def _group(pending: list[_Request]) -> list[list[_Request]]:
+    """Requests by (version, hour of their time): one file never spans either."""
+    groups: dict[tuple[str, str, int], list[_Request]] = defaultdict(list)
+    for r in pending:
+        groups[(r.schema.project, r.schema.version, int(r.time // 3600))].append(r)
+    return list(groups.values())
+
+
+# -- conversion (background thread only) ------------------------------------------------
+def _input_column(schema: CaptureSchema, index: int, requests: list[_Request]) -> list[Any]:
+    spec = schema.features[index]
+    values: list[Any] = []
+    for r in requests:
+        if isinstance(r.rows, np.ndarray):
+            col = r.rows[:, index]
+            if spec.type == "category":
+                cats = schema._categories[spec.name]
+                values.extend(
+                    None if math.isnan(v) or not 0 <= v < len(cats) else cats[int(v)] for v in col
+                )
+            elif spec.type == "integer":
+                values.extend(None if math.isnan(v) else int(v) for v in col)
+            else:
+                values.extend(None if math.isnan(v) else float(v) for v in col)
+        else:
+            values.extend(_mapping(row).get(spec.name) for row in r.rows)
+    return values
+
+
+def _mapping(row: Any) -> Mapping[str, Any]:
+    """A validated row: a mapping, or a request model (its fields)."""
+    return row if isinstance(row, Mapping) else vars(row)
+
+
+def to_table(schema: CaptureSchema, requests: list[_Request]) -> pa.Table:
+    """The records of ``requests`` (all of one schema) as a table of the capture schema."""
+    arrow = schema.arrow_schema
+    input_type = arrow.field("input").type
+    output_type = arrow.field("output").type
+    n = sum(len(r) for r in requests)
+    batch_id = capture.new_batch_id()
+    inputs = pa.StructArray.from_arrays(
+        [
+            pa.array(_input_column(schema, i, requests), type=input_type.field(i).type)
+            for i in range(len(schema.features))
+        ],
+        fields=list(input_type),
+    )
+    predictions: list[Any] = []
+    probabilities: list[Any] = []
+    for r in requests:
+        preds = r.predictions.tolist() if isinstance(r.predictions, np.ndarray) else r.predictions
+        if schema.task == "classification":
+            predictions.extend(None if p is None else str(p) for p in preds)
+        else:
+            predictions.extend(preds)
+        if r.probabilities is None:
+            probabilities.extend([None] * len(r))
+        else:
+            probabilities.extend(list(p.items()) for p in r.probabilities)
+    outputs = pa.StructArray.from_arrays(
+        [
+            pa.array(predictions, type=output_type.field("prediction").type),
+            pa.array(probabilities, type=output_type.field("probabilities").type),
+        ],
+        fields=list(output_type),
+    )
+    times = np.concatenate(
+        [np.full(len(r), int(r.time * 1_000_000), dtype=np.int64) for r in requests]
+    )
+    request_ids = [r.request_id for r in requests for _ in range(len(r))]
+    return pa.Table.from_arrays(
+        [
+            pa.array([f"{batch_id}-{i}" for i in range(n)], type=pa.string()),
+            pa.array(times, type=pa.timestamp("us", tz="UTC")),
+            pa.array([schema.version] * n, type=pa.string()),
+            pa.array(request_ids, type=pa.string()),
+            inputs,
+            outputs,
+        ],
+        schema=arrow,
+    )

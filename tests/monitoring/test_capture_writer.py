@@ -1,0 +1,223 @@
+"""The capture writer against the local endpoint: sampling, batches, the hour layout,
+the bounded buffer that drops and counts, flushing on interval and on close."""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from drift_data import capture_schema, columns, publish_version, records, schema_features
+from prometheus_client import CollectorRegistry
+
+from mlops_core import aws, capture
+from mlops_core.naming import Platform
+from serving.capture import CaptureSettings, CaptureWriter
+
+FEATURES = schema_features(numeric=2)
+
+
+@pytest.fixture
+def schema(aws_env, tmp_path):
+    return capture_schema(publish_version(tmp_path, FEATURES))
+
+
+def writer(platform: Platform, **settings) -> tuple[CaptureWriter, CollectorRegistry]:
+    registry = CollectorRegistry()
+    w = CaptureWriter(
+        CaptureSettings(**{"percent": 100, **settings}),
+        platform=platform,
+        env="prod",
+        registry=registry,
+        rng=random.Random(0),
+    )
+    return w, registry
+
+
+def value(registry: CollectorRegistry, name: str, **labels) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def window(platform, schema, minutes=10):
+    now = datetime.now(UTC)
+    return capture.read_window(
+        platform, schema, "prod", now - timedelta(minutes=minutes), now + timedelta(minutes=1)
+    )
+
+
+def test_records_round_trip_in_the_documented_layout(platform, schema):
+    w, registry = writer(platform)
+    w.start()
+    rows = records(columns(list(schema.features), 5, seed=1, missing={"color": 0.5}))
+    w.submit(schema, rows, [1.5, 2.5, 3.5, 4.5, 5.5], request_id="req-1")
+    matrix = np.array([[1.0, 2.0, 3.0, 1.0], [np.nan, 4.0, 0.0, np.nan]])
+    w.submit(schema, matrix, np.array([7.0, 8.0]), request_id="req-2")
+    w.close()
+
+    keys = capture.list_window(
+        platform,
+        schema.project,
+        "prod",
+        schema.version,
+        datetime.now(UTC) - timedelta(hours=1),
+        datetime.now(UTC) + timedelta(minutes=1),
+    )
+    assert len(keys) == 1
+    prefix = f"{schema.project}/capture/prod/{schema.version}/"
+    assert keys[0].startswith(prefix) and keys[0].endswith(".parquet")
+    hour = keys[0][len(prefix) :].split("/")
+    assert len(hour) == 5 and datetime.strptime("/".join(hour[:4]), "%Y/%m/%d/%H")
+
+    got = capture.records(window(platform, schema).table)
+    assert [r["request_id"] for r in got] == ["req-1"] * 5 + ["req-2"] * 2
+    assert len({r["event_id"] for r in got}) == 7
+    assert {r["model_version"] for r in got} == {schema.version}
+    assert [r["input"] for r in got[:5]] == rows
+    # The encoded matrix is decoded back to the validated values.
+    assert got[5]["input"] == {"x0": 1.0, "x1": 2.0, "items": 3, "color": "green"}
+    assert got[6]["input"] == {"x0": None, "x1": 4.0, "items": 0, "color": None}
+    assert [r["output"]["prediction"] for r in got] == [1.5, 2.5, 3.5, 4.5, 5.5, 7.0, 8.0]
+    assert all(abs(r["time"] - datetime.now(UTC)) < timedelta(minutes=5) for r in got)
+    assert value(registry, "mlops_serving_capture_written_records_total") == 7
+
+
+def test_batches_are_bounded_and_written_without_waiting_for_close(platform, schema):
+    w, registry = writer(platform, batch_records=10, flush_seconds=60)
+    w.start()
+    rows = records(columns(list(schema.features), 4, seed=2))
+    for _ in range(6):  # 24 records: two full batches wake the writer, 4 stay buffered
+        w.submit(schema, rows, [1.0] * 4)
+    deadline = time.monotonic() + 20
+    while value(registry, "mlops_serving_capture_written_records_total") < 20:
+        assert time.monotonic() < deadline, "full batches were not written"
+        time.sleep(0.05)
+    w.close()
+    assert value(registry, "mlops_serving_capture_written_records_total") == 24
+    assert window(platform, schema).rows == 24
+
+
+def test_flushed_on_the_interval(platform, schema):
+    w, registry = writer(platform, batch_records=1000, flush_seconds=0.2)
+    w.start()
+    w.submit(schema, records(columns(list(schema.features), 3, seed=3)), [1.0, 2.0, 3.0])
+    deadline = time.monotonic() + 20
+    while window(platform, schema).rows < 3:
+        assert time.monotonic() < deadline, "the interval flush never came"
+        time.sleep(0.1)
+    w.close()
+    assert value(registry, "mlops_serving_capture_files_total") == 1
+
+
+def test_a_full_buffer_drops_and_counts_and_never_blocks(platform, schema):
+    w, registry = writer(platform, buffer_records=10, batch_records=1000, flush_seconds=60)
+    w.start()
+    rows = records(columns(list(schema.features), 4, seed=4))
+    for _ in range(5):  # 4 + 4 fit; the next three requests (12 records) do not
+        w.submit(schema, rows, [1.0] * 4)
+    assert (
+        value(registry, "mlops_serving_capture_dropped_records_total", reason="buffer_full") == 12
+    )
+    assert value(registry, "mlops_serving_capture_buffered_records") == 8
+    w.close()
+    assert window(platform, schema).rows == 8
+    # Closed: nothing more is accepted, and saying so is a count, not an error.
+    w.submit(schema, rows, [1.0] * 4)
+    assert (
+        value(registry, "mlops_serving_capture_dropped_records_total", reason="buffer_full") == 16
+    )
+
+
+def test_sampling_share(platform, schema):
+    w, registry = writer(platform, percent=25, buffer_records=100_000)
+    w.start()
+    row = records(columns(list(schema.features), 1, seed=5))
+    for _ in range(2000):
+        w.submit(schema, row, [1.0])
+    w.close()
+    # Seeded: 25 % of 2000 requests, within binomial noise (sd ~19).
+    assert 400 < window(platform, schema).rows < 600
+
+    off, _ = writer(platform, percent=0)
+    off.start()
+    off.submit(schema, row, [1.0])
+    assert off.flush() == 0
+    off.close()
+
+
+def test_a_failing_write_is_counted_and_never_raises(platform, schema, monkeypatch):
+    broken = Platform(platform=platform.platform, artifact_bucket="no-such-bucket-here")
+    w, registry = writer(broken)
+    w.start()
+    w.submit(schema, records(columns(list(schema.features), 3, seed=6)), [1.0, 2.0, 3.0])
+    w.close()
+    assert (
+        value(registry, "mlops_serving_capture_dropped_records_total", reason="write_failed") == 3
+    )
+    assert value(registry, "mlops_serving_capture_written_records_total") == 0
+
+
+def test_bad_rows_are_counted_not_raised(platform, schema):
+    w, registry = writer(platform)
+    w.start()
+    w.submit(schema, [{"x0": "not a number"}], [1.0])  # conversion fails in the thread
+    w.submit(schema, None, None)  # type: ignore[arg-type]  # fails in submit itself
+    w.close()
+    assert value(registry, "mlops_serving_capture_dropped_records_total", reason="error") == 2
+
+
+def test_settings_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MLOPS_CAPTURE_PERCENT", "12.5")
+    monkeypatch.setenv("MLOPS_CAPTURE_FLUSH_SECONDS", "5")
+    s = CaptureSettings()
+    assert s.percent == 12.5 and s.flush_seconds == 5 and s.enabled
+    monkeypatch.setenv("MLOPS_CAPTURE_PERCENT", "150")
+    with pytest.raises(ValueError, match="percent"):
+        CaptureSettings()
+    monkeypatch.setenv("MLOPS_CAPTURE_PERCENT", "10")
+    monkeypatch.setenv("MLOPS_CAPTURE_FLUSH_SECONDS", "600")  # at least once a minute
+    with pytest.raises(ValueError, match="flush_seconds"):
+        CaptureSettings()
+
+
+def test_files_that_are_not_capture_are_skipped(platform, schema):
+    w, _ = writer(platform)
+    w.start()
+    w.submit(schema, records(columns(list(schema.features), 2, seed=7)), [1.0, 2.0])
+    w.close()
+    key = capture.batch_key(
+        platform, schema.project, "prod", schema.version, datetime.now(UTC), "bogus"
+    )
+    aws.client("s3").put_object(Bucket=platform.artifact_bucket, Key=key, Body=b"not parquet")
+    got = window(platform, schema)
+    assert got.rows == 2 and got.skipped == [key]
+
+
+def test_what_the_request_parser_validates_is_captured_as_is(platform, schema):
+    """Serving hands capture the records its parser validated: they round-trip."""
+    from serving.schema import RequestParser
+
+    records, _ = RequestParser(list(schema.features)).parse(
+        b'{"x0": 1.0, "x1": 2, "items": 3, "color": "red"}'
+    )
+    w, _ = writer(platform)
+    w.start()
+    w.submit(schema, records, [9.0])
+    w.close()
+    (got,) = capture.records(window(platform, schema).table)
+    assert got["input"] == {"x0": 1.0, "x1": 2.0, "items": 3, "color": "red"}
+
+
+def test_the_schema_follows_the_versions_task():
+    from types import SimpleNamespace
+
+    from mlops_core.capture import schema_for
+
+    m = SimpleNamespace(project="p", version="20261128T060000Z-abcdef0", features=FEATURES)
+    assert schema_for(m).task == "regression"
+    labels = {"predictions": {"type": "category", "counts": {"a": 1}}}
+    assert schema_for(m, labels).task == "classification"
+    assert schema_for(SimpleNamespace(**vars(m), task="classification")).task == "classification"
+    schema = schema_for(SimpleNamespace(**vars(m), task="classification"))
+    assert str(schema.arrow_schema.field("output").type.field("prediction").type) == "string"
