@@ -8,7 +8,8 @@ definition's ``entryPoint`` and ``command`` override them as Docker's do. Any ot
 cannot be pulled, and the task stops with ECS's ``CannotPullContainerError``; a command
 naming a program the image lacks stops with ``CannotStartContainerError``.
 
-A new platform image (the drift job) is one more entry in :data:`PLATFORM_IMAGES`.
+The drift job runs the serving image with its own command (``python -m monitoring``); a
+new platform image is one more entry in :data:`PLATFORM_IMAGES`.
 """
 
 from __future__ import annotations
