@@ -60,6 +60,8 @@ class ServiceSpec:
     replicas: int
     min_healthy_percent: int
     max_percent: int
+    #: Attached to the env's serving target group (see controller.loadbalancing).
+    load_balanced: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,13 +97,15 @@ class CreateService:
 @dataclass(frozen=True)
 class UpdateService:
     """Point the service at ``task``; ``scale`` also sets the spec's replica count (and
-    records it); ``force`` retries a failed deployment of an unchanged task definition."""
+    records it); ``force`` retries a failed deployment of an unchanged task definition;
+    ``attach_load_balancer`` attaches a service that has none to its target group."""
 
     service: ServiceSpec
     task: TaskSpec
     task_definition: str | None = None
     force: bool = False
     scale: bool = True
+    attach_load_balancer: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,9 +154,10 @@ def describe(action: Action) -> str:
             return f"register task definition {t.family} for {t.version}"
         case CreateService(service=s, task=t):
             return f"create service {s.name} on {t.version} x{s.replicas}"
-        case UpdateService(service=s, task=t, force=force, scale=scale):
+        case UpdateService(service=s, task=t, force=force, scale=scale, attach_load_balancer=lb):
             size = f" x{s.replicas}" if scale else ""
-            return f"update service {s.name} to {t.version}{size}" + (" (forced)" if force else "")
+            extra = (" (forced)" if force else "") + (" behind its load balancer" if lb else "")
+            return f"update service {s.name} to {t.version}{size}{extra}"
         case MovePointer(project=p, env=e, version=v):
             return f"move pointer {p}/{e} to {v}"
         case Rollback(failed_version=f, restored_version=r):

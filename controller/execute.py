@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from controller import loadbalancing
 from controller.actions import (
     CONTAINER_NAME,
     CPU_ARCHITECTURE,
@@ -146,7 +147,8 @@ class Executor:
             case UpdateService():
                 arn = self._arn_for(action.task, action.task_definition, report, log)
                 report.task_definitions[action.task] = arn
-                self.update_service(action.service, arn, action.force, action.scale)
+                attach = self._load_balancing(action.task) if action.attach_load_balancer else {}
+                self.update_service(action.service, arn, action.force, action.scale, **attach)
             case MovePointer():
                 self.move_pointer(action)
             case Rollback():
@@ -255,12 +257,36 @@ class Executor:
                 return svc
         return None
 
+    def _load_balancing(self, task: TaskSpec) -> dict:
+        """``loadBalancers`` (the env's serving target group, found or ensured) and the
+        grace period a new task has to load its model before health checks count."""
+        group = loadbalancing.target_group(
+            self.network.load_balancers,  # type: ignore[arg-type]
+            self.platform,
+            task.project,
+            task.env,
+            port=task.port,
+            subnets=self.network.subnets,
+            security_groups=self.network.security_groups,
+        )
+        return {
+            "loadBalancers": [
+                {
+                    "targetGroupArn": group,
+                    "containerName": CONTAINER_NAME,
+                    "containerPort": task.port,
+                }
+            ],
+            "healthCheckGracePeriodSeconds": loadbalancing.HEALTH_CHECK_GRACE_SECONDS,
+        }
+
     def create_service(self, action: CreateService, arn: str, log) -> None:
         s = action.service
         if self._describe_service(s.name) is not None:
             log.info("service exists already; updating it instead", service=s.name)
             self.update_service(s, arn, force=False, scale=True)
             return
+        extra = self._load_balancing(action.task) if s.load_balanced else {}
         net = self.network
         self._ecs.create_service(
             cluster=self.platform.ecs_cluster,
@@ -290,11 +316,15 @@ class Executor:
                     **self.platform.cost_tags(action.task.project, action.task.env),
                 }
             ),
+            **extra,
         )
         log.info("service created", service=s.name, task_definition=arn)
 
-    def update_service(self, service: ServiceSpec, arn: str, force: bool, scale: bool) -> None:
+    def update_service(
+        self, service: ServiceSpec, arn: str, force: bool, scale: bool, **extra
+    ) -> None:
         kwargs = {"desiredCount": service.replicas} if scale else {}
+        kwargs.update(extra)
         updated = self._ecs.update_service(
             cluster=self.platform.ecs_cluster,
             service=service.name,

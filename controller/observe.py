@@ -102,6 +102,8 @@ class ServiceState:
     min_healthy_percent: int | None
     max_percent: int | None
     circuit_breaker: bool | None
+    #: Target group ARNs of the service's ``loadBalancers``.
+    load_balancers: tuple[str, ...] = ()
 
     @property
     def primary(self) -> DeploymentState | None:
@@ -205,6 +207,11 @@ def parse_service(svc: Mapping) -> ServiceState:
         min_healthy_percent=config.get("minimumHealthyPercent"),
         max_percent=config.get("maximumPercent"),
         circuit_breaker=bool(breaker.get("enable")) if config else None,
+        load_balancers=tuple(
+            lb["targetGroupArn"]
+            for lb in svc.get("loadBalancers") or []
+            if lb.get("targetGroupArn")
+        ),
     )
 
 

@@ -69,11 +69,13 @@ from controller.ownership import conflict, other_owner
 from mlops_core.artifacts import Manifest
 from mlops_core.cost.estimate import BudgetExceeded, Estimate, check_budget, estimate
 from mlops_core.cost.prices import PriceBook
+from mlops_core.errors import InvalidInput
 from mlops_core.gates import evaluate, failed, merge
 from mlops_core.naming import MANAGED_BY_TAG, Platform
 from mlops_core.pointer import ModelPointer
 
-# How soon to look again: while a rollout runs, and right after acting.
+# How soon to look again: while a rollout runs, and right after acting (defaults of
+# Polling; a blocked deployment is looked at again after RETRY_SECONDS).
 ROLLOUT_POLL_SECONDS = 15.0
 AFTER_ACTION_SECONDS = 5.0
 RETRY_SECONDS = 30.0
@@ -94,16 +96,27 @@ class NetworkConfig:
     assign_public_ip: bool = False
     execution_role_arn: str | None = None
     task_role_arn: str | None = None
+    #: Whose load balancers services attach to (controller.loadbalancing): "terraform"
+    #: (found by name), "managed" (the controller creates them), "none".
+    load_balancers: str = "none"
 
     @classmethod
     def from_env(cls) -> NetworkConfig:
         """``MLOPS_SUBNETS`` and ``MLOPS_SECURITY_GROUPS`` (comma-separated),
         ``MLOPS_ASSIGN_PUBLIC_IP`` (true/false), ``MLOPS_EXECUTION_ROLE_ARN``,
-        ``MLOPS_TASK_ROLE_ARN``."""
+        ``MLOPS_TASK_ROLE_ARN``, ``MLOPS_LOAD_BALANCERS`` (none | terraform | managed)."""
+        from controller.loadbalancing import MODES
 
         def split(name: str) -> tuple[str, ...]:
             return tuple(x.strip() for x in os.environ.get(name, "").split(",") if x.strip())
 
+        mode = os.environ.get("MLOPS_LOAD_BALANCERS", "none").strip().lower() or "none"
+        if mode not in MODES:
+            raise InvalidInput(
+                f"invalid MLOPS_LOAD_BALANCERS {mode!r}",
+                hint="terraform (the module's load balancers), managed (the controller creates "
+                "them) or none",
+            )
         return cls(
             subnets=split("MLOPS_SUBNETS"),
             security_groups=split("MLOPS_SECURITY_GROUPS"),
@@ -111,7 +124,37 @@ class NetworkConfig:
             in ("1", "true", "yes", "enabled"),
             execution_role_arn=os.environ.get("MLOPS_EXECUTION_ROLE_ARN") or None,
             task_role_arn=os.environ.get("MLOPS_TASK_ROLE_ARN") or None,
+            load_balancers=mode,
         )
+
+
+@dataclass(frozen=True)
+class Polling:
+    """How soon the controller looks at a deployment again (seconds)."""
+
+    rollout: float = ROLLOUT_POLL_SECONDS
+    after_action: float = AFTER_ACTION_SECONDS
+
+    @classmethod
+    def from_env(cls) -> Polling:
+        """``MLOPS_ROLLOUT_POLL_SECONDS``, ``MLOPS_AFTER_ACTION_SECONDS`` (a local data plane
+        finishes rollouts in seconds; AWS in minutes)."""
+        values = {}
+        for name, attr in (
+            ("MLOPS_ROLLOUT_POLL_SECONDS", "rollout"),
+            ("MLOPS_AFTER_ACTION_SECONDS", "after_action"),
+        ):
+            raw = os.environ.get(name)
+            if raw:
+                try:
+                    values[attr] = float(raw)
+                except ValueError:
+                    raise InvalidInput(
+                        f"invalid {name} {raw!r}", hint="a number of seconds"
+                    ) from None
+                if values[attr] <= 0:
+                    raise InvalidInput(f"invalid {name} {raw!r}", hint="more than 0 seconds")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -120,6 +163,7 @@ class Desired:
     status: ModelDeploymentStatus | None
     platform: Platform
     network: NetworkConfig = NetworkConfig()
+    polling: Polling = Polling()
     #: The region's prices, for the estimate and the budget; None: unknown (why: below).
     prices: PriceBook | None = None
     prices_error: str = ""
@@ -154,13 +198,16 @@ def task_spec(platform: Platform, deployment: ModelDeployment, manifest: Manifes
     )
 
 
-def service_spec(platform: Platform, deployment: ModelDeployment) -> ServiceSpec:
+def service_spec(
+    platform: Platform, deployment: ModelDeployment, network: NetworkConfig | None = None
+) -> ServiceSpec:
     s = deployment.spec
     return ServiceSpec(
         name=platform.service_name(s.project, s.env),
         replicas=s.serving.replicas,
         min_healthy_percent=s.strategy.min_healthy_percent,
         max_percent=s.strategy.max_percent,
+        load_balanced=network is not None and network.load_balancers != "none",
     )
 
 
@@ -493,7 +540,7 @@ class _Planner:
         else:
             spec = task_spec(platform, self.dep, manifest)
             arn = _find_td(obs, spec, [svc.task_definition if svc else None])
-        service = service_spec(platform, self.dep)
+        service = service_spec(platform, self.dep, self.desired.network)
         actions: list[Action] = []
 
         if not restoring and self.spec.model.candidate is not None and version not in obs.published:
@@ -531,6 +578,7 @@ class _Planner:
                 if applied is not None
                 else svc.desired_count != service.replicas
             )
+            attach = service.load_balanced and not svc.load_balancers
             if (
                 arn is None
                 or svc.task_definition != arn
@@ -539,10 +587,16 @@ class _Planner:
                 or _differs(svc.max_percent, service.max_percent)
                 or svc.circuit_breaker is False
                 or retry_failed
+                or attach
             ):
                 actions.append(
                     UpdateService(
-                        service, spec, task_definition=arn, force=retry_failed, scale=scale
+                        service,
+                        spec,
+                        task_definition=arn,
+                        force=retry_failed,
+                        scale=scale,
+                        attach_load_balancer=attach,
                     )
                 )
         uri = platform.version_uri(self.spec.project, version)
@@ -604,7 +658,8 @@ class _Planner:
             message = f"deploying {version}: " + "; ".join(describe(a) for a in actions)
             s.set(PROGRESSING, True, "Updating", message)
             s.set(READY, False, "Updating", message)
-            return Decision(actions, s.build(), AFTER_ACTION_SECONDS, degraded=degraded is not None)
+            poll = self.desired.polling.after_action
+            return Decision(actions, s.build(), poll, degraded=degraded is not None)
         svc = self.observed.service
         assert svc is not None
         rollout = svc.rollout
@@ -612,7 +667,8 @@ class _Planner:
             waiting = f"{version}: waiting for ECS to start deploying {svc.task_definition}"
             s.set(PROGRESSING, True, "RolloutInProgress", waiting)
             s.set(READY, False, "RolloutInProgress", waiting)
-            return Decision([], s.build(), ROLLOUT_POLL_SECONDS, degraded=degraded is not None)
+            poll = self.desired.polling.rollout
+            return Decision([], s.build(), poll, degraded=degraded is not None)
         tasks = f"{rollout.running}/{rollout.desired} tasks running"
         if rollout.rollout_state == COMPLETED:
             s.set(PROGRESSING, False, "RolloutComplete", f"{version}: {tasks}")
@@ -625,7 +681,8 @@ class _Planner:
             return Decision([], s.build(), None, degraded=True)
         s.set(PROGRESSING, True, "RolloutInProgress", f"{version}: {tasks}")
         s.set(READY, False, "RolloutInProgress", f"{version}: {tasks}")
-        return Decision([], s.build(), ROLLOUT_POLL_SECONDS, degraded=degraded is not None)
+        poll = self.desired.polling.rollout
+        return Decision([], s.build(), poll, degraded=degraded is not None)
 
 
 def _differs(observed: int | None, wanted: int) -> bool:
@@ -634,6 +691,9 @@ def _differs(observed: int | None, wanted: int) -> bool:
 
 
 # -- simulation -----------------------------------------------------------------------
+_SIM_TARGET_GROUP = "arn:aws:elasticloadbalancing:sim:000000000000:targetgroup/sim/0"
+
+
 def _sim_arn(family: str, revision: int) -> str:
     return f"arn:aws:ecs:sim:000000000000:task-definition/{family}:{revision}"
 
@@ -697,13 +757,21 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
                     min_healthy_percent=s.min_healthy_percent,
                     max_percent=s.max_percent,
                     circuit_breaker=True,
+                    load_balancers=(_SIM_TARGET_GROUP,) if s.load_balanced else (),
                 )
-            case UpdateService(service=s, task=t, task_definition=a, force=force, scale=scale):
+            case UpdateService(
+                service=s,
+                task=t,
+                task_definition=a,
+                force=force,
+                scale=scale,
+                attach_load_balancer=lb,
+            ):
                 assert service is not None
                 arn = _resolve(tds, t, a)
                 count = s.replicas if scale else service.desired_count
                 deployments = service.deployments
-                if arn != service.task_definition or force:
+                if arn != service.task_definition or force or lb:
                     deployments = (new_deployment(arn, count),) + tuple(
                         replace(d, status="ACTIVE") for d in deployments
                     )
@@ -724,6 +792,7 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
                     min_healthy_percent=s.min_healthy_percent,
                     max_percent=s.max_percent,
                     circuit_breaker=True,
+                    load_balancers=(_SIM_TARGET_GROUP,) if lb else service.load_balancers,
                 )
             case MovePointer(version=v, uri=uri, sha256=sha, reason=reason, action=kind):
                 pointer = ModelPointer(

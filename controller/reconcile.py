@@ -33,7 +33,7 @@ from controller.api import DeletePolicy, ModelDeployment, ModelDeploymentStatus,
 from controller.costing import live_workload
 from controller.execute import ExecutionReport, Executor
 from controller.observe import Observed, Observer
-from controller.plan import Decision, Desired, NetworkConfig, decide
+from controller.plan import Decision, Desired, NetworkConfig, Polling, decide
 from mlops_core import aws
 from mlops_core.cost.estimate import Estimate, estimate
 from mlops_core.cost.prices import PriceBook, PriceResolver, PriceSettings, PricesUnavailable
@@ -171,6 +171,7 @@ class Reconciler:
         log=None,
         registry: Registry | None = None,
         network: NetworkConfig | None = None,
+        polling: Polling | None = None,
         observer: Observer | None = None,
         executor: Executor | None = None,
         prices: PriceResolver | None = None,
@@ -180,6 +181,7 @@ class Reconciler:
         self.log = log or structlog.get_logger("controller.reconcile")
         self.registry = registry or Registry(self.platform)
         self.network = network or NetworkConfig.from_env()
+        self.polling = polling or Polling.from_env()
         self.observer = observer or Observer(self.platform, self.registry, clock=clock)
         self.executor = executor or Executor(self.platform, self.registry, self.network)
         self.prices = prices or PriceResolver.from_settings(PriceSettings())
@@ -218,7 +220,15 @@ class Reconciler:
             book = self.prices.get(self.platform.region)
         except PricesUnavailable as exc:
             error = exc.render()
-        return Desired(deployment, status, self.platform, self.network, book, error)
+        return Desired(
+            deployment,
+            status,
+            self.platform,
+            self.network,
+            polling=self.polling,
+            prices=book,
+            prices_error=error,
+        )
 
     def retire(self, key: str, project: str, env: str, policy: DeletePolicy) -> bool:
         """Deployment ``key`` of ``project``/``env`` was deleted (from any source): apply

@@ -27,6 +27,9 @@ ENV_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 
 MANAGED_BY_TAG = ("managed-by", "mlops-controller")
 
+# Written by the local data plane on each load balancer listener it serves: the listener's
+# loopback URL (on AWS the load balancer's DNS name says where it answers).
+LOCAL_ENDPOINT_TAG = "mlops.platform.io/local-endpoint"
 # Cost allocation tags: on every resource the platform creates (Terraform's default_tags
 # and per-env tags, the controller's services and task definitions, artifact objects), so
 # that Cost Explorer can group the bill by them once they are activated in the Billing

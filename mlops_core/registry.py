@@ -141,6 +141,28 @@ def fetch_folder(uri: str, dest: Path) -> tuple[Manifest, Path]:
     return manifest, dest
 
 
+def upload_candidate(folder: Path, uri: str) -> str:
+    """Copy a trained artifacts folder to ``uri`` (``s3://bucket/prefix/``): a candidate
+    that ``deploy --candidate`` can take. Every file is verified first and written once
+    (conditional puts: an existing candidate with other content is refused), the manifest
+    last, so a reader that finds the manifest finds a complete folder. Returns the URI."""
+    manifest = verify_folder(folder)
+    bucket, prefix = split_s3_uri(uri.rstrip("/") + "/")
+    s3 = aws.client("s3")
+    for name in [*sorted(manifest.files), MANIFEST]:
+        try:
+            with (folder / name).open("rb") as f:
+                s3.put_object(Bucket=bucket, Key=prefix + name, Body=f, IfNoneMatch="*")
+        except ClientError as exc:
+            if aws.error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+            raise Conflict(
+                f"s3://{bucket}/{prefix}{name} already exists",
+                hint="write each training run's candidate to a new prefix",
+            ) from None
+    return f"s3://{bucket}/{prefix}"
+
+
 class Registry:
     """Published versions of every project of one platform."""
 

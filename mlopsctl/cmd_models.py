@@ -232,11 +232,13 @@ def status(
     output: Output = output_option(),
     as_json: bool = typer.Option(False, "--json", hidden=True, help="Same as -o json."),
 ) -> None:
-    """Each env's live version, its metrics, when and by whom it was promoted, and the ECS
-    service serving it: revision, pinned version (flagged when it differs), rollout."""
+    """Each env's live version, its metrics, when and by whom it was promoted, the ECS
+    service serving it (revision, pinned version flagged when it differs, rollout) and
+    the URL of its load balancer."""
     # Imported here: the controller's modules are not needed by the other commands.
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from controller.loadbalancing import endpoint_url
     from controller.observe import service_views
 
     name = project_name(project, project_dir_)
@@ -251,6 +253,13 @@ def status(
         # The pointers are still worth showing to someone who may not read ECS.
         ecs_error = f"cannot read the ECS services: {exc}"
     docs = [_env_doc(registry, store, name, env, views.get(env)) for env in config.envs]
+    for doc in docs:
+        # Where the env answers: its load balancer's URL (the local data plane's loopback
+        # port, or the DNS name on AWS); None without one.
+        try:
+            doc["endpoint"] = endpoint_url(registry.platform, name, doc["env"])
+        except (ClientError, BotoCoreError):
+            doc["endpoint"] = None
     if as_json:
         output = Output.json
     if print_document({"project": name, "envs": docs, "ecs_error": ecs_error}, output):
@@ -262,7 +271,7 @@ def status(
     # service's revision.
     columns = ["env", "version", "R²", "promoted at"]
     columns += ["by", "reason", "service"] if wide else []
-    columns += ["serving", "rollout", "tasks"]
+    columns += ["serving", "rollout", "tasks", "endpoint"]
     table = Table(*columns, title=name)
     for doc in docs:
         pointer = doc["pointer"]
@@ -270,20 +279,9 @@ def status(
         ecs = [service, serving, rollout, tasks] if wide else [serving, rollout, tasks]
         if pointer is None:
             table.add_row(
-                doc["env"],
-                "-",
-                "-",
-                "-",
-                *(
-                    [
-                        "-",
-                        "",
-                    ]
-                    if wide
-                    else []
-                ),
-                *ecs,
-            )
+                doc["env"], "-", "-", "-", *(["-", ""] if wide else []), *ecs,
+                doc["endpoint"] or "-",
+            )  # fmt: skip
             continue
         if doc["published"]:
             r2 = "-" if doc["r2"] is None else f"{doc['r2']:.4f}"
@@ -292,6 +290,12 @@ def status(
         promoted_at = datetime.fromisoformat(pointer["promoted_at"])
         who = [escape(pointer["promoted_by"]), escape(pointer["reason"])] if wide else []
         table.add_row(
-            doc["env"], pointer["version"], r2, f"{promoted_at:%Y-%m-%d %H:%M}", *who, *ecs
+            doc["env"],
+            pointer["version"],
+            r2,
+            f"{promoted_at:%Y-%m-%d %H:%M}",
+            *who,
+            *ecs,
+            doc["endpoint"] or "-",
         )
     console.print(table)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -58,12 +60,37 @@ def train(
     data: str = typer.Option(
         None, help="CSV path or s3:// URI (default: data.source in project.yaml)."
     ),
-    out: Path = typer.Option(None, help="Artifacts folder (default: PROJECT/artifacts)."),
+    out: str = typer.Option(
+        None,
+        help="Artifacts folder, or an s3:// prefix for a candidate (default: PROJECT/artifacts).",
+    ),
+    config: str = typer.Option(
+        None, help="project.yaml to train with (path or s3://), instead of a project folder."
+    ),
+    remote: bool = typer.Option(
+        False, "--remote", help="Train as an ECS task of the training image; follow its logs."
+    ),
+    image: str = typer.Option(
+        None, help="With --remote, when no task definition exists: the training image."
+    ),
 ) -> None:
     """Train the project's model on its CSV; write artifacts/ (model, metrics, ...)."""
+    if remote:
+        _train_remote(project_dir(project_dir_), data, image)
+        return
     import training
+    from mlops_core.registry import upload_candidate
 
-    manifest = training.train(project_dir(project_dir_), data=data, out_dir=out)
+    with tempfile.TemporaryDirectory(prefix="mlops-train-") as tmp:
+        pdir = (
+            _config_folder(config, Path(tmp) / "project") if config else project_dir(project_dir_)
+        )
+        to_s3 = out is not None and out.startswith("s3://")
+        out_dir = Path(tmp) / "artifacts" if to_s3 else (Path(out) if out else None)
+        manifest = training.train(pdir, data=data, out_dir=out_dir)
+        if to_s3:
+            assert out is not None and out_dir is not None
+            console.print(f"candidate written to {upload_candidate(out_dir, out)}")
     from mlops_core.gates import summary
     from mlops_core.modelformat import parity_report
 
@@ -82,3 +109,53 @@ def train(
             f"[red]parity gate FAILED[/]: {parity.describe()}\n"
             "  publish will refuse this version (see metrics.json's parity report)"
         )
+
+
+def _config_folder(uri: str, folder: Path) -> Path:
+    """A project folder holding the project.yaml at ``uri`` (a path or s3://)."""
+    from mlops_core import aws
+    from mlops_core.errors import NotFound
+    from mlops_core.project import PROJECT_FILE
+    from mlops_core.registry import split_s3_uri
+
+    folder.mkdir(parents=True)
+    if uri.startswith("s3://"):
+        bucket, key = split_s3_uri(uri)
+        s3 = aws.client("s3")
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            raise NotFound(f"no project.yaml at {uri}", where="--config") from None
+    else:
+        path = Path(uri)
+        if not path.is_file():
+            raise NotFound(f"no project.yaml at {uri}", where="--config")
+        body = path.read_bytes()
+    (folder / PROJECT_FILE).write_bytes(body)
+    return folder
+
+
+def _train_remote(pdir: Path, data: str | None, image: str | None) -> None:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    from controller.plan import NetworkConfig
+    from mlops_core.naming import Platform
+    from training import remote
+
+    net = NetworkConfig.from_env()
+    try:
+        release = package_version("mlops-platform")
+    except PackageNotFoundError:
+        release = "latest"
+    result = remote.run(
+        pdir,
+        data,
+        Platform.from_env(),
+        remote.Network(net.subnets, net.security_groups, net.execution_role_arn),
+        image=image or os.environ.get(remote.TRAINING_IMAGE_ENV) or None,
+        release=release,
+        echo=typer.echo,
+    )
+    console.print(f"candidate: [bold]{result.candidate}[/]")
+    console.print(f"next: mlopsctl deploy --env ENV --candidate {result.candidate}")

@@ -1,13 +1,20 @@
 """The embedded local AWS: moto's server on loopback, plus the base resources.
 
+``start_dataplane`` runs what ``mlopsctl dev up`` runs: moto's server with the local data
+plane (:mod:`mlopsctl.dataplane`: tasks, load balancers, logs, schedules); ``start_server``
+runs moto's server alone (AWS that stores everything and runs nothing, as the tests that
+need no task use it).
+
 ``bootstrap`` creates what Terraform creates in a real account, under the same names
 (:mod:`mlops_core.naming`): the artifact bucket (versioned), the ECS cluster, the ECR
-repositories, the log group; the SSM namespace needs no creation. It is idempotent.
+repositories, the log group, the network and the task execution role; the SSM namespace
+needs no creation. It is idempotent.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -20,7 +27,7 @@ import httpx
 
 from mlops_core import aws
 from mlops_core.errors import MlopsError
-from mlops_core.naming import DEFAULT_REGION, Platform
+from mlops_core.naming import DEFAULT_REGION, Platform, task_execution_role_name
 
 DEFAULT_PORT = 4566
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -42,7 +49,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _moto_server_cmd(port: int) -> list[str]:
+def _check_moto() -> None:
     try:
         import moto.server  # noqa: F401
     except ImportError:
@@ -50,6 +57,10 @@ def _moto_server_cmd(port: int) -> list[str]:
             "the local AWS endpoint needs moto's server, which is not installed",
             hint="pip install 'mlops-platform[local]'  (or: pip install 'moto[server]')",
         ) from None
+
+
+def _moto_server_cmd(port: int) -> list[str]:
+    _check_moto()
     return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
 
 
@@ -61,24 +72,48 @@ def is_up(port: int) -> bool:
 
 
 def start_server(port: int, log_path: Path | None = None, timeout: float = 30) -> subprocess.Popen:
-    """Start moto's server as a child process and wait until it answers."""
-    cmd = _moto_server_cmd(port)
+    """Start moto's server alone as a child process and wait until it answers."""
+    return _start(
+        _moto_server_cmd(port), port, os.environ.copy(), log_path, timeout, "moto's server"
+    )
+
+
+def start_dataplane(
+    port: int,
+    state_dir: Path,
+    log_path: Path | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.Popen:
+    """Start the local AWS endpoint with its data plane (``python -m mlopsctl.dataplane``)
+    as a child process in its own session, and wait until it answers. ``env`` adds
+    ``MLOPS_DATAPLANE_*`` settings (time scale, intervals)."""
+    _check_moto()
+    child = {**os.environ, **(env or {}), "MLOPS_DATAPLANE_STATE_DIR": str(state_dir)}
+    cmd = [sys.executable, "-m", "mlopsctl.dataplane", "--port", str(port)]
+    return _start(cmd, port, child, log_path, timeout, "the local data plane")
+
+
+def _start(
+    cmd: list[str], port: int, env: dict[str, str], log_path: Path | None, timeout: float, what: str
+) -> subprocess.Popen:
     out = log_path.open("ab") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
-        cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
+        cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise MlopsError(
-                f"moto's server exited with code {proc.returncode} while starting",
+                f"{what} exited with code {proc.returncode} while starting",
                 hint=f"is port {port} in use? see {log_path}" if log_path else None,
             )
         if is_up(port):
             return proc
         time.sleep(0.1)
     proc.kill()
-    raise MlopsError(f"moto's server did not answer on port {port} within {timeout}s")
+    raise MlopsError(f"{what} did not answer on port {port} within {timeout}s")
 
 
 def reset(port: int) -> None:
@@ -117,6 +152,7 @@ def bootstrap(platform: Platform | None = None) -> dict[str, str]:
     with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         logs.create_log_group(logGroupName=group)
     subnets, security_group = ensure_network(p)
+    execution_role = ensure_execution_role(p)
     return {
         "artifact_bucket": p.artifact_bucket,
         "ecs_cluster": p.ecs_cluster,
@@ -126,7 +162,60 @@ def bootstrap(platform: Platform | None = None) -> dict[str, str]:
         "ssm_prefix": p.ssm_prefix,
         "subnets": ",".join(subnets),
         "security_groups": security_group,
+        "execution_role_arn": execution_role,
     }
+
+
+ECS_TASKS_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+EXECUTION_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "ecr:GetAuthorizationToken",
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+            ],
+            "Resource": "*",
+        }
+    ],
+}
+
+
+def ensure_execution_role(p: Platform) -> str:
+    """The task execution role Terraform creates (ECS pulls images and writes the
+    ``awslogs`` output with it); its ARN is what the controller's task definitions name,
+    so that they carry a log configuration, locally as on AWS."""
+    iam = aws.client("iam")
+    name = task_execution_role_name(p.platform)
+    try:
+        return iam.get_role(RoleName=name)["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        pass
+    role = iam.create_role(
+        RoleName=name,
+        AssumeRolePolicyDocument=json.dumps(ECS_TASKS_TRUST),
+        Description="ECS task execution: pull platform images, write task logs",
+    )["Role"]
+    iam.put_role_policy(
+        RoleName=name, PolicyName="task-execution", PolicyDocument=json.dumps(EXECUTION_POLICY)
+    )
+    return role["Arn"]
 
 
 def ensure_network(p: Platform) -> tuple[list[str], str]:

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# `make demo`: the golden path on the embedded local AWS endpoint (moto's server).
-# No AWS account, no Docker. Everything it starts is stopped on exit, success or not.
+# `make demo`: the golden path on the embedded local AWS and its data plane (moto's
+# server, with ECS tasks run as local processes behind a local load balancer). No AWS
+# account, no Docker. Everything it starts is stopped on exit, success or not.
 #
-#   local AWS -> train v1 -> publish -> promote to prod -> serve from the prod pointer
-#   -> predict -> train v2 -> publish -> promote -> serving answers from v2
-#   -> rollback -> serving answers from v1 again
-#   -> declare prod in a ModelDeployment: the controller converges the ECS service and
-#      the pointer onto v2, then back onto v1 -> what it costs -> status
+#   local AWS -> train v1 -> publish -> deploy through the controller -> Ready
+#   -> the seed's request through the load balancer -> steady load from here on
+#   -> v2 (fresh data) rolls out, task by task -> Ready on v2
+#   -> v3 cannot become ready (its model.onnx needs a newer onnxruntime) -> the rollout
+#      fails, ECS's circuit breaker and the controller roll back to v2 (Degraded
+#      RolloutFailed) -> the load's count of failed requests -> what prod costs -> status
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,14 +18,13 @@ export MLOPS_LOG_FORMAT=console MLOPS_LOG_LEVEL=WARNING
 export MLOPS_ACTOR="demo"
 free_port() { python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 AWS_PORT=$(free_port)
-SERVE_PORT=$(free_port)
-SERVE_PID=""
 CONTROLLER_PID=""
+LOAD_PID=""
 START=$(date +%s)
 
 cleanup() {
   local status=$?
-  for pid in $SERVE_PID $CONTROLLER_PID; do
+  for pid in $LOAD_PID $CONTROLLER_PID; do
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
@@ -35,30 +36,36 @@ trap cleanup EXIT
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-# POST the seed's request; print the prediction and the version that made it.
+# The env's load balancer URL, as `mlopsctl status` shows it.
+endpoint() {
+  mlopsctl status --json | python -c 'import json, sys; print({e["env"]: e for e in json.load(sys.stdin)["envs"]}["prod"]["endpoint"] or "")'
+}
+
+# POST the seed's request through the load balancer; print the prediction and its version.
 SEED_REQUEST='{"year":2019,"odometer":25000,"make_encoded":9,"model_encoded":42}'
 predict() {
-  python - "$SERVE_PORT" "$SEED_REQUEST" "${1:-}" <<'PY'
-import json, sys, time
+  python - "$URL" "$SEED_REQUEST" <<'PY'
+import json, sys
 import httpx
-port, body, expect = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
-url = f"http://127.0.0.1:{port}/predict"
-deadline = time.monotonic() + 30
-while True:  # serving polls the pointer; wait for it to pick up the expected version
-    r = httpx.post(url, json=body, timeout=10)
-    r.raise_for_status()
-    out = r.json()
-    if not expect or out["model_version"] == expect or time.monotonic() > deadline:
-        break
-    time.sleep(0.5)
-print(f"POST /predict {json.dumps(body)}")
+url, body = sys.argv[1], json.loads(sys.argv[2])
+r = httpx.post(f"{url}/predict", json=body, timeout=10)
+r.raise_for_status()
+out = r.json()
+print(f"POST {url}/predict {json.dumps(body)}")
 print(f"  -> price {out['predictions'][0]:,.0f} USD  (model {out['model_version']})")
-if expect and out["model_version"] != expect:
-    sys.exit(f"serving still answers from {out['model_version']}, expected {expect}")
 PY
 }
 
-step "1. Start the local AWS endpoint and bootstrap the base resources"
+# `mlopsctl deploy --wait`, timed.
+deploy() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  mlopsctl deploy --env prod --version "$1" --source "$DEPLOYMENTS" --wait --timeout 240
+  t1=$(date +%s.%N)
+  python -c "print(f'deploy -> Ready in {$t1 - $t0:.1f} s')"
+}
+
+step "1. Start the local AWS endpoint and data plane; bootstrap the base resources"
 eval "$(mlopsctl dev up --port "$AWS_PORT")"
 
 step "2. A project: the used-car price example, with synthetic data"
@@ -67,60 +74,116 @@ rm -rf "$WORK/usedcar-price/artifacts" "$WORK/usedcar-price/data"
 cd "$WORK/usedcar-price"
 python generate_data.py --rows 20000 --seed 7 --out data/usedcars.csv
 
-step "3. Train v1, publish it, promote it to prod"
+step "3. Train v1 and publish it"
 mlopsctl train
 mlopsctl publish
 V1=$(mlopsctl models -q | tail -n 1)
-mlopsctl promote "$V1" --env prod --reason "first release"
 
-step "4. Serve from the prod pointer"
-mlopsctl serve --env prod --port "$SERVE_PORT" --poll 1 >"$WORK/serve.log" 2>&1 &
-SERVE_PID=$!
-python - "$SERVE_PORT" <<'PY'
-import sys, time
+step "4. Declare prod on v1: the controller creates the ECS service behind a load balancer"
+DEPLOYMENTS="$WORK/deployments"
+mkdir -p "$DEPLOYMENTS"
+mlopsctl controller run --source "$DEPLOYMENTS" --metrics-port 0 >"$WORK/controller.log" 2>&1 &
+CONTROLLER_PID=$!
+deploy "$V1"
+URL=$(endpoint)
+predict
+
+step "5. Steady load through the load balancer from now on"
+python - "$URL" "$SEED_REQUEST" "$WORK/load.json" "$WORK/load.stop" >"$WORK/load.log" 2>&1 <<'PY' &
+import json, os, sys, time
+from collections import Counter
 import httpx
-url = f"http://127.0.0.1:{sys.argv[1]}/ready"
-deadline = time.monotonic() + 60
-while time.monotonic() < deadline:
-    try:
-        if httpx.get(url, timeout=2).status_code == 200:
-            sys.exit(0)
-    except httpx.HTTPError:
-        pass
-    time.sleep(0.3)
-sys.exit("serving did not become ready within 60 s")
+url, body, out, stop = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+codes, versions = Counter(), Counter()
+with httpx.Client(timeout=10) as client:
+    while not os.path.exists(stop):
+        try:
+            r = client.post(f"{url}/predict", json=body)
+            codes[str(r.status_code)] += 1
+            if r.status_code == 200:
+                versions[r.json()["model_version"]] += 1
+        except httpx.HTTPError as exc:
+            codes[type(exc).__name__] += 1
+        time.sleep(0.05)
+with open(out, "w") as f:
+    json.dump({"codes": codes, "versions": versions}, f)
 PY
-predict "$V1"
+LOAD_PID=$!
+echo "sending the seed's request to $URL every 50 ms"
 
-step "5. Train v2 on fresh data, publish, promote: serving follows the pointer"
-python generate_data.py --rows 30000 --seed 8 --out data/usedcars.csv
+step "6. v2, trained on fresh data, rolls out task by task (ECS rolling update)"
+python generate_data.py --rows 20000 --seed 8 --out data/usedcars.csv
 mlopsctl train
 mlopsctl publish
 V2=$(mlopsctl models -q | tail -n 1)
-mlopsctl promote "$V2" --env prod --reason "retrained on fresh data"
-predict "$V2"
+deploy "$V2"
+predict
 
-step "6. Roll back prod: serving answers from v1 again"
-mlopsctl rollback --env prod --reason "demo rollback"
-predict "$V1"
+step "7. v3 cannot become ready: its model.onnx needs a newer onnxruntime than serving has"
+# v2's model as a newer ONNX exporter would write it (IR version 99): an authentic,
+# publishable version that the serving image's onnxruntime cannot load.
+python - artifacts artifacts-v3 <<'PY'
+import json, shutil, sys
+from datetime import UTC, datetime
+from pathlib import Path
+import onnx
+from mlops_core.artifacts import MANIFEST, make_version, sha256_file
+src, dst = sys.argv[1], sys.argv[2]
+shutil.copytree(src, dst)
+doc = json.load(open(f"{dst}/{MANIFEST}"))
+model = f"{dst}/{doc['model_file']}"
+proto = onnx.load(model)
+proto.ir_version = 99
+onnx.save(proto, model)
+entry = doc["files"][doc["model_file"]]
+entry["sha256"], entry["size"] = sha256_file(Path(model)), Path(model).stat().st_size
+now = datetime.now(UTC)
+doc["created_at"] = now.isoformat()
+doc["version"] = make_version(now, entry["sha256"])
+open(f"{dst}/{MANIFEST}", "w").write(json.dumps(doc, indent=2) + "\n")
+PY
+mlopsctl publish --artifacts artifacts-v3
+V3=$(mlopsctl models -q | tail -n 1)
+if mlopsctl deploy --env prod --version "$V3" --source "$DEPLOYMENTS" --wait --timeout 300; then
+  echo "v3 was expected to fail its rollout" >&2
+  exit 1
+fi
+echo "rolled back: the circuit breaker and the controller returned prod to $V2"
+python - <<'PY'
+import json, subprocess, sys, time
+deadline = time.monotonic() + 120
+while True:  # wait for ECS's rollback deployment to complete on v2
+    doc = json.loads(subprocess.run(["mlopsctl", "status", "--json"], capture_output=True, text=True, check=True).stdout)
+    prod = {e["env"]: e for e in doc["envs"]}["prod"]
+    svc = prod["service"] or {}
+    rollout = (svc.get("deployment") or {}).get("rollout_state")
+    if rollout == "COMPLETED" and svc.get("version") == prod["pointer"]["version"]:
+        print(f"service back on {svc['version']} ({svc['revision']}), rollout {rollout}")
+        break
+    if time.monotonic() > deadline:
+        sys.exit("the service did not return to a completed rollout")
+    time.sleep(1)
+PY
+predict
 
-step "7. Declare prod instead: a ModelDeployment, converged by the controller"
-DEPLOYMENTS="$WORK/deployments"
-mkdir -p "$DEPLOYMENTS"
-mlopsctl controller run --source "$DEPLOYMENTS" >"$WORK/controller.log" 2>&1 &
-CONTROLLER_PID=$!
-mlopsctl deploy --env prod --version "$V2" --source "$DEPLOYMENTS" --wait --until applied
-predict "$V2"
-echo "(the local endpoint runs no containers, so the ECS rollout stays in progress;"
-echo " on AWS, 'deploy --wait' goes on until the service is Ready)"
-
-step "8. Roll back by declaring v1 again"
-mlopsctl deploy --env prod --version "$V1" --source "$DEPLOYMENTS" --wait --until applied
-predict "$V1"
+step "8. The load's answers during all of it"
+touch "$WORK/load.stop"
+wait "$LOAD_PID"
+LOAD_PID=""
+python - "$WORK/load.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+total = sum(doc["codes"].values())
+failed = total - doc["codes"].get("200", 0)
+print(f"{total} requests through the load balancer, {failed} failed")
+for version, n in sorted(doc["versions"].items()):
+    print(f"  {n:6d} answered by {version}")
+sys.exit(1 if failed or not total else 0)
+PY
 
 step "9. What prod costs, and what 4 replicas would cost (a dry run writes nothing)"
 mlopsctl cost --env prod
-mlopsctl deploy --env prod --version "$V1" --replicas 4 --source "$DEPLOYMENTS" --dry-run
+mlopsctl deploy --env prod --version "$V2" --replicas 4 --source "$DEPLOYMENTS" --dry-run
 
 step "10. Status"
 mlopsctl models

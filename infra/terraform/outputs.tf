@@ -96,6 +96,8 @@ output "controller_environment" {
     MLOPS_ASSIGN_PUBLIC_IP   = "false"
     MLOPS_EXECUTION_ROLE_ARN = aws_iam_role.task_execution.arn
     MLOPS_TASK_ROLE_ARN      = aws_iam_role.serving_task.arn
+    # Services attach to this module's target groups (found by name).
+    MLOPS_LOAD_BALANCERS = "terraform"
   }
 }
 

@@ -239,9 +239,9 @@ variable "autoscaling" {
 # -- load balancer ----------------------------------------------------------------------
 
 variable "health_check_path" {
-  description = "Path the target groups probe on the serving port (200 = healthy). /health is liveness; /ready also needs a verified model loaded."
+  description = "Path the target groups probe on the serving port (200 = healthy). /ready needs a verified model loaded, so a model that cannot load gets no traffic and fails its rollout; /health is liveness only."
   type        = string
-  default     = "/health"
+  default     = "/ready"
 
   validation {
     condition     = can(regex("^/[A-Za-z0-9/_.-]*$", var.health_check_path))

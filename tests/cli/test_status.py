@@ -194,6 +194,40 @@ def test_unreadable_ecs_still_shows_the_pointers(versions, monkeypatch, capsys):
     assert [prod[c] for c in ECS_COLUMNS] == ["?"] * 4
 
 
+def test_endpoint_is_the_load_balancers_url(versions, network_env, platform, capsys):
+    """On AWS the load balancer's DNS name; where the local data plane serves the listener
+    (its loopback URL in the listener's tag) that URL. No load balancer: none."""
+    from controller import loadbalancing
+    from mlops_core.naming import LOCAL_ENDPOINT_TAG
+
+    loadbalancing.ensure(
+        platform,
+        PROJECT,
+        "prod",
+        port=8080,
+        subnets=tuple(network_env["MLOPS_SUBNETS"].split(",")),
+        security_groups=(network_env["MLOPS_SECURITY_GROUPS"],),
+    )
+    elb = aws.client("elbv2")
+    lb = elb.describe_load_balancers(Names=[platform.load_balancer(PROJECT, "prod")])
+    dns = lb["LoadBalancers"][0]["DNSName"]
+    by_env = {e["env"]: e for e in status_json(capsys)["envs"]}
+    assert by_env["prod"]["endpoint"] == f"http://{dns}"
+    assert by_env["staging"]["endpoint"] is None
+    (listener,) = elb.describe_listeners(LoadBalancerArn=lb["LoadBalancers"][0]["LoadBalancerArn"])[
+        "Listeners"
+    ]
+    elb.add_tags(
+        ResourceArns=[listener["ListenerArn"]],
+        Tags=[{"Key": LOCAL_ENDPOINT_TAG, "Value": "http://127.0.0.1:41234"}],
+    )
+    code, out, err = run(capsys)
+    assert code == 0, err
+    rows = table(out)
+    assert rows["prod"]["endpoint"] == "http://127.0.0.1:41234"
+    assert rows["dev"]["endpoint"] == "-"
+
+
 def test_the_table_fits_100_columns_and_wide_and_yaml_show_more(converged, capsys, monkeypatch):
     import yaml
 

@@ -70,7 +70,8 @@ def make_reconciler(platform, registry, network, clock):
         observer = kw.pop("observer", None) or RolloutObserver(
             platform, Registry(platform), clock=clock
         )
-        return Reconciler(platform, clock=clock, network=network, observer=observer, **kw)
+        kw.setdefault("network", network)
+        return Reconciler(platform, clock=clock, observer=observer, **kw)
 
     return make
 

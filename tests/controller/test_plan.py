@@ -31,7 +31,7 @@ from controller.observe import (
     Observed,
     ProjectNotFound,
 )
-from controller.plan import Desired, NetworkConfig, apply, decide, plan, task_spec
+from controller.plan import Desired, NetworkConfig, Polling, apply, decide, plan, task_spec
 from mlops_core.artifacts import DataInfo, FileEntry, Manifest
 from mlops_core.naming import Platform
 
@@ -168,6 +168,36 @@ def test_ecs_not_yet_listing_the_new_deployment_is_in_progress():
     # ... and the progress deadline counts from when the controller started it.
     late = replace(obs2, now=NOW + timedelta(seconds=901))
     assert kinds(plan(desired(dep2, status2), late)) == ["Rollback", "UpdateService", "MovePointer"]
+
+
+def test_services_are_created_behind_their_load_balancer_when_configured():
+    managed = replace(NETWORK, load_balancers="managed")
+    d = decide(desired(network=managed), observed())
+    (create,) = [a for a in d.actions if isinstance(a, CreateService)]
+    assert create.service.load_balanced
+    assert not next(
+        a for a in decide(desired(), observed()).actions if isinstance(a, CreateService)
+    ).service.load_balanced
+
+
+def test_a_service_without_its_load_balancer_is_attached_once():
+    dep, status, obs = deploy()  # created with MLOPS_LOAD_BALANCERS=none
+    managed = replace(NETWORK, load_balancers="managed")
+    d = decide(desired(dep, status, network=managed), obs)
+    (update,) = d.actions
+    assert isinstance(update, UpdateService) and update.attach_load_balancer
+    obs = settle(apply(obs, d.actions), COMPLETED)
+    assert obs.service.load_balancers
+    assert decide(desired(dep, d.status, network=managed), obs).actions == []
+
+
+def test_polling_intervals_come_from_the_desired_state():
+    fast = replace(desired(), polling=Polling(rollout=1.0, after_action=0.5))
+    d = decide(fast, observed())
+    assert d.requeue_after == 0.5
+    dep, status, obs = deploy(rollout=IN_PROGRESS)
+    d = decide(replace(desired(dep, status), polling=Polling(rollout=1.0)), obs)
+    assert d.actions == [] and d.requeue_after == 1.0
 
 
 def test_pointer_drift_is_corrected_alone():

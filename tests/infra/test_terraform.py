@@ -583,9 +583,29 @@ def test_serving_container_matches_the_service_contract(tf):
     tg = tf.resource("aws_lb_target_group", "this")
     (health,) = blocks(tg["health_check"])
     assert health["path"] == "${var.health_check_path}"
-    assert tf.variables["health_check_path"]["default"] == "/health"
     assert tg["port"] == "${local.serving_port}"
     assert tg["target_type"] == "ip"
+
+
+def test_load_balancers_the_controller_creates_are_the_modules(tf):
+    """Where the platform owns the load balancers (the local data plane), the controller
+    creates them with the settings alb.tf and ecs.tf give them (controller.loadbalancing)."""
+    from controller import loadbalancing
+
+    tg = tf.resource("aws_lb_target_group", "this")
+    (health,) = blocks(tg["health_check"])
+    check = loadbalancing.HEALTH_CHECK
+    assert tf.variables["health_check_path"]["default"] == check["HealthCheckPath"] == "/ready"
+    assert health["matcher"] == check["Matcher"]["HttpCode"]
+    assert health["interval"] == check["HealthCheckIntervalSeconds"]
+    assert health["timeout"] == check["HealthCheckTimeoutSeconds"]
+    assert health["healthy_threshold"] == check["HealthyThresholdCount"]
+    assert health["unhealthy_threshold"] == check["UnhealthyThresholdCount"]
+    assert tg["deregistration_delay"] == loadbalancing.DEREGISTRATION_DELAY_SECONDS
+    grace = tf.variables["health_check_grace_period_seconds"]["default"]
+    assert grace == loadbalancing.HEALTH_CHECK_GRACE_SECONDS
+    listener = tf.resource("aws_lb_listener", "http_forward")
+    assert listener["port"] == loadbalancing.LISTENER_PORT
 
 
 # -- IAM ------------------------------------------------------------------------------
@@ -668,12 +688,14 @@ def test_controller_environment_output_names_what_the_controller_reads(tf, monke
     for key in value:
         monkeypatch.setenv(key, "subnet-1,subnet-2" if key == "MLOPS_SUBNETS" else "x")
     monkeypatch.setenv("MLOPS_ASSIGN_PUBLIC_IP", "true")
+    monkeypatch.setenv("MLOPS_LOAD_BALANCERS", value["MLOPS_LOAD_BALANCERS"])
     monkeypatch.setenv("MLOPS_PLATFORM", "acme-ml")
     net = NetworkConfig.from_env()
     assert net.subnets == ("subnet-1", "subnet-2")
     assert net.security_groups == ("x",)
     assert net.assign_public_ip is True
     assert (net.execution_role_arn, net.task_role_arn) == ("x", "x")
+    assert net.load_balancers == "terraform"
     p = naming.Platform.from_env()
     assert (p.platform, p.artifact_bucket, p.region) == ("acme-ml", "x", "x")
     assert value == {
@@ -685,6 +707,7 @@ def test_controller_environment_output_names_what_the_controller_reads(tf, monke
         "MLOPS_ASSIGN_PUBLIC_IP": "false",
         "MLOPS_EXECUTION_ROLE_ARN": "${aws_iam_role.task_execution.arn}",
         "MLOPS_TASK_ROLE_ARN": "${aws_iam_role.serving_task.arn}",
+        "MLOPS_LOAD_BALANCERS": "terraform",
     }
 
 
