@@ -7,7 +7,7 @@ can compare it, and ``plan.apply`` can simulate it. Each one is idempotent in ``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 # Environment variables a serving task reads: the one contract between a task definition
 # and the serving container.
@@ -19,7 +19,7 @@ ENV_ENV = "MLOPS_ENV"
 
 CONTAINER_NAME = "serving"
 # The CPU architecture of every serving revision (what Fargate bills it at).
-CPU_ARCHITECTURE = "X86_64"
+CPU_ARCHITECTURE: Final = "X86_64"
 
 # Tags on controller-owned resources (besides mlops_core.naming.MANAGED_BY_TAG).
 TAG_DEPLOYMENT = "mlops.platform.io/deployment"

@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from mlops_core.artifacts import VERSION_RE
@@ -24,8 +24,9 @@ from mlops_core.naming import ENV_RE, PROJECT_RE
 
 GROUP = "mlops.platform.io"
 VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "ModelDeployment"
+# Spelled out (not f"{GROUP}/{VERSION}") so the type checker sees the Literal.
+API_VERSION: Final = "mlops.platform.io/v1alpha1"
+KIND: Final = "ModelDeployment"
 PLURAL = "modeldeployments"
 SINGULAR = "modeldeployment"
 SHORT_NAMES = ["mdep"]
@@ -59,7 +60,7 @@ def delete_policy(annotations: Mapping[str, str] | None, default: DeletePolicy) 
             f"annotation {DELETE_POLICY_ANNOTATION}: unknown delete policy {value!r}; "
             f"use one of {', '.join(DELETE_POLICIES)}"
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 # A container image reference: [registry[:port]/]path[:tag][@sha256:digest].
@@ -164,7 +165,7 @@ class Serving(_Wire):
     cpu: int = Field(
         512,
         description="Fargate CPU units (256, 512, 1024, ...).",
-        json_schema_extra={"enum": sorted(FARGATE_SIZES)},
+        json_schema_extra={"enum": list[JsonValue](sorted(FARGATE_SIZES))},
     )
     memory: int = Field(1024, description="Fargate memory in MiB; must pair with cpu.")
     replicas: int = Field(2, ge=0, le=100, description="Desired running tasks.")
@@ -376,7 +377,12 @@ def degraded_status(
     AWS errors, gates: whatever stops a deployment)."""
     prev = previous or ModelDeploymentStatus()
     conditions = list(prev.conditions)
-    for type_, value in (("Degraded", "True"), ("Progressing", "False"), ("Ready", "False")):
+    blocked: tuple[tuple[str, ConditionStatus], ...] = (
+        ("Degraded", "True"),
+        ("Progressing", "False"),
+        ("Ready", "False"),
+    )
+    for type_, value in blocked:
         conditions = set_condition(
             conditions, type_, value, reason, message, observed_generation=generation, now=now
         )

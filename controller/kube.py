@@ -70,7 +70,7 @@ def build_registry(
         await asyncio.get_running_loop().run_in_executor(None, stop)
 
     @kopf.on.event(*RESOURCE, registry=registry, id="watch")
-    def _event(event: dict[str, Any], **_: Any) -> None:
+    def _event(event: kopf.RawEvent, **_: Any) -> None:
         source.observe(event.get("type"), event["object"])
 
     @kopf.on.delete(*RESOURCE, registry=registry, id="finalize")

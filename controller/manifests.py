@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import PurePosixPath
+from typing import Any
 
 import yaml
 
@@ -63,7 +64,7 @@ def _loose(text: str) -> dict:
 def _str_field(data: dict, *path: str) -> str | None:
     for part in path:
         data = data.get(part) if isinstance(data, dict) else None  # type: ignore[assignment]
-    return data if isinstance(data, str) and data else None  # type: ignore[return-value]
+    return data if isinstance(data, str) and data else None
 
 
 def key_of(text: str, name: str) -> str:
@@ -91,7 +92,7 @@ def load_document(raw: bytes | MlopsError, where: str, name: str):
         )
         return Document(name, deployment_key(None, name), digest, error=error)
     loose = _loose(text)
-    fields = {
+    fields: dict[str, Any] = {
         "key": key_of(text, name),
         "annotations": {
             str(k): str(v)

@@ -98,7 +98,7 @@ class ControllerMetrics:
         )  # fmt: skip
         self.leader = Gauge("mlops_controller_leader", "1 while this replica acts.", registry=r)
         self._deployments = _Deployments()
-        r.register(self._deployments)  # type: ignore[arg-type]
+        r.register(self._deployments)
         self.last_pass = 0.0  # monotonic time of the last pass over the source
 
     # -- feeding ---------------------------------------------------------------------

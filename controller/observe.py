@@ -445,8 +445,8 @@ class Observer:
                 published.add(version)
             manifests[version] = cand
         else:
+            assert spec.model.version is not None
             version = spec.model.version
-            assert version is not None
             found = self.manifest(spec.project, version)
             if found is None:
                 raise VersionNotFound(

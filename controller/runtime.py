@@ -184,8 +184,8 @@ class Controller:
     def _retire(self, doc: Document, previous: StatusRecord | None, generation: int) -> None:
         """The object is being deleted (Kubernetes): apply the delete policy, release it."""
         spec = doc.deployment.spec if doc.deployment is not None else None
-        project = spec.project if spec else doc.project or (previous and previous.project)
-        env = spec.env if spec else doc.env or (previous and previous.env)
+        project = spec.project if spec else doc.project or (previous.project if previous else None)
+        env = spec.env if spec else doc.env or (previous.env if previous else None)
         policy = self._policy(doc, warn=True)
         self._apply_policy(doc.name, doc.key, project, env, policy, generation)
         self.source.retired(doc.name)

@@ -164,7 +164,7 @@ class WorkQueue:
             while True:
                 wait = self._promote_due_locked()
                 if self._queue:
-                    batch = []
+                    batch: list[str] = []
                     while self._queue and len(batch) < max_items:
                         key = self._queue.popleft()
                         self._since.pop(key, None)

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,6 +43,7 @@ from mlops_core.errors import InvalidInput
 from mlops_core.features import FeatureSpec
 from mlops_core.logs import get_logger
 from mlops_core.naming import Platform
+from mlops_core.project import Task
 
 log = get_logger("capture")
 
@@ -54,7 +55,6 @@ COMPRESSION = "lz4"
 #: Concurrent GETs while reading a window: the job is bound by the endpoint's latency.
 READ_WORKERS = 8
 
-Task = Literal["regression", "classification"]
 
 _INPUT_TYPES: dict[str, pa.DataType] = {
     "number": pa.float64(),
@@ -88,8 +88,11 @@ def schema_for(manifest: Any, baseline: dict[str, Any] | None = None) -> Capture
 
     The prediction's type follows the version's task: the manifest's ``task`` where it
     has one, else the baseline's prediction summary (a category summary means labels)."""
-    task = getattr(manifest, "task", None)
-    if task not in ("regression", "classification"):
+    task: Task
+    declared = getattr(manifest, "task", None)
+    if declared in ("regression", "classification"):
+        task = declared
+    else:
         kind = ((baseline or {}).get("predictions") or {}).get("type")
         task = "classification" if kind == "category" else "regression"
     return CaptureSchema(manifest.project, manifest.version, tuple(manifest.features), task)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TextIO, cast
 
 import structlog
+from structlog.typing import Processor
 
 
 class _Stderr:
@@ -36,7 +38,7 @@ def configure(level: str | None = None, json: bool | None = None) -> None:
         if json
         else structlog.dev.ConsoleRenderer(colors=False, pad_event=0)
     )
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -45,7 +47,7 @@ def configure(level: str | None = None, json: bool | None = None) -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
-        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _Stderr())),
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the standard library (uvicorn, kopf, botocore) get the

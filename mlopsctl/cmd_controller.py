@@ -15,6 +15,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -104,7 +105,7 @@ def run(
 ) -> None:
     """Converge AWS onto the ModelDeployments of a source, until SIGTERM/SIGINT."""
     logs.configure()
-    flags = {
+    flags: dict[str, Any] = {
         "resync": resync,
         "workers": workers,
         "poll": poll,

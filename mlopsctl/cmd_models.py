@@ -82,7 +82,7 @@ def models(
         return
     store = PointerStore(registry.platform)
     config = registry.get_project(name)
-    live = {}
+    live: dict[str, list[str]] = {}
     for env in config.envs:
         pointer = store.get(name, env)
         if pointer:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -126,7 +127,7 @@ def bootstrap(platform: Platform | None = None) -> dict[str, str]:
     p = platform or Platform.from_env()
     s3 = aws.client("s3")
     try:
-        kwargs = {"Bucket": p.artifact_bucket}
+        kwargs: dict[str, Any] = {"Bucket": p.artifact_bucket}
         if p.region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": p.region}
         s3.create_bucket(**kwargs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,7 +81,7 @@ class DriftSettings(BaseSettings):
 
 def load_settings(**overrides: object) -> DriftSettings:
     """Settings from the environment, with explicit ``overrides`` (None = not given)."""
-    given = {k: v for k, v in overrides.items() if v is not None}
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     try:
         return DriftSettings(**given)
     except ValidationError as exc:

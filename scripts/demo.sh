@@ -29,7 +29,12 @@ cleanup() {
     wait "$pid" 2>/dev/null || true
   done
   mlopsctl dev down --port "$AWS_PORT" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
+  if [ "$status" -eq 0 ]; then
+    rm -rf "$WORK"
+  else
+    # What went wrong stays readable: the data plane's log and every task's output.
+    echo "the demo failed; its files are kept in $WORK (logs under $WORK/state)" >&2
+  fi
   exit "$status"
 }
 trap cleanup EXIT

@@ -25,7 +25,7 @@ protocol says.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -139,7 +139,7 @@ def _flat(data: list[Any]) -> list[Any]:
     return data
 
 
-def _fail(loc: list[str | int], msg: str, value: Any = None, kind: str = "value_error") -> None:
+def _fail(loc: list[str | int], msg: str, value: Any = None, kind: str = "value_error") -> NoReturn:
     raise RequestError([{"type": kind, "loc": loc, "msg": msg, "input": excerpt(value)}])
 
 

@@ -29,6 +29,7 @@ core (:mod:`serving.server`):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -233,7 +234,10 @@ def check_sklearn_compatible(manifest: Manifest, running: str | None = None) -> 
         )
 
 
-_RUNTIMES = {"onnx": OnnxRuntime, "skops": SkopsRuntime}
+_RUNTIMES: dict[str, Callable[[bytes, Manifest], ModelRuntime]] = {
+    "onnx": OnnxRuntime,
+    "skops": SkopsRuntime,
+}
 
 
 def load_runtime(manifest: Manifest, model_bytes: bytes, expected_sha256: str) -> ModelRuntime:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, NotRequired
 
 import numpy as np
@@ -126,7 +126,7 @@ def max_depth(body: bytes) -> int:
     return int(np.cumsum(step).max(initial=0))
 
 
-def _float32_msg(error: dict[str, Any]) -> str:
+def _float32_msg(error: Mapping[str, Any]) -> str:
     limit = error.get("ctx", {}).get("ge", error.get("ctx", {}).get("le"))
     if limit is not None and abs(limit) in (F32_MAX, F32_MAX_INT):
         return (
@@ -136,7 +136,9 @@ def _float32_msg(error: dict[str, Any]) -> str:
     return error["msg"]
 
 
-def shape_errors(errors: list[dict[str, Any]], prefix: list[str | int]) -> list[dict[str, Any]]:
+def shape_errors(
+    errors: Sequence[Mapping[str, Any]], prefix: list[str | int]
+) -> list[dict[str, Any]]:
     """pydantic errors as FastAPI's 422 ``detail``, bounded (see the module docstring)."""
     out = []
     for e in errors[:MAX_ERRORS]:
@@ -179,7 +181,7 @@ class RequestParser:
         self.max_batch = max_batch
         self.max_depth = max_depth
         self.encoder = FeatureEncoder(features)
-        self._one = TypeAdapter(self.record)
+        self._one: TypeAdapter[Any] = TypeAdapter(self.record)
         self._many = TypeAdapter(list[self.record])  # type: ignore[name-defined]
         # A feature called "instances" would make the wrapper form ambiguous: disable it.
         self._wrapper = INSTANCES_KEY not in {f.name for f in features}

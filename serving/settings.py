@@ -129,9 +129,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         if (value := (os.environ if environ is None else environ).get(str(f.validation_alias)))
         not in (None, "")
     }
-    for name, value in overrides.items():
-        if value is not None:
-            data[str(fields[name].validation_alias)] = value
+    for name, given in overrides.items():
+        if given is not None:
+            data[str(fields[name].validation_alias)] = given
     try:
         return ServingSettings.model_validate(data)
     except ValidationError as exc:

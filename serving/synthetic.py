@@ -20,7 +20,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 
-from mlops_core.artifacts import DataInfo, Manifest, write_version_folder
+from mlops_core.artifacts import DataInfo, Manifest, ModelFormat, write_version_folder
 from mlops_core.features import FeatureEncoder, FeatureSpec
 
 FUELS = ["petrol", "diesel", "electric", "hybrid"]
@@ -88,6 +88,7 @@ def write_model_folder(
         ]
     ).fit(x, y)
     r2 = float(pipeline.score(x, y))
+    fmt: ModelFormat
     if serving_format == "skops":
         fmt, served, parity = "skops", to_skops(pipeline), None
     else:

@@ -183,7 +183,8 @@ class KubeSource:
         if body is None:
             return None
         meta = body.get("metadata", {})
-        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        raw_spec = body.get("spec")
+        spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
         fields: dict[str, Any] = {
             "generation": meta.get("generation"),
             "deleting": bool(meta.get("deletionTimestamp")),

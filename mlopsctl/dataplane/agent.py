@@ -267,7 +267,7 @@ class Agent:
             self._fail_to_start(arn, f"ResourceInitializationError: {exc}")
             return
         container = td["containerDefinitions"][0]
-        override = next(
+        override: dict[str, Any] = next(
             (
                 o
                 for o in (t.get("overrides") or {}).get("containerOverrides") or []

@@ -116,8 +116,10 @@ def api_error(exc: BaseException) -> tuple[int, str, str] | None:
 
     if isinstance(exc, ServiceException):
         return 400, str(exc.code), str(exc.message)
-    if getattr(exc, "error_type", None) is not None:  # moto's older JsonRESTError
-        return int(getattr(exc, "code", 400) or 400), str(exc.error_type), str(exc.message)
+    error_type = getattr(exc, "error_type", None)
+    if error_type is not None:  # moto's older JsonRESTError
+        message = getattr(exc, "message", str(exc))
+        return int(getattr(exc, "code", 400) or 400), str(error_type), str(message)
     return None
 
 
@@ -569,7 +571,7 @@ def run_task(
                 networking_configuration=network_configuration,
                 platform_version="1.4.0",
             )
-            if awsvpc:
+            if awsvpc and network_configuration is not None:  # checked above
                 task.network_configuration = network_configuration
                 task.attachments = [_network_interface(region, account, network_configuration)]
             backend.tasks.setdefault(found.name, {})[task.task_arn] = task
@@ -853,7 +855,8 @@ def _install_elb_hooks(deregistration_delay: Callable[[float], float]) -> None:
                     out.append(group.health_for(t, self.ec2_backend))
             return out
 
-    FakeTargetGroup.register = register
-    FakeTargetGroup.deregister = deregister
-    ELBv2Backend.describe_target_health = describe_target_health
+    # Replacing moto's methods is the point of this module (pinned, tested: see above).
+    FakeTargetGroup.register = register  # type: ignore[method-assign]
+    FakeTargetGroup.deregister = deregister  # type: ignore[method-assign]
+    ELBv2Backend.describe_target_health = describe_target_health  # type: ignore[method-assign]
     _hooks_installed = True

@@ -178,7 +178,9 @@ class ServiceContext:
         self.snap = snap
         self.config = service.get("deploymentConfiguration") or {}
         self.deployments = service.get("deployments") or []
-        self.primary = next((d for d in self.deployments if d["status"] == "PRIMARY"), None)
+        self.primary: dict[str, Any] | None = next(
+            (d for d in self.deployments if d["status"] == "PRIMARY"), None
+        )
         self.load_balancers = [
             lb for lb in service.get("loadBalancers") or [] if lb.get("targetGroupArn")
         ]
@@ -212,6 +214,12 @@ class ServiceContext:
         if task.get("lastStatus") != "RUNNING" or task.get("desiredStatus") != "RUNNING":
             return False
         return all(state == "healthy" for _, state in self.states(task))
+
+    def require_primary(self) -> dict[str, Any]:
+        """The primary deployment, for steps that only run while there is one."""
+        if self.primary is None:
+            raise RuntimeError(f"service {self.name} has no primary deployment")
+        return self.primary
 
     @property
     def desired(self) -> int:
@@ -352,7 +360,7 @@ class ServiceContext:
             return
 
     def _circuit_breaker(self) -> None:
-        p = self.primary
+        p = self.require_primary()
         breaker = self.config.get("deploymentCircuitBreaker") or {}
         if not breaker.get("enable") or p.get("rolloutState") != "IN_PROGRESS":
             return
@@ -398,7 +406,7 @@ class ServiceContext:
 
     def complete(self) -> None:
         """The primary deployment reached a steady state."""
-        p = self.primary
+        p = self.require_primary()
         bridge.set_deployment(
             self.arn,
             p["id"],
@@ -424,7 +432,7 @@ class ServiceContext:
     def fail(self, reason: str, *, rollback: bool) -> None:
         """The primary deployment failed: it launches no more tasks; with ``rollback``,
         a deployment of the last completed one replaces it."""
-        p = self.primary
+        p = self.require_primary()
         bridge.set_deployment(self.arn, p["id"], rolloutState="FAILED", rolloutStateReason=reason)
         p["rolloutState"] = "FAILED"
         self.event(

@@ -21,7 +21,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from werkzeug.serving import make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from mlops_core import logs
 from mlops_core.errors import MlopsError
@@ -65,7 +65,7 @@ class DataPlane:
         self.scheduler = EcsScheduler(settings, self.clients, self.agent)
         self.load_balancers = LoadBalancers(settings, self.clients, self.network)
         self.schedules = Schedules(settings, self.clients)
-        self.server = None
+        self.server: BaseWSGIServer | None = None
 
     def start(self) -> None:
         bridge.check_moto_version()
@@ -75,14 +75,15 @@ class DataPlane:
             log.warning("stopped task processes a previous data plane left", tasks=orphans)
         os.environ.setdefault("MOTO_PORT", str(self.port))  # moto builds some URLs with it
         bridge.install(self.settings.scaled)
-        self.server = make_server(
+        server = make_server(
             LOOPBACK,
             self.port,
             EcsFront(bridge.wsgi_app()),
             threaded=True,
             request_handler=bridge.request_handler(),
         )
-        self._thread("endpoint", lambda _stop: self.server.serve_forever())
+        self.server = server
+        self._thread("endpoint", lambda _stop: server.serve_forever())
         self._thread("scheduler", self.scheduler.run)
         self._thread("load-balancers", self.load_balancers.run)
         self._thread("logs", self.shipper.run)

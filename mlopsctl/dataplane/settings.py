@@ -38,11 +38,13 @@ class DataPlaneSettings(BaseSettings):
         "mistaken for a broken task.",
     )
     min_grace_seconds: float = Field(
-        30.0,
+        90.0,
         ge=0,
         le=600,
         description="Floor of a service's scaled healthCheckGracePeriodSeconds: starting a "
-        "local process (imports, model download) takes wall-clock seconds at any time scale.",
+        "local process (imports, model download) takes wall-clock seconds at any time scale, "
+        "over 30 s on a busy 2-core machine. Only a task that neither exits nor passes its "
+        "checks waits this long to be counted as failed.",
     )
     log_flush_seconds: float = Field(
         0.5, gt=0, le=60, description="How often task output is sent to CloudWatch Logs."
