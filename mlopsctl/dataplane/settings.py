@@ -44,6 +44,13 @@ class DataPlaneSettings(BaseSettings):
         description="Floor of a service's scaled healthCheckGracePeriodSeconds: starting a "
         "local process (imports, model download) takes wall-clock seconds at any time scale.",
     )
+    lb_metrics_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="How often the load balancer's request counts and response times are "
+        "put into CloudWatch (AWS/ApplicationELB).",
+    )
     log_flush_seconds: float = Field(
         0.5, gt=0, le=60, description="How often task output is sent to CloudWatch Logs."
     )
