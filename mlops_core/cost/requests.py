@@ -4,8 +4,9 @@ Each env has its own Application Load Balancer (``naming.alb_name``), which publ
 ``AWS/ApplicationELB`` ``RequestCount`` (dimension ``LoadBalancer = app/{name}/{id}``)
 to CloudWatch by itself on AWS: every request that reached the load balancer, health
 checks excluded, and only while requests flow (no datapoint is no request). Locally, the
-local load balancer of ``mlopsctl dev up`` is to put the same metric into the local
-CloudWatch; a deployment without a load balancer has an unknown count, not zero.
+local load balancer of ``mlopsctl dev up`` puts the same metrics into the local
+CloudWatch (``mlopsctl.dataplane.albmetrics``); a deployment without a load balancer
+has an unknown count, not zero.
 """
 
 from __future__ import annotations
@@ -31,8 +32,15 @@ class RequestCount:
 
 
 def load_balancer_dimension(arn: str) -> str:
-    """``app/{name}/{id}``: the LoadBalancer dimension of an ALB's metrics."""
-    return arn.partition(":loadbalancer/")[2]
+    """``app/{name}/{id}``: the LoadBalancer dimension of an ALB's metrics, from the ARN of
+    the load balancer or of one of its listeners."""
+    tail = arn.partition(":loadbalancer/")[2] or arn.partition(":listener/")[2]
+    return "/".join(tail.split("/")[:3])
+
+
+def target_group_dimension(arn: str) -> str:
+    """``targetgroup/{name}/{id}``: the TargetGroup dimension, from its ARN."""
+    return "targetgroup/" + arn.partition(":targetgroup/")[2]
 
 
 def request_count(

@@ -47,11 +47,15 @@ import uvicorn
 from mlops_core.logs import get_logger
 from mlops_core.naming import LOCAL_ENDPOINT_TAG
 from mlopsctl.dataplane import moto_bridge as bridge
+from mlopsctl.dataplane.albmetrics import AlbMetrics
 from mlopsctl.dataplane.clients import Clients
 from mlopsctl.dataplane.network import LOOPBACK, LocalNetwork
 from mlopsctl.dataplane.settings import DataPlaneSettings
 
 log = get_logger("dataplane.lb")
+
+# Where _handle leaves the target group it chose, for the metrics of that group.
+TARGET_GROUP_SCOPE_KEY = "mlops.target_group"
 
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -161,6 +165,7 @@ class LoadBalancers:
         self.groups: dict[str, Group] = {}
         self.http: httpx.AsyncClient | None = None
         self.ready = threading.Event()
+        self.metrics = AlbMetrics()
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -173,6 +178,7 @@ class LoadBalancers:
             follow_redirects=False,
         )
         checker = asyncio.create_task(self._health_loop())
+        publisher = asyncio.create_task(self._metrics_loop(stop))
         try:
             while not stop.is_set():
                 try:
@@ -184,6 +190,7 @@ class LoadBalancers:
                 await asyncio.sleep(self.settings.lb_refresh_seconds)
         finally:
             checker.cancel()
+            publisher.cancel()
             for listener in list(self.listeners.values()):
                 await self._close(listener)
             await self.http.aclose()
@@ -288,7 +295,7 @@ class LoadBalancers:
 
         async def app(scope: dict, receive: Any, send: Any) -> None:
             if scope["type"] == "http":
-                await self._handle(holder["listener"], scope, receive, send)
+                await self._measured(holder["listener"], scope, receive, send)
 
         config = uvicorn.Config(
             app,
@@ -327,6 +334,16 @@ class LoadBalancers:
             await asyncio.wait_for(listener.task, timeout=5)
         except (TimeoutError, asyncio.CancelledError):
             listener.task.cancel()
+
+    async def _metrics_loop(self, stop: threading.Event) -> None:
+        cloudwatch = self.clients("cloudwatch")
+        try:
+            while not stop.is_set():
+                await asyncio.sleep(self.settings.lb_metrics_seconds)
+                await asyncio.to_thread(self.metrics.flush, cloudwatch)
+        finally:
+            # What the last seconds counted, before the endpoint goes away.
+            await asyncio.shield(asyncio.to_thread(self.metrics.flush, cloudwatch))
 
     # -- health checks -----------------------------------------------------------------
     async def _health_loop(self) -> None:
@@ -480,6 +497,31 @@ class LoadBalancers:
                     return other
         return group
 
+    async def _measured(self, listener: Listener, scope: dict, receive: Any, send: Any) -> None:
+        """:meth:`_handle`, counted for CloudWatch as an ALB counts (see albmetrics)."""
+        started = time.perf_counter()
+        seen: dict[str, Any] = {}
+
+        async def counting_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = int(message["status"])
+                # What the load balancer answers itself carries its server header.
+                seen["from_target"] = (b"server", b"awselb/2.0") not in message.get("headers", [])
+                seen["seconds"] = time.perf_counter() - started
+            await send(message)
+
+        try:
+            await self._handle(listener, scope, receive, counting_send)
+        finally:
+            if "status" in seen:
+                self.metrics.record(
+                    listener.arn,
+                    scope.get(TARGET_GROUP_SCOPE_KEY),
+                    seen["status"],
+                    from_target=seen["from_target"],
+                    seconds=seen["seconds"],
+                )
+
     async def _handle(self, listener: Listener, scope: dict, receive: Any, send: Any) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         key, actions = self._action(listener, scope, headers)
@@ -502,6 +544,8 @@ class LoadBalancers:
             await self._redirect(listener, scope, headers, action.get("RedirectConfig") or {}, send)
             return
         group = self._forward_group(listener, key, action) if kind == "forward" else None
+        if group is not None:
+            scope[TARGET_GROUP_SCOPE_KEY] = group.arn  # for the target group's metrics
         target = group.pick() if group is not None else None
         if target is None:
             await self._error(send, 503)

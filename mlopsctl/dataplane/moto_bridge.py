@@ -97,6 +97,7 @@ def install(deregistration_delay: Callable[[float], float]) -> None:
     # DescribeTasks (moto's default advances one state per call).
     state_manager.set_transition("ecs::task", {"progression": "manual", "times": 1 << 62})
     _install_elb_hooks(deregistration_delay)
+    _install_cloudwatch_hooks()
 
 
 def reset() -> None:
@@ -781,6 +782,7 @@ def locked() -> Iterator[None]:
 _health: dict[tuple[str, str], tuple[str, str | None, str | None]] = {}
 _draining: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
 _hooks_installed = False
+_cloudwatch_hooked = False
 
 INITIAL = ("initial", "Elb.RegistrationInProgress", "Target registration is in progress")
 
@@ -791,6 +793,55 @@ def set_target_health(
     """What DescribeTargetHealth reports for a registered target."""
     with LOCK:
         _health[(target_group_arn, target_id)] = (state, reason, description)
+
+
+class _ExactDimensions:
+    """A view of a CloudWatch backend holding only the metrics whose dimension set is
+    exactly ``wanted``."""
+
+    def __init__(self, backend: Any, wanted: set[tuple[str | None, str | None]]):
+        self._backend = backend
+        self._wanted = wanted
+
+    def get_all_metrics(self) -> list[Any]:
+        return [
+            md
+            for md in self._backend.get_all_metrics()
+            if {(d.name, d.value) for d in md.dimensions} == self._wanted
+        ]
+
+
+def _install_cloudwatch_hooks() -> None:
+    """GetMetricStatistics matches a metric's exact dimension set, as CloudWatch does
+    (moto matches every metric that has at least those dimensions, so an ALB's
+    LoadBalancer total would also count its per-target-group series)."""
+    global _cloudwatch_hooked
+    if _cloudwatch_hooked:
+        return
+    from moto.cloudwatch.models import CloudWatchBackend
+
+    original = CloudWatchBackend.get_metric_statistics
+
+    def get_metric_statistics(
+        self: Any,
+        namespace: str,
+        metric_name: str,
+        start_time: Any,
+        end_time: Any,
+        period: int,
+        stats: list[str],
+        dimensions: list[dict[str, str]],
+        unit: str | None = None,
+    ) -> Any:
+        backend = self
+        if dimensions:
+            backend = _ExactDimensions(self, {(d["Name"], d.get("Value")) for d in dimensions})
+        return original(
+            backend, namespace, metric_name, start_time, end_time, period, stats, dimensions, unit
+        )
+
+    CloudWatchBackend.get_metric_statistics = get_metric_statistics  # type: ignore[method-assign]
+    _cloudwatch_hooked = True
 
 
 def _install_elb_hooks(deregistration_delay: Callable[[float], float]) -> None:

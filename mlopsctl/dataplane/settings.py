@@ -46,6 +46,13 @@ class DataPlaneSettings(BaseSettings):
         "over 30 s on a busy 2-core machine. Only a task that neither exits nor passes its "
         "checks waits this long to be counted as failed.",
     )
+    lb_metrics_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="How often the load balancer's request counts and response times are "
+        "put into CloudWatch (AWS/ApplicationELB).",
+    )
     log_flush_seconds: float = Field(
         0.5, gt=0, le=60, description="How often task output is sent to CloudWatch Logs."
     )

@@ -73,6 +73,16 @@ def test_the_moto_internals_the_bridge_uses_are_there():
     assert _params(ELBv2Backend.describe_target_health) >= {"self", "target_group_arn", "targets"}
     assert len(_params(FakeHealthStatus.__init__)) == 7
     assert ecs_backends[bridge.ACCOUNT_ID]["us-east-1"] is not None
+    # GetMetricStatistics' exact-dimension view: the signature and the one backend method
+    # moto's implementation reads its metrics through.
+    from moto.cloudwatch.models import CloudWatchBackend, Dimension
+
+    assert _params(CloudWatchBackend.get_metric_statistics) == {
+        "self", "namespace", "metric_name", "start_time", "end_time", "period", "stats",
+        "dimensions", "unit",
+    }  # fmt: skip
+    assert "self.get_all_metrics()" in inspect.getsource(CloudWatchBackend.get_metric_statistics)
+    assert {"name", "value"} <= set(vars(Dimension("n", "v")))
 
 
 @pytest.fixture

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from conftest import wait_for
 
+from mlops_core import aws
+from mlops_core.cost.requests import load_balancer_dimension, target_group_dimension
 from mlops_core.naming import LOCAL_ENDPOINT_TAG
 
 REQUESTS = 1000
@@ -103,3 +106,65 @@ def test_rules_route_by_path_and_header_before_the_default_action(env):
     # The listener says where it answers, through the ELB API.
     tags = elb.describe_tags(ResourceArns=[listener])["TagDescriptions"][0]["Tags"]
     assert {t["Key"]: t["Value"] for t in tags}[LOCAL_ENDPOINT_TAG] == url
+
+
+def _sum(metric: str, **dimensions: str) -> float:
+    now = datetime.now(UTC)
+    points = aws.client("cloudwatch").get_metric_statistics(
+        Namespace="AWS/ApplicationELB",
+        MetricName=metric,
+        Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
+        StartTime=now - timedelta(hours=1),
+        EndTime=now + timedelta(minutes=5),
+        Period=60,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    return sum(p["Sum"] for p in points)
+
+
+def test_the_load_balancer_publishes_its_cloudwatch_metrics_per_target_group(env):
+    """RequestCount and the HTTPCode counts as an ALB publishes them, per load balancer and
+    per target group (exact dimension sets: the total does not count the groups twice),
+    equal to what the clients saw."""
+    blue, green, listener = _two_groups(env)
+    url = env.url()
+    env.elb().modify_listener(
+        ListenerArn=listener,
+        DefaultActions=[
+            {
+                "Type": "forward",
+                "ForwardConfig": {
+                    "TargetGroups": [
+                        {"TargetGroupArn": blue, "Weight": 3},
+                        {"TargetGroupArn": green, "Weight": 1},
+                    ]
+                },
+            }
+        ],
+    )
+    seen: Counter[str] = Counter()
+    with httpx.Client(timeout=10) as client:
+
+        def one() -> str:
+            response = client.get(url)
+            assert response.status_code == 200
+            seen[response.json()["version"]] += 1
+            return response.json()["version"]
+
+        wait_for(lambda: one() == "green", what="the new weights")
+        for _ in range(40):
+            one()
+    lb = load_balancer_dimension(listener)
+    groups = {v: target_group_dimension(arn) for v, arn in (("blue", blue), ("green", green))}
+
+    def counts() -> dict[str, float]:
+        return {
+            "total": _sum("RequestCount", LoadBalancer=lb),
+            **{v: _sum("RequestCount", TargetGroup=g, LoadBalancer=lb) for v, g in groups.items()},
+        }
+
+    want = {"total": seen.total(), "blue": seen["blue"], "green": seen["green"]}
+    wait_for(lambda: counts() == want, timeout=60, what=f"RequestCount {want}", show=counts)
+    assert seen["green"] >= 10  # the weights took effect
+    assert _sum("HTTPCode_Target_2XX_Count", LoadBalancer=lb) == seen.total()
+    assert _sum("HTTPCode_Target_5XX_Count", LoadBalancer=lb) == 0
