@@ -81,6 +81,16 @@ def error_page(status: int) -> bytes:
     ).encode()
 
 
+def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | tuple[()]:
+    """A source-ip condition's CIDR; one that does not parse matches nothing (ELBv2
+    validates it on AWS; the local endpoint stores whatever it is given)."""
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        log.warning("ignoring an invalid source-ip CIDR in a listener rule", cidr=value)
+        return ()
+
+
 def _matches(code: int, matcher: str) -> bool:
     for part in matcher.split(","):
         part = part.strip()
@@ -464,7 +474,7 @@ class LoadBalancers:
         if field_ == "source-ip":
             client = ipaddress.ip_address((scope.get("client") or (LOOPBACK, 0))[0])
             values = (condition.get("SourceIpConfig") or {}).get("Values") or []
-            return any(client in ipaddress.ip_network(v, strict=False) for v in values)
+            return any(client in _network(v) for v in values)
         return False
 
     def _forward_group(
@@ -554,14 +564,17 @@ class LoadBalancers:
         if address is None:
             await self._error(send, 504)  # unreachable: no route to the target
             return
-        body = b""
+        # Chunks joined once: appending to bytes copies the whole body each time, which is
+        # quadratic in its size and would stall every listener on this event loop.
+        chunks: list[bytes] = []
         more = True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            body += message.get("body", b"")
+            chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
+        body = b"".join(chunks)
         forwarded = [
             (k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in HOP_BY_HOP
         ]
