@@ -22,10 +22,9 @@ from pydantic.alias_generators import to_camel
 from mlops_core.artifacts import VERSION_RE
 from mlops_core.naming import ENV_RE, PROJECT_RE
 
-GROUP = "mlops.platform.io"
-VERSION = "v1alpha1"
-# Spelled out (not f"{GROUP}/{VERSION}") so the type checker sees the Literal.
+# Spelled out once, as a literal the type checker sees; group and version derive from it.
 API_VERSION: Final = "mlops.platform.io/v1alpha1"
+GROUP, _, VERSION = API_VERSION.partition("/")
 KIND: Final = "ModelDeployment"
 PLURAL = "modeldeployments"
 SINGULAR = "modeldeployment"

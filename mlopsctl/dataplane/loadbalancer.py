@@ -81,14 +81,14 @@ def error_page(status: int) -> bytes:
     ).encode()
 
 
-def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | tuple[()]:
-    """A source-ip condition's CIDR; one that does not parse matches nothing (ELBv2
-    validates it on AWS; the local endpoint stores whatever it is given)."""
+def _in_network(client: ipaddress.IPv4Address | ipaddress.IPv6Address, cidr: str) -> bool:
+    """Whether a source-ip condition's CIDR holds ``client``; one that does not parse
+    matches nothing (ELBv2 validates it on AWS; the local endpoint stores what it is given)."""
     try:
-        return ipaddress.ip_network(value, strict=False)
+        return client in ipaddress.ip_network(cidr, strict=False)
     except ValueError:
-        log.warning("ignoring an invalid source-ip CIDR in a listener rule", cidr=value)
-        return ()
+        log.warning("ignoring an invalid source-ip CIDR in a listener rule", cidr=cidr)
+        return False
 
 
 def _matches(code: int, matcher: str) -> bool:
@@ -474,7 +474,7 @@ class LoadBalancers:
         if field_ == "source-ip":
             client = ipaddress.ip_address((scope.get("client") or (LOOPBACK, 0))[0])
             values = (condition.get("SourceIpConfig") or {}).get("Values") or []
-            return any(client in _network(v) for v in values)
+            return any(_in_network(client, v) for v in values)
         return False
 
     def _forward_group(

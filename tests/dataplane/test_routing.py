@@ -38,24 +38,20 @@ def _two_groups(env) -> tuple[str, str, str]:
     return blue, green, listener["ListenerArn"]
 
 
+def _weigh(env, listener: str, weights: dict[str, int]) -> None:
+    """The listener forwards to the target groups by ``weights`` (ForwardConfig)."""
+    groups = [{"TargetGroupArn": arn, "Weight": w} for arn, w in weights.items()]
+    env.elb().modify_listener(
+        ListenerArn=listener,
+        DefaultActions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}],
+    )
+
+
 def test_weighted_target_groups_share_traffic_by_weight(env):
     blue, green, listener = _two_groups(env)
     url = env.url()
     assert Counter(httpx.get(url, timeout=10).json()["version"] for _ in range(20)) == {"blue": 20}
-    env.elb().modify_listener(
-        ListenerArn=listener,
-        DefaultActions=[
-            {
-                "Type": "forward",
-                "ForwardConfig": {
-                    "TargetGroups": [
-                        {"TargetGroupArn": blue, "Weight": 80},
-                        {"TargetGroupArn": green, "Weight": 20},
-                    ]
-                },
-            }
-        ],
-    )
+    _weigh(env, listener, {blue: 80, green: 20})
     with httpx.Client(timeout=10) as client:
         wait_for(lambda: client.get(url).json()["version"] == "green", what="the new weights")
         # Eight clients at once: the load balancer picks each request's group in order.
@@ -128,20 +124,7 @@ def test_the_load_balancer_publishes_its_cloudwatch_metrics_per_target_group(env
     equal to what the clients saw."""
     blue, green, listener = _two_groups(env)
     url = env.url()
-    env.elb().modify_listener(
-        ListenerArn=listener,
-        DefaultActions=[
-            {
-                "Type": "forward",
-                "ForwardConfig": {
-                    "TargetGroups": [
-                        {"TargetGroupArn": blue, "Weight": 3},
-                        {"TargetGroupArn": green, "Weight": 1},
-                    ]
-                },
-            }
-        ],
-    )
+    _weigh(env, listener, {blue: 3, green: 1})
     seen: Counter[str] = Counter()
     with httpx.Client(timeout=10) as client:
 
