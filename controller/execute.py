@@ -23,6 +23,8 @@ from controller.actions import (
     CONTAINER_NAME,
     CPU_ARCHITECTURE,
     ENV_ENV,
+    ENV_MODEL_MANIFEST_SHA256,
+    ENV_MODEL_OBJECT_VERSIONS,
     ENV_MODEL_SHA256,
     ENV_MODEL_URI,
     ENV_MODEL_VERSION,
@@ -53,6 +55,7 @@ from mlops_core import aws
 from mlops_core.errors import IntegrityError
 from mlops_core.naming import MANAGED_BY_TAG, Platform
 from mlops_core.pointer import ModelPointer, PointerStore, now
+from mlops_core.publication import Pins
 from mlops_core.registry import Registry
 
 CONTROLLER_ACTOR = "mlops-controller"
@@ -156,7 +159,8 @@ class Executor:
 
     # -- adapters ----------------------------------------------------------------------
     def publish(self, action: PublishCandidate, log) -> None:
-        result = self.registry.publish_uri(action.uri, exist_ok=True)
+        # sign=False: the controller publishes only candidates signed by the publisher.
+        result = self.registry.publish_uri(action.uri, exist_ok=True, sign=False)
         if result.version != action.version:
             raise IntegrityError(
                 f"the candidate now holds version {result.version}, planned {action.version}",
@@ -184,6 +188,8 @@ class Executor:
         env = {
             ENV_MODEL_URI: spec.model_uri,
             ENV_MODEL_SHA256: spec.sha256,
+            ENV_MODEL_MANIFEST_SHA256: spec.manifest_sha256,
+            ENV_MODEL_OBJECT_VERSIONS: spec.object_versions,
             ENV_MODEL_VERSION: spec.version,
             ENV_PROJECT: spec.project,
             ENV_ENV: spec.env,
@@ -193,6 +199,8 @@ class Executor:
             "AWS_REGION": self.platform.region,
             "AWS_DEFAULT_REGION": self.platform.region,
         }
+        if self.platform.signing_key:
+            env["MLOPS_SIGNING_KEY"] = self.platform.signing_key
         container: dict = {
             "name": CONTAINER_NAME,
             "image": spec.image,
@@ -370,6 +378,9 @@ class Executor:
                 promoted_by=CONTROLLER_ACTOR,
                 reason=action.reason,
                 action=action.action,
+                pins=Pins.from_values(
+                    action.manifest_sha256, action.object_versions, where="MovePointer"
+                ),
             ),
         )
 

@@ -45,6 +45,11 @@ COST_TAG_KEYS = {
     "deployment": COST_TAG_DEPLOYMENT,
 }
 
+# Published objects stay under governance-mode Object Lock this long: long enough to
+# investigate an incident and roll back to anything recent; governance (not compliance)
+# so an administrator with s3:BypassGovernanceRetention can still retire a leaked model.
+DEFAULT_OBJECT_LOCK_DAYS = 30
+
 # Load balancer and target group names are limited to 32 characters.
 ELB_NAME_MAX = 32
 TARGET_GROUP_COLORS = ("blue", "green")
@@ -75,6 +80,10 @@ class Platform:
     platform: str = DEFAULT_PLATFORM
     artifact_bucket: str = f"{DEFAULT_PLATFORM}-artifacts"
     region: str = DEFAULT_REGION
+    #: The model-signing KMS key (ARN, id or alias); empty: the platform's alias.
+    signing_key: str = ""
+    #: Governance-mode Object Lock retention of published objects, in days (0: none).
+    object_lock_days: int = DEFAULT_OBJECT_LOCK_DAYS
 
     @classmethod
     def from_env(cls) -> Platform:
@@ -89,7 +98,19 @@ class Platform:
         region = (
             os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
         )
-        return cls(platform=platform, artifact_bucket=bucket, region=region)
+        lock_days = os.environ.get("MLOPS_OBJECT_LOCK_DAYS", "").strip()
+        if lock_days and not lock_days.isdigit():
+            raise InvalidInput(
+                f"invalid MLOPS_OBJECT_LOCK_DAYS {lock_days!r}",
+                hint="a whole number of days (0 turns retention off)",
+            )
+        return cls(
+            platform=platform,
+            artifact_bucket=bucket,
+            region=region,
+            signing_key=os.environ.get("MLOPS_SIGNING_KEY", "").strip(),
+            object_lock_days=int(lock_days) if lock_days else DEFAULT_OBJECT_LOCK_DAYS,
+        )
 
     # -- platform-wide resources -------------------------------------------------------
     @property
@@ -103,6 +124,15 @@ class Platform:
     @property
     def ecr_training_repository(self) -> str:
         return f"{self.platform}/training"
+
+    @property
+    def model_signing_key_alias(self) -> str:
+        """The KMS key that signs published versions (Terraform and ``dev up`` make it)."""
+        return f"alias/{self.platform}-model-signing"
+
+    @property
+    def model_signing_key(self) -> str:
+        return self.signing_key or self.model_signing_key_alias
 
     @property
     def ssm_prefix(self) -> str:

@@ -2,7 +2,9 @@
 
 ``/{platform}/{project}/{env}/model`` holds JSON (:class:`ModelPointer`). Promotion is a
 pointer update; rollback resets it to an earlier value from the parameter's own history.
-Artifacts are never touched by either.
+Artifacts are never touched by either. Every value carries the version's publication pins
+(:class:`mlops_core.publication.Pins`), copied from the publication record or from the
+history entry a rollback returns to, never taken from what the bucket holds now.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from mlops_core import aws
 from mlops_core.artifacts import SHA256_RE, VERSION_RE
 from mlops_core.errors import InvalidInput
 from mlops_core.naming import Platform
+from mlops_core.publication import Pins
 
 # Terraform creates each pointer parameter before any promotion with this placeholder
 # (SSM has no empty values) and then ignores changes to it; it means "no model yet".
@@ -35,6 +38,11 @@ class ModelPointer(BaseModel):
     reason: str = ""
     action: Literal["promote", "rollback"] = Field(
         "promote", description="How this value was set; rollback walks history by it."
+    )
+    pins: Pins | None = Field(
+        None,
+        description="The manifest digest and S3 object versions publication recorded; "
+        "consumers refuse a value without them or with others.",
     )
 
     def to_json(self) -> str:

@@ -7,21 +7,22 @@ the parameter's own history like a stack: promote v1, v2, v3; rollback -> v2; ro
 
 from __future__ import annotations
 
-from mlops_core.artifacts import Manifest
-from mlops_core.errors import GateFailed, InvalidInput, NotFound
+from mlops_core.errors import GateFailed, IntegrityError, InvalidInput, NotFound
 from mlops_core.gates import evaluate, failed
 from mlops_core.pointer import ModelPointer, PointerStore, now, whoami
-from mlops_core.registry import Registry
+from mlops_core.registry import Published, Registry
 
 
 def pointer_for(
-    manifest: Manifest,
+    published: Published,
     registry: Registry,
     *,
     reason: str,
     actor: str | None = None,
     action: str = "promote",
 ) -> ModelPointer:
+    """A promotion's pointer value: the version with the pins its publication recorded."""
+    manifest = published.manifest
     return ModelPointer(
         version=manifest.version,
         uri=registry.platform.version_uri(manifest.project, manifest.version),
@@ -30,6 +31,7 @@ def pointer_for(
         promoted_by=actor or whoami(),
         reason=reason,
         action=action,
+        pins=published.pins,
     )
 
 
@@ -50,16 +52,19 @@ def promote(
     store = store or PointerStore(registry.platform)
     config = registry.get_project(project)
     config.check_env(env)
-    manifest = registry.get_manifest(project, version)
+    published = registry.get_published(project, version)  # signed, pinned, untouched
+    manifest = published.manifest
     current = store.get(project, env)
-    if current is not None and current.version == version:
+    if current is not None and current.version == version and current.pins is not None:
+        # Already live: nothing to write, but the live value must still be the published one.
+        registry.verify(project, version, current.pins, where=f"the pointer of {project}/{env}")
         return current, []
     current_manifest = None
     if current is not None:
         try:
             current_manifest = registry.get_manifest(project, current.version)
-        except NotFound:
-            current_manifest = None
+        except (NotFound, IntegrityError):
+            current_manifest = None  # judged as a first promotion: absolute gates only
     results = evaluate(config.gates, manifest, current_manifest)
     bad = failed(results)
     if bad and not force:
@@ -73,7 +78,7 @@ def promote(
         raise InvalidInput("--force needs --reason TEXT saying why the gates are overridden")
     if force and bad:
         reason = f"FORCED past {', '.join(r.name for r in bad)}: {reason}"
-    pointer = pointer_for(manifest, registry, reason=reason or "promote", actor=actor)
+    pointer = pointer_for(published, registry, reason=reason or "promote", actor=actor)
     store.put(project, env, pointer)
     return pointer, results
 
@@ -114,13 +119,18 @@ def rollback(
             f"{project}/{env} has no earlier version to roll back to "
             f"(current: {history[-1].version})"
         )
-    manifest = registry.get_manifest(project, target.version)  # still published, verified
-    pointer = pointer_for(
-        manifest,
-        registry,
-        reason=reason or f"rollback from {history[-1].version}",
-        actor=actor,
-        action="rollback",
+    # The pins of the entry it returns to, verified against publication: never what the
+    # bucket's current manifest says.
+    registry.verify(
+        project, target.version, target.pins, where=f"the {project}/{env} history entry"
+    )
+    pointer = target.model_copy(
+        update={
+            "promoted_at": now(),
+            "promoted_by": actor or whoami(),
+            "reason": reason or f"rollback from {history[-1].version}",
+            "action": "rollback",
+        }
     )
     store.put(project, env, pointer)
     return history[-1], pointer

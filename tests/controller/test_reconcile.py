@@ -31,6 +31,8 @@ from controller.observe import COMPLETED, FAILED
 from mlops_core import aws
 from mlops_core.naming import MANAGED_BY_TAG
 from mlops_core.pointer import PointerStore
+from mlops_core.publication import SIGNATURE
+from mlops_core.registry import sign_candidate
 
 
 def test_first_deploy_creates_pinned_revision_service_and_pointer(
@@ -196,9 +198,16 @@ def test_candidate_is_published_after_its_gates_then_deployed(
     rec = make_reconciler()
     rec.observer.rollout = COMPLETED
     dep = make_deployment(candidate=str(candidate_folder))
-    result = rec.reconcile(dep, None)
+    (candidate_folder / SIGNATURE).unlink()
+    unsigned = rec.reconcile(dep, None)
+    assert unsigned.actions == [] and cond(unsigned.status, "Degraded")[1] == "CandidateInvalid"
+    assert "not signed" in unsigned.status.condition("Degraded").message
+    sign_candidate(str(candidate_folder), platform.model_signing_key)
+    published = rec.reconcile(dep, None)
+    # Published first, alone: what serves it pins the object versions S3 assigns then.
+    assert [type(a) for a in published.actions] == [PublishCandidate]
+    result = rec.reconcile(dep, published.status)
     assert [type(a) for a in result.actions] == [
-        PublishCandidate,
         RegisterTaskDefinition,
         CreateService,
         MovePointer,
@@ -206,6 +215,8 @@ def test_candidate_is_published_after_its_gates_then_deployed(
     version = result.status.current_version
     assert registry.exists(PROJECT, version)
     assert pointer_version(platform) == version
+    pins = registry.get_published(PROJECT, version).pins
+    assert PointerStore(platform).get(PROJECT, "prod").pins == pins
     again = rec.reconcile(dep, result.status)
     assert again.actions == []
     assert cond(again.status, "Ready") == ("True", "RolloutComplete")

@@ -41,7 +41,7 @@ def test_tampered_model_file_is_refused_before_unpickling(make_model, serve, mon
     monkeypatch.setattr(pickle, "loads", lambda *_: pytest.fail("unpickled an unverified file"))
     with capture_logs() as logs:
         client = serve(model_uri=str(folder))
-        _assert_refused(client, logs, reason="DigestMismatch", says=[MODEL_FILE, "sha256"])
+        _assert_refused(client, logs, reason="IntegrityFailed", says=[MODEL_FILE, "sha256"])
 
 
 def test_pinned_sha256_mismatch_is_refused(make_model, serve):
@@ -50,7 +50,7 @@ def test_pinned_sha256_mismatch_is_refused(make_model, serve):
     with capture_logs() as logs:
         client = serve(model_uri=str(folder), model_sha256=other)
         text = _assert_refused(
-            client, logs, reason="DigestMismatch", says=[other[:12], manifest.model_sha256[:12]]
+            client, logs, reason="IntegrityFailed", says=[other[:12], manifest.model_sha256[:12]]
         )
     assert "MODEL_SHA256" in text
 
@@ -132,7 +132,7 @@ def test_tampered_object_in_s3_is_refused(aws_env, platform, make_model, serve):
         load_model(published.uri)
     with capture_logs() as logs:
         client = serve(model_uri=published.uri)
-        _assert_refused(client, logs, reason="DigestMismatch", says=[MODEL_FILE])
+        _assert_refused(client, logs, reason="IntegrityFailed", says=[MODEL_FILE])
 
 
 def test_start_up_load_is_retried_until_the_version_is_published(

@@ -99,7 +99,7 @@ def test_promotion_refusal_and_rollback_are_followed(aws_env, platform, make_mod
     ready = client.get("/ready").json()
     assert ready["model_version"] == second.version  # still serving the good one
     assert MODEL_FILE in ready["last_error"]
-    assert [e["reason"] for e in logs if e["event"] == "model refused"] == ["DigestMismatch"]
+    assert [e["reason"] for e in logs if e["event"] == "model refused"] == ["IntegrityFailed"]
 
     # Back to the live version: nothing to load, and the refusal is no longer reported.
     _promote(second, second_uri, reason="undo")
