@@ -54,6 +54,7 @@ def _root(
 app.command("init")(cmd_project.init)
 app.command("train")(cmd_project.train)
 app.command("publish")(cmd_models.publish)
+app.command("sign")(cmd_models.sign)
 app.command("models")(cmd_models.models)
 app.command("promote")(cmd_models.promote)
 app.command("rollback")(cmd_models.rollback)

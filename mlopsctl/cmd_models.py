@@ -14,7 +14,7 @@ from mlops_core.errors import NotFound
 from mlops_core.gates import METRIC_LABELS, metric, primary
 from mlops_core.pointer import PointerStore
 from mlops_core.project import ARTIFACTS_DIR
-from mlops_core.registry import Registry
+from mlops_core.registry import Registry, sign_candidate
 from mlopsctl.context import (
     PROJECT_DIR_HELP,
     PROJECT_HELP,
@@ -59,6 +59,18 @@ def publish(
         return
     console.print(f"published [bold]{result.project}[/] version [bold]{result.version}[/]")
     console.print(f"  {result.uri}")
+
+
+def sign(
+    uri: str = typer.Argument(
+        ..., help="A trained artifacts folder: s3://bucket/prefix/ (a candidate) or a path."
+    ),
+) -> None:
+    """Sign a trained artifacts folder with the publisher's key, so the controller may
+    publish it (``deploy --candidate`` does this itself). Every file's digest is checked
+    first; an existing valid signature is kept, another one refused."""
+    where, created = sign_candidate(uri, Registry().signing_key)
+    console.print(f"{'signed' if created else 'already signed'}: {where}")
 
 
 def models(

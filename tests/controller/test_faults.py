@@ -17,8 +17,8 @@ from controller.manifests import parse_manifest
 from controller.observe import COMPLETED
 from controller.reconcile import invalid_status
 from mlops_core import aws
-from mlops_core.pointer import PointerStore
 from mlops_core.errors import InvalidInput
+from mlops_core.pointer import PointerStore
 
 
 class Killed(Exception):
