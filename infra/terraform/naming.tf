@@ -18,6 +18,7 @@ locals {
   project_config_key      = "${var.project}/project.json"
   capture_root            = "${var.project}/capture/"
   drift_metrics_namespace = "${var.platform}/drift"
+  model_signing_key_alias = "alias/${var.platform}-model-signing"
 
   task_execution_role_name = "${var.platform}-task-execution"
   controller_role_name     = "${var.platform}-controller"
