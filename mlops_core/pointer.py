@@ -1,8 +1,10 @@
 """The model pointer: one SSM parameter per project and env naming the live version.
 
 ``/{platform}/{project}/{env}/model`` holds JSON (:class:`ModelPointer`). Promotion is a
-pointer update; rollback resets it to an earlier value from the parameter's own history.
-Artifacts are never touched by either.
+pointer update; rollback resets it to an earlier value. Every change is written first to
+the promotion log in S3 (:mod:`mlops_core.promotion_log`, the record and the writers'
+serialisation point); this parameter is the readers' copy of the log's head. Artifacts
+are never touched by either.
 """
 
 from __future__ import annotations
@@ -34,7 +36,15 @@ class ModelPointer(BaseModel):
     promoted_by: str
     reason: str = ""
     action: Literal["promote", "rollback"] = Field(
-        "promote", description="How this value was set; rollback walks history by it."
+        "promote", description="How this value was set: a promotion or a rollback."
+    )
+    # Set by the promotion log (mlops_core.promotion_log); pointers written before it
+    # existed lack them.
+    seq: int | None = Field(
+        None, ge=1, description="The promotion log entry that holds this value."
+    )
+    back: int | None = Field(
+        None, ge=1, description="The log entry a rollback from this value returns to."
     )
 
     def to_json(self) -> str:
