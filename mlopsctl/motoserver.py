@@ -48,7 +48,7 @@ def wsgi_app() -> SerialisedConditionalWrites:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     app = DomainDispatcherApplication(create_backend_app)
-    app.debug = True  # as moto.server sets it
+    app.debug = True  # type: ignore[attr-defined]  # as moto.server sets it
     return SerialisedConditionalWrites(app)
 
 
