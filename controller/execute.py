@@ -367,21 +367,14 @@ class Executor:
         head returns to is a rollback entry copied from it, so the log stays a stack.
         Another writer appending first is Conflict: the next pass re-plans."""
         project, env = action.project, action.env
+        planned = (action.version, action.sha256, action.uri)
         head = self.log.head(project, env)
-        if head is not None and (head.version, head.sha256, head.uri) == (
-            action.version,
-            action.sha256,
-            action.uri,
-        ):
+        if head is not None and (head.version, head.sha256, head.uri) == planned:
             return
         update = {"promoted_at": now(), "promoted_by": CONTROLLER_ACTOR, "reason": action.reason}
         if action.action == "rollback" and head is not None and head.back is not None:
             target = self.log.entry(project, env, head.back)
-            if target is not None and (target.version, target.sha256, target.uri) == (
-                action.version,
-                action.sha256,
-                action.uri,
-            ):
+            if target is not None and (target.version, target.sha256, target.uri) == planned:
                 self.log.write(project, env, popped(head, target, **update))
                 return
         value = ModelPointer(

@@ -97,6 +97,8 @@ class PointerStore:
         return self._parse(raw, name)
 
     def put(self, project: str, env: str, pointer: ModelPointer) -> None:
+        """Overwrite the parameter. Only the promotion log calls this (after its own
+        write): every other writer goes through ``mlops_core.promotion_log``."""
         name = self.platform.pointer_param(project, env)
         self._ssm.put_parameter(
             Name=name,
