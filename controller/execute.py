@@ -8,7 +8,9 @@ one looks before it writes:
   "update service" costs at most one extra revision;
 - creating a service that already exists (a crash after create) updates it instead;
 - updating a service to the task definition it already runs starts no new deployment;
-- the pointer and the service tags are plain overwrites of the same value;
+- moving the pointer appends to the promotion log only when its head differs from the
+  planned value (after a crash the head already holds it); the service tags are plain
+  overwrites of the same value;
 - publishing a candidate is the registry's own idempotent, conditional publish.
 """
 
@@ -54,7 +56,8 @@ from controller.plan import NetworkConfig
 from mlops_core import aws
 from mlops_core.errors import IntegrityError
 from mlops_core.naming import MANAGED_BY_TAG, Platform
-from mlops_core.pointer import ModelPointer, PointerStore, now
+from mlops_core.pointer import ModelPointer, now
+from mlops_core.promotion_log import PromotionLog, popped, pushed
 from mlops_core.publication import Pins
 from mlops_core.registry import Registry
 
@@ -99,7 +102,7 @@ class Executor:
         self.registry = registry
         self.network = network
         self.after_each = after_each
-        self.pointers = PointerStore(platform)
+        self.log = PromotionLog(platform)
         #: Actions carried out, by kind (for benchmarks and tests).
         self.writes: Counter[str] = Counter()
 
@@ -367,22 +370,40 @@ class Executor:
         return True
 
     def move_pointer(self, action: MovePointer) -> None:
-        self.pointers.put(
-            action.project,
-            action.env,
-            ModelPointer(
-                version=action.version,
-                uri=action.uri,
-                sha256=action.sha256,
-                promoted_at=now(),
-                promoted_by=CONTROLLER_ACTOR,
-                reason=action.reason,
-                action=action.action,
-                pins=Pins.from_values(
-                    action.manifest_sha256, action.object_versions, where="MovePointer"
-                ),
-            ),
+        """Append the planned value to the promotion log (then SSM). A head that already
+        holds it (a repeat after a crash) appends nothing; a restore to the value the
+        head returns to is a rollback entry copied from it, so the log stays a stack.
+        Another writer appending first is Conflict: the next pass re-plans."""
+        project, env = action.project, action.env
+        pins = Pins.from_values(action.manifest_sha256, action.object_versions, "MovePointer")
+        planned = (action.version, action.sha256, action.uri, pins)
+        head = self.log.head(project, env)
+        if head is not None and (head.version, head.sha256, head.uri, head.pins) == planned:
+            return
+        update = {"promoted_at": now(), "promoted_by": CONTROLLER_ACTOR, "reason": action.reason}
+        if action.action == "rollback" and head is not None and head.back is not None:
+            target = self.log.entry(project, env, head.back)
+            if (
+                target is not None
+                and (
+                    target.version,
+                    target.sha256,
+                    target.uri,
+                    target.pins,
+                )
+                == planned
+            ):
+                self.log.write(project, env, popped(head, target, **update))
+                return
+        value = ModelPointer(
+            version=action.version,
+            uri=action.uri,
+            sha256=action.sha256,
+            action=action.action,
+            pins=pins,
+            **update,
         )
+        self.log.write(project, env, pushed(head, value))
 
     def record_rollback(self, action: Rollback) -> None:
         self._ecs.tag_resource(

@@ -194,6 +194,22 @@ class Platform:
     def pointer_param(self, project: str, env: str) -> str:
         return model_pointer_param(self.platform, project, env)
 
+    def promotions_root(self, project: str) -> str:
+        """Key prefix of every env's promotion log (the controller's IAM grant)."""
+        return f"{check_project(project)}/promotions/"
+
+    def promotions_prefix(self, project: str, env: str) -> str:
+        """Key prefix of the env's promotion log (``mlops_core.promotion_log``): every
+        value the pointer has held, one object per change, never overwritten."""
+        return f"{self.promotions_root(project)}{check_env(env)}/"
+
+    def promotion_key(self, project: str, env: str, seq: int) -> str:
+        """Entry ``seq`` (1, 2, ...) of the promotion log; zero-padded so that keys sort
+        in the order they were written."""
+        if seq < 1:
+            raise InvalidInput(f"promotion log entries start at 1, not {seq}")
+        return f"{self.promotions_prefix(project, env)}{seq:012d}.json"
+
     def service_name(self, project: str, env: str) -> str:
         return service_name(project, env)
 

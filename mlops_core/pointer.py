@@ -1,10 +1,12 @@
 """The model pointer: one SSM parameter per project and env naming the live version.
 
 ``/{platform}/{project}/{env}/model`` holds JSON (:class:`ModelPointer`). Promotion is a
-pointer update; rollback resets it to an earlier value from the parameter's own history.
-Artifacts are never touched by either. Every value carries the version's publication pins
+pointer update; rollback resets it to an earlier value. Every change is written first to
+the promotion log in S3 (:mod:`mlops_core.promotion_log`, the record and the writers'
+serialisation point); this parameter is the readers' copy of the log's head. Artifacts
+are never touched by either. Every value carries the version's publication pins
 (:class:`mlops_core.publication.Pins`), copied from the publication record or from the
-history entry a rollback returns to, never taken from what the bucket holds now.
+log entry a rollback returns to, never taken from what the bucket holds now.
 """
 
 from __future__ import annotations
@@ -37,7 +39,15 @@ class ModelPointer(BaseModel):
     promoted_by: str
     reason: str = ""
     action: Literal["promote", "rollback"] = Field(
-        "promote", description="How this value was set; rollback walks history by it."
+        "promote", description="How this value was set: a promotion or a rollback."
+    )
+    # Set by the promotion log (mlops_core.promotion_log); pointers written before it
+    # existed lack them.
+    seq: int | None = Field(
+        None, ge=1, description="The promotion log entry that holds this value."
+    )
+    back: int | None = Field(
+        None, ge=1, description="The log entry a rollback from this value returns to."
     )
     pins: Pins | None = Field(
         None,
@@ -95,6 +105,8 @@ class PointerStore:
         return self._parse(raw, name)
 
     def put(self, project: str, env: str, pointer: ModelPointer) -> None:
+        """Overwrite the parameter. Only the promotion log calls this (after its own
+        write): every other writer goes through ``mlops_core.promotion_log``."""
         name = self.platform.pointer_param(project, env)
         self._ssm.put_parameter(
             Name=name,

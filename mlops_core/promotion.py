@@ -1,8 +1,13 @@
 """Promotion and rollback: moves of the model pointer, never of artifacts.
 
-Every pointer value records whether it was a promotion or a rollback, so rollback can walk
-the parameter's own history like a stack: promote v1, v2, v3; rollback -> v2; rollback
--> v1 (not back to v3).
+Both write only through the promotion log (:mod:`mlops_core.promotion_log`), which
+serialises concurrent writers (the loser gets Conflict, exit 4) and makes rollback a stack
+at any depth: promote v1, v2, v3; rollback -> v2; rollback -> v1 (not back to v3).
+
+Every value carries the version's publication pins: a promotion copies them from the
+publication record, a rollback from the log entry it returns to. Both verify the version
+against them first (signature, digests, nothing written since publication), and never
+take a pin from what the bucket holds now.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 from mlops_core.errors import GateFailed, IntegrityError, InvalidInput, NotFound
 from mlops_core.gates import evaluate, failed
 from mlops_core.pointer import ModelPointer, PointerStore, now, whoami
+from mlops_core.promotion_log import PromotionLog, popped, pushed
 from mlops_core.registry import Published, Registry
 
 
@@ -49,12 +55,12 @@ def promote(
     """Point ``env`` at ``version`` if the project's gates pass. Returns the new pointer and
     the gate results. Nothing is written when a check fails."""
     registry = registry or Registry()
-    store = store or PointerStore(registry.platform)
     config = registry.get_project(project)
     config.check_env(env)
     published = registry.get_published(project, version)  # signed, pinned, untouched
     manifest = published.manifest
-    current = store.get(project, env)
+    log = PromotionLog(registry.platform, store)
+    current = log.head(project, env)
     if current is not None and current.version == version and current.pins is not None:
         # Already live: nothing to write, but the live value must still be the published one.
         registry.verify(project, version, current.pins, where=f"the pointer of {project}/{env}")
@@ -79,22 +85,9 @@ def promote(
     if force and bad:
         reason = f"FORCED past {', '.join(r.name for r in bad)}: {reason}"
     pointer = pointer_for(published, registry, reason=reason or "promote", actor=actor)
-    store.put(project, env, pointer)
-    return pointer, results
-
-
-def rollback_target(history: list[ModelPointer]) -> ModelPointer | None:
-    """The pointer value a rollback returns to, from the parameter's history."""
-    stack: list[ModelPointer] = []
-    for entry in history:
-        if entry.action == "rollback":
-            while stack and stack[-1].version != entry.version:
-                stack.pop()
-            if not stack:
-                stack.append(entry)
-        elif not stack or stack[-1].version != entry.version:
-            stack.append(entry)
-    return stack[-2] if len(stack) >= 2 else None
+    # Entry head+1 of the log, or Conflict if another writer appended since the head
+    # was read: the gates above judged against a current version that is still current.
+    return log.write(project, env, pushed(current, pointer)), results
 
 
 def rollback(
@@ -106,31 +99,37 @@ def rollback(
     registry: Registry | None = None,
     store: PointerStore | None = None,
 ) -> tuple[ModelPointer, ModelPointer]:
-    """Reset ``env``'s pointer to the previous value. Returns (from, to)."""
+    """Reset ``env``'s pointer to the value it had before the last promotion, as the
+    promotion log recorded it (pins included; nothing is re-read from the bucket).
+    Returns (from, to)."""
     registry = registry or Registry()
-    store = store or PointerStore(registry.platform)
+    log = PromotionLog(registry.platform, store)
     registry.get_project(project).check_env(env)
-    history = store.history(project, env)
-    if not history:
+    head = log.head(project, env)
+    if head is None:
         raise NotFound(f"{project}/{env} has no model pointer yet; nothing to roll back")
-    target = rollback_target(history)
-    if target is None:
+    if head.back is None:
         raise NotFound(
-            f"{project}/{env} has no earlier version to roll back to "
-            f"(current: {history[-1].version})"
+            f"{project}/{env} has no earlier version to roll back to (current: {head.version})",
+            hint=f"'mlopsctl history --env {env} --project {project}' shows the log",
         )
-    # The pins of the entry it returns to, verified against publication: never what the
-    # bucket's current manifest says.
+    target = log.entry(project, env, head.back)
+    if target is None:
+        raise IntegrityError(
+            f"entry {head.seq} of the promotion log returns to entry {head.back}, which is missing",
+            where=registry.platform.promotions_prefix(project, env),
+            hint="log entries are never deleted by the platform; restore the entry from "
+            "the bucket's object versions, or promote a version explicitly",
+        )
+    # The pins of the entry it returns to, verified against publication.
     registry.verify(
-        project, target.version, target.pins, where=f"the {project}/{env} history entry"
+        project, target.version, target.pins, where=f"entry {target.seq} of the promotion log"
     )
-    pointer = target.model_copy(
-        update={
-            "promoted_at": now(),
-            "promoted_by": actor or whoami(),
-            "reason": reason or f"rollback from {history[-1].version}",
-            "action": "rollback",
-        }
+    entry = popped(
+        head,
+        target,
+        promoted_at=now(),
+        promoted_by=actor or whoami(),
+        reason=reason or f"rollback from {head.version}",
     )
-    store.put(project, env, pointer)
-    return history[-1], pointer
+    return head, log.write(project, env, entry)

@@ -5,6 +5,7 @@
     mlopsctl publish            immutable, digest-verified version in S3
     mlopsctl promote VERSION --env prod
     mlopsctl rollback --env prod
+    mlopsctl history --env prod the promotion log: every pointer change, newest first
     mlopsctl status
     mlopsctl logs --env prod    the service's task output, from CloudWatch Logs
     mlopsctl cost               per deployment: estimate, billed cost, cost per 1k requests
@@ -58,6 +59,7 @@ app.command("sign")(cmd_models.sign)
 app.command("models")(cmd_models.models)
 app.command("promote")(cmd_models.promote)
 app.command("rollback")(cmd_models.rollback)
+app.command("history")(cmd_models.history)
 app.command("status")(cmd_models.status)
 app.command("serve")(cmd_serve.serve)
 app.command("logs")(cmd_logs.logs)

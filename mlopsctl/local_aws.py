@@ -62,8 +62,10 @@ def _check_moto() -> None:
 
 
 def _moto_server_cmd(port: int) -> list[str]:
+    """moto's server application, with S3's conditional writes made atomic (moto alone
+    lets two concurrent ``IfNoneMatch="*"`` creates of one key both succeed)."""
     _check_moto()
-    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    return [sys.executable, "-m", "mlopsctl.motoserver", "-H", "127.0.0.1", "-p", str(port)]
 
 
 def is_up(port: int) -> bool:

@@ -34,6 +34,7 @@ locals {
   training_log_group_name = "/ecs/${var.platform}/${var.project}_training"
   training_data_prefix    = "${var.project}/data/"
   candidates_prefix       = "${var.project}/candidates/"
+  promotions_root         = "${var.project}/promotions/"
 
   # Cost allocation tag keys (naming.COST_TAG_KEYS); main.tf puts them on every resource.
   cost_tag_keys = {

@@ -309,6 +309,7 @@ def test_naming_tf_builds_the_python_names(
         "training_log_group_name": p.training_log_group(project),
         "training_data_prefix": p.training_data_prefix(project),
         "candidates_prefix": p.candidates_prefix(project),
+        "promotions_root": p.promotions_root(project),
         "cost_tag_keys": naming.COST_TAG_KEYS,
         # var.tags is empty here; test_cost_tags_win_over_user_tags adds some.
         "tags": p.cost_tags(project),
@@ -377,6 +378,7 @@ def test_plain_name_templates_match_python_without_terraform():
         "training_log_group_name": p.training_log_group(project),
         "training_data_prefix": p.training_data_prefix(project),
         "candidates_prefix": p.candidates_prefix(project),
+        "promotions_root": p.promotions_root(project),
         "drift_dlq_name": p.drift_dead_letter_queue(project),
     }
     values = {"platform": platform, "project": project, "env": env}
@@ -910,11 +912,30 @@ def test_controller_role_grants_what_the_controller_needs(tf):
         "${aws_s3_bucket.artifacts.arn}/*/models/*",
         "${aws_s3_bucket.artifacts.arn}/${local.desired_state_prefix}*",
         "${local.controller_written_objects}",
+        "${aws_s3_bucket.artifacts.arn}/${local.promotions_root}*",
     }
     # Reading stays bucket-wide; writing does not.
-    (read,) = [st for st in sts if "s3:GetObject" in as_list(st["actions"])]
+    (read,) = [
+        st
+        for st in sts
+        if "s3:GetObject" in as_list(st["actions"]) and st.get("sid") != "PromotionLog"
+    ]
     assert as_list(read["actions"]) == ["s3:GetObject"]
     assert as_list(read["resources"]) == ["${aws_s3_bucket.artifacts.arn}/*"]
+
+
+def test_controller_may_read_append_and_list_the_promotion_log(tf):
+    """Every pointer move reads and conditionally creates log entries; finding the head
+    without the pointer's help lists the log's prefix."""
+    sts = {st.get("sid"): st for st in statements(policy_documents(tf)["controller"])}
+    log = sts["PromotionLog"]
+    assert sorted(as_list(log["actions"])) == ["s3:GetObject", "s3:PutObject"]
+    assert log["resources"] == ["${aws_s3_bucket.artifacts.arn}/${local.promotions_root}*"]
+    listing = sts["ListPromotionLog"]
+    assert as_list(listing["actions"]) == ["s3:ListBucket"]
+    (cond,) = blocks(listing["condition"])
+    assert (cond["test"], cond["variable"]) == ("StringLike", "s3:prefix")
+    assert cond["values"] == ["${local.promotions_root}*"]
 
 
 def test_controller_deletes_only_under_the_desired_state_prefix(tf):
