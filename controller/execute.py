@@ -370,6 +370,8 @@ class Executor:
                 promoted_by=CONTROLLER_ACTOR,
                 reason=action.reason,
                 action=action.action,
+                gates=None if action.gates is None else dict(action.gates),
+                policy_revision=action.policy_revision,
             ),
         )
 

@@ -7,9 +7,12 @@ the parameter's own history like a stack: promote v1, v2, v3; rollback -> v2; ro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from mlops_core.artifacts import Manifest
 from mlops_core.errors import GateFailed, InvalidInput, NotFound
-from mlops_core.gates import evaluate, failed
+from mlops_core.gates import evaluate, failed, gate_values
 from mlops_core.pointer import ModelPointer, PointerStore, now, whoami
 from mlops_core.registry import Registry
 
@@ -21,7 +24,11 @@ def pointer_for(
     reason: str,
     actor: str | None = None,
     action: str = "promote",
+    gates: Mapping[str, Any] | None = None,
+    policy_revision: int | None = None,
 ) -> ModelPointer:
+    """The pointer value naming ``manifest``'s version; ``gates`` and ``policy_revision``
+    record what judged a promotion (None for a rollback)."""
     return ModelPointer(
         version=manifest.version,
         uri=registry.platform.version_uri(manifest.project, manifest.version),
@@ -30,6 +37,8 @@ def pointer_for(
         promoted_by=actor or whoami(),
         reason=reason,
         action=action,
+        gates=None if gates is None else dict(gates),
+        policy_revision=policy_revision,
     )
 
 
@@ -48,7 +57,8 @@ def promote(
     the gate results. Nothing is written when a check fails."""
     registry = registry or Registry()
     store = store or PointerStore(registry.platform)
-    config = registry.get_project(project)
+    registration = registry.registration(project)
+    config = registration.config
     config.check_env(env)
     manifest = registry.get_manifest(project, version)
     current = store.get(project, env)
@@ -73,7 +83,14 @@ def promote(
         raise InvalidInput("--force needs --reason TEXT saying why the gates are overridden")
     if force and bad:
         reason = f"FORCED past {', '.join(r.name for r in bad)}: {reason}"
-    pointer = pointer_for(manifest, registry, reason=reason or "promote", actor=actor)
+    pointer = pointer_for(
+        manifest,
+        registry,
+        reason=reason or "promote",
+        actor=actor,
+        gates=gate_values(config.gates),
+        policy_revision=registration.revision,
+    )
     store.put(project, env, pointer)
     return pointer, results
 
