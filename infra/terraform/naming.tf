@@ -15,7 +15,8 @@ locals {
   desired_state_prefix    = "deployments/"
   models_prefix           = "${var.project}/models/"
   drift_prefix            = "${var.project}/drift/"
-  project_config_key      = "${var.project}/project.json"
+  registration_prefix     = "${var.project}/registration/"
+  legacy_registration_key = "${var.project}/project.json"
   capture_root            = "${var.project}/capture/"
   drift_metrics_namespace = "${var.platform}/drift"
 
