@@ -105,7 +105,12 @@ def history(
         return
     table = Table("revision", "created", "by", "reason", "changes", title=name)
     for reg, older in zip(revisions, [*revisions[1:], None], strict=True):
-        changes = diff(older.config if older else None, reg.config)
+        # The first revision changes nothing: it names what it registered.
+        changes = (
+            diff(older.config, reg.config)
+            if older is not None
+            else [f"registered envs {', '.join(reg.config.envs)}"]
+        )
         table.add_row(
             str(reg.revision),
             _when(reg),

@@ -53,9 +53,13 @@ def test_later_publish_with_loosened_gates_changes_nothing_and_says_so(platform,
     make_artifacts(tmp_path / "a", seed=1)
     make_artifacts(tmp_path / "b", seed=2)
     registry.publish(tmp_path / "a", config=project_config(min_r2=0.6))
-    before = aws.client("s3").get_object(
-        Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, 1)
-    )["Body"].read()
+    before = (
+        aws.client("s3")
+        .get_object(Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, 1))[
+            "Body"
+        ]
+        .read()
+    )
 
     loosened = project_config(min_r2=0.0, max_regression=1.0)
     result = registry.publish(tmp_path / "b", config=loosened)
@@ -63,9 +67,13 @@ def test_later_publish_with_loosened_gates_changes_nothing_and_says_so(platform,
     assert result.policy_note is not None and "revision 1" in result.policy_note
     assert "mlopsctl policy set" in result.policy_note and "\n" not in result.policy_note
     assert _registration_keys(platform) == [f"{PROJECT}/registration/000001.json"]
-    after = aws.client("s3").get_object(
-        Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, 1)
-    )["Body"].read()
+    after = (
+        aws.client("s3")
+        .get_object(Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, 1))[
+            "Body"
+        ]
+        .read()
+    )
     assert after == before
     assert registry.get_project(PROJECT).gates.min_r2 == 0.6
 
@@ -162,9 +170,7 @@ def test_concurrent_writers_of_one_revision_one_wins_the_other_names_it(platform
         except Conflict as exc:
             outcomes[author] = exc
 
-    threads = [
-        threading.Thread(target=write, args=a) for a in (("carol", 0.7), ("dave", 0.8))
-    ]
+    threads = [threading.Thread(target=write, args=a) for a in (("carol", 0.7), ("dave", 0.8))]
     for t in threads:
         t.start()
     for t in threads:
@@ -237,9 +243,13 @@ def test_legacy_project_json_is_read_until_a_revision_exists(platform):
 
 def test_stored_document_is_its_canonical_json(platform):
     Registry(platform).register_project(project_config(min_r2=0.6))
-    raw = aws.client("s3").get_object(
-        Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, 1)
-    )["Body"].read()
+    raw = (
+        aws.client("s3")
+        .get_object(Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, 1))[
+            "Body"
+        ]
+        .read()
+    )
     doc = Registration.model_validate_json(raw)
     assert doc.canonical_json() == raw
     assert raw == json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
@@ -256,9 +266,13 @@ def test_stored_document_is_its_canonical_json(platform):
 def test_a_revision_stored_under_another_number_is_an_integrity_failure(platform):
     registry = Registry(platform)
     registry.register_project(project_config(min_r2=0.6))
-    raw = aws.client("s3").get_object(
-        Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, 1)
-    )["Body"].read()
+    raw = (
+        aws.client("s3")
+        .get_object(Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, 1))[
+            "Body"
+        ]
+        .read()
+    )
     # A bucket writer copies revision 1 to revision 7 to hide later revisions.
     aws.client("s3").put_object(
         Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, 7), Body=raw
