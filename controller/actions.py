@@ -6,8 +6,9 @@ can compare it, and ``plan.apply`` can simulate it. Each one is idempotent in ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
 
 # Environment variables a serving task reads: the one contract between a task definition
 # and the serving container.
@@ -129,6 +130,9 @@ class MovePointer:
     #: The version's publication pins, as in TaskSpec.
     manifest_sha256: str = ""
     object_versions: str = ""
+    # What judged a promotion, recorded in the pointer (None on a rollback).
+    gates: Mapping[str, Any] | None = field(default=None, hash=False)
+    policy_revision: int | None = None
 
 
 @dataclass(frozen=True)

@@ -401,6 +401,8 @@ class Executor:
             sha256=action.sha256,
             action=action.action,
             pins=pins,
+            gates=None if action.gates is None else dict(action.gates),
+            policy_revision=action.policy_revision,
             **update,
         )
         self.log.write(project, env, pushed(head, value))

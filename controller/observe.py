@@ -7,7 +7,7 @@ one AWS call per deployment:
 - the ECS services: ``describe_services``, 10 per call, with their tags;
 - task definitions: by ARN, cached forever (a revision is immutable);
 - registry manifests: by (project, version), cached forever (versions are immutable);
-- project configs: cached for ``project_ttl`` seconds (they can change, rarely).
+- project registrations: cached for ``project_ttl`` seconds (a new revision is rare).
 
 Problems that belong to one deployment (unknown project, unpublished version, unreadable
 candidate) end up in that deployment's :attr:`Observed.error`; only a failed batch call
@@ -45,6 +45,7 @@ from mlops_core.errors import IntegrityError, InvalidInput, MlopsError, NotFound
 from mlops_core.logs import get_logger
 from mlops_core.naming import Platform
 from mlops_core.pointer import ModelPointer
+from mlops_core.policy import Registration
 from mlops_core.project import ProjectConfig
 from mlops_core.publication import Pins
 from mlops_core.registry import (
@@ -139,6 +140,8 @@ class Observed:
     service: ServiceState | None = None
     task_definitions: Mapping[str, TaskDefinitionState] = field(default_factory=dict)
     project: ProjectConfig | None = None
+    # The registration revision ``project`` is (what a promotion's pointer records).
+    policy_revision: int | None = None
     # Manifests by version: the desired version's (from the registry or the candidate),
     # and those of the pointer's, the status' current and previous versions when published.
     manifests: Mapping[str, Manifest] = field(default_factory=dict)
@@ -256,7 +259,7 @@ class Observer:
         self._task_definitions: dict[str, TaskDefinitionState] = {}
         self._published: dict[tuple[str, str], Published] = {}
         self._candidates: dict[tuple[str, int | None, str], Manifest] = {}
-        self._projects: dict[str, tuple[float, ProjectConfig]] = {}
+        self._projects: dict[str, tuple[float, Registration]] = {}
 
     # -- public ------------------------------------------------------------------------
     def observe(
@@ -386,20 +389,24 @@ class Observer:
             self._task_definitions.setdefault(arn, state)
 
     # -- registry ----------------------------------------------------------------------
-    def project_config(self, project: str) -> ProjectConfig:
+    def registration(self, project: str) -> Registration:
+        """The project's registration in force (its head revision)."""
         now = time.monotonic()
         with self._lock:
             hit = self._projects.get(project)
         if hit is not None and now - hit[0] < self.project_ttl:
             return hit[1]
-        self.reads["s3:GetObject(project)"] += 1
+        self.reads["s3:registration"] += 1
         try:
-            config = self.registry.get_project(project)
+            registration = self.registry.registration(project)
         except NotFound as exc:
             raise ProjectNotFound(exc.what, hint=exc.hint) from None
         with self._lock:
-            self._projects[project] = (now, config)
-        return config
+            self._projects[project] = (now, registration)
+        return registration
+
+    def project_config(self, project: str) -> ProjectConfig:
+        return self.registration(project).config
 
     def published(self, project: str, version: str) -> Published | None:
         """``version`` as its publication recorded it, verified (signature, pins, nothing
@@ -459,7 +466,8 @@ class Observer:
         self, deployment: ModelDeployment, status: ModelDeploymentStatus | None, base: Observed
     ) -> Observed:
         spec = deployment.spec
-        project = self.project_config(spec.project)
+        registration = self.registration(spec.project)
+        project = registration.config
         project.check_env(spec.env)
         manifests: dict[str, Manifest] = {}
         pins: dict[str, Pins] = {}
@@ -507,6 +515,7 @@ class Observer:
         return replace(
             base,
             project=project,
+            policy_revision=registration.revision,
             manifests=manifests,
             pins=pins,
             published=frozenset(published),

@@ -70,9 +70,10 @@ from mlops_core.artifacts import MANIFEST, Manifest, sha256_bytes
 from mlops_core.cost.estimate import BudgetExceeded, Estimate, check_budget, estimate
 from mlops_core.cost.prices import PriceBook
 from mlops_core.errors import IntegrityError, InvalidInput
-from mlops_core.gates import evaluate, failed, merge
+from mlops_core.gates import evaluate, failed, gate_values, merge
 from mlops_core.naming import MANAGED_BY_TAG, Platform
 from mlops_core.pointer import ModelPointer
+from mlops_core.project import Gates
 from mlops_core.publication import SIGNATURE, Pins
 
 # How soon to look again: while a rollout runs, and right after acting (defaults of
@@ -453,11 +454,16 @@ class _Planner:
             return self.blocked(exc.reason, exc.render())
         return None
 
+    def effective_gates(self) -> Gates:
+        """The project's gates with the deployment's overrides: what judges a version."""
+        assert self.observed.project is not None
+        return merge(self.observed.project.gates, self.spec.gates.model_dump())
+
     def gates(self, version: str) -> str | None:
         """None if ``version`` passes the gates, else a message naming the failed ones."""
         obs = self.observed
         assert obs.project is not None
-        gates = merge(obs.project.gates, self.spec.gates.model_dump())
+        gates = self.effective_gates()
         # Judged against the env's current version (the one it replaces, or replaced
         # when it went live): the same one a failure would restore, so the verdict does
         # not change once the version is live.
@@ -655,6 +661,9 @@ class _Planner:
                         + (f", rollback: {degraded[1][:300]}" if restoring and degraded else "")
                     ),
                     action="rollback" if restoring else "promote",
+                    # A promotion passed gates() before converging: record what judged it.
+                    gates=None if restoring else gate_values(self.effective_gates()),
+                    policy_revision=None if restoring else obs.policy_revision,
                 )
             )
         self._versions(version, arn, restoring)
@@ -837,7 +846,15 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
                     circuit_breaker=True,
                     load_balancers=(_SIM_TARGET_GROUP,) if lb else service.load_balancers,
                 )
-            case MovePointer(version=v, uri=uri, sha256=sha, reason=reason, action=kind):
+            case MovePointer(
+                version=v,
+                uri=uri,
+                sha256=sha,
+                reason=reason,
+                action=kind,
+                gates=gates,
+                policy_revision=revision,
+            ):
                 pointer = ModelPointer(
                     version=v,
                     uri=uri,
@@ -847,6 +864,8 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
                     reason=reason,
                     action=kind,
                     pins=Pins.from_values(action.manifest_sha256, action.object_versions, "sim"),
+                    gates=None if gates is None else dict(gates),
+                    policy_revision=revision,
                 )
             case Rollback(failed_version=fv, generation=g, restored_version=rv):
                 assert service is not None

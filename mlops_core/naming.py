@@ -49,6 +49,8 @@ COST_TAG_KEYS = {
 # investigate an incident and roll back to anything recent; governance (not compliance)
 # so an administrator with s3:BypassGovernanceRetention can still retire a leaked model.
 DEFAULT_OBJECT_LOCK_DAYS = 30
+# The largest registration revision its six-digit key can hold.
+REGISTRATION_MAX = 999_999
 
 # Load balancer and target group names are limited to 32 characters.
 ELB_NAME_MAX = 32
@@ -153,7 +155,20 @@ class Platform:
     def version_uri(self, project: str, version: str) -> str:
         return f"s3://{self.artifact_bucket}/{self.version_prefix(project, version)}"
 
-    def project_config_key(self, project: str) -> str:
+    def registration_prefix(self, project: str) -> str:
+        """Key prefix of the project's registration revisions (``mlops_core.policy``)."""
+        return f"{check_project(project)}/registration/"
+
+    def registration_key(self, project: str, revision: int) -> str:
+        """One revision of the registration: ``{project}/registration/000001.json``. Six
+        digits keep the keys in revision order when S3 lists them."""
+        if not 1 <= revision <= REGISTRATION_MAX:
+            raise InvalidInput(f"registration revision {revision} is out of range")
+        return f"{self.registration_prefix(project)}{revision:06d}.json"
+
+    def legacy_registration_key(self, project: str) -> str:
+        """The unversioned registration written before revisions existed; read (as
+        revision 0) only while a project has no revision."""
         return f"{check_project(project)}/project.json"
 
     def drift_prefix(self, project: str) -> str:

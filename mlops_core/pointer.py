@@ -14,7 +14,7 @@ from __future__ import annotations
 import getpass
 import os
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -53,6 +53,15 @@ class ModelPointer(BaseModel):
         None,
         description="The manifest digest and S3 object versions publication recorded; "
         "consumers refuse a value without them or with others.",
+    )
+    # What judged a promotion (None on a rollback, which no gate judges, and on pointers
+    # written before they were recorded): the gate values in force, after a
+    # deployment's overrides, and the registration revision they came from.
+    gates: dict[str, Any] | None = Field(
+        None, description="The gate values that judged this promotion."
+    )
+    policy_revision: int | None = Field(
+        None, ge=0, description="The project registration revision the gates came from."
     )
 
     def to_json(self) -> str:

@@ -12,8 +12,11 @@ take a pin from what the bucket holds now.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from mlops_core.errors import GateFailed, IntegrityError, InvalidInput, NotFound
-from mlops_core.gates import evaluate, failed
+from mlops_core.gates import evaluate, failed, gate_values
 from mlops_core.pointer import ModelPointer, PointerStore, now, whoami
 from mlops_core.promotion_log import PromotionLog, popped, pushed
 from mlops_core.registry import Published, Registry
@@ -26,8 +29,11 @@ def pointer_for(
     reason: str,
     actor: str | None = None,
     action: str = "promote",
+    gates: Mapping[str, Any] | None = None,
+    policy_revision: int | None = None,
 ) -> ModelPointer:
-    """A promotion's pointer value: the version with the pins its publication recorded."""
+    """A promotion's pointer value: the version with the pins its publication recorded;
+    ``gates`` and ``policy_revision`` record what judged it."""
     manifest = published.manifest
     return ModelPointer(
         version=manifest.version,
@@ -38,6 +44,8 @@ def pointer_for(
         reason=reason,
         action=action,
         pins=published.pins,
+        gates=None if gates is None else dict(gates),
+        policy_revision=policy_revision,
     )
 
 
@@ -55,7 +63,8 @@ def promote(
     """Point ``env`` at ``version`` if the project's gates pass. Returns the new pointer and
     the gate results. Nothing is written when a check fails."""
     registry = registry or Registry()
-    config = registry.get_project(project)
+    registration = registry.registration(project)
+    config = registration.config
     config.check_env(env)
     published = registry.get_published(project, version)  # signed, pinned, untouched
     manifest = published.manifest
@@ -84,7 +93,14 @@ def promote(
         raise InvalidInput("--force needs --reason TEXT saying why the gates are overridden")
     if force and bad:
         reason = f"FORCED past {', '.join(r.name for r in bad)}: {reason}"
-    pointer = pointer_for(published, registry, reason=reason or "promote", actor=actor)
+    pointer = pointer_for(
+        published,
+        registry,
+        reason=reason or "promote",
+        actor=actor,
+        gates=gate_values(config.gates),
+        policy_revision=registration.revision,
+    )
     # Entry head+1 of the log, or Conflict if another writer appended since the head
     # was read: the gates above judged against a current version that is still current.
     return log.write(project, env, pushed(current, pointer)), results

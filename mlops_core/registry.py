@@ -15,13 +15,15 @@ the pinned manifest has the pinned digest and the publisher's signature. Files a
 pinned object version and checked against the signed manifest's digests.
 
 ``{project}/project.json`` registers the project (its envs and gates).
+A project's registration (its envs and gates) is versioned policy, kept by
+:mod:`mlops_core.policy`: the first publish registers revision 1, later publishes never
+change it, and a refused publish writes nothing at all.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import tempfile
 import threading
@@ -49,6 +51,7 @@ from mlops_core.logs import get_logger
 from mlops_core.modelformat import check_servable
 from mlops_core.naming import Platform, check_project
 from mlops_core.pointer import whoami
+from mlops_core.policy import Policy, Registration, publish_note, same_config
 from mlops_core.project import ProjectConfig
 from mlops_core.publication import (
     PUBLICATION,
@@ -71,6 +74,10 @@ class PublishResult:
     version: str
     uri: str
     created: bool  # False: the same version was already completely published
+    # The registration revision this publish created (the project's first), or None.
+    registered: int | None = None
+    # Set when project.yaml's envs/gates differ from the registration in force.
+    policy_note: str | None = None
 
 
 def _is_missing(exc: ClientError) -> bool:
@@ -394,6 +401,7 @@ class Registry:
         self._published: dict[tuple[str, str], Published] = {}
         self._lock = threading.Lock()
         self._object_lock: bool | None = None
+        self.policy = Policy(self.platform)
 
     @property
     def _s3(self):
@@ -489,14 +497,32 @@ class Registry:
 
         return accept
 
-    def publish(self, folder: Path, *, exist_ok: bool = False, sign: bool = True) -> PublishResult:
+    def publish(
+        self,
+        folder: Path,
+        *,
+        exist_ok: bool = False,
+        sign: bool = True,
+        config: ProjectConfig | None = None,
+    ) -> PublishResult:
         """Publish a trained artifacts folder, signed (with the platform's key when
         ``sign`` and the folder carries no signature of its own). Raises Conflict if the
         version is already published, unless ``exist_ok`` and the published one is
-        identical. Nothing is written before every check has passed."""
+        identical.
+
+        With ``config`` (project.yaml), a project with no registration yet is registered
+        with it (revision 1); an existing registration is never changed, and a difference
+        in envs or gates is reported in ``policy_note``. Nothing is written, registration
+        included, before every check has passed."""
         manifest = verify_folder(folder)
         check_servable(manifest)  # never publish what serving would refuse to load
         project = check_project(manifest.project)
+        if config is not None and config.name != project:
+            raise InvalidInput(
+                f"the artifacts are a model of {project!r}, project.yaml is {config.name!r}",
+                where=str(folder),
+                hint="publish them from their own project, or retrain this one",
+            )
         check_version(manifest.version)
         prefix = self.platform.version_prefix(project, manifest.version)
         uri = f"s3://{self.bucket}/{prefix}"
@@ -514,6 +540,13 @@ class Registry:
         statement = version_statement(project, manifest.version, manifest_sha)
         envelope = self._envelope(folder, statement, sign)
 
+        registered, note = None, None
+        if config is not None:
+            head, created_head = self.policy.ensure(
+                config, reason=f"registered by the first publish ({manifest.version})"
+            )
+            registered = head.revision if created_head else None
+            note = None if created_head else publish_note(head, config)
         objects: dict[str, str] = {}
         for name, entry in sorted(manifest.files.items()):
             objects[name] = self._put_once(
@@ -558,7 +591,9 @@ class Registry:
                     f"version {manifest.version} of {project} was published concurrently",
                     hint="it is complete; nothing more to do",
                 ) from None
-        return PublishResult(project, manifest.version, uri, created=created)
+        return PublishResult(
+            project, manifest.version, uri, created, registered=registered, policy_note=note
+        )
 
     def publish_uri(self, uri: str, *, exist_ok: bool = True, sign: bool = False) -> PublishResult:
         """Publish the artifacts folder at ``uri`` (s3://... or a local path). By default
@@ -709,25 +744,24 @@ class Registry:
         return published.manifest
 
     # -- projects ----------------------------------------------------------------------
-    def register_project(self, config: ProjectConfig) -> None:
-        self._s3.put_object(
-            Bucket=self.bucket,
-            Key=self.platform.project_config_key(config.name),
-            Body=config.model_dump_json(indent=2).encode(),
-            ContentType="application/json",
-        )
+    def register_project(self, config: ProjectConfig) -> Registration:
+        """Register a new project (revision 1 of its registration). An identical
+        registration in force is accepted as it is; a different one is never replaced
+        here: that is 'mlopsctl policy set', which records who and why."""
+        head, created = self.policy.ensure(config, reason="registered")
+        if not created and not same_config(head.config, config):
+            raise Conflict(
+                f"project {config.name!r} is already registered (revision {head.revision}) "
+                "with another configuration",
+                hint="change its envs and gates with 'mlopsctl policy set --reason TEXT'",
+            )
+        return head
 
-    def get_project(self, project: str) -> ProjectConfig:
-        key = self.platform.project_config_key(project)
+    def registration(self, project: str) -> Registration:
+        """The registration in force (the head revision, with its number)."""
         try:
-            raw = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            head = self.policy.head(project)
         except ClientError as exc:
-            if _is_missing(exc):
-                raise NotFound(
-                    f"unknown project {project!r}",
-                    hint="publish a version of it first ('mlopsctl publish' registers it); "
-                    f"known projects: {', '.join(self.list_projects()) or 'none'}",
-                ) from None
             if aws.error_code(exc) == "NoSuchBucket":
                 raise NotFound(
                     f"artifact bucket {self.bucket!r} does not exist",
@@ -735,7 +769,17 @@ class Registry:
                     "or set MLOPS_ARTIFACT_BUCKET",
                 ) from None
             raise
-        return ProjectConfig.model_validate(json.loads(raw))
+        if head is None:
+            raise NotFound(
+                f"unknown project {project!r}",
+                hint="publish a version of it first ('mlopsctl publish' registers it); "
+                f"known projects: {', '.join(self.list_projects()) or 'none'}",
+            )
+        return head
+
+    def get_project(self, project: str) -> ProjectConfig:
+        """The configuration in force: the head registration's."""
+        return self.registration(project).config
 
     def list_projects(self) -> list[str]:
         try:

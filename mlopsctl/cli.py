@@ -7,6 +7,7 @@
     mlopsctl rollback --env prod
     mlopsctl history --env prod the promotion log: every pointer change, newest first
     mlopsctl status
+    mlopsctl policy show|set|history   the envs and gates in force, versioned
     mlopsctl logs --env prod    the service's task output, from CloudWatch Logs
     mlopsctl cost               per deployment: estimate, billed cost, cost per 1k requests
     mlopsctl serve --env prod
@@ -24,7 +25,16 @@ import sys
 
 import typer
 
-from mlopsctl import cmd_cost, cmd_dev, cmd_drift, cmd_logs, cmd_models, cmd_project, cmd_serve
+from mlopsctl import (
+    cmd_cost,
+    cmd_dev,
+    cmd_drift,
+    cmd_logs,
+    cmd_models,
+    cmd_policy,
+    cmd_project,
+    cmd_serve,
+)
 
 app = typer.Typer(
     name="mlopsctl",
@@ -67,6 +77,7 @@ app.command("cost")(cmd_cost.cost)
 app.command("prices")(cmd_cost.prices)
 app.command("drift")(cmd_drift.drift)
 app.add_typer(cmd_dev.app, name="dev")
+app.add_typer(cmd_policy.app, name="policy")
 
 
 @app.command("crd")

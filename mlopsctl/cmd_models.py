@@ -52,14 +52,17 @@ def publish(
     pdir = project_dir(project_dir_)
     config = load_project(pdir)
     folder = artifacts or pdir / ARTIFACTS_DIR
-    registry = Registry()
-    registry.register_project(config)
-    result = registry.publish(folder)
+    # The first publish registers the project; later ones never change its registration.
+    result = Registry().publish(folder, config=config)
+    if result.policy_note is not None:
+        err.print(f"[yellow]{escape(result.policy_note)}[/]")
     if quiet:
         typer.echo(result.version)
         return
     console.print(f"published [bold]{result.project}[/] version [bold]{result.version}[/]")
     console.print(f"  {result.uri}")
+    if result.registered is not None:
+        console.print(f"  registered {result.project} (registration revision {result.registered})")
 
 
 def sign(

@@ -353,6 +353,16 @@ def test_spec_gates_override_project_gates():
     assert kinds(plan(desired(dep), observed(version=BAD.version)))[-1] == "MovePointer"
 
 
+def test_a_promotion_records_the_gates_that_judged_it_and_their_revision():
+    dep = make_deployment(version=BAD.version, gates={"minR2": 0.3})
+    obs = observed(version=BAD.version, policy_revision=4)
+    move = plan(desired(dep), obs)[-1]
+    assert isinstance(move, MovePointer) and move.policy_revision == 4
+    assert move.gates is not None
+    assert (move.gates["min_r2"], move.gates["max_regression"]) == (0.3, 0.05)
+    assert apply(obs, [move]).pointer.gates == move.gates
+
+
 def _rolled_to_better(state: str, **dep_kw):
     dep, status, obs = deploy(**dep_kw)
     dep2 = make_deployment(version=BETTER.version, generation=2, **dep_kw)
@@ -371,6 +381,7 @@ def test_failed_rollout_rolls_back_to_the_last_good_revision():
     assert (rb.failed_version, rb.restored_version) == (BETTER.version, GOOD.version)
     assert update.task_definition == good_status.task_definition
     assert move.version == GOOD.version and move.action == "rollback"
+    assert move.gates is None and move.policy_revision is None  # no gate judged it
     assert cond(d.status, "Degraded") == ("True", "RolloutFailed")
     assert "tasks failed to start" in d.status.condition("Degraded").message
     assert d.status.failed_version == BETTER.version and d.status.failed_generation == 2

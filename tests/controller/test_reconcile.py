@@ -252,6 +252,10 @@ def test_spec_gates_override_the_projects(make_reconciler, versions, platform):
     result = rec.reconcile(dep, None)
     assert not result.degraded
     assert pointer_version(platform, "dev") == versions.bad
+    # The pointer records what judged it: the overridden gates and their revision.
+    pointer = PointerStore(platform).get(PROJECT, "dev")
+    assert pointer.gates is not None and pointer.policy_revision == 1
+    assert (pointer.gates["min_r2"], pointer.gates["max_regression"]) == (0.3, 0.05)
 
 
 def test_tightened_gates_roll_a_live_version_back(make_reconciler, versions, platform):
@@ -297,6 +301,7 @@ def test_failed_rollout_restores_the_last_good_version_and_is_not_retried(
     assert pointer_version(platform) == versions.good
     pointer = PointerStore(platform).get(PROJECT, "prod")
     assert pointer.action == "rollback"
+    assert pointer.gates is None and pointer.policy_revision is None  # no gate judged it
     st = result.status
     assert st.failed_version == versions.better and st.current_version == versions.good
 
@@ -392,7 +397,7 @@ def test_reconcile_many_batches_reads(make_reconciler, versions, n):
     cfg = project_config(PROJECT, min_r2=0.5, max_regression=0.05).model_copy(
         update={"envs": [f"e{i}" for i in range(n)]}
     )
-    rec.registry.register_project(cfg)
+    rec.registry.policy.set(cfg, reason="one env per deployment")
     results = rec.reconcile_many([(d, None) for d in deps])
     assert all(not r.degraded for r in results), [r.status for r in results if r.degraded]
     rec.observer.reads.clear()

@@ -303,7 +303,8 @@ def test_naming_tf_builds_the_python_names(
         "drift_task_role_name": p.drift_task_role(project),
         "drift_task_family": p.drift_task_family(project),
         "drift_log_group_name": p.drift_log_group(project),
-        "project_config_key": p.project_config_key(project),
+        "registration_prefix": p.registration_prefix(project),
+        "legacy_registration_key": p.legacy_registration_key(project),
         "training_task_role_name": p.training_task_role(project),
         "training_task_family": p.training_task_family(project),
         "training_log_group_name": p.training_log_group(project),
@@ -372,7 +373,8 @@ def test_plain_name_templates_match_python_without_terraform():
         "drift_task_role_name": p.drift_task_role(project),
         "drift_task_family": p.drift_task_family(project),
         "drift_log_group_name": p.drift_log_group(project),
-        "project_config_key": p.project_config_key(project),
+        "registration_prefix": p.registration_prefix(project),
+        "legacy_registration_key": p.legacy_registration_key(project),
         "training_task_role_name": p.training_task_role(project),
         "training_task_family": p.training_task_family(project),
         "training_log_group_name": p.training_log_group(project),
@@ -1030,7 +1032,12 @@ def test_training_role_reads_data_and_writes_only_candidates(tf):
     assert "${aws_s3_bucket.artifacts.arn}/${local.training_data_prefix}*" in json.dumps(
         sorted(reads)
     )
-    assert "${aws_s3_bucket.artifacts.arn}/${local.project_config_key}" in reads
+    # The registration: every revision, and the legacy key read while none exists.
+    assert "${aws_s3_bucket.artifacts.arn}/${local.registration_prefix}*" in reads
+    assert "${aws_s3_bucket.artifacts.arn}/${local.legacy_registration_key}" in reads
+    (listing,) = [st for st in sts if "s3:ListBucket" in as_list(st["actions"])]
+    listed = json.dumps(listing["condition"])
+    assert "${local.registration_prefix}*" in listed
     assert "models" not in json.dumps(sts)  # publishing is not the training task's
 
 
