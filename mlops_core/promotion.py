@@ -137,6 +137,11 @@ def rollback(
             hint="log entries are never deleted by the platform; restore the entry from "
             "the bucket's object versions, or promote a version explicitly",
         )
+    if target.pins is None:
+        # An entry adopted from a pointer older than pins: pinned by its publication
+        # record (written at publish time), then verified like any other.
+        pins = registry.get_published(project, target.version).pins
+        target = target.model_copy(update={"pins": pins})
     # The pins of the entry it returns to, verified against publication.
     registry.verify(
         project, target.version, target.pins, where=f"entry {target.seq} of the promotion log"

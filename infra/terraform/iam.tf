@@ -391,13 +391,6 @@ data "aws_iam_policy_document" "controller" {
     resources = ["${aws_s3_bucket.artifacts.arn}/*/models/*"]
   }
   statement {
-    # The promotion log (mlops_core.promotion_log): read it and append to it (conditional
-    # creates, never overwrites) on every pointer move.
-    sid       = "PromotionLog"
-    actions   = ["s3:GetObject", "s3:PutObject"]
-    resources = ["${aws_s3_bucket.artifacts.arn}/${local.promotions_root}*"]
-  }
-  statement {
     # Listing finds the log's head when the pointer parameter cannot say where it is.
     sid       = "ListPromotionLog"
     actions   = ["s3:ListBucket"]

@@ -74,7 +74,7 @@ def test_a_promotion_that_loses_the_race_exits_4_naming_the_winner(
 
     def another_writer_first(self, project, env, entry):
         # Between this promote's read of the head and its write, bob promotes v3.
-        rival = pointer_for(registry.get_manifest(PROJECT, versions[2]), registry, reason="x")
+        rival = pointer_for(registry.get_published(PROJECT, versions[2]), registry, reason="x")
         create(self, project, env, rival.model_copy(update={"seq": entry.seq, "back": None}))
         monkeypatch.setattr(PromotionLog, "create", create)
         return create(self, project, env, entry)

@@ -28,6 +28,7 @@ def setup(platform, tmp_path):
 
 
 def move(reg: Registry, version: str, action: str = "promote") -> MovePointer:
+    pins = reg.get_published(PROJECT, version).pins
     return MovePointer(
         project=PROJECT,
         env=ENV,
@@ -36,6 +37,8 @@ def move(reg: Registry, version: str, action: str = "promote") -> MovePointer:
         sha256=reg.get_manifest(PROJECT, version).model_sha256,
         reason="controller: test",
         action=action,  # type: ignore[arg-type]
+        manifest_sha256=pins.manifest_sha256,
+        object_versions=pins.objects_json(),
     )
 
 
@@ -53,5 +56,7 @@ def test_a_repeated_move_appends_once_and_a_restore_pops_the_stack(setup):
     head = log.head(PROJECT, ENV)
     assert head is not None and (head.seq, head.version, head.action) == (3, v1, "rollback")
     assert head.back is None  # popped: the stack is back at entry 1, nothing below it
-    assert head.model_dump(include={"uri", "sha256"}) == first.model_dump(include={"uri", "sha256"})
+    assert head.model_dump(include={"uri", "sha256", "pins"}) == first.model_dump(
+        include={"uri", "sha256", "pins"}
+    )
     assert PointerStore(reg.platform).get(PROJECT, ENV) == head

@@ -32,7 +32,7 @@ from mlops_core import aws
 from mlops_core.naming import MANAGED_BY_TAG
 from mlops_core.pointer import PointerStore
 from mlops_core.publication import SIGNATURE
-from mlops_core.registry import sign_candidate
+from mlops_core.registry import Registry, sign_candidate
 
 
 def test_first_deploy_creates_pinned_revision_service_and_pointer(
@@ -301,7 +301,9 @@ def test_failed_rollout_restores_the_last_good_version_and_is_not_retried(
     assert pointer_version(platform) == versions.good
     pointer = PointerStore(platform).get(PROJECT, "prod")
     assert pointer.action == "rollback"
-    assert pointer.gates is None and pointer.policy_revision is None  # no gate judged it
+    # A rollback restores the earlier value as the promotion log holds it: pins, and the
+    # gates that judged that version when it was promoted.
+    assert pointer.pins == Registry(platform).get_published(PROJECT, versions.good).pins
     st = result.status
     assert st.failed_version == versions.better and st.current_version == versions.good
 

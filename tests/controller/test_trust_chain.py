@@ -85,15 +85,11 @@ def test_any_file_of_the_live_version_replaced_is_refused_by_every_consumer(
     before = PointerStore(platform).get(PROJECT, "prod")
     marker = tmp_path / "pwned"
     payload = pickle.dumps(Marker(str(marker)))
+    forged = _forged_manifest(registry, versions.good, **{name: payload})
     _tamper(platform, versions.good, name, payload)
     if name not in (MANIFEST, SIGNATURE, PUBLICATION):
         # The attacker rewrites the manifest to match: it no longer matches its signature.
-        _tamper(
-            platform,
-            versions.good,
-            MANIFEST,
-            _forged_manifest(registry, versions.good, **{name: payload}),
-        )
+        _tamper(platform, versions.good, MANIFEST, forged)
     mutations.clear()
 
     # The controller (a new process, as after a restart): Degraded, nothing changed.

@@ -143,8 +143,8 @@ def test_a_crash_between_the_log_and_ssm_is_repaired_by_the_next_reader(publishe
     reg, versions = published
     first, _ = promote(PROJECT, ENV, versions[0], registry=reg)
     log = _log(reg)
-    manifest = reg.get_manifest(PROJECT, versions[1])
-    crashed = pushed(first, pointer_for(manifest, reg, reason="crashed", actor="ci"))
+    published = reg.get_published(PROJECT, versions[1])
+    crashed = pushed(first, pointer_for(published, reg, reason="crashed", actor="ci"))
     log.create(PROJECT, ENV, crashed)  # the log write only: the writer died before SSM
     assert _ssm(reg) == first
     assert log.latest(PROJECT, ENV) == crashed and _ssm(reg) == first  # latest only reads
@@ -156,8 +156,8 @@ def test_a_crash_between_the_log_and_ssm_is_repaired_by_the_next_promote(publish
     reg, versions = published
     first, _ = promote(PROJECT, ENV, versions[0], registry=reg)
     log = _log(reg)
-    manifest = reg.get_manifest(PROJECT, versions[1])
-    log.create(PROJECT, ENV, pushed(first, pointer_for(manifest, reg, reason="crashed")))
+    published = reg.get_published(PROJECT, versions[1])
+    log.create(PROJECT, ENV, pushed(first, pointer_for(published, reg, reason="crashed")))
     third, _ = promote(PROJECT, ENV, versions[2], registry=reg)
     assert (third.seq, third.back) == (3, 2)
     assert _ssm(reg) == third
@@ -171,8 +171,8 @@ def test_a_writer_whose_ssm_put_was_overtaken_puts_the_real_head(published):
     reg, versions = published
     first, _ = promote(PROJECT, ENV, versions[0], registry=reg)
     log = _log(reg)
-    a = pushed(first, pointer_for(reg.get_manifest(PROJECT, versions[1]), reg, reason="a"))
-    b = pushed(a, pointer_for(reg.get_manifest(PROJECT, versions[2]), reg, reason="b"))
+    a = pushed(first, pointer_for(reg.get_published(PROJECT, versions[1]), reg, reason="a"))
+    b = pushed(a, pointer_for(reg.get_published(PROJECT, versions[2]), reg, reason="b"))
     log.create(PROJECT, ENV, a)
     log.write(PROJECT, ENV, b)
     log._publish(PROJECT, ENV, a)  # A's SSM put, arriving last
