@@ -87,6 +87,19 @@ def check_version(version: str) -> str:
     return version
 
 
+def check_version_of(manifest: Manifest) -> None:
+    """A version id names its served model: its suffix is that file's digest prefix."""
+    suffix = manifest.version.rpartition("-")[2]
+    entry = manifest.files.get(manifest.model_file)
+    if entry is None or not entry.sha256.startswith(suffix):
+        raise IntegrityError(
+            f"version {manifest.version} does not name its model: {manifest.model_file} "
+            f"has sha256 {entry.sha256[:12] if entry else 'none'}…",
+            hint="version ids end with the served model's digest; the manifest was "
+            "edited after training",
+        )
+
+
 class FileEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sha256: str = Field(pattern=SHA256_RE.pattern)

@@ -42,6 +42,7 @@ from mlops_core.artifacts import (
     MANIFEST,
     Manifest,
     check_version,
+    check_version_of,
     read_manifest,
     sha256_bytes,
     verify_folder,
@@ -249,19 +250,24 @@ def read_candidate_manifest(uri: str) -> Manifest:
 
 def fetch_candidate(uri: str, dest: Path) -> Path:
     """A local copy of the (unpublished) artifacts folder at ``uri``, its signature with
-    it when it has one. Only digests are checked here: publishing checks the signature."""
+    it when it has one. Only digests are checked here: publishing checks the signature.
+
+    The manifest is read once, and the files are checked against exactly those bytes,
+    which are what the copy holds: a writer changing the folder meanwhile cannot get a
+    manifest other than the one checked into the copy (what is signed or published)."""
     if not uri.startswith("s3://"):
         folder = Path(uri.removeprefix("file://"))
         verify_folder(folder)
         return folder
     bucket, prefix = split_s3_uri(uri.rstrip("/") + "/")
-    manifest = _read_manifest_s3(bucket, prefix + MANIFEST)
-    if manifest is None:
-        raise NotFound(f"no {MANIFEST} at {uri}", hint="is training finished there?")
+    try:
+        raw = _get(bucket, prefix + MANIFEST).read()
+    except IntegrityError:
+        raise NotFound(f"no {MANIFEST} at {uri}", hint="is training finished there?") from None
+    manifest = _parse_manifest(raw, uri.rstrip("/") + "/" + MANIFEST)
     dest.mkdir(parents=True, exist_ok=True)
     _download_verified(bucket, prefix, manifest, dest)
-    # The manifest's own bytes, not a re-serialisation: the signature covers their digest.
-    (dest / MANIFEST).write_bytes(_get(bucket, prefix + MANIFEST).read())
+    (dest / MANIFEST).write_bytes(raw)
     with contextlib.suppress(IntegrityError):  # unsigned: publishing says so
         (dest / SIGNATURE).write_bytes(_get(bucket, prefix + SIGNATURE).read())
     return dest
@@ -309,8 +315,12 @@ def sign_candidate(uri: str, signing_key: str) -> tuple[str, bool]:
     already there is kept; another one is refused, never replaced)."""
     with tempfile.TemporaryDirectory(prefix="mlops-sign-") as tmp:
         folder = fetch_candidate(uri, Path(tmp))  # every digest checked
-        check_servable(read_manifest(folder))
-    statement = candidate_statement(uri)
+        manifest = read_manifest(folder)
+        check_servable(manifest)
+        check_version_of(manifest)
+        # What is signed is the manifest that was checked, not a later read of it.
+        raw = (folder / MANIFEST).read_bytes()
+    statement = version_statement(manifest.project, manifest.version, sha256_bytes(raw))
     where = f"{uri.rstrip('/')}/{SIGNATURE}"
     existing = _candidate_bytes(uri, SIGNATURE)
     if existing is not None:
@@ -524,6 +534,7 @@ class Registry:
                 hint="publish them from their own project, or retrain this one",
             )
         check_version(manifest.version)
+        check_version_of(manifest)
         prefix = self.platform.version_prefix(project, manifest.version)
         uri = f"s3://{self.bucket}/{prefix}"
         manifest_bytes = (folder / MANIFEST).read_bytes()
@@ -540,13 +551,6 @@ class Registry:
         statement = version_statement(project, manifest.version, manifest_sha)
         envelope = self._envelope(folder, statement, sign)
 
-        registered, note = None, None
-        if config is not None:
-            head, created_head = self.policy.ensure(
-                config, reason=f"registered by the first publish ({manifest.version})"
-            )
-            registered = head.revision if created_head else None
-            note = None if created_head else publish_note(head, config)
         objects: dict[str, str] = {}
         for name, entry in sorted(manifest.files.items()):
             objects[name] = self._put_once(
@@ -591,6 +595,17 @@ class Registry:
                     f"version {manifest.version} of {project} was published concurrently",
                     hint="it is complete; nothing more to do",
                 ) from None
+        # What was committed must read back as published (a version someone wrote to
+        # while it was being published is refused here, not at its first use).
+        self.get_published(project, manifest.version)
+        # Registration last: a publish refused at any point above registered nothing.
+        registered, note = None, None
+        if config is not None:
+            head, created_head = self.policy.ensure(
+                config, reason=f"registered by the first publish ({manifest.version})"
+            )
+            registered = head.revision if created_head else None
+            note = None if created_head else publish_note(head, config)
         return PublishResult(
             project, manifest.version, uri, created, registered=registered, policy_note=note
         )

@@ -28,6 +28,7 @@ from mlops_core.artifacts import Manifest, read_manifest
 from mlops_core.errors import IntegrityError
 from mlops_core.features import FeatureEncoder
 from mlops_core.logs import get_logger
+from mlops_core.modelformat import check_servable
 from mlops_core.naming import Platform
 from mlops_core.publication import Pins
 from mlops_core.registry import fetch_candidate, fetch_published
@@ -90,7 +91,9 @@ def _fetch(
     if not expected_sha256:
         log.warning("serving a local folder that no digest pins", uri=uri,
                     hint="set MODEL_SHA256 to the manifest's model sha256 to pin it")  # fmt: skip
-    return read_manifest(folder), folder
+    manifest = read_manifest(folder)
+    check_servable(manifest)  # before any file it names is read
+    return manifest, folder
 
 
 def load_model(

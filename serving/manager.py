@@ -120,6 +120,14 @@ class ModelManager:
             model = load_model(
                 target[0], expected_sha256=target[1], pins=target[2], max_batch=s.max_batch
             )
+            if s.follows_pointer and model.project != s.project:
+                raise IntegrityError(
+                    f"the pointer of {s.project}/{s.env} names a model of project "
+                    f"{model.project!r}",
+                    where=target[0],
+                    hint="someone wrote another project's version into this pointer; "
+                    "promote one of this project's versions",
+                )
             if pointer_version is not None and model.version != pointer_version:
                 raise IntegrityError(
                     f"the pointer names version {pointer_version}, "

@@ -49,6 +49,10 @@ resource "aws_s3_bucket_ownership_controls" "artifacts" {
 locals {
   # Every project's published versions: {project}/models/{version}/...
   published_model_objects = "${aws_s3_bucket.artifacts.arn}/*/models/*"
+  append_only_records = [
+    "${aws_s3_bucket.artifacts.arn}/*/registration/*",
+    "${aws_s3_bucket.artifacts.arn}/*/promotions/*",
+  ]
 }
 
 data "aws_iam_policy_document" "artifacts_bucket" {
@@ -79,6 +83,24 @@ data "aws_iam_policy_document" "artifacts_bucket" {
     effect    = "Deny"
     actions   = ["s3:PutObject"]
     resources = [local.published_model_objects]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Null"
+      variable = "s3:if-none-match"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    # Registration revisions and promotion-log entries are append-only records: each is
+    # created once (If-None-Match), so an unconditional write could only rewrite history.
+    sid       = "DenyRecordOverwrites"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = local.append_only_records
     principals {
       type        = "*"
       identifiers = ["*"]

@@ -150,3 +150,37 @@ def test_a_pointer_without_pins_or_with_other_pins_is_not_served(
     assert manager.refresh() is False and manager.current is None
     store.put(PROJECT, "prod", pointer)
     assert manager.refresh() is True and manager.current.version == versions.good
+
+
+def test_a_pointer_naming_another_projects_version_is_not_served(
+    live, versions, platform, registry, tmp_path
+):
+    """SSM write access alone: another project's real, signed version with its real pins
+    written into this project's pointer is refused by pointer-following serving."""
+    from factories import make_artifacts, project_config
+
+    from serving.manager import ModelManager
+    from serving.metrics import ServingMetrics
+    from serving.settings import load_settings
+
+    make_artifacts(tmp_path / "o", project="other-proj", seed=7)
+    registry.publish(tmp_path / "o", config=project_config("other-proj"))
+    other = registry.list_versions("other-proj")[0]
+    store = PointerStore(platform)
+    store.put(
+        PROJECT,
+        "prod",
+        store.get(PROJECT, "prod").model_copy(
+            update={
+                "version": other.version,
+                "uri": platform.version_uri("other-proj", other.version),
+                "sha256": other.model_sha256,
+                "pins": registry.get_published("other-proj", other.version).pins,
+            }
+        ),
+    )
+    manager = ModelManager(
+        load_settings({"MLOPS_PROJECT": PROJECT, "MLOPS_ENV": "prod"}), ServingMetrics(), store
+    )
+    assert manager.refresh() is False and manager.current is None
+    assert "project 'other-proj'" in manager.error

@@ -279,3 +279,13 @@ def test_a_revision_stored_under_another_number_is_an_integrity_failure(platform
     )
     with pytest.raises(IntegrityError, match="stored as revision 7"):
         registry.get_project(PROJECT)
+
+
+def test_a_first_publish_refused_half_way_registers_nothing(platform, tmp_path):
+    """Refused at the objects (one already there with other content): no revision."""
+    m = make_artifacts(tmp_path / "a", seed=1)
+    key = platform.version_prefix(m.project, m.version) + "baseline.json"
+    aws.client("s3").put_object(Bucket=platform.artifact_bucket, Key=key, Body=b"squatted")
+    with pytest.raises(Conflict, match="different content"):
+        Registry(platform).publish(tmp_path / "a", config=project_config())
+    assert _registration_keys(platform) == []

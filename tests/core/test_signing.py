@@ -113,3 +113,16 @@ def test_manifest_file_names_are_the_layouts_never_paths(tmp_path):
         (tmp_path / "a" / MANIFEST).write_text(json.dumps(bad))
         with pytest.raises(InvalidInput, match="not part of the artifact layout"):
             read_manifest(tmp_path / "a")
+
+
+def test_a_version_id_that_does_not_name_its_model_is_refused(registry, platform, tmp_path):
+    """The suffix of a version id is its served model's digest: a manifest edited to
+    pass another model off under an honest version id is neither signed nor published."""
+    make_artifacts(tmp_path / "a")
+    doc = json.loads((tmp_path / "a" / MANIFEST).read_text())
+    doc["version"] = doc["version"][:-7] + "0000000"
+    (tmp_path / "a" / MANIFEST).write_text(json.dumps(doc))
+    with pytest.raises(IntegrityError, match="does not name its model"):
+        sign_candidate(str(tmp_path / "a"), platform.model_signing_key)
+    with pytest.raises(IntegrityError, match="does not name its model"):
+        registry.publish(tmp_path / "a")

@@ -691,6 +691,10 @@ def test_the_denies_are_tls_published_versions_and_signing(tf):
             ["s3:PutObject"],
             {"test": "Null", "variable": "s3:if-none-match", "values": ["true"]},
         ),
+        ("artifacts_bucket", "DenyRecordOverwrites"): (
+            ["s3:PutObject"],
+            {"test": "Null", "variable": "s3:if-none-match", "values": ["true"]},
+        ),
         ("artifacts_bucket", "DenyModelVersionDeletes"): (["s3:DeleteObjectVersion"], None),
         ("artifacts_bucket", "DenyModelRetentionBypass"): (
             ["s3:BypassGovernanceRetention"],
@@ -714,7 +718,13 @@ def test_the_denies_are_tls_published_versions_and_signing(tf):
         assert principal == {"type": "*", "identifiers": ["*"]}, key
         if condition is not None:
             assert blocks(st.get("condition")) == [condition], key
-        if key[0] == "artifacts_bucket" and key[1] != "DenyInsecureTransport":
+        if key[1] == "DenyRecordOverwrites":
+            assert st["resources"] == "${local.append_only_records}"
+            assert object_patterns(tf.locals["append_only_records"]) == [
+                "*/registration/*",
+                "*/promotions/*",
+            ]
+        elif key[0] == "artifacts_bucket" and key[1] != "DenyInsecureTransport":
             assert as_list(st["resources"]) == [models], key
             if condition is None:
                 assert "condition" not in st, key
