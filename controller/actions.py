@@ -6,13 +6,17 @@ can compare it, and ``plan.apply`` can simulate it. Each one is idempotent in ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
 
 # Environment variables a serving task reads: the one contract between a task definition
 # and the serving container.
 ENV_MODEL_URI = "MODEL_URI"
 ENV_MODEL_SHA256 = "MODEL_SHA256"
+# The version's publication pins (mlops_core.publication.Pins): serving downloads by them.
+ENV_MODEL_MANIFEST_SHA256 = "MODEL_MANIFEST_SHA256"
+ENV_MODEL_OBJECT_VERSIONS = "MODEL_OBJECT_VERSIONS"
 ENV_MODEL_VERSION = "MODEL_VERSION"
 ENV_PROJECT = "MLOPS_PROJECT"
 ENV_ENV = "MLOPS_ENV"
@@ -50,6 +54,10 @@ class TaskSpec:
     cpu: int
     memory: int
     port: int
+    #: Publication pins (Pins.manifest_sha256, Pins.objects_json()); a revision without
+    #: them predates signing and is replaced by one with them.
+    manifest_sha256: str = ""
+    object_versions: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,12 @@ class MovePointer:
     sha256: str
     reason: str
     action: Literal["promote", "rollback"] = "promote"
+    #: The version's publication pins, as in TaskSpec.
+    manifest_sha256: str = ""
+    object_versions: str = ""
+    # What judged a promotion, recorded in the pointer (None on a rollback).
+    gates: Mapping[str, Any] | None = field(default=None, hash=False)
+    policy_revision: int | None = None
 
 
 @dataclass(frozen=True)

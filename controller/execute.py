@@ -8,7 +8,9 @@ one looks before it writes:
   "update service" costs at most one extra revision;
 - creating a service that already exists (a crash after create) updates it instead;
 - updating a service to the task definition it already runs starts no new deployment;
-- the pointer and the service tags are plain overwrites of the same value;
+- moving the pointer appends to the promotion log only when its head differs from the
+  planned value (after a crash the head already holds it); the service tags are plain
+  overwrites of the same value;
 - publishing a candidate is the registry's own idempotent, conditional publish.
 """
 
@@ -23,6 +25,8 @@ from controller.actions import (
     CONTAINER_NAME,
     CPU_ARCHITECTURE,
     ENV_ENV,
+    ENV_MODEL_MANIFEST_SHA256,
+    ENV_MODEL_OBJECT_VERSIONS,
     ENV_MODEL_SHA256,
     ENV_MODEL_URI,
     ENV_MODEL_VERSION,
@@ -52,7 +56,9 @@ from controller.plan import NetworkConfig
 from mlops_core import aws
 from mlops_core.errors import IntegrityError
 from mlops_core.naming import MANAGED_BY_TAG, Platform
-from mlops_core.pointer import ModelPointer, PointerStore, now
+from mlops_core.pointer import ModelPointer, now
+from mlops_core.promotion_log import PromotionLog, popped, pushed
+from mlops_core.publication import Pins
 from mlops_core.registry import Registry
 
 CONTROLLER_ACTOR = "mlops-controller"
@@ -96,7 +102,7 @@ class Executor:
         self.registry = registry
         self.network = network
         self.after_each = after_each
-        self.pointers = PointerStore(platform)
+        self.log = PromotionLog(platform)
         #: Actions carried out, by kind (for benchmarks and tests).
         self.writes: Counter[str] = Counter()
 
@@ -156,7 +162,8 @@ class Executor:
 
     # -- adapters ----------------------------------------------------------------------
     def publish(self, action: PublishCandidate, log) -> None:
-        result = self.registry.publish_uri(action.uri, exist_ok=True)
+        # sign=False: the controller publishes only candidates signed by the publisher.
+        result = self.registry.publish_uri(action.uri, exist_ok=True, sign=False)
         if result.version != action.version:
             raise IntegrityError(
                 f"the candidate now holds version {result.version}, planned {action.version}",
@@ -184,6 +191,8 @@ class Executor:
         env = {
             ENV_MODEL_URI: spec.model_uri,
             ENV_MODEL_SHA256: spec.sha256,
+            ENV_MODEL_MANIFEST_SHA256: spec.manifest_sha256,
+            ENV_MODEL_OBJECT_VERSIONS: spec.object_versions,
             ENV_MODEL_VERSION: spec.version,
             ENV_PROJECT: spec.project,
             ENV_ENV: spec.env,
@@ -193,6 +202,8 @@ class Executor:
             "AWS_REGION": self.platform.region,
             "AWS_DEFAULT_REGION": self.platform.region,
         }
+        if self.platform.signing_key:
+            env["MLOPS_SIGNING_KEY"] = self.platform.signing_key
         container: dict = {
             "name": CONTAINER_NAME,
             "image": spec.image,
@@ -359,19 +370,42 @@ class Executor:
         return True
 
     def move_pointer(self, action: MovePointer) -> None:
-        self.pointers.put(
-            action.project,
-            action.env,
-            ModelPointer(
-                version=action.version,
-                uri=action.uri,
-                sha256=action.sha256,
-                promoted_at=now(),
-                promoted_by=CONTROLLER_ACTOR,
-                reason=action.reason,
-                action=action.action,
-            ),
+        """Append the planned value to the promotion log (then SSM). A head that already
+        holds it (a repeat after a crash) appends nothing; a restore to the value the
+        head returns to is a rollback entry copied from it, so the log stays a stack.
+        Another writer appending first is Conflict: the next pass re-plans."""
+        project, env = action.project, action.env
+        pins = Pins.from_values(action.manifest_sha256, action.object_versions, "MovePointer")
+        planned = (action.version, action.sha256, action.uri, pins)
+        head = self.log.head(project, env)
+        if head is not None and (head.version, head.sha256, head.uri, head.pins) == planned:
+            return
+        update = {"promoted_at": now(), "promoted_by": CONTROLLER_ACTOR, "reason": action.reason}
+        if action.action == "rollback" and head is not None and head.back is not None:
+            target = self.log.entry(project, env, head.back)
+            if (
+                target is not None
+                and (
+                    target.version,
+                    target.sha256,
+                    target.uri,
+                    target.pins,
+                )
+                == planned
+            ):
+                self.log.write(project, env, popped(head, target, **update))
+                return
+        value = ModelPointer(
+            version=action.version,
+            uri=action.uri,
+            sha256=action.sha256,
+            action=action.action,
+            pins=pins,
+            gates=None if action.gates is None else dict(action.gates),
+            policy_revision=action.policy_revision,
+            **update,
         )
+        self.log.write(project, env, pushed(head, value))
 
     def record_rollback(self, action: Rollback) -> None:
         self._ecs.tag_resource(

@@ -7,7 +7,7 @@ one AWS call per deployment:
 - the ECS services: ``describe_services``, 10 per call, with their tags;
 - task definitions: by ARN, cached forever (a revision is immutable);
 - registry manifests: by (project, version), cached forever (versions are immutable);
-- project configs: cached for ``project_ttl`` seconds (they can change, rarely).
+- project registrations: cached for ``project_ttl`` seconds (a new revision is rare).
 
 Problems that belong to one deployment (unknown project, unpublished version, unreadable
 candidate) end up in that deployment's :attr:`Observed.error`; only a failed batch call
@@ -29,6 +29,8 @@ from pydantic import ValidationError
 from controller.actions import (
     CONTAINER_NAME,
     ENV_ENV,
+    ENV_MODEL_MANIFEST_SHA256,
+    ENV_MODEL_OBJECT_VERSIONS,
     ENV_MODEL_SHA256,
     ENV_MODEL_URI,
     ENV_MODEL_VERSION,
@@ -39,11 +41,21 @@ from controller.api import ModelDeployment, ModelDeploymentStatus
 from controller.ownership import batch_winner, conflict
 from mlops_core import aws
 from mlops_core.artifacts import Manifest
-from mlops_core.errors import InvalidInput, MlopsError, NotFound
+from mlops_core.errors import IntegrityError, InvalidInput, MlopsError, NotFound
+from mlops_core.logs import get_logger
 from mlops_core.naming import Platform
 from mlops_core.pointer import ModelPointer
+from mlops_core.policy import Registration
 from mlops_core.project import ProjectConfig
-from mlops_core.registry import Registry, read_candidate_manifest
+from mlops_core.publication import Pins
+from mlops_core.registry import (
+    Published,
+    Registry,
+    check_candidate_signed,
+    read_candidate_manifest,
+)
+
+log = get_logger("controller.observe")
 
 SSM_BATCH = 10  # get_parameters accepts at most 10 names
 ECS_BATCH = 10  # describe_services accepts at most 10 services
@@ -128,9 +140,13 @@ class Observed:
     service: ServiceState | None = None
     task_definitions: Mapping[str, TaskDefinitionState] = field(default_factory=dict)
     project: ProjectConfig | None = None
+    # The registration revision ``project`` is (what a promotion's pointer records).
+    policy_revision: int | None = None
     # Manifests by version: the desired version's (from the registry or the candidate),
     # and those of the pointer's, the status' current and previous versions when published.
     manifests: Mapping[str, Manifest] = field(default_factory=dict)
+    # The publication pins of each published version in ``manifests``.
+    pins: Mapping[str, Pins] = field(default_factory=dict)
     # Versions known to be in the registry (a candidate's version may not be).
     published: frozenset[str] = frozenset()
     # The desired version, resolved (spec.model.version, or the candidate's manifest's).
@@ -156,6 +172,8 @@ def parse_task_definition(td: Mapping) -> TaskDefinitionState:
                 version=env[ENV_MODEL_VERSION],
                 sha256=env[ENV_MODEL_SHA256],
                 model_uri=env[ENV_MODEL_URI],
+                manifest_sha256=env.get(ENV_MODEL_MANIFEST_SHA256, ""),
+                object_versions=env.get(ENV_MODEL_OBJECT_VERSIONS, ""),
                 cpu=int(td.get("cpu") or 0),
                 memory=int(td.get("memory") or 0),
                 port=int(ports[0].get("containerPort") or 0),
@@ -239,9 +257,9 @@ class Observer:
         self.reads: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._task_definitions: dict[str, TaskDefinitionState] = {}
-        self._manifests: dict[tuple[str, str], Manifest] = {}
+        self._published: dict[tuple[str, str], Published] = {}
         self._candidates: dict[tuple[str, int | None, str], Manifest] = {}
-        self._projects: dict[str, tuple[float, ProjectConfig]] = {}
+        self._projects: dict[str, tuple[float, Registration]] = {}
 
     # -- public ------------------------------------------------------------------------
     def observe(
@@ -371,35 +389,45 @@ class Observer:
             self._task_definitions.setdefault(arn, state)
 
     # -- registry ----------------------------------------------------------------------
-    def project_config(self, project: str) -> ProjectConfig:
+    def registration(self, project: str) -> Registration:
+        """The project's registration in force (its head revision)."""
         now = time.monotonic()
         with self._lock:
             hit = self._projects.get(project)
         if hit is not None and now - hit[0] < self.project_ttl:
             return hit[1]
-        self.reads["s3:GetObject(project)"] += 1
+        self.reads["s3:registration"] += 1
         try:
-            config = self.registry.get_project(project)
+            registration = self.registry.registration(project)
         except NotFound as exc:
             raise ProjectNotFound(exc.what, hint=exc.hint) from None
         with self._lock:
-            self._projects[project] = (now, config)
-        return config
+            self._projects[project] = (now, registration)
+        return registration
 
-    def manifest(self, project: str, version: str) -> Manifest | None:
-        """The published manifest of ``version``, or None if it is not published."""
+    def project_config(self, project: str) -> ProjectConfig:
+        return self.registration(project).config
+
+    def published(self, project: str, version: str) -> Published | None:
+        """``version`` as its publication recorded it, verified (signature, pins, nothing
+        written since); None if it is not published. A version that fails its checks
+        raises IntegrityError. Cached: a verified version cannot change under its pins."""
         with self._lock:
-            cached = self._manifests.get((project, version))
+            cached = self._published.get((project, version))
         if cached is not None:
             return cached
         self.reads["s3:GetObject(manifest)"] += 1
         try:
-            manifest = self.registry.get_manifest(project, version)
+            published = self.registry.get_published(project, version)
         except NotFound:
             return None
         with self._lock:
-            self._manifests[(project, version)] = manifest
-        return manifest
+            self._published[(project, version)] = published
+        return published
+
+    def manifest(self, project: str, version: str) -> Manifest | None:
+        found = self.published(project, version)
+        return None if found is None else found.manifest
 
     def candidate(self, deployment: ModelDeployment) -> Manifest:
         """The candidate's manifest, read once per generation of the deployment."""
@@ -413,6 +441,10 @@ class Observer:
         self.reads["candidate:manifest"] += 1
         try:
             manifest = read_candidate_manifest(uri)
+            if not self.registry.exists(deployment.spec.project, manifest.version):
+                # Published ones are verified as published; an unpublished one must carry
+                # the publisher's signature, since the controller never signs.
+                check_candidate_signed(uri, self.registry.signing_key)
         except MlopsError as exc:
             raise CandidateInvalid(
                 f"cannot read the candidate: {exc.what}",
@@ -434,20 +466,24 @@ class Observer:
         self, deployment: ModelDeployment, status: ModelDeploymentStatus | None, base: Observed
     ) -> Observed:
         spec = deployment.spec
-        project = self.project_config(spec.project)
+        registration = self.registration(spec.project)
+        project = registration.config
         project.check_env(spec.env)
         manifests: dict[str, Manifest] = {}
+        pins: dict[str, Pins] = {}
         published: set[str] = set()
         if spec.model.candidate is not None:
             cand = self.candidate(deployment)
             version = cand.version
-            if self.manifest(spec.project, version) is not None:
-                published.add(version)
+            done = self.published(spec.project, version)
             manifests[version] = cand
+            if done is not None:
+                published.add(version)
+                manifests[version], pins[version] = done.manifest, done.pins
         else:
             assert spec.model.version is not None
             version = spec.model.version
-            found = self.manifest(spec.project, version)
+            found = self.published(spec.project, version)
             if found is None:
                 raise VersionNotFound(
                     f"version {version} of project {spec.project!r} is not published",
@@ -455,7 +491,7 @@ class Observer:
                     hint=f"publish it first ('mlopsctl publish'), or set spec.model.candidate; "
                     f"'mlopsctl models --project {spec.project}' lists published versions",
                 )
-            manifests[version] = found
+            manifests[version], pins[version] = found.manifest, found.pins
             published.add(version)
         others = {base.pointer.version if base.pointer else None}
         if status is not None:
@@ -466,14 +502,22 @@ class Observer:
                 if td is not None and td.spec is not None:
                     others.add(td.spec.version)
         for v in sorted(o for o in others if o and o not in manifests):
-            found = self.manifest(spec.project, v)
-            if found is not None:
-                manifests[v] = found
+            try:
+                other = self.published(spec.project, v)
+            except IntegrityError as exc:
+                # Not a version to return to; the desired one may still be served.
+                log.error("version failed its integrity check", key=deployment.key,
+                          version=v, error=exc.render())  # fmt: skip
+                continue
+            if other is not None:
+                manifests[v], pins[v] = other.manifest, other.pins
                 published.add(v)
         return replace(
             base,
             project=project,
+            policy_revision=registration.revision,
             manifests=manifests,
+            pins=pins,
             published=frozenset(published),
             desired_version=version,
         )

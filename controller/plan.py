@@ -66,13 +66,15 @@ from controller.observe import (
     TaskDefinitionState,
 )
 from controller.ownership import conflict, other_owner
-from mlops_core.artifacts import Manifest
+from mlops_core.artifacts import MANIFEST, Manifest, sha256_bytes
 from mlops_core.cost.estimate import BudgetExceeded, Estimate, check_budget, estimate
 from mlops_core.cost.prices import PriceBook
-from mlops_core.errors import InvalidInput
-from mlops_core.gates import evaluate, failed, merge
+from mlops_core.errors import IntegrityError, InvalidInput
+from mlops_core.gates import evaluate, failed, gate_values, merge
 from mlops_core.naming import MANAGED_BY_TAG, Platform
 from mlops_core.pointer import ModelPointer
+from mlops_core.project import Gates
+from mlops_core.publication import SIGNATURE, Pins
 
 # How soon to look again: while a rollout runs, and right after acting (defaults of
 # Polling; a blocked deployment is looked at again after RETRY_SECONDS).
@@ -85,6 +87,8 @@ RETRY_HINT = ". Change the spec to try again."
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
+# The reason of Degraded=True when a stored version or a pin disagrees with publication.
+INTEGRITY_FAILED = IntegrityError.reason
 
 
 @dataclass(frozen=True)
@@ -181,8 +185,11 @@ class Decision:
     cost: Estimate | None = None
 
 
-def task_spec(platform: Platform, deployment: ModelDeployment, manifest: Manifest) -> TaskSpec:
-    """The revision that serves ``manifest`` with the deployment's serving settings."""
+def task_spec(
+    platform: Platform, deployment: ModelDeployment, manifest: Manifest, pins: Pins
+) -> TaskSpec:
+    """The revision that serves ``manifest``, pinned as its publication recorded it, with
+    the deployment's serving settings."""
     s = deployment.spec
     return TaskSpec(
         family=platform.task_family(s.project, s.env),
@@ -195,6 +202,16 @@ def task_spec(platform: Platform, deployment: ModelDeployment, manifest: Manifes
         cpu=s.serving.cpu,
         memory=s.serving.memory,
         port=s.serving.port,
+        manifest_sha256=pins.manifest_sha256,
+        object_versions=pins.objects_json(),
+    )
+
+
+def _pinned_as(spec: TaskSpec, pins: Pins | None) -> bool:
+    """Whether a revision pins what publication recorded (older revisions pin nothing)."""
+    return pins is not None and (spec.manifest_sha256, spec.object_versions) == (
+        pins.manifest_sha256,
+        pins.objects_json(),
     )
 
 
@@ -323,7 +340,7 @@ def _restore_target(desired: Desired, observed: Observed, failing: str) -> str |
     # Then what AWS serves (the status may be lost, or from before a first deploy).
     options += [_live_version(observed), observed.pointer.version if observed.pointer else None]
     for v in options:
-        if v and v != failing and v in observed.manifests:
+        if v and v != failing and v in observed.pins:
             return v
     return None
 
@@ -437,11 +454,16 @@ class _Planner:
             return self.blocked(exc.reason, exc.render())
         return None
 
+    def effective_gates(self) -> Gates:
+        """The project's gates with the deployment's overrides: what judges a version."""
+        assert self.observed.project is not None
+        return merge(self.observed.project.gates, self.spec.gates.model_dump())
+
     def gates(self, version: str) -> str | None:
         """None if ``version`` passes the gates, else a message naming the failed ones."""
         obs = self.observed
         assert obs.project is not None
-        gates = merge(obs.project.gates, self.spec.gates.model_dump())
+        gates = self.effective_gates()
         # Judged against the env's current version (the one it replaces, or replaced
         # when it went live): the same one a failure would restore, so the verdict does
         # not change once the version is live.
@@ -503,7 +525,7 @@ class _Planner:
             )
         if not message.endswith(RETRY_HINT):
             message += RETRY_HINT
-        if not on_failure or not restored or restored not in self.observed.manifests:
+        if not on_failure or not restored or restored not in self.observed.pins:
             return self.blocked(reason, message)
         return self.converge(restored, degraded=(reason, message), restoring=True)
 
@@ -519,10 +541,18 @@ class _Planner:
                 prefer.append(st.task_definition)
         for arn in [a for a in prefer if a] + sorted(self.observed.task_definitions):
             td = self.observed.task_definitions.get(arn)
-            if td is not None and td.active and td.spec is not None and td.spec.version == version:
+            if (
+                td is not None
+                and td.active
+                and td.spec is not None
+                and td.spec.version == version
+                and _pinned_as(td.spec, self.observed.pins.get(version))
+            ):
                 return td.spec, arn
-        spec = task_spec(self.desired.platform, self.dep, self.observed.manifests[version])
-        return spec, None
+        obs = self.observed
+        return task_spec(
+            self.desired.platform, self.dep, obs.manifests[version], obs.pins[version]
+        ), None
 
     def converge(
         self,
@@ -535,20 +565,36 @@ class _Planner:
         platform = self.desired.platform
         svc = obs.service
         manifest = obs.manifests[version]
+        pins = obs.pins.get(version)
+        if pins is None:
+            # A candidate not yet published. What serves it is pinned by the object
+            # versions S3 assigns when it is published, so that comes first, alone.
+            assert self.spec.model.candidate is not None and not restoring
+            publish: list[Action] = [
+                PublishCandidate(
+                    uri=self.spec.model.candidate, project=self.spec.project, version=version
+                )
+            ]
+            return self._conditions(version, None, publish, degraded)
+        p = obs.pointer
+        if p is not None and p.version == version and p.pins is not None and p.pins != pins:
+            return self.blocked(
+                INTEGRITY_FAILED,
+                f"the pointer of {self.spec.project}/{self.spec.env} pins version {version} "
+                f"as manifest {p.pins.manifest_sha256[:12]}…, but its publication recorded "
+                f"{pins.manifest_sha256[:12]}…"
+                + ("" if p.pins.manifest_sha256 != pins.manifest_sha256 else " (other objects)")
+                + "; nothing is re-pinned: find who wrote the pointer, then promote a version "
+                "explicitly ('mlopsctl promote VERSION --env ENV')",
+            )
         if restoring:
             spec, arn = self._restore_spec(version)
         else:
-            spec = task_spec(platform, self.dep, manifest)
+            spec = task_spec(platform, self.dep, manifest, pins)
             arn = _find_td(obs, spec, [svc.task_definition if svc else None])
         service = service_spec(platform, self.dep, self.desired.network)
         actions: list[Action] = []
 
-        if not restoring and self.spec.model.candidate is not None and version not in obs.published:
-            actions.append(
-                PublishCandidate(
-                    uri=self.spec.model.candidate, project=self.spec.project, version=version
-                )
-            )
         if arn is None:
             actions.append(RegisterTaskDefinition(spec))
         if svc is None:
@@ -600,8 +646,7 @@ class _Planner:
                     )
                 )
         uri = platform.version_uri(self.spec.project, version)
-        p = obs.pointer
-        if p is None or p.version != version or p.sha256 != manifest.model_sha256 or p.uri != uri:
+        if p is None or p.version != version or p.pins != pins or p.uri != uri:
             actions.append(
                 MovePointer(
                     project=self.spec.project,
@@ -609,11 +654,16 @@ class _Planner:
                     version=version,
                     uri=uri,
                     sha256=manifest.model_sha256,
+                    manifest_sha256=pins.manifest_sha256,
+                    object_versions=pins.objects_json(),
                     reason=(
                         f"controller: {self.dep.key} generation {_gen(self.gen)}"
                         + (f", rollback: {degraded[1][:300]}" if restoring and degraded else "")
                     ),
                     action="rollback" if restoring else "promote",
+                    # A promotion passed gates() before converging: record what judged it.
+                    gates=None if restoring else gate_values(self.effective_gates()),
+                    policy_revision=None if restoring else obs.policy_revision,
                 )
             )
         self._versions(version, arn, restoring)
@@ -715,6 +765,7 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
     service = observed.service
     pointer = observed.pointer
     published = set(observed.published)
+    pins = dict(observed.pins)
     ids = iter(range(len(service.deployments) if service else 0, 1 << 30))
 
     def new_deployment(arn: str, replicas: int) -> DeploymentState:
@@ -734,6 +785,7 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
         match action:
             case PublishCandidate(version=v):
                 published.add(v)
+                pins[v] = _sim_pins(observed.manifests[v])
             case RegisterTaskDefinition(task=t):
                 revision = 1 + max(
                     (td.revision for td in tds.values() if td.family == t.family), default=0
@@ -794,7 +846,15 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
                     circuit_breaker=True,
                     load_balancers=(_SIM_TARGET_GROUP,) if lb else service.load_balancers,
                 )
-            case MovePointer(version=v, uri=uri, sha256=sha, reason=reason, action=kind):
+            case MovePointer(
+                version=v,
+                uri=uri,
+                sha256=sha,
+                reason=reason,
+                action=kind,
+                gates=gates,
+                policy_revision=revision,
+            ):
                 pointer = ModelPointer(
                     version=v,
                     uri=uri,
@@ -803,6 +863,9 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
                     promoted_by=actor,
                     reason=reason,
                     action=kind,
+                    pins=Pins.from_values(action.manifest_sha256, action.object_versions, "sim"),
+                    gates=None if gates is None else dict(gates),
+                    policy_revision=revision,
                 )
             case Rollback(failed_version=fv, generation=g, restored_version=rv):
                 assert service is not None
@@ -821,4 +884,14 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
         service=service,
         pointer=pointer,
         published=frozenset(published),
+        pins=pins,
+    )
+
+
+def _sim_pins(manifest: Manifest) -> Pins:
+    """Pins as a publication of ``manifest`` could record them (S3 picks the ids)."""
+    names = [*manifest.files, MANIFEST, SIGNATURE]
+    return Pins(
+        manifest_sha256=sha256_bytes(manifest.to_json().encode()),
+        objects={name: f"sim-{manifest.version}-{name}" for name in names},
     )

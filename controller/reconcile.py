@@ -37,7 +37,7 @@ from controller.plan import Decision, Desired, NetworkConfig, Polling, decide
 from mlops_core import aws
 from mlops_core.cost.estimate import Estimate, estimate
 from mlops_core.cost.prices import PriceBook, PriceResolver, PriceSettings, PricesUnavailable
-from mlops_core.errors import MlopsError
+from mlops_core.errors import IntegrityError, MlopsError
 from mlops_core.naming import Platform
 from mlops_core.registry import Registry
 
@@ -267,6 +267,11 @@ class Reconciler:
         plog = log.bind(action="plan")
         if decision.actions:
             plog.info("planned", actions=[describe(a) for a in decision.actions])
+        degraded = decision.status.condition("Degraded")
+        if degraded is not None and degraded.reason == IntegrityError.reason:
+            # Someone wrote to a published version or to a pin: a security event, not
+            # drift. Nothing is done about it but saying so, loudly.
+            plog.error("integrity check failed", message=degraded.message)
         drift = find_drift(gen, status, observed, decision.actions)
         for d in drift:
             log.bind(action="drift").warning(

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mlops_core.errors import IntegrityError, InvalidInput
 from mlops_core.features import FeatureSpec
@@ -52,6 +52,9 @@ FORMAT_FILES: dict[str, str] = {
     "skops": SKOPS_FILE,
     "sklearn-pickle": MODEL_FILE,
 }
+#: The only file names a manifest may list. Names come from a manifest that may have been
+#: written by anyone, and become paths on the reader's disk: a fixed set, never a path.
+LAYOUT_FILES = frozenset({MODEL_FILE, ONNX_FILE, SKOPS_FILE, BASELINE_FILE, METRICS_FILE})
 #: Class labels, in the order of the model's probability columns.
 Labels = list[int] | list[str]
 
@@ -118,6 +121,17 @@ class Manifest(BaseModel):
     hyperparameters: dict[str, Any]
     metrics: dict[str, Any] = Field(default_factory=dict, description="Copy of metrics.json")
     runtime: dict[str, str] = Field(description="python and library versions")
+
+    @field_validator("files")
+    @classmethod
+    def _layout_names(cls, files: dict[str, FileEntry]) -> dict[str, FileEntry]:
+        unknown = sorted(set(files) - LAYOUT_FILES)
+        if unknown:
+            raise ValueError(
+                f"files {unknown!r} are not part of the artifact layout "
+                f"(allowed: {', '.join(sorted(LAYOUT_FILES))})"
+            )
+        return files
 
     @property
     def model_sha256(self) -> str:

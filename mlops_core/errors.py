@@ -45,7 +45,9 @@ class Conflict(MlopsError):
 
 
 class IntegrityError(MlopsError):
-    reason = "DigestMismatch"
+    """A stored version, a signature or a pin disagrees with what was published."""
+
+    reason = "IntegrityFailed"
     exit_code = 5
 
 

@@ -73,6 +73,12 @@ def summary(task: Task | str, metrics: Mapping[str, Any]) -> str:
     )
 
 
+def gate_values(gates: Gates) -> dict[str, Any]:
+    """The gates as plain values: what a pointer records as the gates that judged its
+    version, and what ``mlopsctl policy`` compares."""
+    return gates.model_dump(mode="json")
+
+
 def merge(gates: Gates, overrides: Mapping[str, Any] | None) -> Gates:
     """Project gates with a deployment's non-null overrides applied."""
     if not overrides:

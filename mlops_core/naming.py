@@ -45,6 +45,13 @@ COST_TAG_KEYS = {
     "deployment": COST_TAG_DEPLOYMENT,
 }
 
+# Published objects stay under governance-mode Object Lock this long: long enough to
+# investigate an incident and roll back to anything recent; governance (not compliance)
+# so an administrator with s3:BypassGovernanceRetention can still retire a leaked model.
+DEFAULT_OBJECT_LOCK_DAYS = 30
+# The largest registration revision its six-digit key can hold.
+REGISTRATION_MAX = 999_999
+
 # Load balancer and target group names are limited to 32 characters.
 ELB_NAME_MAX = 32
 TARGET_GROUP_COLORS = ("blue", "green")
@@ -75,6 +82,10 @@ class Platform:
     platform: str = DEFAULT_PLATFORM
     artifact_bucket: str = f"{DEFAULT_PLATFORM}-artifacts"
     region: str = DEFAULT_REGION
+    #: The model-signing KMS key (ARN, id or alias); empty: the platform's alias.
+    signing_key: str = ""
+    #: Governance-mode Object Lock retention of published objects, in days (0: none).
+    object_lock_days: int = DEFAULT_OBJECT_LOCK_DAYS
 
     @classmethod
     def from_env(cls) -> Platform:
@@ -89,7 +100,19 @@ class Platform:
         region = (
             os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
         )
-        return cls(platform=platform, artifact_bucket=bucket, region=region)
+        lock_days = os.environ.get("MLOPS_OBJECT_LOCK_DAYS", "").strip()
+        if lock_days and not lock_days.isdigit():
+            raise InvalidInput(
+                f"invalid MLOPS_OBJECT_LOCK_DAYS {lock_days!r}",
+                hint="a whole number of days (0 turns retention off)",
+            )
+        return cls(
+            platform=platform,
+            artifact_bucket=bucket,
+            region=region,
+            signing_key=os.environ.get("MLOPS_SIGNING_KEY", "").strip(),
+            object_lock_days=int(lock_days) if lock_days else DEFAULT_OBJECT_LOCK_DAYS,
+        )
 
     # -- platform-wide resources -------------------------------------------------------
     @property
@@ -103,6 +126,15 @@ class Platform:
     @property
     def ecr_training_repository(self) -> str:
         return f"{self.platform}/training"
+
+    @property
+    def model_signing_key_alias(self) -> str:
+        """The KMS key that signs published versions (Terraform and ``dev up`` make it)."""
+        return f"alias/{self.platform}-model-signing"
+
+    @property
+    def model_signing_key(self) -> str:
+        return self.signing_key or self.model_signing_key_alias
 
     @property
     def ssm_prefix(self) -> str:
@@ -123,7 +155,20 @@ class Platform:
     def version_uri(self, project: str, version: str) -> str:
         return f"s3://{self.artifact_bucket}/{self.version_prefix(project, version)}"
 
-    def project_config_key(self, project: str) -> str:
+    def registration_prefix(self, project: str) -> str:
+        """Key prefix of the project's registration revisions (``mlops_core.policy``)."""
+        return f"{check_project(project)}/registration/"
+
+    def registration_key(self, project: str, revision: int) -> str:
+        """One revision of the registration: ``{project}/registration/000001.json``. Six
+        digits keep the keys in revision order when S3 lists them."""
+        if not 1 <= revision <= REGISTRATION_MAX:
+            raise InvalidInput(f"registration revision {revision} is out of range")
+        return f"{self.registration_prefix(project)}{revision:06d}.json"
+
+    def legacy_registration_key(self, project: str) -> str:
+        """The unversioned registration written before revisions existed; read (as
+        revision 0) only while a project has no revision."""
         return f"{check_project(project)}/project.json"
 
     def drift_prefix(self, project: str) -> str:
@@ -163,6 +208,22 @@ class Platform:
     # -- per project and env -----------------------------------------------------------
     def pointer_param(self, project: str, env: str) -> str:
         return model_pointer_param(self.platform, project, env)
+
+    def promotions_root(self, project: str) -> str:
+        """Key prefix of every env's promotion log (the controller's IAM grant)."""
+        return f"{check_project(project)}/promotions/"
+
+    def promotions_prefix(self, project: str, env: str) -> str:
+        """Key prefix of the env's promotion log (``mlops_core.promotion_log``): every
+        value the pointer has held, one object per change, never overwritten."""
+        return f"{self.promotions_root(project)}{check_env(env)}/"
+
+    def promotion_key(self, project: str, env: str, seq: int) -> str:
+        """Entry ``seq`` (1, 2, ...) of the promotion log; zero-padded so that keys sort
+        in the order they were written."""
+        if seq < 1:
+            raise InvalidInput(f"promotion log entries start at 1, not {seq}")
+        return f"{self.promotions_prefix(project, env)}{seq:012d}.json"
 
     def service_name(self, project: str, env: str) -> str:
         return service_name(project, env)

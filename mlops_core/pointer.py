@@ -1,8 +1,12 @@
 """The model pointer: one SSM parameter per project and env naming the live version.
 
 ``/{platform}/{project}/{env}/model`` holds JSON (:class:`ModelPointer`). Promotion is a
-pointer update; rollback resets it to an earlier value from the parameter's own history.
-Artifacts are never touched by either.
+pointer update; rollback resets it to an earlier value. Every change is written first to
+the promotion log in S3 (:mod:`mlops_core.promotion_log`, the record and the writers'
+serialisation point); this parameter is the readers' copy of the log's head. Artifacts
+are never touched by either. Every value carries the version's publication pins
+(:class:`mlops_core.publication.Pins`), copied from the publication record or from the
+log entry a rollback returns to, never taken from what the bucket holds now.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import getpass
 import os
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -18,6 +22,7 @@ from mlops_core import aws
 from mlops_core.artifacts import SHA256_RE, VERSION_RE
 from mlops_core.errors import InvalidInput
 from mlops_core.naming import Platform
+from mlops_core.publication import Pins
 
 # Terraform creates each pointer parameter before any promotion with this placeholder
 # (SSM has no empty values) and then ignores changes to it; it means "no model yet".
@@ -34,7 +39,29 @@ class ModelPointer(BaseModel):
     promoted_by: str
     reason: str = ""
     action: Literal["promote", "rollback"] = Field(
-        "promote", description="How this value was set; rollback walks history by it."
+        "promote", description="How this value was set: a promotion or a rollback."
+    )
+    # Set by the promotion log (mlops_core.promotion_log); pointers written before it
+    # existed lack them.
+    seq: int | None = Field(
+        None, ge=1, description="The promotion log entry that holds this value."
+    )
+    back: int | None = Field(
+        None, ge=1, description="The log entry a rollback from this value returns to."
+    )
+    pins: Pins | None = Field(
+        None,
+        description="The manifest digest and S3 object versions publication recorded; "
+        "consumers refuse a value without them or with others.",
+    )
+    # What judged a promotion (None on a rollback, which no gate judges, and on pointers
+    # written before they were recorded): the gate values in force, after a
+    # deployment's overrides, and the registration revision they came from.
+    gates: dict[str, Any] | None = Field(
+        None, description="The gate values that judged this promotion."
+    )
+    policy_revision: int | None = Field(
+        None, ge=0, description="The project registration revision the gates came from."
     )
 
     def to_json(self) -> str:
@@ -87,6 +114,8 @@ class PointerStore:
         return self._parse(raw, name)
 
     def put(self, project: str, env: str, pointer: ModelPointer) -> None:
+        """Overwrite the parameter. Only the promotion log calls this (after its own
+        write): every other writer goes through ``mlops_core.promotion_log``."""
         name = self.platform.pointer_param(project, env)
         self._ssm.put_parameter(
             Name=name,

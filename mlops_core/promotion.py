@@ -1,27 +1,40 @@
 """Promotion and rollback: moves of the model pointer, never of artifacts.
 
-Every pointer value records whether it was a promotion or a rollback, so rollback can walk
-the parameter's own history like a stack: promote v1, v2, v3; rollback -> v2; rollback
--> v1 (not back to v3).
+Both write only through the promotion log (:mod:`mlops_core.promotion_log`), which
+serialises concurrent writers (the loser gets Conflict, exit 4) and makes rollback a stack
+at any depth: promote v1, v2, v3; rollback -> v2; rollback -> v1 (not back to v3).
+
+Every value carries the version's publication pins: a promotion copies them from the
+publication record, a rollback from the log entry it returns to. Both verify the version
+against them first (signature, digests, nothing written since publication), and never
+take a pin from what the bucket holds now.
 """
 
 from __future__ import annotations
 
-from mlops_core.artifacts import Manifest
-from mlops_core.errors import GateFailed, InvalidInput, NotFound
-from mlops_core.gates import evaluate, failed
+from collections.abc import Mapping
+from typing import Any
+
+from mlops_core.errors import GateFailed, IntegrityError, InvalidInput, NotFound
+from mlops_core.gates import evaluate, failed, gate_values
 from mlops_core.pointer import ModelPointer, PointerStore, now, whoami
-from mlops_core.registry import Registry
+from mlops_core.promotion_log import PromotionLog, popped, pushed
+from mlops_core.registry import Published, Registry
 
 
 def pointer_for(
-    manifest: Manifest,
+    published: Published,
     registry: Registry,
     *,
     reason: str,
     actor: str | None = None,
     action: str = "promote",
+    gates: Mapping[str, Any] | None = None,
+    policy_revision: int | None = None,
 ) -> ModelPointer:
+    """A promotion's pointer value: the version with the pins its publication recorded;
+    ``gates`` and ``policy_revision`` record what judged it."""
+    manifest = published.manifest
     return ModelPointer(
         version=manifest.version,
         uri=registry.platform.version_uri(manifest.project, manifest.version),
@@ -30,6 +43,9 @@ def pointer_for(
         promoted_by=actor or whoami(),
         reason=reason,
         action=action,
+        pins=published.pins,
+        gates=None if gates is None else dict(gates),
+        policy_revision=policy_revision,
     )
 
 
@@ -47,19 +63,23 @@ def promote(
     """Point ``env`` at ``version`` if the project's gates pass. Returns the new pointer and
     the gate results. Nothing is written when a check fails."""
     registry = registry or Registry()
-    store = store or PointerStore(registry.platform)
-    config = registry.get_project(project)
+    registration = registry.registration(project)
+    config = registration.config
     config.check_env(env)
-    manifest = registry.get_manifest(project, version)
-    current = store.get(project, env)
-    if current is not None and current.version == version:
+    published = registry.get_published(project, version)  # signed, pinned, untouched
+    manifest = published.manifest
+    log = PromotionLog(registry.platform, store)
+    current = log.head(project, env)
+    if current is not None and current.version == version and current.pins is not None:
+        # Already live: nothing to write, but the live value must still be the published one.
+        registry.verify(project, version, current.pins, where=f"the pointer of {project}/{env}")
         return current, []
     current_manifest = None
     if current is not None:
         try:
             current_manifest = registry.get_manifest(project, current.version)
-        except NotFound:
-            current_manifest = None
+        except (NotFound, IntegrityError):
+            current_manifest = None  # judged as a first promotion: absolute gates only
     results = evaluate(config.gates, manifest, current_manifest)
     bad = failed(results)
     if bad and not force:
@@ -73,23 +93,17 @@ def promote(
         raise InvalidInput("--force needs --reason TEXT saying why the gates are overridden")
     if force and bad:
         reason = f"FORCED past {', '.join(r.name for r in bad)}: {reason}"
-    pointer = pointer_for(manifest, registry, reason=reason or "promote", actor=actor)
-    store.put(project, env, pointer)
-    return pointer, results
-
-
-def rollback_target(history: list[ModelPointer]) -> ModelPointer | None:
-    """The pointer value a rollback returns to, from the parameter's history."""
-    stack: list[ModelPointer] = []
-    for entry in history:
-        if entry.action == "rollback":
-            while stack and stack[-1].version != entry.version:
-                stack.pop()
-            if not stack:
-                stack.append(entry)
-        elif not stack or stack[-1].version != entry.version:
-            stack.append(entry)
-    return stack[-2] if len(stack) >= 2 else None
+    pointer = pointer_for(
+        published,
+        registry,
+        reason=reason or "promote",
+        actor=actor,
+        gates=gate_values(config.gates),
+        policy_revision=registration.revision,
+    )
+    # Entry head+1 of the log, or Conflict if another writer appended since the head
+    # was read: the gates above judged against a current version that is still current.
+    return log.write(project, env, pushed(current, pointer)), results
 
 
 def rollback(
@@ -101,26 +115,42 @@ def rollback(
     registry: Registry | None = None,
     store: PointerStore | None = None,
 ) -> tuple[ModelPointer, ModelPointer]:
-    """Reset ``env``'s pointer to the previous value. Returns (from, to)."""
+    """Reset ``env``'s pointer to the value it had before the last promotion, as the
+    promotion log recorded it (pins included; nothing is re-read from the bucket).
+    Returns (from, to)."""
     registry = registry or Registry()
-    store = store or PointerStore(registry.platform)
+    log = PromotionLog(registry.platform, store)
     registry.get_project(project).check_env(env)
-    history = store.history(project, env)
-    if not history:
+    head = log.head(project, env)
+    if head is None:
         raise NotFound(f"{project}/{env} has no model pointer yet; nothing to roll back")
-    target = rollback_target(history)
-    if target is None:
+    if head.back is None:
         raise NotFound(
-            f"{project}/{env} has no earlier version to roll back to "
-            f"(current: {history[-1].version})"
+            f"{project}/{env} has no earlier version to roll back to (current: {head.version})",
+            hint=f"'mlopsctl history --env {env} --project {project}' shows the log",
         )
-    manifest = registry.get_manifest(project, target.version)  # still published, verified
-    pointer = pointer_for(
-        manifest,
-        registry,
-        reason=reason or f"rollback from {history[-1].version}",
-        actor=actor,
-        action="rollback",
+    target = log.entry(project, env, head.back)
+    if target is None:
+        raise IntegrityError(
+            f"entry {head.seq} of the promotion log returns to entry {head.back}, which is missing",
+            where=registry.platform.promotions_prefix(project, env),
+            hint="log entries are never deleted by the platform; restore the entry from "
+            "the bucket's object versions, or promote a version explicitly",
+        )
+    if target.pins is None:
+        # An entry adopted from a pointer older than pins: pinned by its publication
+        # record (written at publish time), then verified like any other.
+        pins = registry.get_published(project, target.version).pins
+        target = target.model_copy(update={"pins": pins})
+    # The pins of the entry it returns to, verified against publication.
+    registry.verify(
+        project, target.version, target.pins, where=f"entry {target.seq} of the promotion log"
     )
-    store.put(project, env, pointer)
-    return history[-1], pointer
+    entry = popped(
+        head,
+        target,
+        promoted_at=now(),
+        promoted_by=actor or whoami(),
+        reason=reason or f"rollback from {head.version}",
+    )
+    return head, log.write(project, env, entry)

@@ -5,7 +5,9 @@
     mlopsctl publish            immutable, digest-verified version in S3
     mlopsctl promote VERSION --env prod
     mlopsctl rollback --env prod
+    mlopsctl history --env prod the promotion log: every pointer change, newest first
     mlopsctl status
+    mlopsctl policy show|set|history   the envs and gates in force, versioned
     mlopsctl logs --env prod    the service's task output, from CloudWatch Logs
     mlopsctl cost               per deployment: estimate, billed cost, cost per 1k requests
     mlopsctl serve --env prod
@@ -23,7 +25,16 @@ import sys
 
 import typer
 
-from mlopsctl import cmd_cost, cmd_dev, cmd_drift, cmd_logs, cmd_models, cmd_project, cmd_serve
+from mlopsctl import (
+    cmd_cost,
+    cmd_dev,
+    cmd_drift,
+    cmd_logs,
+    cmd_models,
+    cmd_policy,
+    cmd_project,
+    cmd_serve,
+)
 
 app = typer.Typer(
     name="mlopsctl",
@@ -54,9 +65,11 @@ def _root(
 app.command("init")(cmd_project.init)
 app.command("train")(cmd_project.train)
 app.command("publish")(cmd_models.publish)
+app.command("sign")(cmd_models.sign)
 app.command("models")(cmd_models.models)
 app.command("promote")(cmd_models.promote)
 app.command("rollback")(cmd_models.rollback)
+app.command("history")(cmd_models.history)
 app.command("status")(cmd_models.status)
 app.command("serve")(cmd_serve.serve)
 app.command("logs")(cmd_logs.logs)
@@ -64,6 +77,7 @@ app.command("cost")(cmd_cost.cost)
 app.command("prices")(cmd_cost.prices)
 app.command("drift")(cmd_drift.drift)
 app.add_typer(cmd_dev.app, name="dev")
+app.add_typer(cmd_policy.app, name="policy")
 
 
 @app.command("crd")

@@ -25,7 +25,7 @@ import typer
 from mlops_core import aws
 from mlops_core.errors import InvalidInput, MlopsError, NotFound
 from mlops_core.naming import Platform
-from mlops_core.registry import Registry
+from mlops_core.registry import Registry, sign_candidate
 from mlopsctl.context import (
     PROJECT_DIR_HELP,
     PROJECT_HELP,
@@ -101,7 +101,9 @@ def deploy(
     env: str = typer.Option(..., "--env", "-e", help="Environment, e.g. prod."),
     version: str = typer.Option(None, help="Published version (default: the newest)."),
     candidate: str = typer.Option(
-        None, help="Trained artifacts folder (s3:// or path) for the controller to publish."
+        None,
+        help="Trained artifacts folder (s3:// or path) for the controller to publish; "
+        "signed here with the publisher's key.",
     ),
     project: str = typer.Option(None, "--project", "-p", help=PROJECT_HELP),
     project_dir_: Path = typer.Option(None, "--project-dir", help=PROJECT_DIR_HELP),
@@ -145,6 +147,12 @@ def deploy(
     config = registry.get_project(name)
     config.check_env(env)
     if candidate:
+        if not dry_run:
+            # The controller publishes only signed candidates and never signs: whoever
+            # declares a candidate vouches for it with the publisher's key.
+            where, created = sign_candidate(candidate, registry.signing_key)
+            if created:
+                console.print(f"signed the candidate: {where}")
         model = {"candidate": candidate}
     else:
         if version is None:

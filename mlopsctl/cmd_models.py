@@ -1,4 +1,5 @@
-"""``mlopsctl publish | models | promote | rollback | status``: the registry and pointer."""
+"""``mlopsctl publish | models | promote | rollback | history | status``: the registry and
+the pointer."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from mlops_core.errors import NotFound
 from mlops_core.gates import METRIC_LABELS, metric, primary
 from mlops_core.pointer import PointerStore
 from mlops_core.project import ARTIFACTS_DIR
-from mlops_core.registry import Registry
+from mlops_core.registry import Registry, sign_candidate
 from mlopsctl.context import (
     PROJECT_DIR_HELP,
     PROJECT_HELP,
@@ -51,14 +52,29 @@ def publish(
     pdir = project_dir(project_dir_)
     config = load_project(pdir)
     folder = artifacts or pdir / ARTIFACTS_DIR
-    registry = Registry()
-    registry.register_project(config)
-    result = registry.publish(folder)
+    # The first publish registers the project; later ones never change its registration.
+    result = Registry().publish(folder, config=config)
+    if result.policy_note is not None:
+        err.print(f"[yellow]{escape(result.policy_note)}[/]")
     if quiet:
         typer.echo(result.version)
         return
     console.print(f"published [bold]{result.project}[/] version [bold]{result.version}[/]")
     console.print(f"  {result.uri}")
+    if result.registered is not None:
+        console.print(f"  registered {result.project} (registration revision {result.registered})")
+
+
+def sign(
+    uri: str = typer.Argument(
+        ..., help="A trained artifacts folder: s3://bucket/prefix/ (a candidate) or a path."
+    ),
+) -> None:
+    """Sign a trained artifacts folder with the publisher's key, so the controller may
+    publish it (``deploy --candidate`` does this itself). Every file's digest is checked
+    first; an existing valid signature is kept, another one refused."""
+    where, created = sign_candidate(uri, Registry().signing_key)
+    console.print(f"{'signed' if created else 'already signed'}: {where}")
 
 
 def models(
@@ -137,6 +153,45 @@ def rollback(
     name = project_name(project, project_dir_)
     before, after = do_rollback(name, env, reason=reason)
     console.print(f"[bold]{name}/{env}[/] rolled back: {before.version} -> {after.version}")
+
+
+def history(
+    env: str = ENV_OPTION,
+    project: str = typer.Option(None, "--project", "-p", help=PROJECT_HELP),
+    project_dir_: Path = typer.Option(None, "--project-dir", help=PROJECT_DIR_HELP),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="Show this many entries."),
+    output: Output = output_option(),
+) -> None:
+    """ENV's promotion log, newest first: every promotion and rollback, who and why."""
+    from mlops_core.promotion_log import PromotionLog
+
+    name = project_name(project, project_dir_)
+    registry = Registry()
+    registry.get_project(name).check_env(env)
+    entries = PromotionLog(registry.platform).history(name, env, limit=limit)
+    doc = {"project": name, "env": env, "entries": [e.model_dump(mode="json") for e in entries]}
+    if print_document(doc, output):
+        return
+    if not entries:
+        console.print(f"{name}/{env} has no promotions yet")
+        return
+    wide = output is Output.wide
+    table = Table(
+        "seq", "version", "action", "by", "at", "reason", *(["back", "sha256"] if wide else []),
+        title=f"{name}/{env}",
+    )  # fmt: skip
+    for e in entries:
+        extra = ["-" if e.back is None else str(e.back), e.sha256[:12]] if wide else []
+        table.add_row(
+            str(e.seq),
+            e.version,
+            e.action,
+            escape(e.promoted_by),
+            f"{e.promoted_at:%Y-%m-%d %H:%M:%S}",
+            escape(e.reason),
+            *extra,
+        )
+    console.print(table)
 
 
 def _revision(arn: str) -> str:

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from botocore.exceptions import ClientError
 
-from mlops_core import aws
+from mlops_core import aws, signing
 from mlops_core.errors import MlopsError
 from mlops_core.naming import DEFAULT_REGION, Platform, task_execution_role_name
 
@@ -61,8 +62,10 @@ def _check_moto() -> None:
 
 
 def _moto_server_cmd(port: int) -> list[str]:
+    """moto's server application, with S3's conditional writes made atomic (moto alone
+    lets two concurrent ``IfNoneMatch="*"`` creates of one key both succeed)."""
     _check_moto()
-    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    return [sys.executable, "-m", "mlopsctl.motoserver", "-H", "127.0.0.1", "-p", str(port)]
 
 
 def is_up(port: int) -> bool:
@@ -127,7 +130,10 @@ def bootstrap(platform: Platform | None = None) -> dict[str, str]:
     p = platform or Platform.from_env()
     s3 = aws.client("s3")
     try:
-        kwargs: dict[str, Any] = {"Bucket": p.artifact_bucket}
+        # Object Lock (which implies versioning): published objects get governance-mode
+        # retention at publish (mlops_core.registry); the bucket sets no default, so
+        # captures and desired state stay deletable.
+        kwargs: dict[str, Any] = {"Bucket": p.artifact_bucket, "ObjectLockEnabledForBucket": True}
         if p.region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": p.region}
         s3.create_bucket(**kwargs)
@@ -136,6 +142,12 @@ def bootstrap(platform: Platform | None = None) -> dict[str, str]:
     s3.put_bucket_versioning(
         Bucket=p.artifact_bucket, VersioningConfiguration={"Status": "Enabled"}
     )
+    # A bucket made before Object Lock was the default: S3 enables it on a versioned one.
+    with contextlib.suppress(ClientError):
+        s3.put_object_lock_configuration(
+            Bucket=p.artifact_bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
+        )
+    signing_key = ensure_signing_key(p)
     aws.client("ecs").create_cluster(
         clusterName=p.ecs_cluster,
         settings=[{"name": "containerInsights", "value": "enabled"}],
@@ -164,7 +176,29 @@ def bootstrap(platform: Platform | None = None) -> dict[str, str]:
         "subnets": ",".join(subnets),
         "security_groups": security_group,
         "execution_role_arn": execution_role,
+        "model_signing_key": signing_key,
     }
+
+
+def ensure_signing_key(p: Platform) -> str:
+    """The model-signing KMS key (ECC_NIST_P256, sign and verify) under the platform's
+    alias; its ARN. Locally the one identity may sign; on AWS, Terraform's key policy
+    lets only the publishing identity sign."""
+    kms = aws.client("kms")
+    alias = p.model_signing_key_alias
+    try:
+        return str(kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"])
+    except kms.exceptions.NotFoundException:
+        pass
+    key = kms.create_key(
+        KeySpec=signing.KEY_SPEC,
+        KeyUsage="SIGN_VERIFY",
+        Description=f"Signs the published model versions of platform {p.platform}",
+        Tags=[{"TagKey": k, "TagValue": v} for k, v in p.cost_tags().items()],
+    )["KeyMetadata"]
+    with contextlib.suppress(kms.exceptions.AlreadyExistsException):
+        kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
+    return str(kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"])
 
 
 ECS_TASKS_TRUST = {

@@ -2,8 +2,11 @@
 
 Every check happens before anything is loaded, in this order:
 
-1. :func:`mlops_core.registry.fetch_folder` downloads the folder (or takes a local one
-   in place) and checks every file's sha256 against ``manifest.json``;
+1. an ``s3://`` version is verified against its publication pins
+   (:func:`mlops_core.registry.fetch_published`: nothing written since publication, the
+   pinned manifest, the publisher's signature) and only the model file is downloaded,
+   by its pinned object version and checked against the signed manifest's sha256; a
+   local folder is checked in place against its ``manifest.json``;
 2. the manifest's model digest must equal the pinned one (``MODEL_SHA256``, or the
    pointer's ``sha256``) when there is one;
 3. the model file's bytes are read once, hashed again, and those exact bytes loaded by
@@ -21,12 +24,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mlops_core.artifacts import Manifest
+from mlops_core.artifacts import Manifest, read_manifest
 from mlops_core.errors import IntegrityError
 from mlops_core.features import FeatureEncoder
-from mlops_core.registry import fetch_folder
+from mlops_core.logs import get_logger
+from mlops_core.naming import Platform
+from mlops_core.publication import Pins
+from mlops_core.registry import fetch_candidate, fetch_published
 from serving.runtime import ModelRuntime, load_runtime
 from serving.schema import DEFAULT_MAX_BATCH, RequestParser
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,8 @@ class LoadedModel:
     encoder: FeatureEncoder
     parser: RequestParser
     runtime: ModelRuntime
+    #: The publication pins it was loaded by (None: a local folder).
+    pins: Pins | None = None
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -64,15 +74,35 @@ def check_pinned_digest(manifest: Manifest, expected_sha256: str | None, uri: st
         )
 
 
+def _fetch(
+    uri: str, pins: Pins | None, expected_sha256: str | None, tmp: Path
+) -> tuple[Manifest, Path]:
+    if uri.startswith("s3://"):
+        if pins is None or not expected_sha256:
+            raise IntegrityError(
+                "a published version is served only by its publication pins",
+                where=uri,
+                hint="serve what the controller's task definition or the pointer names",
+            )
+        signing_key = Platform.from_env().model_signing_key
+        return fetch_published(uri, pins, tmp, signing_key=signing_key, model_only=True), tmp
+    folder = fetch_candidate(uri, tmp)
+    if not expected_sha256:
+        log.warning("serving a local folder that no digest pins", uri=uri,
+                    hint="set MODEL_SHA256 to the manifest's model sha256 to pin it")  # fmt: skip
+    return read_manifest(folder), folder
+
+
 def load_model(
     uri: str,
     *,
     expected_sha256: str | None = None,
+    pins: Pins | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
 ) -> LoadedModel:
     """Fetch, verify and load the version folder at ``uri`` (s3:// or a local path)."""
     with tempfile.TemporaryDirectory(prefix="mlops-serving-") as tmp:
-        manifest, folder = fetch_folder(uri, Path(tmp))
+        manifest, folder = _fetch(uri, pins, expected_sha256, Path(tmp))
         check_pinned_digest(manifest, expected_sha256, uri)
         # The model lives in memory from here on; the downloaded copy can go.
         model_bytes = (folder / manifest.model_file).read_bytes()
@@ -83,4 +113,5 @@ def load_model(
         encoder=FeatureEncoder(manifest.features),
         parser=RequestParser(manifest.features, max_batch=max_batch),
         runtime=runtime,
+        pins=pins,
     )

@@ -19,6 +19,7 @@ import structlog
 
 from mlops_core.errors import IntegrityError, MlopsError, NotFound
 from mlops_core.pointer import PointerStore
+from mlops_core.publication import Pins
 from serving.loader import LoadedModel, load_model
 from serving.metrics import ServingMetrics
 from serving.settings import ServingSettings
@@ -26,7 +27,8 @@ from serving.settings import ServingSettings
 log = structlog.get_logger("serving.model")
 
 # (uri, sha256) of what should be served; sha256 may be None for an unpinned MODEL_URI.
-Target = tuple[str, str | None]
+# (uri, model sha256, publication pins): what one load is pinned to.
+Target = tuple[str, str | None, Pins | None]
 
 
 class ModelManager:
@@ -56,7 +58,7 @@ class ModelManager:
         s = self.settings
         if not s.follows_pointer:
             assert s.model_uri is not None
-            return (s.model_uri, s.model_sha256), None
+            return (s.model_uri, s.model_sha256, s.pins), None
         assert s.project is not None and s.env is not None
         pointer = self.store.get(s.project, s.env)
         if pointer is None:
@@ -68,7 +70,14 @@ class ModelManager:
                 where=f"pointer {s.project}/{s.env}",
                 hint="unset MODEL_SHA256 to follow the pointer, or promote the pinned version",
             )
-        return (pointer.uri, pointer.sha256), pointer.version
+        if pointer.pins is None:
+            raise IntegrityError(
+                f"the pointer names version {pointer.version} without its publication pins",
+                where=f"pointer {s.project}/{s.env}",
+                hint="the pointer was not written by 'mlopsctl promote' or the controller; "
+                "promote the version to rewrite it",
+            )
+        return (pointer.uri, pointer.sha256, pointer.pins), pointer.version
 
     def refresh(self) -> bool:
         """Load the version that should be served if it is not the live one.
@@ -96,10 +105,11 @@ class ModelManager:
                 log.warning("no pointer", project=s.project, env=s.env)
             return False
         target, pointer_version = found
-        if self.current is not None and (self.current.uri, self.current.sha256) == (
-            target[0],
-            target[1] or self.current.sha256,
-        ):
+        if self.current is not None and (
+            self.current.uri,
+            self.current.sha256,
+            self.current.pins,
+        ) == (target[0], target[1] or self.current.sha256, target[2]):
             # The pointer is back on the live version: an earlier refusal no longer applies.
             self.error, self._failed = None, None
             return False
@@ -107,7 +117,9 @@ class ModelManager:
             return False  # already refused and logged; wait for the pointer to move
         log.info("loading model", uri=target[0], version=pointer_version)
         try:
-            model = load_model(target[0], expected_sha256=target[1], max_batch=s.max_batch)
+            model = load_model(
+                target[0], expected_sha256=target[1], pins=target[2], max_batch=s.max_batch
+            )
             if pointer_version is not None and model.version != pointer_version:
                 raise IntegrityError(
                     f"the pointer names version {pointer_version}, "

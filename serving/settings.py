@@ -3,8 +3,11 @@
 Where the model comes from, in order:
 
 1. ``MODEL_URI``: an ``s3://`` version folder or a local folder. This is what the
-   controller writes into a task definition, together with ``MODEL_SHA256``; it pins
-   one version, so the pointer is never polled.
+   controller writes into a task definition, together with ``MODEL_SHA256`` and the
+   version's publication pins (``MODEL_MANIFEST_SHA256``, ``MODEL_OBJECT_VERSIONS``); it
+   pins one version, so the pointer is never polled. An ``s3://`` URI without all three
+   is refused; a local folder (``mlopsctl serve``, a developer's own training output) is
+   checked against its manifest, and served with a warning when no digest pins it.
 2. ``MLOPS_PROJECT`` + ``MLOPS_ENV``: the env's model pointer (an SSM parameter), read
    at start-up and, if ``MLOPS_POINTER_POLL_SECONDS`` > 0, polled so that a promotion or
    a rollback is served within a few seconds (local dev and demos).
@@ -23,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mlops_core.artifacts import SHA256_RE
 from mlops_core.errors import InvalidInput
 from mlops_core.naming import ENV_RE, PROJECT_RE
+from mlops_core.publication import Pins
 
 DEFAULT_PORT = 8080
 
@@ -44,6 +48,17 @@ class ServingSettings(BaseModel):
         validation_alias="MODEL_SHA256",
         pattern=SHA256_RE.pattern,
         description="Expected sha256 of the model file; a different manifest is refused.",
+    )
+    model_manifest_sha256: str | None = Field(
+        None,
+        validation_alias="MODEL_MANIFEST_SHA256",
+        pattern=SHA256_RE.pattern,
+        description="The version's manifest sha256, as publication recorded it.",
+    )
+    model_object_versions: str | None = Field(
+        None,
+        validation_alias="MODEL_OBJECT_VERSIONS",
+        description="JSON: file name -> S3 object version, as publication recorded them.",
     )
     project: str | None = Field(None, validation_alias="MLOPS_PROJECT", pattern=PROJECT_RE.pattern)
     env: str | None = Field(None, validation_alias="MLOPS_ENV", pattern=ENV_RE.pattern)
@@ -105,7 +120,32 @@ class ServingSettings(BaseModel):
                 "no model to serve: set MODEL_URI (a version folder) "
                 "or MLOPS_PROJECT and MLOPS_ENV (follow the env's pointer)"
             )
+        if self.model_uri is not None and self.model_uri.startswith("s3://"):
+            missing = [
+                alias
+                for alias, value in (
+                    ("MODEL_SHA256", self.model_sha256),
+                    ("MODEL_MANIFEST_SHA256", self.model_manifest_sha256),
+                    ("MODEL_OBJECT_VERSIONS", self.model_object_versions),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    f"an s3:// MODEL_URI is served only with its publication pins; "
+                    f"{', '.join(missing)} not set (the controller writes them into the "
+                    "task definition; or set MLOPS_PROJECT and MLOPS_ENV to follow the pointer)"
+                )
         return self
+
+    @property
+    def pins(self) -> Pins | None:
+        """The publication pins of an s3:// MODEL_URI."""
+        if not (self.model_manifest_sha256 and self.model_object_versions):
+            return None
+        return Pins.from_values(
+            self.model_manifest_sha256, self.model_object_versions, where="MODEL_OBJECT_VERSIONS"
+        )
 
     @property
     def follows_pointer(self) -> bool:

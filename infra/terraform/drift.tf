@@ -38,6 +38,7 @@ resource "aws_ecs_task_definition" "drift" {
         { name = "AWS_REGION", value = local.region },
         { name = "AWS_DEFAULT_REGION", value = local.region },
         { name = "MLOPS_DRIFT_WINDOW", value = var.drift_window },
+        { name = "MLOPS_SIGNING_KEY", value = aws_kms_key.model_signing.arn },
       ]
       mountPoints = [
         { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },

@@ -54,6 +54,7 @@ resource "aws_ecs_task_definition" "serving" {
         { name = "MLOPS_ARTIFACT_BUCKET", value = local.artifact_bucket },
         { name = "AWS_REGION", value = local.region },
         { name = "AWS_DEFAULT_REGION", value = local.region },
+        { name = "MLOPS_SIGNING_KEY", value = aws_kms_key.model_signing.arn },
       ]
       mountPoints = [
         { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },

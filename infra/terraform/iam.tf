@@ -8,6 +8,23 @@ locals {
     [for group in aws_cloudwatch_log_group.serving : group.arn],
     [aws_cloudwatch_log_group.drift.arn, aws_cloudwatch_log_group.training.arn],
   )
+  # The objects the controller writes: versions it publishes (signed candidates), desired
+  # state and status (and the S3 source's lease) under deployments/, the promotion log.
+  controller_written_objects = [
+    "${aws_s3_bucket.artifacts.arn}/*/models/*",
+    "${aws_s3_bucket.artifacts.arn}/${local.desired_state_prefix}*",
+    "${aws_s3_bucket.artifacts.arn}/*/promotions/*",
+  ]
+}
+
+# Verifiers read the public key; no role of this module may kms:Sign (the key policy
+# denies it to all but var.publisher_principal_arns).
+data "aws_iam_policy_document" "verify_signatures" {
+  statement {
+    sid       = "VerifyModelSignatures"
+    actions   = ["kms:DescribeKey", "kms:GetPublicKey"]
+    resources = [aws_kms_key.model_signing.arn]
+  }
 }
 
 # -- trust ------------------------------------------------------------------------------
@@ -139,9 +156,13 @@ resource "aws_iam_role" "serving_task" {
 }
 
 data "aws_iam_policy_document" "serving_task" {
+  source_policy_documents = [data.aws_iam_policy_document.verify_signatures.json]
+
   statement {
+    # Readers list a version's object versions (ListObjectVersions) and get each by the
+    # VersionId recorded at publish.
     sid       = "ReadModels"
-    actions   = ["s3:GetObject"]
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
     resources = ["${aws_s3_bucket.artifacts.arn}/${local.models_prefix}*"]
   }
   statement {
@@ -151,7 +172,7 @@ data "aws_iam_policy_document" "serving_task" {
   }
   statement {
     sid       = "ListModels"
-    actions   = ["s3:ListBucket"]
+    actions   = ["s3:ListBucket", "s3:ListBucketVersions"]
     resources = [aws_s3_bucket.artifacts.arn]
     condition {
       test     = "StringLike"
@@ -183,9 +204,13 @@ resource "aws_iam_role" "drift_task" {
 }
 
 data "aws_iam_policy_document" "drift_task" {
+  source_policy_documents = [data.aws_iam_policy_document.verify_signatures.json]
+
   statement {
+    # Readers list a version's object versions (ListObjectVersions) and get each by the
+    # VersionId recorded at publish.
     sid       = "ReadModels"
-    actions   = ["s3:GetObject"]
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
     resources = ["${aws_s3_bucket.artifacts.arn}/${local.models_prefix}*"]
   }
   statement {
@@ -200,7 +225,7 @@ data "aws_iam_policy_document" "drift_task" {
   }
   statement {
     sid       = "ListModelsCaptureAndReports"
-    actions   = ["s3:ListBucket"]
+    actions   = ["s3:ListBucket", "s3:ListBucketVersions"]
     resources = [aws_s3_bucket.artifacts.arn]
     condition {
       test     = "StringLike"
@@ -291,6 +316,8 @@ resource "aws_iam_role" "controller" {
 }
 
 data "aws_iam_policy_document" "controller" {
+  source_policy_documents = [data.aws_iam_policy_document.verify_signatures.json]
+
   statement {
     # checkov:skip=CKV_AWS_111: the task definition actions have no resource-level permissions in IAM
     # checkov:skip=CKV_AWS_356: the task definition actions have no resource-level permissions in IAM
@@ -341,10 +368,38 @@ data "aws_iam_policy_document" "controller" {
     resources = local.pointer_param_arns
   }
   statement {
-    # PutObjectTagging: publishing tags every artifact object with the cost tags.
-    sid       = "ArtifactObjects"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"]
+    sid       = "ReadArtifacts"
+    actions   = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.artifacts.arn}/*"]
+  }
+  statement {
+    sid       = "ReadPublishedVersions"
+    actions   = ["s3:GetObjectVersion"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/${local.models_prefix}*"]
+  }
+  statement {
+    # PutObjectTagging: publishing tags every artifact object with the cost tags. No
+    # overwrite of a published object: the bucket policy admits only conditional creates.
+    sid       = "WriteArtifacts"
+    actions   = ["s3:PutObject", "s3:PutObjectTagging"]
+    resources = local.controller_written_objects
+  }
+  statement {
+    # Publishing puts each object under governance retention (object_lock.days).
+    sid       = "LockPublishedVersions"
+    actions   = ["s3:PutObjectRetention"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/*/models/*"]
+  }
+  statement {
+    # Listing finds the log's head when the pointer parameter cannot say where it is.
+    sid       = "ListPromotionLog"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.artifacts.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.promotions_root}*"]
+    }
   }
   statement {
     # The S3 source removes a deployment's status object when its manifest is deleted.
@@ -354,8 +409,18 @@ data "aws_iam_policy_document" "controller" {
   }
   statement {
     sid       = "ArtifactBucket"
-    actions   = ["s3:GetBucketLocation", "s3:ListBucket"]
+    actions   = ["s3:GetBucketLocation", "s3:GetBucketObjectLockConfiguration", "s3:ListBucket"]
     resources = [aws_s3_bucket.artifacts.arn]
+  }
+  statement {
+    sid       = "ListPublishedVersions"
+    actions   = ["s3:ListBucketVersions"]
+    resources = [aws_s3_bucket.artifacts.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = [local.models_prefix, "${local.models_prefix}*"]
+    }
   }
   statement {
     # The budget gate prices a spec from the Price List API (else a shipped table);

@@ -15,9 +15,11 @@ locals {
   desired_state_prefix    = "deployments/"
   models_prefix           = "${var.project}/models/"
   drift_prefix            = "${var.project}/drift/"
-  project_config_key      = "${var.project}/project.json"
+  registration_prefix     = "${var.project}/registration/"
+  legacy_registration_key = "${var.project}/project.json"
   capture_root            = "${var.project}/capture/"
   drift_metrics_namespace = "${var.platform}/drift"
+  model_signing_key_alias = "alias/${var.platform}-model-signing"
 
   task_execution_role_name = "${var.platform}-task-execution"
   controller_role_name     = "${var.platform}-controller"
@@ -33,6 +35,7 @@ locals {
   training_log_group_name = "/ecs/${var.platform}/${var.project}_training"
   training_data_prefix    = "${var.project}/data/"
   candidates_prefix       = "${var.project}/candidates/"
+  promotions_root         = "${var.project}/promotions/"
 
   # Cost allocation tag keys (naming.COST_TAG_KEYS); main.tf puts them on every resource.
   cost_tag_keys = {

@@ -86,7 +86,7 @@ output "controller_role_arn" {
 }
 
 output "controller_environment" {
-  description = "Environment for the controller (its Helm values or ECS task): names, region, and where and as whom it runs the serving tasks it registers."
+  description = "Environment for the controller (its Helm values or ECS task): names, region, where and as whom it runs the serving tasks it registers, the model-signing key and the retention of what it publishes."
   value = {
     MLOPS_PLATFORM           = var.platform
     MLOPS_ARTIFACT_BUCKET    = aws_s3_bucket.artifacts.bucket
@@ -96,9 +96,18 @@ output "controller_environment" {
     MLOPS_ASSIGN_PUBLIC_IP   = "false"
     MLOPS_EXECUTION_ROLE_ARN = aws_iam_role.task_execution.arn
     MLOPS_TASK_ROLE_ARN      = aws_iam_role.serving_task.arn
+    # The key by ARN, not alias: an alias can be moved to another key.
+    MLOPS_SIGNING_KEY = aws_kms_key.model_signing.arn
+    # Governance retention of what it publishes; "0" when the bucket has no Object Lock.
+    MLOPS_OBJECT_LOCK_DAYS = var.object_lock.enabled ? tostring(var.object_lock.days) : "0"
     # Services attach to this module's target groups (found by name).
     MLOPS_LOAD_BALANCERS = "terraform"
   }
+}
+
+output "model_signing_key_arn" {
+  description = "ARN of the model-signing KMS key (MLOPS_SIGNING_KEY): publishers sign with it, everyone else only verifies."
+  value       = aws_kms_key.model_signing.arn
 }
 
 output "task_execution_role_arn" {

@@ -1,5 +1,9 @@
 # The artifact bucket: model versions under {project}/models/, desired state under
-# deployments/. Versions are written once and never overwritten.
+# deployments/. Versions are written once and never overwritten: the bucket policy refuses
+# unconditional writes, version deletes and retention bypass under */models/*, and
+# publishing puts each object there under governance-mode Object Lock retention of its own
+# (var.object_lock.days). No bucket default retention: it would lock captures, drift
+# reports and desired state too, which must stay deletable.
 
 resource "aws_s3_bucket" "artifacts" {
   # checkov:skip=CKV_AWS_144: cross-region replication is a per-account DR decision, not part of the base
@@ -42,6 +46,11 @@ resource "aws_s3_bucket_ownership_controls" "artifacts" {
   }
 }
 
+locals {
+  # Every project's published versions: {project}/models/{version}/...
+  published_model_objects = "${aws_s3_bucket.artifacts.arn}/*/models/*"
+}
+
 data "aws_iam_policy_document" "artifacts_bucket" {
   statement {
     sid     = "DenyInsecureTransport"
@@ -59,6 +68,72 @@ data "aws_iam_policy_document" "artifacts_bucket" {
       test     = "Bool"
       variable = "aws:SecureTransport"
       values   = ["false"]
+    }
+  }
+
+  statement {
+    # A published object is created once (PutObject with If-None-Match: *); a write
+    # without the header could replace it. Multipart parts and CopyObject cannot carry the
+    # header, so they are refused here too: publishing uses single PutObject requests.
+    sid       = "DenyModelOverwrites"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = [local.published_model_objects]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Null"
+      variable = "s3:if-none-match"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    # Pins name object versions: deleting one breaks every pointer and task definition
+    # that pins it. (A delete marker hides nothing from readers, who ask by VersionId.)
+    sid       = "DenyModelVersionDeletes"
+    effect    = "Deny"
+    actions   = ["s3:DeleteObjectVersion"]
+    resources = [local.published_model_objects]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+  }
+
+  statement {
+    # Governance retention can be shortened or removed (PutObjectRetention), and a locked
+    # version deleted early, only with s3:BypassGovernanceRetention: nobody gets it. To
+    # retire a leaked model, an administrator lifts this statement first (a reviewed
+    # change, in CloudTrail).
+    sid       = "DenyModelRetentionBypass"
+    effect    = "Deny"
+    actions   = ["s3:BypassGovernanceRetention"]
+    resources = [local.published_model_objects]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+  }
+
+  statement {
+    # Retention set on a published object stays GOVERNANCE (only lengthening it is
+    # possible without the bypass above); COMPLIANCE would make it undeletable even for the
+    # account.
+    sid       = "DenyModelRetentionModeChange"
+    effect    = "Deny"
+    actions   = ["s3:PutObjectRetention"]
+    resources = [local.published_model_objects]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "StringNotEquals"
+      variable = "s3:object-lock-mode"
+      values   = ["GOVERNANCE"]
     }
   }
 }
@@ -86,17 +161,6 @@ resource "aws_s3_bucket_lifecycle_configuration" "artifacts" {
   }
 
   depends_on = [aws_s3_bucket_versioning.artifacts]
-}
-
-resource "aws_s3_bucket_object_lock_configuration" "artifacts" {
-  count  = var.object_lock.enabled ? 1 : 0
-  bucket = aws_s3_bucket.artifacts.id
-  rule {
-    default_retention {
-      mode = var.object_lock.mode
-      days = var.object_lock.days
-    }
-  }
 }
 
 resource "aws_s3_bucket_logging" "artifacts" {

@@ -101,9 +101,10 @@ data "aws_iam_policy_document" "training_task" {
     resources = concat(["${aws_s3_bucket.artifacts.arn}/${local.training_data_prefix}*"], var.training_data_object_arns)
   }
   statement {
-    sid       = "ReadProjectConfig"
+    # The registration's revisions, and the legacy unversioned one until a revision exists.
+    sid       = "ReadProjectRegistration"
     actions   = ["s3:GetObject"]
-    resources = ["${aws_s3_bucket.artifacts.arn}/${local.project_config_key}"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/${local.registration_prefix}*", "${aws_s3_bucket.artifacts.arn}/${local.legacy_registration_key}"]
   }
   statement {
     # Read back what it wrote, to check each file's sha256.
@@ -112,13 +113,13 @@ data "aws_iam_policy_document" "training_task" {
     resources = ["${aws_s3_bucket.artifacts.arn}/${local.candidates_prefix}*"]
   }
   statement {
-    sid       = "ListDataAndCandidates"
+    sid       = "ListDataCandidatesAndRegistration"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.artifacts.arn]
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = [local.training_data_prefix, "${local.training_data_prefix}*", local.candidates_prefix, "${local.candidates_prefix}*"]
+      values   = [local.training_data_prefix, "${local.training_data_prefix}*", local.candidates_prefix, "${local.candidates_prefix}*", local.registration_prefix, "${local.registration_prefix}*"]
     }
   }
 }

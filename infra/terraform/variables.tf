@@ -71,17 +71,16 @@ variable "noncurrent_version_expiration_days" {
 }
 
 variable "object_lock" {
-  description = "S3 Object Lock on the artifact bucket with a default retention mode and days. Decide before the first apply: turning it on later replaces the bucket, which fails once it holds versions."
+  description = "S3 Object Lock on the artifact bucket. The bucket sets no default retention (captures and desired state stay deletable): publishing gives each object under {project}/models/ GOVERNANCE-mode retention for `days` (MLOPS_OBJECT_LOCK_DAYS; governance, so a leaked model can still be retired once the bucket policy's deny is lifted). Decide before the first apply: changing `enabled` replaces the bucket, which fails once it holds versions; a base created with it off sets enabled = false."
   type = object({
     enabled = bool
-    mode    = optional(string, "GOVERNANCE")
-    days    = optional(number, 365)
+    days    = optional(number, 30)
   })
-  default = { enabled = false }
+  default = { enabled = true }
 
   validation {
-    condition     = contains(["GOVERNANCE", "COMPLIANCE"], var.object_lock.mode) && var.object_lock.days >= 1
-    error_message = "object_lock.mode must be GOVERNANCE or COMPLIANCE and object_lock.days at least 1."
+    condition     = var.object_lock.days >= 1 && floor(var.object_lock.days) == var.object_lock.days
+    error_message = "object_lock.days must be a whole number of days, at least 1."
   }
 }
 
@@ -333,7 +332,20 @@ variable "controller_service_account" {
   }
 }
 
-# -- drift job --------------------------------------------------------------------------
+# -- model signing ----------------------------------------------------------------------
+
+variable "publisher_principal_arns" {
+  description = "IAM role or user ARNs that may sign model versions with the model-signing key (kms:Sign): the CI or release identities that run `mlopsctl publish` and `mlopsctl sign`. Everyone else is denied kms:Sign by the key policy; empty means nobody can sign yet. They must exist before the apply (KMS rejects a key policy naming an unknown principal)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.publisher_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$", arn))])
+    error_message = "publisher_principal_arns must be IAM role or user ARNs such as arn:aws:iam::123456789012:role/release."
+  }
+}
+
+# -- training ---------------------------------------------------------------------------
 
 variable "training_image_tag" {
   description = "Tag of the training image in the training ECR repository; null creates no training task definition yet (the role, log group and launcher policy exist regardless)."
@@ -395,6 +407,8 @@ variable "training_data_object_arns" {
     error_message = "training_data_object_arns must be S3 object ARNs such as arn:aws:s3:::bucket/prefix/*."
   }
 }
+
+# -- drift job --------------------------------------------------------------------------
 
 variable "drift_image" {
   description = "Image of the drift job; null runs it on the serving image (once serving_image_tag or serving_image is set)."

@@ -37,6 +37,7 @@ from mlopsctl.dataplane.network import LOOPBACK, LocalNetwork
 from mlopsctl.dataplane.scheduler import EcsScheduler
 from mlopsctl.dataplane.schedules import Schedules
 from mlopsctl.dataplane.settings import DataPlaneSettings
+from mlopsctl.motoserver import SerialisedConditionalWrites
 
 log = logs.get_logger("dataplane")
 
@@ -78,7 +79,7 @@ class DataPlane:
         server = make_server(
             LOOPBACK,
             self.port,
-            EcsFront(bridge.wsgi_app()),
+            EcsFront(SerialisedConditionalWrites(bridge.wsgi_app())),
             threaded=True,
             request_handler=bridge.request_handler(),
         )

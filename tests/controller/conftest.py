@@ -5,6 +5,8 @@ Everything goes to the session's moto server over HTTP (``aws_env``)."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from factories import make_artifacts, project_config
 from reconcile_support import MUTATING_PREFIXES, PROJECT, Calls, Clock, RolloutObserver, Versions
@@ -12,7 +14,7 @@ from reconcile_support import MUTATING_PREFIXES, PROJECT, Calls, Clock, RolloutO
 from controller.plan import NetworkConfig
 from controller.reconcile import Reconciler
 from mlops_core import aws
-from mlops_core.registry import Registry
+from mlops_core.registry import Registry, sign_candidate
 
 
 @pytest.fixture
@@ -52,9 +54,13 @@ def versions(registry, artifact_folders) -> Versions:
 
 
 @pytest.fixture
-def candidate_folder(artifact_folders):
-    """An unpublished artifacts folder (r2 0.85) to deploy as a candidate."""
-    return artifact_folders[0.85]
+def candidate_folder(artifact_folders, platform, tmp_path):
+    """An unpublished artifacts folder (r2 0.85) to deploy as a candidate, signed by the
+    publisher (this test's signing key: each test's local AWS is new)."""
+    folder = tmp_path / "candidate"
+    shutil.copytree(artifact_folders[0.85], folder)
+    sign_candidate(str(folder), platform.model_signing_key)
+    return folder
 
 
 @pytest.fixture

@@ -323,17 +323,23 @@ def test_resync_puts_back_a_pointer_moved_by_hand(platform, versions, network, t
             store = PointerStore(platform)
             moved = store.get("usedcar-price", "prod").model_copy(update={"version": v2})
             store.put("usedcar-price", "prod", moved)
-            wait_for(lambda: store.get("usedcar-price", "prod").version == v1)
+
+            def put_back():
+                return [
+                    e
+                    for e in logs
+                    if e.get("key") == f"default/{NAME}"
+                    and "move pointer" in str(e.get("action", ""))
+                ]
+
+            # The pointer is put back inside the action, and the action is logged right
+            # after it: wait for both.
+            wait_for(lambda: store.get("usedcar-price", "prod").version == v1 and put_back())
     finally:
         stop.set()
         t.join(timeout=30)
-    put_back = [
-        e
-        for e in logs
-        if e.get("key") == f"default/{NAME}" and "move pointer" in str(e.get("action", ""))
-    ]
-    assert put_back, "the revert is logged with the deployment key"
-    assert all(e.get("generation") == 1 for e in put_back)
+    assert put_back(), "the revert is logged with the deployment key"
+    assert all(e.get("generation") == 1 for e in put_back())
 
 
 # -- AWS errors ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from controller.observe import COMPLETED
 from controller.reconcile import invalid_status
 from mlops_core import aws
 from mlops_core.errors import InvalidInput
+from mlops_core.pointer import PointerStore
 
 
 class Killed(Exception):
@@ -43,7 +44,14 @@ def converged(platform, registry, version: str, replicas: int = 2) -> None:
     }
     assert env["MODEL_VERSION"] == version
     assert env["MODEL_SHA256"] == registry.get_manifest(PROJECT, version).model_sha256
+    # Pinned as publication recorded it, in the revision and in the pointer.
+    pins = registry.get_published(PROJECT, version).pins
+    assert (env["MODEL_MANIFEST_SHA256"], env["MODEL_OBJECT_VERSIONS"]) == (
+        pins.manifest_sha256,
+        pins.objects_json(),
+    )
     assert pointer_version(platform) == version
+    assert PointerStore(platform).get(PROJECT, "prod").pins == pins
 
 
 def run_until_converged(rec, dep, status, passes: int = 5):
@@ -60,10 +68,14 @@ def test_killed_during_a_candidate_deploy_then_restarted(
     k, make_reconciler, platform, registry, network, candidate_folder, versions
 ):
     dep = make_deployment(candidate=str(candidate_folder))
-    executor = Executor(platform, registry, network, after_each=killer(k))
+    # Pass 1 publishes (k=0 dies after it); pass 2 registers, creates, moves (k-1).
+    status = None
+    if k > 0:
+        status = make_reconciler().reconcile(dep, None).status
+    executor = Executor(platform, registry, network, after_each=killer(max(k - 1, 0)))
     first = make_reconciler(executor=executor)
     with pytest.raises(Killed):
-        first.reconcile(dep, None)  # Publish, Register, Create, Move: dies after action k
+        first.reconcile(dep, status)
 
     # A new process, which never saw the status of the killed pass.
     fresh = make_reconciler()

@@ -34,6 +34,7 @@ from controller.observe import (
 from controller.plan import Desired, NetworkConfig, Polling, apply, decide, plan, task_spec
 from mlops_core.artifacts import DataInfo, FileEntry, Manifest
 from mlops_core.naming import Platform
+from mlops_core.publication import Pins
 
 PLATFORM = Platform()
 NETWORK = NetworkConfig(subnets=("subnet-1",), security_groups=("sg-1",))
@@ -64,12 +65,24 @@ BAD = manifest(4, 0.40)  # fails min_r2
 MANIFESTS = {m.version: m for m in (GOOD, BETTER, WORSE, BAD)}
 
 
+def pins_of(m: Manifest) -> Pins:
+    """Pins as a publication of ``m`` records them (S3 picks the object versions)."""
+    return Pins(
+        manifest_sha256=hashlib.sha256(m.to_json().encode()).hexdigest(),
+        objects={n: f"v-{m.version}-{n}" for n in [*m.files, "manifest.json", "manifest.sig"]},
+    )
+
+
+PINS = {v: pins_of(m) for v, m in MANIFESTS.items()}
+
+
 def observed(**kw) -> Observed:
     base = Observed(
         key="ml/usedcar-prod",
         now=NOW,
         project=PROJECT,
         manifests=MANIFESTS,
+        pins=PINS,
         published=frozenset(MANIFESTS),
         desired_version=kw.pop("version", GOOD.version),
     )
@@ -121,8 +134,17 @@ def test_empty_env_deploys_register_create_then_pointer():
     d = decide(desired(), observed())
     assert kinds(d.actions) == ["RegisterTaskDefinition", "CreateService", "MovePointer"]
     reg, create, move = d.actions
-    assert reg.task == task_spec(PLATFORM, make_deployment(version=GOOD.version), GOOD)
+    assert reg.task == task_spec(
+        PLATFORM, make_deployment(version=GOOD.version), GOOD, PINS[GOOD.version]
+    )
     assert reg.task.sha256 == GOOD.model_sha256
+    # The revision and the pointer pin what publication recorded.
+    assert reg.task.manifest_sha256 == PINS[GOOD.version].manifest_sha256
+    assert reg.task.object_versions == PINS[GOOD.version].objects_json()
+    assert (move.manifest_sha256, move.object_versions) == (
+        reg.task.manifest_sha256,
+        reg.task.object_versions,
+    )
     assert reg.task.model_uri == PLATFORM.version_uri("usedcar-price", GOOD.version)
     assert create.service.replicas == 2 and create.task_definition is None
     assert move.version == GOOD.version and move.sha256 == GOOD.model_sha256
@@ -255,23 +277,40 @@ def test_image_change_registers_a_new_revision():
     assert actions[0].task.image == "registry.example.com/serving:0.2"
 
 
-def test_unpublished_candidate_is_published_first():
+def test_unpublished_candidate_is_published_first_and_alone():
     cand = manifest(9, 0.85)
     dep = make_deployment(candidate="s3://bucket/runs/1/")
     obs = observed(
         version=cand.version,
         manifests={**MANIFESTS, cand.version: cand},
     )
-    actions = plan(desired(dep), obs)
-    assert kinds(actions) == [
-        "PublishCandidate",
+    d = decide(desired(dep), obs)
+    # Nothing can pin the candidate before S3 has given its objects their versions.
+    assert d.actions == [PublishCandidate("s3://bucket/runs/1/", "usedcar-price", cand.version)]
+    assert cond(d.status, "Progressing") == ("True", "Updating")
+    published = replace(
+        obs, published=obs.published | {cand.version}, pins={**PINS, cand.version: pins_of(cand)}
+    )
+    assert kinds(plan(desired(dep), published)) == [
         "RegisterTaskDefinition",
         "CreateService",
         "MovePointer",
     ]
-    assert actions[0] == PublishCandidate("s3://bucket/runs/1/", "usedcar-price", cand.version)
-    published = replace(obs, published=obs.published | {cand.version})
-    assert kinds(plan(desired(dep), published))[0] == "RegisterTaskDefinition"
+
+
+def test_a_pointer_pinned_otherwise_than_publication_is_an_integrity_failure():
+    dep, status, obs = deploy()
+    forged = PINS[BETTER.version]  # the live version's name, another version's pins
+    pointer = obs.pointer.model_copy(update={"pins": forged})
+    d = decide(desired(dep, status), replace(obs, pointer=pointer))
+    assert d.actions == [] and d.degraded  # nothing re-pinned
+    assert cond(d.status, "Degraded") == ("True", "IntegrityFailed")
+    assert "publication recorded" in d.status.condition("Degraded").message
+    # A pointer moved to another version is drift: it is moved back, with the pins.
+    moved = obs.pointer.model_copy(update={"version": BETTER.version, "pins": forged})
+    actions = plan(desired(dep, status), replace(obs, pointer=moved))
+    assert kinds(actions) == ["MovePointer"]
+    assert actions[0].manifest_sha256 == PINS[GOOD.version].manifest_sha256
 
 
 def test_observation_errors_block_with_their_reason_and_no_actions():
@@ -314,6 +353,16 @@ def test_spec_gates_override_project_gates():
     assert kinds(plan(desired(dep), observed(version=BAD.version)))[-1] == "MovePointer"
 
 
+def test_a_promotion_records_the_gates_that_judged_it_and_their_revision():
+    dep = make_deployment(version=BAD.version, gates={"minR2": 0.3})
+    obs = observed(version=BAD.version, policy_revision=4)
+    move = plan(desired(dep), obs)[-1]
+    assert isinstance(move, MovePointer) and move.policy_revision == 4
+    assert move.gates is not None
+    assert (move.gates["min_r2"], move.gates["max_regression"]) == (0.3, 0.05)
+    assert apply(obs, [move]).pointer.gates == move.gates
+
+
 def _rolled_to_better(state: str, **dep_kw):
     dep, status, obs = deploy(**dep_kw)
     dep2 = make_deployment(version=BETTER.version, generation=2, **dep_kw)
@@ -332,6 +381,7 @@ def test_failed_rollout_rolls_back_to_the_last_good_revision():
     assert (rb.failed_version, rb.restored_version) == (BETTER.version, GOOD.version)
     assert update.task_definition == good_status.task_definition
     assert move.version == GOOD.version and move.action == "rollback"
+    assert move.gates is None and move.policy_revision is None  # no gate judged it
     assert cond(d.status, "Degraded") == ("True", "RolloutFailed")
     assert "tasks failed to start" in d.status.condition("Degraded").message
     assert d.status.failed_version == BETTER.version and d.status.failed_generation == 2
@@ -445,11 +495,10 @@ def scenarios(draw):
             if draw(st.booleans()):  # the controller looked again (maybe rolled back)
                 obs, status = apply(obs, d.actions), d.status
     if draw(st.booleans()) and obs.pointer is not None:  # drift the pointer
+        moved_to = draw(st.sampled_from(VERSIONS)).version
         obs = replace(
             obs,
-            pointer=obs.pointer.model_copy(
-                update={"version": draw(st.sampled_from(VERSIONS)).version}
-            ),
+            pointer=obs.pointer.model_copy(update={"version": moved_to, "pins": PINS[moved_to]}),
         )
     if draw(st.booleans()):
         status = None  # the caller lost the status
@@ -473,7 +522,7 @@ def test_plan_reaches_the_desired_state_and_then_plans_nothing(scenario):
         # Converged: the service runs the revision pinning the desired version, the
         # pointer names it, and the replica count is the spec's.
         version = obs.desired_version
-        spec = task_spec(PLATFORM, dep, MANIFESTS[version])
+        spec = task_spec(PLATFORM, dep, MANIFESTS[version], PINS[version])
         td = after.task_definitions[after.service.task_definition]
         assert td.spec == spec
         assert after.pointer.version == version

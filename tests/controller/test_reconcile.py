@@ -31,6 +31,8 @@ from controller.observe import COMPLETED, FAILED
 from mlops_core import aws
 from mlops_core.naming import MANAGED_BY_TAG
 from mlops_core.pointer import PointerStore
+from mlops_core.publication import SIGNATURE
+from mlops_core.registry import Registry, sign_candidate
 
 
 def test_first_deploy_creates_pinned_revision_service_and_pointer(
@@ -196,9 +198,16 @@ def test_candidate_is_published_after_its_gates_then_deployed(
     rec = make_reconciler()
     rec.observer.rollout = COMPLETED
     dep = make_deployment(candidate=str(candidate_folder))
-    result = rec.reconcile(dep, None)
+    (candidate_folder / SIGNATURE).unlink()
+    unsigned = rec.reconcile(dep, None)
+    assert unsigned.actions == [] and cond(unsigned.status, "Degraded")[1] == "CandidateInvalid"
+    assert "not signed" in unsigned.status.condition("Degraded").message
+    sign_candidate(str(candidate_folder), platform.model_signing_key)
+    published = rec.reconcile(dep, None)
+    # Published first, alone: what serves it pins the object versions S3 assigns then.
+    assert [type(a) for a in published.actions] == [PublishCandidate]
+    result = rec.reconcile(dep, published.status)
     assert [type(a) for a in result.actions] == [
-        PublishCandidate,
         RegisterTaskDefinition,
         CreateService,
         MovePointer,
@@ -206,6 +215,8 @@ def test_candidate_is_published_after_its_gates_then_deployed(
     version = result.status.current_version
     assert registry.exists(PROJECT, version)
     assert pointer_version(platform) == version
+    pins = registry.get_published(PROJECT, version).pins
+    assert PointerStore(platform).get(PROJECT, "prod").pins == pins
     again = rec.reconcile(dep, result.status)
     assert again.actions == []
     assert cond(again.status, "Ready") == ("True", "RolloutComplete")
@@ -241,6 +252,10 @@ def test_spec_gates_override_the_projects(make_reconciler, versions, platform):
     result = rec.reconcile(dep, None)
     assert not result.degraded
     assert pointer_version(platform, "dev") == versions.bad
+    # The pointer records what judged it: the overridden gates and their revision.
+    pointer = PointerStore(platform).get(PROJECT, "dev")
+    assert pointer.gates is not None and pointer.policy_revision == 1
+    assert (pointer.gates["min_r2"], pointer.gates["max_regression"]) == (0.3, 0.05)
 
 
 def test_tightened_gates_roll_a_live_version_back(make_reconciler, versions, platform):
@@ -286,6 +301,9 @@ def test_failed_rollout_restores_the_last_good_version_and_is_not_retried(
     assert pointer_version(platform) == versions.good
     pointer = PointerStore(platform).get(PROJECT, "prod")
     assert pointer.action == "rollback"
+    # A rollback restores the earlier value as the promotion log holds it: pins, and the
+    # gates that judged that version when it was promoted.
+    assert pointer.pins == Registry(platform).get_published(PROJECT, versions.good).pins
     st = result.status
     assert st.failed_version == versions.better and st.current_version == versions.good
 
@@ -381,7 +399,7 @@ def test_reconcile_many_batches_reads(make_reconciler, versions, n):
     cfg = project_config(PROJECT, min_r2=0.5, max_regression=0.05).model_copy(
         update={"envs": [f"e{i}" for i in range(n)]}
     )
-    rec.registry.register_project(cfg)
+    rec.registry.policy.set(cfg, reason="one env per deployment")
     results = rec.reconcile_many([(d, None) for d in deps])
     assert all(not r.degraded for r in results), [r.status for r in results if r.degraded]
     rec.observer.reads.clear()

@@ -8,6 +8,7 @@ with :mod:`mlops_core.naming`, the names ``mlopsctl dev up`` and the controller 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -72,6 +73,12 @@ CONTROLLER_ACTIONS = {
     "s3:ListBucket",
     "s3:DeleteObject",
     "s3:PutObjectTagging",
+    "s3:GetObjectVersion",
+    "s3:ListBucketVersions",
+    "s3:PutObjectRetention",
+    "s3:GetBucketObjectLockConfiguration",
+    "kms:GetPublicKey",
+    "kms:DescribeKey",
     "pricing:GetProducts",
 }
 
@@ -289,18 +296,21 @@ def test_naming_tf_builds_the_python_names(
         "drift_prefix": p.drift_prefix(project),
         "capture_root": p.capture_root(project),
         "drift_metrics_namespace": p.drift_metrics_namespace,
+        "model_signing_key_alias": p.model_signing_key_alias,
         "task_execution_role_name": p.task_execution_role,
         "controller_role_name": p.controller_role,
         "serving_task_role_name": p.serving_task_role(project),
         "drift_task_role_name": p.drift_task_role(project),
         "drift_task_family": p.drift_task_family(project),
         "drift_log_group_name": p.drift_log_group(project),
-        "project_config_key": p.project_config_key(project),
+        "registration_prefix": p.registration_prefix(project),
+        "legacy_registration_key": p.legacy_registration_key(project),
         "training_task_role_name": p.training_task_role(project),
         "training_task_family": p.training_task_family(project),
         "training_log_group_name": p.training_log_group(project),
         "training_data_prefix": p.training_data_prefix(project),
         "candidates_prefix": p.candidates_prefix(project),
+        "promotions_root": p.promotions_root(project),
         "cost_tag_keys": naming.COST_TAG_KEYS,
         # var.tags is empty here; test_cost_tags_win_over_user_tags adds some.
         "tags": p.cost_tags(project),
@@ -356,18 +366,21 @@ def test_plain_name_templates_match_python_without_terraform():
         "drift_prefix": p.drift_prefix(project),
         "capture_root": p.capture_root(project),
         "drift_metrics_namespace": p.drift_metrics_namespace,
+        "model_signing_key_alias": p.model_signing_key_alias,
         "task_execution_role_name": p.task_execution_role,
         "controller_role_name": p.controller_role,
         "serving_task_role_name": p.serving_task_role(project),
         "drift_task_role_name": p.drift_task_role(project),
         "drift_task_family": p.drift_task_family(project),
         "drift_log_group_name": p.drift_log_group(project),
-        "project_config_key": p.project_config_key(project),
+        "registration_prefix": p.registration_prefix(project),
+        "legacy_registration_key": p.legacy_registration_key(project),
         "training_task_role_name": p.training_task_role(project),
         "training_task_family": p.training_task_family(project),
         "training_log_group_name": p.training_log_group(project),
         "training_data_prefix": p.training_data_prefix(project),
         "candidates_prefix": p.candidates_prefix(project),
+        "promotions_root": p.promotions_root(project),
         "drift_dlq_name": p.drift_dead_letter_queue(project),
     }
     values = {"platform": platform, "project": project, "env": env}
@@ -452,10 +465,10 @@ UNTAGGABLE = {
     "aws_cloudwatch_event_target",
     "aws_ecr_lifecycle_policy",
     "aws_iam_role_policy",
+    "aws_kms_alias",
     "aws_route_table_association",
     "aws_s3_bucket_lifecycle_configuration",
     "aws_s3_bucket_logging",
-    "aws_s3_bucket_object_lock_configuration",
     "aws_s3_bucket_ownership_controls",
     "aws_s3_bucket_policy",
     "aws_s3_bucket_public_access_block",
@@ -617,11 +630,30 @@ def policy_documents(tf) -> dict[str, dict]:
     }
 
 
+def effective_statements(tf, name: str) -> list[dict]:
+    """A document's statements with those of its source_policy_documents, as the
+    aws_iam_policy_document data source merges them."""
+    docs = policy_documents(tf)
+    doc = docs[name]
+    out = statements(doc)
+    for ref in as_list(doc.get("source_policy_documents", [])):
+        m = re.fullmatch(r"\$\{data\.aws_iam_policy_document\.(\w+)\.json\}", ref)
+        assert m, f"{name}: source document {ref} is not a policy document of the module"
+        out.extend(effective_statements(tf, m.group(1)))
+    return out
+
+
+# In a key policy, Resource "*" is the key itself; test_model_signing_key_policy checks it.
+KEY_POLICIES = {"model_signing_key"}
+
+
 def test_iam_allow_statements_have_no_wildcard_actions_and_scoped_resources(tf):
     docs = policy_documents(tf)
     assert {"task_execution", "serving_task", "drift_task", "events", "controller"} <= set(docs)
     checked = 0
     for name, doc in docs.items():
+        if name in KEY_POLICIES:
+            continue
         for st in statements(doc):
             actions = as_list(st.get("actions", []))
             assert actions, f"{name}: a statement without actions"
@@ -638,24 +670,229 @@ def test_iam_allow_statements_have_no_wildcard_actions_and_scoped_resources(tf):
     assert checked >= 15
 
 
-def test_the_only_deny_is_the_bucket_tls_rule(tf):
-    denies = [
-        (name, st)
+def deny_statements(tf) -> dict[tuple[str, str], dict]:
+    return {
+        (name, st["sid"]): st
         for name, doc in policy_documents(tf).items()
         for st in statements(doc)
         if st.get("effect") == "Deny"
+    }
+
+
+def test_the_denies_are_tls_published_versions_and_signing(tf):
+    """Exactly these: no TLS, then under */models/* every way of changing a published
+    object (an unconditional write, a version delete, a retention bypass or a mode
+    change), and kms:Sign for everyone but the publishers."""
+    denies = deny_statements(tf)
+    models = "${local.published_model_objects}"
+    expected = {
+        ("artifacts_bucket", "DenyInsecureTransport"): (["s3:*"], None),
+        ("artifacts_bucket", "DenyModelOverwrites"): (
+            ["s3:PutObject"],
+            {"test": "Null", "variable": "s3:if-none-match", "values": ["true"]},
+        ),
+        ("artifacts_bucket", "DenyModelVersionDeletes"): (["s3:DeleteObjectVersion"], None),
+        ("artifacts_bucket", "DenyModelRetentionBypass"): (
+            ["s3:BypassGovernanceRetention"],
+            None,
+        ),
+        ("artifacts_bucket", "DenyModelRetentionModeChange"): (
+            ["s3:PutObjectRetention"],
+            {
+                "test": "StringNotEquals",
+                "variable": "s3:object-lock-mode",
+                "values": ["GOVERNANCE"],
+            },
+        ),
+        ("model_signing_key", "DenySigningToAllButPublishers"): (["kms:Sign"], None),
+    }
+    assert set(denies) == set(expected)
+    for key, (actions, condition) in expected.items():
+        st = denies[key]
+        assert as_list(st["actions"]) == actions, key
+        (principal,) = blocks(st["principals"])
+        assert principal == {"type": "*", "identifiers": ["*"]}, key
+        if condition is not None:
+            assert blocks(st.get("condition")) == [condition], key
+        if key[0] == "artifacts_bucket" and key[1] != "DenyInsecureTransport":
+            assert as_list(st["resources"]) == [models], key
+            if condition is None:
+                assert "condition" not in st, key
+    (tls,) = blocks(denies[("artifacts_bucket", "DenyInsecureTransport")]["condition"])
+    assert (tls["variable"], tls["values"]) == ("aws:SecureTransport", ["false"])
+    assert tf.locals["published_model_objects"] == "${aws_s3_bucket.artifacts.arn}/*/models/*"
+
+
+def object_patterns(resources: list[str]) -> list[str]:
+    """Object ARN patterns of the artifact bucket as key patterns (what follows 'arn/')."""
+    out = []
+    for arn in resources:
+        m = re.fullmatch(r"\$\{aws_s3_bucket\.artifacts\.arn\}/(.+)", arn)
+        assert m, arn
+        out.append(m.group(1))
+    return out
+
+
+def key_matches(patterns: list[str], key: str, local: dict[str, str]) -> bool:
+    """Whether an S3 key falls under one of the key patterns, with ``${local.x}`` filled
+    from ``local`` ('*' spans '/', as in IAM)."""
+    return any(
+        fnmatch.fnmatchcase(key, re.sub(r"\$\{local\.(\w+)\}", lambda m: local[m.group(1)], pat))
+        for pat in patterns
+    )
+
+
+def test_published_version_denies_cover_every_version_and_nothing_else():
+    """The */models/* pattern matches every object of a published version (naming's
+    version_prefix) for any project, and none of the keys that must stay writable."""
+    p = naming.Platform()
+    for project in ("usedcar-price", "p2"):
+        prefix = p.version_prefix(project, "20261128T064500Z-3f9a2c1")
+        for name in ("model.onnx", "manifest.json", "manifest.sig", "publication.json"):
+            assert fnmatch.fnmatchcase(prefix + name, "*/models/*"), prefix + name
+        for key in (
+            p.capture_root(project) + "prod/v1/part-0.jsonl",
+            p.drift_prefix(project) + "prod/drift.json",
+            p.candidates_prefix(project) + "run-1/model.onnx",
+            p.registration_key(project, 1),
+            p.desired_state_prefix + f"{project}-prod.yaml",
+        ):
+            assert not fnmatch.fnmatchcase(key, "*/models/*"), key
+
+
+def test_controller_writes_only_publications_desired_state_and_the_promotion_log(tf):
+    sts = effective_statements(tf, "controller")
+    writes = [st for st in sts if "s3:PutObject" in as_list(st["actions"])]
+    (write,) = writes
+    assert sorted(as_list(write["actions"])) == ["s3:PutObject", "s3:PutObjectTagging"]
+    assert write["resources"] == "${local.controller_written_objects}"
+    patterns = object_patterns(tf.locals["controller_written_objects"])
+    p = naming.Platform()
+    project = "usedcar-price"
+    local = {"desired_state_prefix": p.desired_state_prefix}
+    may = [
+        p.version_prefix(project, "v1") + "publication.json",
+        p.desired_state_prefix + f"{project}-prod.status.json",
+        p.desired_state_prefix + ".leases/controller.json",
+        f"{project}/promotions/prod/00000001.json",
     ]
-    assert len(denies) == 1
-    name, st = denies[0]
-    assert name == "artifacts_bucket"
-    (cond,) = blocks(st["condition"])
-    assert cond["variable"] == "aws:SecureTransport"
-    assert cond["values"] == ["false"]
+    must_not = [
+        p.candidates_prefix(project) + "run-1/manifest.sig",  # only publishers sign
+        p.registration_key(project, 1),  # the gates: changed only by registration
+        p.capture_root(project) + "prod/x.jsonl",
+        p.drift_prefix(project) + "prod/drift.json",
+        p.training_data_prefix(project) + "train.csv",
+    ]
+    for key in may:
+        assert key_matches(patterns, key, local), key
+    for key in must_not:
+        assert not key_matches(patterns, key, local), key
+    (retention,) = [st for st in sts if "s3:PutObjectRetention" in as_list(st["actions"])]
+    assert object_patterns(as_list(retention["resources"])) == ["*/models/*"]
+
+
+def test_no_role_may_sign_and_readers_verify(tf):
+    docs = policy_documents(tf)
+    for name in docs:
+        if name in KEY_POLICIES:
+            continue
+        for st in effective_statements(tf, name):
+            assert not any(a.startswith("kms:Sign") for a in as_list(st["actions"])), name
+    key_arn = "${aws_kms_key.model_signing.arn}"
+    for role in ("controller", "serving_task", "drift_task"):
+        sts = effective_statements(tf, role)
+        (verify,) = [st for st in sts if "kms:GetPublicKey" in as_list(st["actions"])]
+        assert sorted(as_list(verify["actions"])) == ["kms:DescribeKey", "kms:GetPublicKey"]
+        assert as_list(verify["resources"]) == [key_arn], role
+        versions = [st for st in sts if "s3:GetObjectVersion" in as_list(st["actions"])]
+        assert [object_patterns(as_list(st["resources"])) for st in versions] == [
+            ["${local.models_prefix}*"]
+        ], role
+        (listing,) = [st for st in sts if "s3:ListBucketVersions" in as_list(st["actions"])]
+        (cond,) = blocks(listing["condition"])
+        assert (cond["test"], cond["variable"]) == ("StringLike", "s3:prefix"), role
+        assert {"${local.models_prefix}", "${local.models_prefix}*"} <= set(cond["values"]), role
+        if role != "controller":
+            # Versions are listed under the same prefixes as the objects.
+            assert "s3:ListBucket" in as_list(listing["actions"]), role
+    # The trainer reads data and writes candidates; it neither signs nor verifies.
+    assert "kms:" not in json.dumps(effective_statements(tf, "training_task"))
+
+
+def test_model_signing_key_is_an_asymmetric_signing_key_under_the_python_alias(tf):
+    key = tf.resource("aws_kms_key", "model_signing")
+    assert key["customer_master_key_spec"] == "ECC_NIST_P256"
+    assert key["key_usage"] == "SIGN_VERIFY"
+    assert key["enable_key_rotation"] is False  # asymmetric keys cannot rotate
+    assert key["policy"] == "${data.aws_iam_policy_document.model_signing_key.json}"
+    alias = tf.resource("aws_kms_alias", "model_signing")
+    assert alias["name"] == "${local.model_signing_key_alias}"
+    assert alias["target_key_id"] == "${aws_kms_key.model_signing.key_id}"
+    # What serving and the CLI use when MLOPS_SIGNING_KEY is unset.
+    assert naming.Platform(platform="acme-ml").model_signing_key == "alias/acme-ml-model-signing"
+    assert tf.outputs["model_signing_key_arn"]["value"] == "${aws_kms_key.model_signing.arn}"
+    for rtype, name in (
+        ("aws_ecs_task_definition", "serving"),
+        ("aws_ecs_task_definition", "drift"),
+    ):
+        container = tf.resource(rtype, name)["container_definitions"]
+        assert 'name = "MLOPS_SIGNING_KEY", value = aws_kms_key.model_signing.arn' in container
+
+
+def test_model_signing_key_policy(tf):
+    """The account administers but does not sign; only the publishers sign; an explicit
+    Deny covers every other principal; verifiers read the public key."""
+    doc = policy_documents(tf)["model_signing_key"]
+    static = {st["sid"]: st for st in blocks(doc["statement"])}
+    admin = static["AdministerKey"]
+    (principal,) = blocks(admin["principals"])
+    assert principal == {"type": "AWS", "identifiers": ["${local.account_root_arn}"]}
+    assert tf.locals["account_root_arn"] == "arn:${local.partition}:iam::${local.account_id}:root"
+    admin_actions = as_list(admin["actions"])
+    assert "kms:PutKeyPolicy" in admin_actions  # else KMS refuses the policy (lockout)
+    assert not any("*" in a for a in admin_actions)
+    for forbidden in ("kms:Sign", "kms:CreateGrant", "kms:Decrypt"):
+        assert forbidden not in admin_actions, forbidden
+
+    (dyn,) = [body["statement"] for body in blocks(doc["dynamic"]) if "statement" in body]
+    assert dyn["for_each"] == (
+        "${length(var.publisher_principal_arns) > 0 ? [var.publisher_principal_arns] : []}"
+    )
+    (sign,) = blocks(dyn["content"])
+    assert as_list(sign["actions"]) == ["kms:Sign"]
+    assert "effect" not in sign  # Allow
+    (principal,) = blocks(sign["principals"])
+    assert principal == {"type": "AWS", "identifiers": "${statement.value}"}
+
+    deny = static["DenySigningToAllButPublishers"]
+    assert deny["effect"] == "Deny" and as_list(deny["actions"]) == ["kms:Sign"]
+    (cond,) = [body["condition"] for body in blocks(deny["dynamic"])]
+    assert cond["for_each"] == dyn["for_each"]  # no publishers: denied to all, no condition
+    assert blocks(cond["content"]) == [
+        {"test": "ArnNotEquals", "variable": "aws:PrincipalArn", "values": "${condition.value}"}
+    ]
+
+    verify = static["VerifiersReadThePublicKey"]
+    assert sorted(as_list(verify["actions"])) == [
+        "kms:DescribeKey",
+        "kms:GetPublicKey",
+        "kms:Verify",
+    ]
+    (principal,) = blocks(verify["principals"])
+    assert principal["identifiers"] == "${local.signature_verifier_arns}"
+    verifiers = tf.locals["signature_verifier_arns"]
+    for role in ("controller", "serving_task", "drift_task"):
+        assert f"aws_iam_role.{role}.arn" in verifiers, role
+    assert "var.publisher_principal_arns" in verifiers
+    assert set(static) == {
+        "AdministerKey",
+        "VerifiersReadThePublicKey",
+        "DenySigningToAllButPublishers",
+    }
 
 
 def test_controller_role_grants_what_the_controller_needs(tf):
-    doc = policy_documents(tf)["controller"]
-    sts = statements(doc)
+    sts = effective_statements(tf, "controller")
     granted = {a for st in sts for a in as_list(st["actions"])}
     assert granted >= CONTROLLER_ACTIONS, CONTROLLER_ACTIONS - granted
     (pass_role,) = [st for st in sts if "iam:PassRole" in as_list(st["actions"])]
@@ -665,13 +902,36 @@ def test_controller_role_grants_what_the_controller_needs(tf):
     ssm = [st for st in sts if any(a.startswith("ssm:") for a in as_list(st["actions"]))]
     assert all(st["resources"] == "${local.pointer_param_arns}" for st in ssm)
     s3_resources = {
-        r for st in sts if any(a.startswith("s3:") for a in st["actions"]) for r in st["resources"]
+        r
+        for st in sts
+        if any(a.startswith("s3:") for a in as_list(st["actions"]))
+        for r in as_list(st["resources"])
     }
     assert s3_resources == {
         "${aws_s3_bucket.artifacts.arn}",
         "${aws_s3_bucket.artifacts.arn}/*",
+        "${aws_s3_bucket.artifacts.arn}/${local.models_prefix}*",
+        "${aws_s3_bucket.artifacts.arn}/*/models/*",
         "${aws_s3_bucket.artifacts.arn}/${local.desired_state_prefix}*",
+        "${local.controller_written_objects}",
     }
+    # Reading stays bucket-wide; writing does not.
+    (read,) = [st for st in sts if "s3:GetObject" in as_list(st["actions"])]
+    assert as_list(read["actions"]) == ["s3:GetObject"]
+    assert as_list(read["resources"]) == ["${aws_s3_bucket.artifacts.arn}/*"]
+
+
+def test_controller_may_read_append_and_list_the_promotion_log(tf):
+    """Every pointer move reads and conditionally creates log entries; finding the head
+    without the pointer's help lists the log's prefix."""
+    sts = {st.get("sid"): st for st in statements(policy_documents(tf)["controller"])}
+    # Appending is one of the controller's writes (controller_written_objects, tested
+    # with the others); reading is bucket-wide.
+    listing = sts["ListPromotionLog"]
+    assert as_list(listing["actions"]) == ["s3:ListBucket"]
+    (cond,) = blocks(listing["condition"])
+    assert (cond["test"], cond["variable"]) == ("StringLike", "s3:prefix")
+    assert cond["values"] == ["${local.promotions_root}*"]
 
 
 def test_controller_deletes_only_under_the_desired_state_prefix(tf):
@@ -687,6 +947,7 @@ def test_controller_environment_output_names_what_the_controller_reads(tf, monke
     value = tf.outputs["controller_environment"]["value"]
     for key in value:
         monkeypatch.setenv(key, "subnet-1,subnet-2" if key == "MLOPS_SUBNETS" else "x")
+    monkeypatch.setenv("MLOPS_OBJECT_LOCK_DAYS", "7")
     monkeypatch.setenv("MLOPS_ASSIGN_PUBLIC_IP", "true")
     monkeypatch.setenv("MLOPS_LOAD_BALANCERS", value["MLOPS_LOAD_BALANCERS"])
     monkeypatch.setenv("MLOPS_PLATFORM", "acme-ml")
@@ -698,6 +959,7 @@ def test_controller_environment_output_names_what_the_controller_reads(tf, monke
     assert net.load_balancers == "terraform"
     p = naming.Platform.from_env()
     assert (p.platform, p.artifact_bucket, p.region) == ("acme-ml", "x", "x")
+    assert (p.signing_key, p.model_signing_key, p.object_lock_days) == ("x", "x", 7)
     assert value == {
         "MLOPS_PLATFORM": "${var.platform}",
         "MLOPS_ARTIFACT_BUCKET": "${aws_s3_bucket.artifacts.bucket}",
@@ -707,8 +969,38 @@ def test_controller_environment_output_names_what_the_controller_reads(tf, monke
         "MLOPS_ASSIGN_PUBLIC_IP": "false",
         "MLOPS_EXECUTION_ROLE_ARN": "${aws_iam_role.task_execution.arn}",
         "MLOPS_TASK_ROLE_ARN": "${aws_iam_role.serving_task.arn}",
+        "MLOPS_SIGNING_KEY": "${aws_kms_key.model_signing.arn}",
+        "MLOPS_OBJECT_LOCK_DAYS": LOCK_DAYS_EXPRESSION,
         "MLOPS_LOAD_BALANCERS": "terraform",
     }
+
+
+LOCK_DAYS_EXPRESSION = '${var.object_lock.enabled ? tostring(var.object_lock.days) : "0"}'
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("object_lock", "days"),
+    [
+        (None, naming.DEFAULT_OBJECT_LOCK_DAYS),
+        ({"enabled": True, "days": 7}, 7),
+        ({"enabled": False}, 0),
+    ],
+)
+def test_controller_object_lock_days_is_what_python_reads(
+    console_dir, monkeypatch, object_lock, days
+):
+    """The output's MLOPS_OBJECT_LOCK_DAYS, evaluated by terraform, parses on the Python
+    side to the retention publishing applies (0: none, as without Object Lock)."""
+    variables: dict[str, Any] = {"project": "usedcar-price"}
+    if object_lock is not None:
+        variables["object_lock"] = object_lock
+    got = evaluate(
+        console_dir, LOCK_DAYS_EXPRESSION.removeprefix("${").removesuffix("}"), variables
+    )
+    assert isinstance(got, str)
+    monkeypatch.setenv("MLOPS_OBJECT_LOCK_DAYS", got)
+    assert naming.Platform.from_env().object_lock_days == days
 
 
 def test_controller_trusts_irsa_or_ecs_tasks(tf):
@@ -734,7 +1026,12 @@ def test_training_role_reads_data_and_writes_only_candidates(tf):
     assert "${aws_s3_bucket.artifacts.arn}/${local.training_data_prefix}*" in json.dumps(
         sorted(reads)
     )
-    assert "${aws_s3_bucket.artifacts.arn}/${local.project_config_key}" in reads
+    # The registration: every revision, and the legacy key read while none exists.
+    assert "${aws_s3_bucket.artifacts.arn}/${local.registration_prefix}*" in reads
+    assert "${aws_s3_bucket.artifacts.arn}/${local.legacy_registration_key}" in reads
+    (listing,) = [st for st in sts if "s3:ListBucket" in as_list(st["actions"])]
+    listed = json.dumps(listing["condition"])
+    assert "${local.registration_prefix}*" in listed
     assert "models" not in json.dumps(sts)  # publishing is not the training task's
 
 
@@ -762,10 +1059,19 @@ def test_training_launcher_may_run_only_the_training_task(tf):
 
 
 def test_serving_task_role_only_reads_and_writes_capture(tf):
-    doc = policy_documents(tf)["serving_task"]
-    actions = {a for st in statements(doc) for a in as_list(st["actions"])}
-    assert actions == {"s3:GetObject", "s3:ListBucket", "ssm:GetParameter", "s3:PutObject"}
-    (put,) = [st for st in statements(doc) if "s3:PutObject" in as_list(st["actions"])]
+    sts = effective_statements(tf, "serving_task")
+    actions = {a for st in sts for a in as_list(st["actions"])}
+    assert actions == {
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:ListBucket",
+        "s3:ListBucketVersions",
+        "ssm:GetParameter",
+        "s3:PutObject",
+        "kms:GetPublicKey",
+        "kms:DescribeKey",
+    }
+    (put,) = [st for st in sts if "s3:PutObject" in as_list(st["actions"])]
     assert as_list(put["resources"]) == ["${aws_s3_bucket.artifacts.arn}/${local.capture_root}*"]
 
 
@@ -807,10 +1113,24 @@ def test_artifact_bucket_is_hardened(tf):
     (rule,) = blocks(r("aws_s3_bucket_lifecycle_configuration", "artifacts")["rule"])
     (noncurrent,) = blocks(rule["noncurrent_version_expiration"])
     assert noncurrent["noncurrent_days"] == "${var.noncurrent_version_expiration_days}"
-    assert r("aws_s3_bucket_object_lock_configuration", "artifacts")["count"] == (
-        "${var.object_lock.enabled ? 1 : 0}"
-    )
     assert "aws_s3_bucket_server_side_encryption_configuration" in {t for t, _ in tf.resources}
+
+
+def test_object_lock_is_on_by_default_with_no_bucket_default_retention(tf):
+    """The bucket is created with Object Lock; no default retention rule, which would lock
+    captures and desired state too. Published objects get retention at publish, for the
+    same number of days as the Python default."""
+    assert tf.resource("aws_s3_bucket", "artifacts")["object_lock_enabled"] == (
+        "${var.object_lock.enabled}"
+    )
+    lock = tf.variables["object_lock"]
+    assert lock["default"] == {"enabled": True}
+    assert "GOVERNANCE" in lock["description"]
+    assert "mode" not in lock["type"]  # governance is what the platform sets
+    assert re.search(r"days\s*=\s*optional\(number,\s*(\d+)\)", lock["type"]).group(1) == str(
+        naming.DEFAULT_OBJECT_LOCK_DAYS
+    )
+    assert not any(t == "aws_s3_bucket_object_lock_configuration" for t, _ in tf.resources)
 
 
 def test_ecr_repositories_are_immutable_and_scanned(tf):

@@ -160,7 +160,8 @@ def test_kubectl_apply_patch_rollback_and_invalid_spec(
     # put back by the resync timer, without any change to the object.
     store = PointerStore(platform)
     pointer = store.get("usedcar-price", "prod")
-    manifest_v2 = Registry(platform).get_manifest("usedcar-price", v2)
+    published_v2 = Registry(platform).get_published("usedcar-price", v2)
+    manifest_v2 = published_v2.manifest
     store.put(
         "usedcar-price",
         "prod",
@@ -169,6 +170,7 @@ def test_kubectl_apply_patch_rollback_and_invalid_spec(
                 "version": v2,
                 "uri": platform.version_uri("usedcar-price", v2),
                 "sha256": manifest_v2.model_sha256,
+                "pins": published_v2.pins,
                 "reason": "edited by hand",
             }
         ),

@@ -16,6 +16,7 @@ from mlops_core.errors import IntegrityError, InvalidInput
 from mlops_core.registry import Registry
 from serving.loader import load_model
 from serving.runtime import check_sklearn_compatible
+from serving.settings import load_settings
 from serving.synthetic import records
 
 
@@ -41,7 +42,7 @@ def test_tampered_model_file_is_refused_before_unpickling(make_model, serve, mon
     monkeypatch.setattr(pickle, "loads", lambda *_: pytest.fail("unpickled an unverified file"))
     with capture_logs() as logs:
         client = serve(model_uri=str(folder))
-        _assert_refused(client, logs, reason="DigestMismatch", says=[MODEL_FILE, "sha256"])
+        _assert_refused(client, logs, reason="IntegrityFailed", says=[MODEL_FILE, "sha256"])
 
 
 def test_pinned_sha256_mismatch_is_refused(make_model, serve):
@@ -50,7 +51,7 @@ def test_pinned_sha256_mismatch_is_refused(make_model, serve):
     with capture_logs() as logs:
         client = serve(model_uri=str(folder), model_sha256=other)
         text = _assert_refused(
-            client, logs, reason="DigestMismatch", says=[other[:12], manifest.model_sha256[:12]]
+            client, logs, reason="IntegrityFailed", says=[other[:12], manifest.model_sha256[:12]]
         )
     assert "MODEL_SHA256" in text
 
@@ -111,10 +112,20 @@ def test_missing_folder_is_refused_not_crashed(tmp_path, serve):
         _assert_refused(client, logs, reason="InvalidSpec", says=[MANIFEST])
 
 
+def _pins(manifest) -> dict[str, str]:
+    """What the controller's task definition gives serving besides MODEL_URI."""
+    pins = Registry().get_published(manifest.project, manifest.version).pins
+    return {
+        "model_sha256": manifest.model_sha256,
+        "model_manifest_sha256": pins.manifest_sha256,
+        "model_object_versions": pins.objects_json(),
+    }
+
+
 def test_loads_from_s3_and_verifies_the_download(aws_env, make_model, serve, reference):
     folder, manifest = make_model()
     published = Registry().publish(folder)
-    client = serve(model_uri=published.uri, model_sha256=manifest.model_sha256)
+    client = serve(model_uri=published.uri, **_pins(manifest))
     assert client.get("/ready").json()["model_version"] == manifest.version
     recs = records(5)
     got = client.post("/predict", json=recs).json()["predictions"]
@@ -124,33 +135,33 @@ def test_loads_from_s3_and_verifies_the_download(aws_env, make_model, serve, ref
 def test_tampered_object_in_s3_is_refused(aws_env, platform, make_model, serve):
     folder, manifest = make_model()
     published = Registry().publish(folder)
+    pins = Registry().get_published(manifest.project, manifest.version).pins
+    pinned = _pins(manifest)  # as the task definition recorded them before the tamper
     key = platform.version_prefix(manifest.project, manifest.version) + MODEL_FILE
     aws.client("s3").put_object(
         Bucket=platform.artifact_bucket, Key=key, Body=pickle.dumps({"not": "the model"})
     )
-    with pytest.raises(IntegrityError, match=MODEL_FILE):
-        load_model(published.uri)
+    with pytest.raises(IntegrityError, match=f"{MODEL_FILE} was overwritten"):
+        load_model(published.uri, expected_sha256=manifest.model_sha256, pins=pins)
+    # Without pins, a published version is not served at all.
+    with pytest.raises(IntegrityError, match="only by its publication pins"):
+        load_model(published.uri, expected_sha256=manifest.model_sha256)
     with capture_logs() as logs:
-        client = serve(model_uri=published.uri)
-        _assert_refused(client, logs, reason="DigestMismatch", says=[MODEL_FILE])
+        client = serve(model_uri=published.uri, **pinned)
+        _assert_refused(client, logs, reason="IntegrityFailed", says=[MODEL_FILE])
 
 
-def test_start_up_load_is_retried_until_the_version_is_published(
-    aws_env, platform, make_model, serve, monkeypatch
-):
-    monkeypatch.setattr(serving.app, "LOAD_RETRY_SECONDS", 0.1)
-    folder, manifest = make_model()
-    uri = platform.version_uri(manifest.project, manifest.version)
-    client = serve(model_uri=uri, model_sha256=manifest.model_sha256)
-    assert client.get("/ready").status_code == 503
-    assert "manifest.json" in client.get("/ready").json()["reason"]
-
-    Registry().publish(folder)
-    deadline = time.monotonic() + 20
-    while client.get("/ready").status_code != 200:
-        assert time.monotonic() < deadline, client.get("/ready").json()
-        time.sleep(0.05)
-    assert client.get("/ready").json()["model_version"] == manifest.version
+def test_an_s3_model_uri_without_its_pins_is_refused_naming_what_is_missing():
+    with pytest.raises(InvalidInput, match="MODEL_SHA256, MODEL_MANIFEST_SHA256"):
+        load_settings({"MODEL_URI": "s3://bucket/p/models/v/"})
+    with pytest.raises(InvalidInput, match="MODEL_OBJECT_VERSIONS not set"):
+        load_settings(
+            {
+                "MODEL_URI": "s3://bucket/p/models/v/",
+                "MODEL_SHA256": "a" * 64,
+                "MODEL_MANIFEST_SHA256": "b" * 64,
+            }
+        )
 
 
 def test_refused_start_up_load_is_not_retried(make_model, serve, monkeypatch):

@@ -20,6 +20,7 @@ POLL = 0.1
 
 
 def _promote(manifest, uri: str, reason: str = "test") -> None:
+    """Write the pointer as promote does: with the pins publication recorded."""
     PointerStore().put(
         PROJECT,
         ENV,
@@ -30,6 +31,7 @@ def _promote(manifest, uri: str, reason: str = "test") -> None:
             promoted_at=now(),
             promoted_by="tests",
             reason=reason,
+            pins=Registry().get_published(PROJECT, manifest.version).pins,
         ),
     )
 
@@ -87,19 +89,19 @@ def test_promotion_refusal_and_rollback_are_followed(aws_env, platform, make_mod
     _wait_for_version(client, second.version)
     assert client.post("/predict", json=records(1)).json()["model_version"] == second.version
 
-    # A version whose stored model no longer matches its manifest is never swapped in.
+    # A version whose stored model was replaced after publication is never swapped in.
     _, bad, bad_uri = _published(make_model)
     key = platform.version_prefix(PROJECT, bad.version) + MODEL_FILE
-    aws.client("s3").put_object(Bucket=platform.artifact_bucket, Key=key, Body=b"tampered")
     with capture_logs() as logs:
         _promote(bad, bad_uri)
+        aws.client("s3").put_object(Bucket=platform.artifact_bucket, Key=key, Body=b"tampered")
         deadline = time.monotonic() + 20
         while not client.get("/ready").json().get("last_error") and time.monotonic() < deadline:
             time.sleep(0.05)
     ready = client.get("/ready").json()
     assert ready["model_version"] == second.version  # still serving the good one
     assert MODEL_FILE in ready["last_error"]
-    assert [e["reason"] for e in logs if e["event"] == "model refused"] == ["DigestMismatch"]
+    assert [e["reason"] for e in logs if e["event"] == "model refused"] == ["IntegrityFailed"]
 
     # Back to the live version: nothing to load, and the refusal is no longer reported.
     _promote(second, second_uri, reason="undo")

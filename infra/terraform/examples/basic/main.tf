@@ -46,6 +46,12 @@ variable "alb_deletion_protection" {
   default     = true
 }
 
+variable "publisher_principal_arns" {
+  description = "IAM roles or users that run `mlopsctl publish` / `mlopsctl sign` (the only identities that may sign model versions)."
+  type        = list(string)
+  default     = []
+}
+
 provider "aws" {
   region = var.region
 
@@ -62,12 +68,13 @@ provider "aws" {
 module "mlops" {
   source = "../.."
 
-  platform                = "mlops"
-  project                 = var.project
-  envs                    = ["staging", "prod"]
-  serving_image_tag       = var.serving_image_tag
-  certificate_arn         = var.certificate_arn
-  alb_deletion_protection = var.alb_deletion_protection
+  platform                 = "mlops"
+  project                  = var.project
+  envs                     = ["staging", "prod"]
+  serving_image_tag        = var.serving_image_tag
+  certificate_arn          = var.certificate_arn
+  alb_deletion_protection  = var.alb_deletion_protection
+  publisher_principal_arns = var.publisher_principal_arns
 
   autoscaling = {
     min_capacity = 1
@@ -147,4 +154,9 @@ output "serving_task_role_arn" {
 output "controller_environment" {
   description = "Environment variables for the controller."
   value       = module.mlops.controller_environment
+}
+
+output "model_signing_key_arn" {
+  description = "Model-signing KMS key ARN (MLOPS_SIGNING_KEY)."
+  value       = module.mlops.model_signing_key_arn
 }

@@ -1,0 +1,222 @@
+"""The promotion log: every value an env's model pointer has held, append-only, in S3.
+
+    s3://{bucket}/{project}/promotions/{env}/{seq:012d}.json     (seq = 1, 2, 3, ...)
+
+Each entry is a :class:`~mlops_core.pointer.ModelPointer` with its ``seq`` and ``back``
+set. Every pointer change (promote, rollback, the controller's MovePointer) creates entry
+``head + 1`` with a conditional put (``IfNoneMatch="*"``): of concurrent writers exactly
+one creates it, the others get :class:`~mlops_core.errors.Conflict` naming the winner and
+write nothing. So the log is the writers' serialisation point and the record that reaches
+further back than SSM's 100 parameter versions.
+
+``back`` makes rollback a stack with O(1) reads at any depth: a promotion's ``back`` is the
+head it replaced; a rollback to entry T writes T's value with ``back = T.back``. Promote
+v1, v2, v3; rollback -> v2; rollback -> v1; then there is nothing to return to.
+
+The SSM parameter stays what readers (serving, the controller's observer) read: a copy of
+the log's head, put after each log write. A writer that stops between the two leaves SSM
+one entry behind; the next writer finds the head by probing forward from SSM's ``seq``
+and repairs SSM before it writes (:meth:`PromotionLog.head`).
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from mlops_core import aws
+from mlops_core.errors import Conflict, IntegrityError, InvalidInput
+from mlops_core.naming import Platform
+from mlops_core.pointer import ModelPointer, PointerStore
+
+# What S3 answers when a conditional create loses: 412 once the object exists, 409 while
+# another conditional write of the same key is still in flight.
+_LOST = ("PreconditionFailed", "ConditionalRequestConflict")
+_MISSING = ("NoSuchKey", "404", "NotFound")
+
+
+def pushed(head: ModelPointer | None, value: ModelPointer) -> ModelPointer:
+    """``value`` as the entry after ``head`` that a rollback undoes, back to ``head``."""
+    if head is None:
+        return value.model_copy(update={"seq": 1, "back": None})
+    return value.model_copy(update={"seq": _seq(head) + 1, "back": head.seq})
+
+
+def popped(head: ModelPointer, target: ModelPointer, **update: object) -> ModelPointer:
+    """The entry after ``head`` that returns to ``target``: a copy of ``target`` (every
+    field, its pins included, travels) with ``update`` applied, whose own rollback
+    continues down ``target``'s stack."""
+    return target.model_copy(
+        update={**update, "action": "rollback", "seq": _seq(head) + 1, "back": target.back}
+    )
+
+
+def _seq(entry: ModelPointer) -> int:
+    if entry.seq is None:
+        raise InvalidInput("a pointer value outside the promotion log has no position in it")
+    return entry.seq
+
+
+class PromotionLog:
+    """Reads and appends one platform's promotion logs; keeps the SSM copies current."""
+
+    def __init__(self, platform: Platform | None = None, store: PointerStore | None = None):
+        self.platform = platform or (store.platform if store else Platform.from_env())
+        self.store = store or PointerStore(self.platform)
+
+    @property
+    def _s3(self):
+        return aws.client("s3")
+
+    def _uri(self, project: str, env: str, seq: int) -> str:
+        key = self.platform.promotion_key(project, env, seq)
+        return f"s3://{self.platform.artifact_bucket}/{key}"
+
+    # -- reading -----------------------------------------------------------------------
+    def entry(self, project: str, env: str, seq: int) -> ModelPointer | None:
+        """Entry ``seq``, or None if the log has none there (yet)."""
+        key = self.platform.promotion_key(project, env, seq)
+        try:
+            body = self._s3.get_object(Bucket=self.platform.artifact_bucket, Key=key)["Body"]
+        except ClientError as exc:
+            if aws.error_code(exc) in _MISSING:
+                return None
+            raise
+        try:
+            found = ModelPointer.model_validate_json(body.read())
+        except ValidationError as exc:
+            raise IntegrityError(
+                f"not a valid promotion log entry: {exc.errors()[0]['msg']}",
+                where=self._uri(project, env, seq),
+                hint="log entries are written only by mlopsctl and the controller; "
+                "find out who wrote this object",
+            ) from None
+        if found.seq != seq:
+            raise IntegrityError(
+                f"the entry says it is number {found.seq}",
+                where=self._uri(project, env, seq),
+                hint="log entries are never copied or moved; find out who wrote this object",
+            )
+        return found
+
+    def _forward(self, project: str, env: str, start: ModelPointer) -> ModelPointer:
+        """The newest entry from ``start`` on: GET start+1, start+2, ... until one is
+        missing (one GET when ``start`` is the head)."""
+        newest = start
+        while (after := self.entry(project, env, _seq(newest) + 1)) is not None:
+            newest = after
+        return newest
+
+    def _listed_head(self, project: str, env: str) -> ModelPointer | None:
+        """The head found by listing the log's prefix (when SSM cannot say where it is)."""
+        last = None
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.platform.artifact_bucket,
+            Prefix=self.platform.promotions_prefix(project, env),
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                last = obj["Key"]
+        if last is None:
+            return None
+        stem = last.rpartition("/")[2].removesuffix(".json")
+        if not stem.isdigit():
+            raise IntegrityError(
+                "the promotion log holds an object that is not an entry",
+                where=f"s3://{self.platform.artifact_bucket}/{last}",
+                hint="only NNNNNNNNNNNN.json entries belong under this prefix; remove it",
+            )
+        found = self.entry(project, env, int(stem))
+        return None if found is None else self._forward(project, env, found)
+
+    def _cached(self, project: str, env: str) -> ModelPointer | None:
+        try:
+            return self.store.get(project, env)
+        except InvalidInput:
+            return None  # an unreadable SSM copy: the log says what it should hold
+
+    def latest(self, project: str, env: str) -> ModelPointer | None:
+        """The log's head, or None if the log is empty. Reads only."""
+        cached = self._cached(project, env)
+        if cached is not None and cached.seq is not None:
+            at = self.entry(project, env, cached.seq)
+            if at is not None:
+                return self._forward(project, env, at)
+        return self._listed_head(project, env)
+
+    def head(self, project: str, env: str) -> ModelPointer | None:
+        """The log's head, for a writer about to append after it. Repairs SSM when it
+        does not hold the head (a writer stopped between the log and SSM, or SSM was
+        written by hand), and adopts a pointer set before the log existed as entry 1."""
+        cached = self._cached(project, env)
+        head = self.latest(project, env)
+        if head is None and cached is not None:
+            # The log starts with the value SSM holds; its older history stays in SSM.
+            try:
+                return self.write(project, env, pushed(None, cached))
+            except Conflict:
+                head = self.latest(project, env)  # another writer adopted it first
+        if head is not None and head != cached:
+            self._publish(project, env, head)
+        return head
+
+    def history(self, project: str, env: str, limit: int | None = None) -> list[ModelPointer]:
+        """The log's entries, newest first (``limit`` of them, or all). Reads only."""
+        head = self.latest(project, env)
+        out: list[ModelPointer] = []
+        seq = head.seq if head is not None and head.seq is not None else 0
+        while seq >= 1 and (limit is None or len(out) < limit):
+            found = self.entry(project, env, seq)
+            if found is not None:  # a gap: an entry deleted by hand
+                out.append(found)
+            seq -= 1
+        return out
+
+    # -- writing -----------------------------------------------------------------------
+    def create(self, project: str, env: str, entry: ModelPointer) -> None:
+        """Create log entry ``entry.seq``, or raise Conflict naming the writer who created
+        it first. Writes the log only: :meth:`write` also updates SSM."""
+        seq = _seq(entry)
+        try:
+            self._s3.put_object(
+                Bucket=self.platform.artifact_bucket,
+                Key=self.platform.promotion_key(project, env, seq),
+                Body=entry.to_json().encode(),
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) not in _LOST:
+                raise
+            winner = self.entry(project, env, seq)
+            if winner is None:  # S3's 409: the winner's write has not landed yet
+                who = "another writer is writing it now"
+            else:
+                who = (
+                    f"{winner.action} of {winner.version} by {winner.promoted_by} "
+                    f"at {winner.promoted_at:%Y-%m-%dT%H:%M:%SZ}"
+                )
+            raise Conflict(
+                f"{project}/{env} changed while this {entry.action} of {entry.version} was "
+                f"being written: entry {seq} is {who}",
+                where=self._uri(project, env, seq),
+                hint=f"nothing was written; see 'mlopsctl history --env {env} --project "
+                f"{project}' and retry if the change is still wanted",
+            ) from None
+
+    def write(self, project: str, env: str, entry: ModelPointer) -> ModelPointer:
+        """Append ``entry`` (made by :func:`pushed` or :func:`popped` from the head) and
+        make SSM hold the log's head. Returns ``entry``."""
+        self.create(project, env, entry)
+        self._publish(project, env, entry)
+        return entry
+
+    def _publish(self, project: str, env: str, entry: ModelPointer) -> None:
+        """Put ``entry`` in SSM, then look once more: a writer that appended after it may
+        have put SSM before this put did, so put the real head until none is newer."""
+        while True:
+            self.store.put(project, env, entry)
+            newest = self._forward(project, env, entry)
+            if newest.seq == entry.seq:
+                return
+            entry = newest

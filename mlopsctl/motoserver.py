@@ -1,0 +1,81 @@
+"""moto's server with S3's conditional writes made atomic.
+
+    python -m mlopsctl.motoserver -H 127.0.0.1 -p 4566
+
+moto checks ``If-None-Match: *`` (and ``If-Match``) on PutObject and then stores the
+object as two separate steps, in a threaded server: two concurrent creates of one key can
+both pass the check and both answer 200 (seen under 16 threads). AWS S3 guarantees one
+winner, and the promotion log (:mod:`mlops_core.promotion_log`) relies on it, so the local
+endpoint serialises those requests: every PUT that carries a condition runs under one
+lock. Unconditional requests run as before, concurrently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+CONDITION_HEADERS = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH")
+
+
+class SerialisedConditionalWrites:
+    """WSGI middleware: conditional PUTs one at a time, the rest passed straight on."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "PUT" or not any(
+            environ.get(h) for h in CONDITION_HEADERS
+        ):
+            return self.app(environ, start_response)
+        with self.lock:
+            # The whole response is produced under the lock: moto may store lazily.
+            chunks = self.app(environ, start_response)
+            try:
+                return [b"".join(chunks)]
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+
+
+def wsgi_app() -> SerialisedConditionalWrites:
+    """moto's own server application (every service on one endpoint), serialised."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    app = DomainDispatcherApplication(create_backend_app)
+    app.debug = True  # type: ignore[attr-defined]  # as moto.server sets it
+    return SerialisedConditionalWrites(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve like ``python -m moto.server -H HOST -p PORT`` (moto's own request handler)."""
+    import os
+    import signal
+    import sys
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import run_simple
+
+    parser = argparse.ArgumentParser(prog="python -m mlopsctl.motoserver", description=__doc__)
+    parser.add_argument("-H", "--host", default="127.0.0.1", help="Address to bind.")
+    parser.add_argument("-p", "--port", type=int, required=True, help="Port to listen on.")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # moto builds some URLs with it
+    # Exit 0 on SIGTERM, as moto.server does.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+    run_simple(
+        args.host,
+        args.port,
+        wsgi_app(),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+
+
+if __name__ == "__main__":
+    main()

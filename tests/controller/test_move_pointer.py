@@ -1,0 +1,62 @@
+"""The controller's MovePointer writes through the promotion log, like promote/rollback."""
+
+from __future__ import annotations
+
+import pytest
+from factories import make_artifacts, project_config
+
+from controller.actions import MovePointer
+from controller.execute import CONTROLLER_ACTOR, Executor
+from controller.plan import NetworkConfig
+from mlops_core.pointer import PointerStore
+from mlops_core.promotion import promote
+from mlops_core.promotion_log import PromotionLog
+from mlops_core.registry import Registry
+
+PROJECT, ENV = "usedcar-price", "prod"
+
+
+@pytest.fixture
+def setup(platform, tmp_path):
+    reg = Registry(platform)
+    reg.register_project(project_config())
+    versions = []
+    for seed in (1, 2):
+        versions.append(make_artifacts(tmp_path / str(seed), seed=seed).version)
+        reg.publish(tmp_path / str(seed))
+    return reg, Executor(platform, reg, NetworkConfig()), versions
+
+
+def move(reg: Registry, version: str, action: str = "promote") -> MovePointer:
+    pins = reg.get_published(PROJECT, version).pins
+    return MovePointer(
+        project=PROJECT,
+        env=ENV,
+        version=version,
+        uri=reg.platform.version_uri(PROJECT, version),
+        sha256=reg.get_manifest(PROJECT, version).model_sha256,
+        reason="controller: test",
+        action=action,  # type: ignore[arg-type]
+        manifest_sha256=pins.manifest_sha256,
+        object_versions=pins.objects_json(),
+    )
+
+
+def test_a_repeated_move_appends_once_and_a_restore_pops_the_stack(setup):
+    reg, executor, (v1, v2) = setup
+    first, _ = promote(PROJECT, ENV, v1, registry=reg, actor="ci", reason="first")
+    executor.move_pointer(move(reg, v2))
+    executor.move_pointer(move(reg, v2))  # a repeat after a crash: nothing new
+    log = PromotionLog(reg.platform)
+    assert [(e.seq, e.version, e.promoted_by) for e in log.history(PROJECT, ENV)] == [
+        (2, v2, CONTROLLER_ACTOR),
+        (1, v1, "ci"),
+    ]
+    executor.move_pointer(move(reg, v1, "rollback"))  # the rollout failed: back to v1
+    head = log.head(PROJECT, ENV)
+    assert head is not None and (head.seq, head.version, head.action) == (3, v1, "rollback")
+    assert head.back is None  # popped: the stack is back at entry 1, nothing below it
+    assert head.model_dump(include={"uri", "sha256", "pins"}) == first.model_dump(
+        include={"uri", "sha256", "pins"}
+    )
+    assert PointerStore(reg.platform).get(PROJECT, ENV) == head
