@@ -146,7 +146,12 @@ def test_draining_lets_requests_in_flight_finish_before_the_task_stops(env):
     (draining,) = env.tasks("demo-prod", status="STOPPED")
     assert draining["lastStatus"] == "DEACTIVATING"
     # No new request goes to a draining target: with no other target, the ALB says 503.
-    assert httpx.get(f"{url}/", timeout=10).status_code == 503
+    # The load balancer learns of the deregistration at its next look at the endpoint (as
+    # an ALB takes a moment to propagate one), so wait for that, not for a fixed instant.
+    wait_for(
+        lambda: httpx.get(f"{url}/", timeout=10).status_code == 503,
+        what="the load balancer to stop routing to the draining target",
+    )
     inflight.join(timeout=10)
     assert answers == [200]
     stopped = wait_for(
