@@ -231,6 +231,16 @@ class Policy:
         winner, if another writer created that revision first; nothing is overwritten."""
         project = config.name
         revision = 1 if previous is None else previous.revision + 1
+        if revision > REGISTRATION_MAX:
+            # Only a revision written outside the platform gets here (one a day would
+            # take 2,700 years): say so instead of failing validation.
+            raise IntegrityError(
+                f"the registration of {project} is at revision {revision - 1}, the last "
+                "one its keys can hold",
+                where=self.platform.registration_prefix(project),
+                hint="a revision that high was not written by 'mlopsctl policy set'; "
+                "investigate and remove it (an administrator, under the bucket policy)",
+            )
         doc = Registration(
             revision=revision,
             config=config,

@@ -289,3 +289,18 @@ def test_a_first_publish_refused_half_way_registers_nothing(platform, tmp_path):
     with pytest.raises(Conflict, match="different content"):
         Registry(platform).publish(tmp_path / "a", config=project_config())
     assert _registration_keys(platform) == []
+
+
+def test_a_revision_at_the_key_limit_stops_set_with_a_clear_reason(platform):
+    """A forged registration/999999.json: 'policy set' names it, no traceback."""
+    registry = Registry(platform)
+    registry.register_project(project_config())
+    head = registry.registration("usedcar-price")
+    forged = head.model_copy(update={"revision": 999_999, "previous": head.revision})
+    aws.client("s3").put_object(
+        Bucket=platform.artifact_bucket,
+        Key=platform.registration_key("usedcar-price", 999_999),
+        Body=forged.canonical_json(),
+    )
+    with pytest.raises(IntegrityError, match="revision 999999, the last one"):
+        registry.policy.set(project_config(min_r2=0.9), reason="tighten")
