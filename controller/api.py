@@ -200,8 +200,15 @@ class Strategy(_Wire):
 class DeploymentGates(_Wire):
     """Gates checked before a model goes live; unset fields fall back to the project's."""
 
+    # Regression models.
     min_r2: float | None = Field(None, le=1.0)
     max_mae: float | None = Field(None, gt=0)
+    # Classifiers (macro F1; ROC AUC one-vs-rest), as in project.yaml's gates.
+    min_accuracy: float | None = Field(None, ge=0.0, le=1.0)
+    min_f1: float | None = Field(None, ge=0.0, le=1.0)
+    min_auc: float | None = Field(None, ge=0.0, le=1.0)
+    max_log_loss: float | None = Field(None, gt=0)
+    # Either task: the largest drop of the primary metric against the live version.
     max_regression: float | None = Field(None, ge=0)
 
 

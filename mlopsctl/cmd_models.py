@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mlops_core.errors import NotFound
+from mlops_core.errors import IntegrityError, NotFound
 from mlops_core.gates import METRIC_LABELS, metric, primary
 from mlops_core.pointer import PointerStore
 from mlops_core.project import ARTIFACTS_DIR
@@ -229,23 +229,35 @@ def _env_doc(
     env: str,
     view: tuple[ServiceState | None, TaskDefinitionState | None] | None,
 ) -> dict[str, Any]:
-    """One env: the pointer, its version's R², the service, and whether they disagree.
+    """One env: the pointer, its version's primary metric (R² or macro F1; ``r2`` stays for
+    regression, for older readers), the service, and whether they disagree.
     ``view`` None: ECS could not be read (``service`` and ``drift`` are then None)."""
     pointer = store.get(project, env)
     doc: dict[str, Any] = {
         "env": env,
         "pointer": None if pointer is None else pointer.model_dump(mode="json"),
         "r2": None,
+        "metric": None,
         "published": None,
         "service": None,
         "drift": None,
     }
     if pointer is not None:
         try:
-            doc["r2"] = metric(registry.get_manifest(project, pointer.version).metrics, "r2")
-            doc["published"] = True
+            manifest = registry.get_manifest(project, pointer.version)
         except NotFound:
             doc["published"] = False
+        except IntegrityError as exc:
+            doc["published"], doc["integrity_error"] = True, exc.render()
+        else:
+            key = primary(manifest.task)
+            doc["r2"] = metric(manifest.metrics, "r2")
+            doc["metric"] = {
+                "name": key,
+                "label": METRIC_LABELS[key],
+                "value": metric(manifest.metrics, key),
+            }
+            doc["published"] = True
     if view is None:
         return doc
     service, td = view
@@ -324,7 +336,7 @@ def status(
     wide = output is Output.wide
     # Within 100 columns by default (kubectl's habit); -o wide adds who, why and the
     # service's revision.
-    columns = ["env", "version", "R²", "promoted at"]
+    columns = ["env", "version", "metric", "promoted at"]
     columns += ["by", "reason", "service"] if wide else []
     columns += ["serving", "rollout", "tasks", "endpoint"]
     table = Table(*columns, title=name)
@@ -338,10 +350,14 @@ def status(
                 doc["endpoint"] or "-",
             )  # fmt: skip
             continue
-        if doc["published"]:
-            r2 = "-" if doc["r2"] is None else f"{doc['r2']:.4f}"
-        else:
+        if not doc["published"]:
             r2 = "(unpublished!)"
+        elif doc.get("integrity_error"):
+            r2 = "(integrity!)"
+        elif doc["metric"] is None or doc["metric"]["value"] is None:
+            r2 = "-"
+        else:
+            r2 = f"{doc['metric']['label']} {doc['metric']['value']:.4f}"
         promoted_at = datetime.fromisoformat(pointer["promoted_at"])
         who = [escape(pointer["promoted_by"]), escape(pointer["reason"])] if wide else []
         table.add_row(

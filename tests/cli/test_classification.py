@@ -69,6 +69,14 @@ def test_iris_trains_publishes_promotes_and_serves_labels(iris, aws_env, capsys,
     code, out, err = run(capsys, "promote", version, "--env", "prod")
     assert code == 0, err
     assert "PASS min_f1" in out and "PASS min_auc" in out and "PASS must_beat_baseline" in out
+    # status shows a classifier's primary metric, not an empty R² column.
+    code, out, err = run(capsys, "status", "--json")
+    assert code == 0, err
+    prod = {e["env"]: e for e in json.loads(out)["envs"]}["prod"]
+    assert prod["r2"] is None and prod["metric"]["name"] == "f1_macro"
+    assert prod["metric"]["value"] == pytest.approx(metrics["model"]["f1_macro"])
+    code, out, _ = run(capsys, "status")
+    assert code == 0 and "macro F1" in out
 
     settings = ServingSettings(project="iris-species", env="prod")
     with TestClient(create_app(settings)) as client:

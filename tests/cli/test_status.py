@@ -169,6 +169,7 @@ def test_json_has_pointer_and_service_fields(converged, capsys):
     assert (dev["pointer"], dev["service"], dev["drift"]) == (None, None, False)
     assert prod["pointer"]["version"] == converged
     assert prod["published"] is True and prod["r2"] == pytest.approx(0.9)
+    assert prod["metric"]["name"] == "r2" and prod["metric"]["value"] == prod["r2"]
     assert prod["drift"] is False
     service = prod["service"]
     assert service["name"] == f"{PROJECT}-prod" and service["status"] == "ACTIVE"

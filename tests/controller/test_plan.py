@@ -573,3 +573,39 @@ def test_actions_are_values():
     assert a == b
     assert isinstance(a[0], RegisterTaskDefinition) and isinstance(a[1], CreateService)
     assert isinstance(a[2], MovePointer) and not isinstance(a[2], UpdateService)
+
+
+def test_a_deployment_can_set_classification_gates():
+    """spec.gates takes the classifier gates too (minAccuracy, minF1, minAuc, maxLogLoss)."""
+    sha = hashlib.sha256(b"classifier").hexdigest()
+    clf = Manifest(
+        project="usedcar-price",
+        version=f"20261128T061000Z-{sha[:7]}",
+        created_at=datetime(2026, 11, 28, 6, 10, tzinfo=UTC),
+        files={"model.onnx": FileEntry(sha256=sha, size=1)},
+        task="classification",
+        labels=[0, 1],
+        target="sold",
+        features=FEATURES,
+        data=DataInfo(source="s", fingerprint="0" * 64, rows=1, columns=[]),
+        hyperparameters={},
+        metrics={
+            "model": {"accuracy": 0.8, "f1_macro": 0.7, "roc_auc": 0.85},
+            "baseline": {"accuracy": 0.5, "f1_macro": 0.33, "roc_auc": 0.5},
+        },
+        runtime={},
+    )
+    obs = observed(
+        version=clf.version,
+        project=project_config("usedcar-price", task="classification"),
+        manifests={clf.version: clf},
+        pins={clf.version: pins_of(clf)},
+        published=frozenset({clf.version}),
+    )
+    strict = make_deployment(version=clf.version, gates={"minF1": 0.9, "minAuc": 0.8})
+    d = decide(desired(strict), obs)
+    assert d.actions == [] and cond(d.status, "Degraded") == ("True", "GateFailed")
+    message = d.status.condition("Degraded").message
+    assert "min_f1" in message and "min_auc" not in message
+    lenient = make_deployment(version=clf.version, gates={"minF1": 0.6, "minAccuracy": 0.75})
+    assert kinds(plan(desired(lenient), obs))[-1] == "MovePointer"
