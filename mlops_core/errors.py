@@ -51,6 +51,13 @@ class IntegrityError(MlopsError):
     exit_code = 5
 
 
+class SigningUnavailable(MlopsError):
+    """The signing key cannot be used as asked (no permission, not a signing key)."""
+
+    reason = "SigningUnavailable"
+    exit_code = 3
+
+
 class GateFailed(MlopsError):
     reason = "GateFailed"
     exit_code = 6

@@ -38,17 +38,12 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mlops_core import aws
-from mlops_core.errors import IntegrityError, MlopsError, NotFound
+from mlops_core.errors import IntegrityError, MlopsError, NotFound, SigningUnavailable
 
 ALGORITHM = "ECDSA_SHA_256"
 KEY_SPEC = "ECC_NIST_P256"
 # KMS signs a RAW message of at most 4096 bytes; statements are far smaller.
 MAX_MESSAGE = 4096
-
-
-class SigningUnavailable(MlopsError):
-    reason = "SigningUnavailable"
-    exit_code = 3
 
 
 class SignatureInfo(BaseModel):
