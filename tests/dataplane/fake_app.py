@@ -10,9 +10,11 @@ milliseconds), configured by its environment like a container:
 SIGTERM stops it after the requests in flight, as a well-behaved server does.
 """
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -27,9 +29,35 @@ READY = int(os.environ.get("READY", "200"))
 SLOW = float(os.environ.get("SLOW_SECONDS", "1"))
 
 
+STOPPING = threading.Event()
+OPEN: set["Handler"] = set()  # connections, so that SIGTERM can close the idle ones
+LOCK = threading.Lock()
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 2  # an idle keep-alive connection is closed, so shutdown never waits on it
+    busy = False
+
+    def setup(self):
+        super().setup()
+        with LOCK:
+            OPEN.add(self)
+
+    def finish(self):
+        with LOCK:
+            OPEN.discard(self)
+        super().finish()
+
+    def parse_request(self):
+        self.busy = True  # a request line arrived: it is answered before the connection closes
+        return super().parse_request()
+
+    def handle_one_request(self):
+        super().handle_one_request()
+        self.busy = False
+        if STOPPING.is_set():
+            self.close_connection = True
 
     def _send(self, status, doc):
         body = json.dumps(doc).encode()
@@ -59,7 +87,22 @@ class Handler(BaseHTTPRequestHandler):
 
 server = ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler)
 server.daemon_threads = False  # finish the requests in flight on shutdown
-signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+
+
+def _stop(*_):
+    """Stop as uvicorn does: no new connections, idle keep-alive ones closed at once, the
+    requests in flight answered (an idle connection would otherwise hold shutdown for up to
+    its timeout, past a short stopTimeout)."""
+    STOPPING.set()
+    with LOCK:
+        idle = [h for h in OPEN if not h.busy]
+    for handler in idle:
+        with contextlib.suppress(OSError):
+            handler.connection.shutdown(socket.SHUT_RDWR)
+    threading.Thread(target=server.shutdown).start()
+
+
+signal.signal(signal.SIGTERM, _stop)
 print(f"{VERSION} listening on {os.environ['HOST']}:{os.environ['PORT']}", flush=True)
 server.serve_forever()
 server.server_close()
