@@ -73,6 +73,28 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class ClaimEnv:
+    """Claim ``project``/``env`` for ``owner`` (mlops_core.claims): the first write of an
+    unclaimed env, so a deployment that loses the race writes nothing else."""
+
+    project: str
+    env: str
+    owner: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class AdoptService:
+    """Label a service this deployment now owns but did not create (made by Terraform, or
+    handed over by a Retain delete) with its owner, before anything else changes it."""
+
+    service_arn: str
+    owner: str
+    project: str
+    env: str
+
+
+@dataclass(frozen=True)
 class PublishCandidate:
     """Publish a verified candidate folder into the registry (after its gates passed)."""
 
@@ -118,7 +140,7 @@ class UpdateService:
 
 @dataclass(frozen=True)
 class MovePointer:
-    """Set the env's SSM model pointer to ``version``."""
+    """Set the env's SSM model pointer to ``version``, if ``owner`` holds the env's claim."""
 
     project: str
     env: str
@@ -126,6 +148,7 @@ class MovePointer:
     uri: str
     sha256: str
     reason: str
+    owner: str
     action: Literal["promote", "rollback"] = "promote"
     #: The version's publication pins, as in TaskSpec.
     manifest_sha256: str = ""
@@ -150,7 +173,9 @@ class Rollback:
 
 
 Action = (
-    PublishCandidate
+    ClaimEnv
+    | AdoptService
+    | PublishCandidate
     | RegisterTaskDefinition
     | CreateService
     | UpdateService
@@ -162,6 +187,10 @@ Action = (
 def describe(action: Action) -> str:
     """One short line naming an action, for logs and condition messages."""
     match action:
+        case ClaimEnv(project=p, env=e, owner=o):
+            return f"claim {p}/{e} for {o}"
+        case AdoptService(service_arn=arn, owner=o):
+            return f"adopt service {arn.rpartition('/')[2]} for {o}"
         case PublishCandidate(uri=uri, version=v):
             return f"publish candidate {v} from {uri}"
         case RegisterTaskDefinition(task=t):

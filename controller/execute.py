@@ -3,14 +3,18 @@
 Every adapter is idempotent and safe to repeat after a crash at any point, because each
 one looks before it writes:
 
+- claiming an env reads its claim first and creates it only if there is none (a
+  conditional create: of two claimants one wins); a claim held by another deployment
+  is Conflict, raised before the plan's other actions, so the loser writes nothing;
+- adopting a service is a plain overwrite of its owner tag with the same value;
 - registering a task definition reuses the family's latest ACTIVE revision when it pins the
   same (image, version, digest, cpu, memory, port), so a crash between "register" and
   "update service" costs at most one extra revision;
 - creating a service that already exists (a crash after create) updates it instead;
 - updating a service to the task definition it already runs starts no new deployment;
-- moving the pointer appends to the promotion log only when its head differs from the
-  planned value (after a crash the head already holds it); the service tags are plain
-  overwrites of the same value;
+- moving the pointer checks that the env's claim is the action's owner, then appends to
+  the promotion log only when its head differs from the planned value (after a crash
+  the head already holds it); the service tags are plain overwrites of the same value;
 - publishing a candidate is the registry's own idempotent, conditional publish.
 """
 
@@ -40,6 +44,8 @@ from controller.actions import (
     TAG_RESTORED_VERSION,
     TAG_VERSION,
     Action,
+    AdoptService,
+    ClaimEnv,
     CreateService,
     MovePointer,
     PublishCandidate,
@@ -51,10 +57,11 @@ from controller.actions import (
     describe,
 )
 from controller.observe import parse_task_definition
-from controller.ownership import other_owner
+from controller.ownership import conflict, service_label
 from controller.plan import NetworkConfig
 from mlops_core import aws
-from mlops_core.errors import IntegrityError
+from mlops_core.claims import Claims
+from mlops_core.errors import Conflict, IntegrityError
 from mlops_core.naming import MANAGED_BY_TAG, Platform
 from mlops_core.pointer import ModelPointer, now
 from mlops_core.promotion_log import PromotionLog, popped, pushed
@@ -103,6 +110,7 @@ class Executor:
         self.network = network
         self.after_each = after_each
         self.log = PromotionLog(platform)
+        self.claims = Claims(platform)
         #: Actions carried out, by kind (for benchmarks and tests).
         self.writes: Counter[str] = Counter()
 
@@ -142,6 +150,10 @@ class Executor:
 
     def _run(self, action: Action, report: ExecutionReport, log) -> None:
         match action:
+            case ClaimEnv():
+                self.claim(action, log)
+            case AdoptService():
+                self.adopt(action, log)
             case PublishCandidate():
                 self.publish(action, log)
             case RegisterTaskDefinition(task=spec):
@@ -161,6 +173,40 @@ class Executor:
                 self.record_rollback(action)
 
     # -- adapters ----------------------------------------------------------------------
+    def claim(self, action: ClaimEnv, log) -> None:
+        held = self.claims.create(action.project, action.env, action.owner, action.source)
+        if held.owner != action.owner:
+            # Lost the race (both saw the env unclaimed): stop before any other write.
+            raise conflict(action.project, action.env, action.owner, held.owner)
+        log.info("env claimed", owner=held.owner, since=f"{held.created_at:%Y-%m-%dT%H:%M:%SZ}")
+
+    def adopt(self, action: AdoptService, log) -> None:
+        self._ecs.tag_resource(
+            resourceArn=action.service_arn,
+            tags=_tags(
+                {
+                    MANAGED_BY_TAG[0]: MANAGED_BY_TAG[1],
+                    TAG_DEPLOYMENT: action.owner,
+                    TAG_PROJECT: action.project,
+                    TAG_ENV: action.env,
+                }
+            ),
+        )
+        log.info("service adopted", service=action.service_arn, owner=action.owner)
+
+    def _check_claim(self, project: str, env: str, owner: str, what: str) -> None:
+        """Refuse a write to an env whose claim is not ``owner``'s (one GET)."""
+        held = self.claims.get(project, env)
+        if held is None:
+            raise Conflict(
+                f"{project}/{env} is not claimed by {owner}; not done: {what}",
+                where=self.claims.uri(project, env),
+                hint="the claim was released meanwhile (its deployment deleted); the next "
+                "pass claims it again first",
+            )
+        if held.owner != owner:
+            raise conflict(project, env, owner, held.owner)
+
     def publish(self, action: PublishCandidate, log) -> None:
         # sign=False: the controller publishes only candidates signed by the publisher.
         result = self.registry.publish_uri(action.uri, exist_ok=True, sign=False)
@@ -350,9 +396,27 @@ class Executor:
                 tags=_tags({TAG_REPLICAS: str(service.replicas)}),
             )
 
-    def scale_to_zero(self, deployment_key: str, service: str) -> bool:
-        """Scale ``service`` to zero tasks if it is ``deployment_key``'s (its tag names
-        the key, or it has none). Returns whether anything changed; safe to repeat."""
+    def retire(self, deployment_key: str, project: str, env: str, scale_to_zero: bool) -> bool:
+        """``deployment_key`` was deleted: scale its service to zero if asked, then release
+        the env's claim if it is the key's, so that another deployment can adopt the env.
+        Returns whether anything changed; safe to repeat."""
+        held = self.claims.get(project, env)
+        if held is not None and held.owner != deployment_key:
+            return False  # another deployment owns the env now: touch nothing
+        changed = False
+        if scale_to_zero:
+            name = self.platform.service_name(project, env)
+            changed = self.scale_to_zero(deployment_key, name, claimed=held is not None)
+        # Released last: a crash before this leaves the claim, and the retry repeats.
+        if held is not None and self.claims.release(project, env, deployment_key):
+            self.writes["ReleaseClaim"] += 1
+            changed = True
+        return changed
+
+    def scale_to_zero(self, deployment_key: str, service: str, *, claimed: bool = False) -> bool:
+        """Scale ``service`` to zero tasks if it is ``deployment_key``'s: ``claimed`` (the
+        caller checked the env's claim), else by its label (an env from before claims:
+        the tag names the key, or none). Returns whether anything changed; safe to repeat."""
 
         found = self._ecs.describe_services(
             cluster=self.platform.ecs_cluster, services=[service], include=["TAGS"]
@@ -361,7 +425,8 @@ class Executor:
         if not live:
             return False
         tags = {t["key"]: t["value"] for t in live[0].get("tags", [])}
-        if other_owner(deployment_key, tags) is not None:
+        label = service_label(tags)
+        if not claimed and label is not None and label != deployment_key:
             return False  # another deployment (another namespace) owns the service now
         if live[0].get("desiredCount", 0) == 0:
             return False
@@ -375,12 +440,22 @@ class Executor:
         head returns to is a rollback entry copied from it, so the log stays a stack.
         Another writer appending first is Conflict: the next pass re-plans."""
         project, env = action.project, action.env
+        self._check_claim(project, env, action.owner, describe(action))
         pins = Pins.from_values(action.manifest_sha256, action.object_versions, "MovePointer")
         planned = (action.version, action.sha256, action.uri, pins)
         head = self.log.head(project, env)
-        if head is not None and (head.version, head.sha256, head.uri, head.pins) == planned:
+        if (
+            head is not None
+            and (head.version, head.sha256, head.uri, head.pins) == planned
+            and head.owner == action.owner
+        ):
             return
-        update = {"promoted_at": now(), "promoted_by": CONTROLLER_ACTOR, "reason": action.reason}
+        update = {
+            "promoted_at": now(),
+            "promoted_by": CONTROLLER_ACTOR,
+            "reason": action.reason,
+            "owner": action.owner,
+        }
         if action.action == "rollback" and head is not None and head.back is not None:
             target = self.log.entry(project, env, head.back)
             if (

@@ -7,7 +7,9 @@ one AWS call per deployment:
 - the ECS services: ``describe_services``, 10 per call, with their tags;
 - task definitions: by ARN, cached forever (a revision is immutable);
 - registry manifests: by (project, version), cached forever (versions are immutable);
-- project registrations: cached for ``project_ttl`` seconds (a new revision is rare).
+- project registrations: cached for ``project_ttl`` seconds (a new revision is rare);
+- ownership claims: one GET per (project, env), never cached (a claim changes hands when
+  its owner is deleted, possibly by another controller).
 
 Problems that belong to one deployment (unknown project, unpublished version, unreadable
 candidate) end up in that deployment's :attr:`Observed.error`; only a failed batch call
@@ -41,6 +43,7 @@ from controller.api import ModelDeployment, ModelDeploymentStatus
 from controller.ownership import batch_winner, conflict
 from mlops_core import aws
 from mlops_core.artifacts import Manifest
+from mlops_core.claims import Claim, Claims
 from mlops_core.errors import IntegrityError, InvalidInput, MlopsError, NotFound
 from mlops_core.logs import get_logger
 from mlops_core.naming import Platform
@@ -137,6 +140,8 @@ class Observed:
     key: str
     now: datetime
     pointer: ModelPointer | None = None
+    #: The env's ownership claim (None: unclaimed): who may write the env's AWS state.
+    claim: Claim | None = None
     service: ServiceState | None = None
     task_definitions: Mapping[str, TaskDefinitionState] = field(default_factory=dict)
     project: ProjectConfig | None = None
@@ -260,6 +265,7 @@ class Observer:
         self._published: dict[tuple[str, str], Published] = {}
         self._candidates: dict[tuple[str, int | None, str], Manifest] = {}
         self._projects: dict[str, tuple[float, Registration]] = {}
+        self.claims = Claims(self.platform)
 
     # -- public ------------------------------------------------------------------------
     def observe(
@@ -273,6 +279,7 @@ class Observer:
         now = self.clock()
         specs = [d.spec for d, _ in items]
         pointers = self._pointers({(s.project, s.env) for s in specs})
+        claims = self._claims({(s.project, s.env) for s in specs})
         services = self._services({self.platform.service_name(s.project, s.env) for s in specs})
         arns: set[str] = set()
         for svc in services.values():
@@ -283,18 +290,19 @@ class Observer:
             if st is not None:
                 arns.update(a for a in (st.task_definition, st.previous_task_definition) if a)
         tds = self._task_definitions_by_arn(arns)
-        claims: dict[str, list[str]] = {}
+        contenders: dict[str, list[str]] = {}
         for deployment, _ in items:
             name = self.platform.service_name(deployment.spec.project, deployment.spec.env)
-            claims.setdefault(name, [])
-            if deployment.key not in claims[name]:
-                claims[name].append(deployment.key)
-        for keys in claims.values():
+            contenders.setdefault(name, [])
+            if deployment.key not in contenders[name]:
+                contenders[name].append(deployment.key)
+        for keys in contenders.values():
             keys.sort()
         out = []
         for deployment, status in items:
             s = deployment.spec
             pointer = pointers.get((s.project, s.env))  # unreadable ones are None: rewritten
+            claim = claims[(s.project, s.env)]
             service = services.get(self.platform.service_name(s.project, s.env))
             refs = [status.task_definition, status.previous_task_definition] if status else []
             if service is not None:
@@ -304,11 +312,14 @@ class Observer:
                 key=deployment.key,
                 now=now,
                 pointer=pointer,
+                claim=claim if isinstance(claim, Claim) else None,
                 service=service,
                 task_definitions=mine,
             )
             try:
-                self._check_owner(deployment, service, claims)
+                if isinstance(claim, MlopsError):
+                    raise claim
+                self._check_owner(deployment, base.claim, service, contenders)
                 out.append(self._registry_view(deployment, status, base))
             except MlopsError as exc:
                 out.append(replace(base, error=exc))
@@ -317,16 +328,17 @@ class Observer:
     def _check_owner(
         self,
         deployment: ModelDeployment,
+        claim: Claim | None,
         service: ServiceState | None,
-        claims: dict[str, list[str]],
+        contenders: dict[str, list[str]],
     ) -> None:
-        """Two deployments of one batch naming the same project/env: the service's owner
-        (by its tag), else the first key in sort order, keeps it; the others conflict."""
+        """Two deployments of one batch naming the same project/env: one of them may act
+        (``batch_winner``); the others conflict before they plan anything."""
         name = self.platform.service_name(deployment.spec.project, deployment.spec.env)
-        keys = claims[name]
+        keys = contenders[name]
         if len(keys) < 2:
             return
-        winner = batch_winner(service.tags if service is not None else None, keys)
+        winner = batch_winner(claim, service.tags if service is not None else None, keys)
         if deployment.key != winner:
             s = deployment.spec
             raise conflict(s.project, s.env, deployment.key, winner)
@@ -343,6 +355,20 @@ class Observer:
             for p in page.get("Parameters", []):
                 with contextlib.suppress(ValidationError):
                     out[by_name[p["Name"]]] = ModelPointer.model_validate_json(p["Value"])
+        return out
+
+    def _claims(
+        self, pairs: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], Claim | MlopsError | None]:
+        """Each env's claim (None: unclaimed); an unreadable one is its error, which blocks
+        the env's deployments. An AWS error raises, for the whole batch."""
+        out: dict[tuple[str, str], Claim | MlopsError | None] = {}
+        for project, env in sorted(pairs):
+            self.reads["s3:GetObject(claim)"] += 1
+            try:
+                out[(project, env)] = self.claims.get(project, env)
+            except MlopsError as exc:
+                out[(project, env)] = exc
         return out
 
     def _services(self, names: set[str]) -> dict[str, ServiceState]:

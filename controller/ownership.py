@@ -1,9 +1,11 @@
-"""Who owns a (project, env): the one home of the ownership rule.
+"""Who owns a (project, env): the one home of the controller's ownership rule.
 
-Exactly one ModelDeployment owns a project/env. Its key (``namespace/name``) is what the
-ECS service's ``mlops.platform.io/deployment`` tag names; every place that must know
-whether a deployment may act (the planner, the batch observer, the delete policy) asks
-here, so the rule and the message a refused deployment gets are written once.
+Exactly one ModelDeployment owns a project/env: the one whose key (``namespace/name``) the
+env's claim names (:mod:`mlops_core.claims`, created atomically before any other write).
+The ECS service's ``mlops.platform.io/deployment`` tag is only a label of it. Every place
+that must know whether a deployment may act (the planner, the batch observer, the
+executor, the delete policy) asks here, so the rule and the message a refused deployment
+gets are written once.
 """
 
 from __future__ import annotations
@@ -11,18 +13,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from controller.actions import TAG_DEPLOYMENT
+from mlops_core.claims import Claim
 from mlops_core.errors import Conflict
 
 
-def service_owner(tags: Mapping[str, str] | None) -> str | None:
-    """The deployment key a service's tags name as its owner (None: unowned)."""
+def service_label(tags: Mapping[str, str] | None) -> str | None:
+    """The deployment key a service's tags name (a label; the claim decides)."""
     return (tags or {}).get(TAG_DEPLOYMENT) or None
 
 
-def other_owner(key: str, tags: Mapping[str, str] | None) -> str | None:
-    """The owner named by ``tags`` if it is a deployment other than ``key``."""
-    owner = service_owner(tags)
-    return owner if owner is not None and owner != key else None
+def other_owner(key: str, claim: Claim | None) -> str | None:
+    """The owner ``claim`` names if it is a deployment other than ``key``."""
+    return claim.owner if claim is not None and claim.owner != key else None
 
 
 def conflict(project: str, env: str, key: str, owner: str) -> Conflict:
@@ -32,12 +34,19 @@ def conflict(project: str, env: str, key: str, owner: str) -> Conflict:
         "cannot deploy it too",
         where="spec.project/spec.env",
         hint=f"one project/env has one ModelDeployment: delete {key}, or delete {owner} "
-        "(its default Retain policy leaves AWS as it is and lets another adopt the env)",
+        "(its default Retain policy leaves AWS as it is and releases the env's claim, so "
+        f"that {key} adopts it at its next pass)",
     )
 
 
-def batch_winner(service_tags: Mapping[str, str] | None, keys: list[str]) -> str:
+def batch_winner(
+    claim: Claim | None, service_tags: Mapping[str, str] | None, keys: list[str]
+) -> str:
     """Of several deployments in one pass naming the same project/env, the one that may
-    act: the service's owner if it is among them, else the first key in sort order."""
-    owner = service_owner(service_tags)
-    return owner if owner in keys else sorted(keys)[0]
+    act: the claim's owner if it is among them; for an unclaimed env the one the
+    service's label names (a service from before claims), else the first key in sort
+    order. The others write nothing, not even a claim."""
+    if claim is not None:
+        return claim.owner
+    label = service_label(service_tags)
+    return label if label in keys else sorted(keys)[0]

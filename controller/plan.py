@@ -7,8 +7,10 @@ that a plan reaches the desired state and that planning again yields nothing.
 
 The rules, in order:
 
-1. Observation errors (unknown project, unpublished version, bad candidate) and a service
-   owned by another deployment block the deployment: no actions, Degraded=True.
+1. Observation errors (unknown project, unpublished version, bad candidate) and an env
+   claimed by another deployment block the deployment: no actions, Degraded=True. An
+   unclaimed env is claimed first (ClaimEnv), and a service the deployment did not create
+   is labelled its own next (AdoptService), before any other action.
    So does a spec whose estimated monthly cost (``controller.costing``, at
    ``Desired.prices``) exceeds ``spec.budget.maxMonthlyUSD``: BudgetExceeded, nothing
    changes. Every status carries the spec's estimate (``status.cost``) when prices are
@@ -40,6 +42,8 @@ from controller.actions import (
     TAG_REPLICAS,
     TAG_RESTORED_VERSION,
     Action,
+    AdoptService,
+    ClaimEnv,
     CreateService,
     MovePointer,
     PublishCandidate,
@@ -65,8 +69,9 @@ from controller.observe import (
     ServiceState,
     TaskDefinitionState,
 )
-from controller.ownership import conflict, other_owner
+from controller.ownership import conflict, other_owner, service_label
 from mlops_core.artifacts import MANIFEST, Manifest, sha256_bytes
+from mlops_core.claims import Claim
 from mlops_core.cost.estimate import BudgetExceeded, Estimate, check_budget, estimate
 from mlops_core.cost.prices import PriceBook
 from mlops_core.errors import IntegrityError, InvalidInput
@@ -171,6 +176,8 @@ class Desired:
     #: The region's prices, for the estimate and the budget; None: unknown (why: below).
     prices: PriceBook | None = None
     prices_error: str = ""
+    #: Where the deployment's manifest lives, recorded in the claim it makes.
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -375,6 +382,8 @@ class _Planner:
         self.st = desired.status
         self.status = _Status(desired.status, self.gen, observed.now)
         self.cost: Estimate | None = None
+        #: The ownership check passed: the env is this deployment's, or free to claim.
+        self.owned = False
 
     # -- outcomes ----------------------------------------------------------------------
     def blocked(self, reason: str, message: str, requeue: float | None = None) -> Decision:
@@ -383,18 +392,35 @@ class _Planner:
         return Decision([], status, requeue, degraded=True)
 
     def decide(self) -> Decision:
-        return replace(self._decide(), cost=self.cost)
+        decision = self._decide()
+        # A refusal (gates, budget, ...) writes nothing, not even a claim; a converged env
+        # from before claims is claimed, so that no other deployment can take it.
+        if self.owned and (decision.actions or not decision.degraded):
+            decision = replace(decision, actions=self.ownership() + decision.actions)
+        return replace(decision, cost=self.cost)
+
+    def ownership(self) -> list[Action]:
+        """Claim the env if unclaimed, then label a service made by someone else as this
+        deployment's: the first writes, so a loser of the claim writes nothing more."""
+        out: list[Action] = []
+        key, spec, svc = self.dep.key, self.spec, self.observed.service
+        if self.observed.claim is None:
+            out.append(ClaimEnv(spec.project, spec.env, key, self.desired.source))
+        if svc is not None and svc.status == "ACTIVE" and service_label(svc.tags) != key:
+            out.append(AdoptService(svc.arn, key, spec.project, spec.env))
+        return out
 
     def _decide(self) -> Decision:
         obs = self.observed
         if obs.error is not None:
             return self.blocked(obs.error.reason, obs.error.render())
-        svc = obs.service
-        owner = other_owner(self.dep.key, svc.tags) if svc is not None else None
+        owner = other_owner(self.dep.key, obs.claim)
         if owner is not None:
             return self.blocked(
                 "Conflict", conflict(self.spec.project, self.spec.env, self.dep.key, owner).render()
             )
+        self.owned = True
+        svc = obs.service
         if svc is not None and svc.status == "DRAINING":
             return self.blocked(
                 "ServiceDraining",
@@ -646,7 +672,15 @@ class _Planner:
                     )
                 )
         uri = platform.version_uri(self.spec.project, version)
-        if p is None or p.version != version or p.pins != pins or p.uri != uri:
+        # A value written under another owner (a hand-over, or before claims) is
+        # rewritten once, so that the pointer names who owns the env.
+        if (
+            p is None
+            or p.version != version
+            or p.pins != pins
+            or p.uri != uri
+            or p.owner != self.dep.key
+        ):
             actions.append(
                 MovePointer(
                     project=self.spec.project,
@@ -656,6 +690,7 @@ class _Planner:
                     sha256=manifest.model_sha256,
                     manifest_sha256=pins.manifest_sha256,
                     object_versions=pins.objects_json(),
+                    owner=self.dep.key,
                     reason=(
                         f"controller: {self.dep.key} generation {_gen(self.gen)}"
                         + (f", rollback: {degraded[1][:300]}" if restoring and degraded else "")
@@ -764,6 +799,7 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
     tds = dict(observed.task_definitions)
     service = observed.service
     pointer = observed.pointer
+    claim = observed.claim
     published = set(observed.published)
     pins = dict(observed.pins)
     ids = iter(range(len(service.deployments) if service else 0, 1 << 30))
@@ -783,6 +819,12 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
 
     for action in actions:
         match action:
+            case ClaimEnv(owner=owner, source=source):
+                assert claim is None or claim.owner == owner
+                claim = claim or Claim(owner=owner, source=source, created_at=observed.now)
+            case AdoptService(owner=owner):
+                assert service is not None and claim is not None and claim.owner == owner
+                service = replace(service, tags={**service.tags, TAG_DEPLOYMENT: owner})
             case PublishCandidate(version=v):
                 published.add(v)
                 pins[v] = _sim_pins(observed.manifests[v])
@@ -866,6 +908,7 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
                     pins=Pins.from_values(action.manifest_sha256, action.object_versions, "sim"),
                     gates=None if gates is None else dict(gates),
                     policy_revision=revision,
+                    owner=action.owner,
                 )
             case Rollback(failed_version=fv, generation=g, restored_version=rv):
                 assert service is not None
@@ -883,6 +926,7 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
         task_definitions=tds,
         service=service,
         pointer=pointer,
+        claim=claim,
         published=frozenset(published),
         pins=pins,
     )

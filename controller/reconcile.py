@@ -175,8 +175,11 @@ class Reconciler:
         observer: Observer | None = None,
         executor: Executor | None = None,
         prices: PriceResolver | None = None,
+        source: str = "",
     ):
         self.platform = platform or Platform.from_env()
+        #: Where the manifests come from (a source URI), recorded in the claims made.
+        self.source = source
         self.clock = clock
         self.log = log or structlog.get_logger("controller.reconcile")
         self.registry = registry or Registry(self.platform)
@@ -228,16 +231,17 @@ class Reconciler:
             polling=self.polling,
             prices=book,
             prices_error=error,
+            source=self.source,
         )
 
     def retire(self, key: str, project: str, env: str, policy: DeletePolicy) -> bool:
         """Deployment ``key`` of ``project``/``env`` was deleted (from any source): apply
         its delete policy. ``Retain`` leaves the service and the pointer as they are;
         ``ScaleToZero`` scales the service to zero tasks (the pointer stays, so
-        re-creating the deployment resumes where it was). Returns whether AWS changed."""
-        if policy != "ScaleToZero":
-            return False
-        return self.executor.scale_to_zero(key, self.platform.service_name(project, env))
+        re-creating the deployment resumes where it was). Both release the env's claim
+        if ``key`` holds it, so that another deployment can adopt the env; an env another
+        deployment owns is not touched. Returns whether AWS changed."""
+        return self.executor.retire(key, project, env, scale_to_zero=policy == "ScaleToZero")
 
     def reconcile_many(
         self, items: Items, *, fence: Callable[[], bool] | None = None

@@ -109,7 +109,7 @@ class Controller:
             # Imported here so that sources and the queue load without the AWS planner.
             from controller.reconcile import Reconciler
 
-            reconciler = Reconciler()
+            reconciler = Reconciler(source=source.uri)
         self.source = source
         self.reconciler = reconciler
         self.workers = max(1, workers)

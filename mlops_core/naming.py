@@ -225,6 +225,14 @@ class Platform:
             raise InvalidInput(f"promotion log entries start at 1, not {seq}")
         return f"{self.promotions_prefix(project, env)}{seq:012d}.json"
 
+    def claims_root(self, project: str) -> str:
+        """Key prefix of every env's ownership claim (``mlops_core.claims``)."""
+        return f"{check_project(project)}/claims/"
+
+    def claim_key(self, project: str, env: str) -> str:
+        """The env's claim: which ModelDeployment owns it, created once, conditionally."""
+        return f"{self.claims_root(project)}{check_env(env)}.json"
+
     def service_name(self, project: str, env: str) -> str:
         return service_name(project, env)
 

@@ -63,6 +63,11 @@ class ModelPointer(BaseModel):
     policy_revision: int | None = Field(
         None, ge=0, description="The project registration revision the gates came from."
     )
+    # The claim in force when the value was written (mlops_core.claims); None: no
+    # deployment owned the env, or the value predates claims.
+    owner: str | None = Field(
+        None, description="The ModelDeployment that owned the env when this was written."
+    )
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -8,6 +8,10 @@ Every value carries the version's publication pins: a promotion copies them from
 publication record, a rollback from the log entry it returns to. Both verify the version
 against them first (signature, digests, nothing written since publication), and never
 take a pin from what the bucket holds now.
+
+While a ModelDeployment owns the env (its claim, :mod:`mlops_core.claims`), both are
+refused: the controller would undo them. ``force`` with a reason goes through, and the
+override is recorded in the log entry's reason; the entry names the owner either way.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mlops_core.claims import Claims, check_manual_write
 from mlops_core.errors import GateFailed, IntegrityError, InvalidInput, NotFound
 from mlops_core.gates import evaluate, failed, gate_values
 from mlops_core.pointer import ModelPointer, PointerStore, now, whoami
@@ -31,9 +36,10 @@ def pointer_for(
     action: str = "promote",
     gates: Mapping[str, Any] | None = None,
     policy_revision: int | None = None,
+    owner: str | None = None,
 ) -> ModelPointer:
     """A promotion's pointer value: the version with the pins its publication recorded;
-    ``gates`` and ``policy_revision`` record what judged it."""
+    ``gates`` and ``policy_revision`` record what judged it, ``owner`` the claim."""
     manifest = published.manifest
     return ModelPointer(
         version=manifest.version,
@@ -46,6 +52,7 @@ def pointer_for(
         pins=published.pins,
         gates=None if gates is None else dict(gates),
         policy_revision=policy_revision,
+        owner=owner,
     )
 
 
@@ -60,8 +67,9 @@ def promote(
     registry: Registry | None = None,
     store: PointerStore | None = None,
 ) -> tuple[ModelPointer, list]:
-    """Point ``env`` at ``version`` if the project's gates pass. Returns the new pointer and
-    the gate results. Nothing is written when a check fails."""
+    """Point ``env`` at ``version`` if the project's gates pass and no ModelDeployment owns
+    the env (``force`` with a ``reason`` overrides both). Returns the new pointer and the
+    gate results. Nothing is written when a check fails."""
     registry = registry or Registry()
     registration = registry.registration(project)
     config = registration.config
@@ -74,6 +82,9 @@ def promote(
         # Already live: nothing to write, but the live value must still be the published one.
         registry.verify(project, version, current.pins, where=f"the pointer of {project}/{env}")
         return current, []
+    claim, reason = check_manual_write(
+        Claims(registry.platform), project, env, "promotion", force=force, reason=reason
+    )
     current_manifest = None
     if current is not None:
         try:
@@ -100,6 +111,7 @@ def promote(
         actor=actor,
         gates=gate_values(config.gates),
         policy_revision=registration.revision,
+        owner=claim.owner if claim is not None else None,
     )
     # Entry head+1 of the log, or Conflict if another writer appended since the head
     # was read: the gates above judged against a current version that is still current.
@@ -111,16 +123,21 @@ def rollback(
     env: str,
     *,
     reason: str = "",
+    force: bool = False,
     actor: str | None = None,
     registry: Registry | None = None,
     store: PointerStore | None = None,
 ) -> tuple[ModelPointer, ModelPointer]:
     """Reset ``env``'s pointer to the value it had before the last promotion, as the
     promotion log recorded it (pins included; nothing is re-read from the bucket).
+    Refused while a ModelDeployment owns the env unless ``force``d with a ``reason``.
     Returns (from, to)."""
     registry = registry or Registry()
     log = PromotionLog(registry.platform, store)
     registry.get_project(project).check_env(env)
+    claim, reason = check_manual_write(
+        Claims(registry.platform), project, env, "rollback", force=force, reason=reason
+    )
     head = log.head(project, env)
     if head is None:
         raise NotFound(f"{project}/{env} has no model pointer yet; nothing to roll back")
@@ -152,5 +169,6 @@ def rollback(
         promoted_at=now(),
         promoted_by=actor or whoami(),
         reason=reason or f"rollback from {head.version}",
+        owner=claim.owner if claim is not None else None,
     )
     return head, log.write(project, env, entry)

@@ -128,10 +128,14 @@ def promote(
     env: str = ENV_OPTION,
     project: str = typer.Option(None, "--project", "-p", help=PROJECT_HELP),
     project_dir_: Path = typer.Option(None, "--project-dir", help=PROJECT_DIR_HELP),
-    force: bool = typer.Option(False, help="Promote although gates fail (needs --reason)."),
+    force: bool = typer.Option(
+        False,
+        help="Promote although gates fail or a ModelDeployment owns ENV (needs --reason).",
+    ),
     reason: str = typer.Option("", help="Why; recorded in the pointer."),
 ) -> None:
-    """Point ENV at VERSION, if the project's quality gates pass."""
+    """Point ENV at VERSION, if the project's quality gates pass and no ModelDeployment
+    owns ENV."""
     from mlops_core.promotion import promote as do_promote
 
     name = project_name(project, project_dir_)
@@ -145,13 +149,17 @@ def rollback(
     env: str = ENV_OPTION,
     project: str = typer.Option(None, "--project", "-p", help=PROJECT_HELP),
     project_dir_: Path = typer.Option(None, "--project-dir", help=PROJECT_DIR_HELP),
+    force: bool = typer.Option(
+        False, help="Roll back although a ModelDeployment owns ENV (needs --reason)."
+    ),
     reason: str = typer.Option("", help="Why; recorded in the pointer."),
 ) -> None:
-    """Reset ENV's pointer to the version it had before the last promotion."""
+    """Reset ENV's pointer to the version it had before the last promotion (refused
+    while a ModelDeployment owns ENV, unless forced)."""
     from mlops_core.promotion import rollback as do_rollback
 
     name = project_name(project, project_dir_)
-    before, after = do_rollback(name, env, reason=reason)
+    before, after = do_rollback(name, env, reason=reason, force=force)
     console.print(f"[bold]{name}/{env}[/] rolled back: {before.version} -> {after.version}")
 
 

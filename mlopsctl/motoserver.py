@@ -7,7 +7,9 @@ object as two separate steps, in a threaded server: two concurrent creates of on
 both pass the check and both answer 200 (seen under 16 threads). AWS S3 guarantees one
 winner, and the promotion log (:mod:`mlops_core.promotion_log`) relies on it, so the local
 endpoint serialises those requests: every PUT that carries a condition runs under one
-lock. Unconditional requests run as before, concurrently.
+lock, and so does every DELETE that carries one (an ownership claim is released with
+``If-Match``, :mod:`mlops_core.claims`). Unconditional requests run as before,
+concurrently.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ CONDITION_HEADERS = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH")
 
 
 class SerialisedConditionalWrites:
-    """WSGI middleware: conditional PUTs one at a time, the rest passed straight on."""
+    """WSGI middleware: conditional PUTs and DELETEs one at a time, the rest passed
+    straight on."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]]):
         self.app = app
         self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") != "PUT" or not any(
+        if environ.get("REQUEST_METHOD") not in ("PUT", "DELETE") or not any(
             environ.get(h) for h in CONDITION_HEADERS
         ):
             return self.app(environ, start_response)

@@ -9,11 +9,13 @@ locals {
     [aws_cloudwatch_log_group.drift.arn, aws_cloudwatch_log_group.training.arn],
   )
   # The objects the controller writes: versions it publishes (signed candidates), desired
-  # state and status (and the S3 source's lease) under deployments/, the promotion log.
+  # state and status (and the S3 source's lease) under deployments/, the promotion log,
+  # the envs' ownership claims.
   controller_written_objects = [
     "${aws_s3_bucket.artifacts.arn}/*/models/*",
     "${aws_s3_bucket.artifacts.arn}/${local.desired_state_prefix}*",
     "${aws_s3_bucket.artifacts.arn}/*/promotions/*",
+    "${aws_s3_bucket.artifacts.arn}/*/claims/*",
   ]
 }
 
@@ -406,6 +408,13 @@ data "aws_iam_policy_document" "controller" {
     sid       = "DesiredStateCleanup"
     actions   = ["s3:DeleteObject"]
     resources = ["${aws_s3_bucket.artifacts.arn}/${local.desired_state_prefix}*"]
+  }
+  statement {
+    # A Retain or ScaleToZero delete releases the deployment's claim on its env (the
+    # controller deletes it only with If-Match on the ETag of the claim it owns).
+    sid       = "ReleaseClaims"
+    actions   = ["s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/*/claims/*"]
   }
   statement {
     sid       = "ArtifactBucket"

@@ -52,6 +52,7 @@ locals {
   append_only_records = [
     "${aws_s3_bucket.artifacts.arn}/*/registration/*",
     "${aws_s3_bucket.artifacts.arn}/*/promotions/*",
+    "${aws_s3_bucket.artifacts.arn}/*/claims/*",
   ]
 }
 
@@ -95,8 +96,9 @@ data "aws_iam_policy_document" "artifacts_bucket" {
   }
 
   statement {
-    # Registration revisions and promotion-log entries are append-only records: each is
-    # created once (If-None-Match), so an unconditional write could only rewrite history.
+    # Registration revisions, promotion-log entries and ownership claims are append-only
+    # records: each is created once (If-None-Match), so an unconditional write could only
+    # rewrite history (or take an env from its owner).
     sid       = "DenyRecordOverwrites"
     effect    = "Deny"
     actions   = ["s3:PutObject"]

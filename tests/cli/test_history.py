@@ -91,3 +91,22 @@ def test_a_promotion_that_loses_the_race_exits_4_naming_the_winner(
     assert PointerStore(platform).get(PROJECT, "prod") is None
     assert log.head(PROJECT, "prod").version == versions[2]
     assert PointerStore(platform).get(PROJECT, "prod").version == versions[2]
+
+
+def test_promote_and_rollback_of_an_owned_env_exit_4_naming_the_owner(versions, capsys):
+    from mlops_core.claims import Claims
+
+    assert run(capsys, "promote", versions[0], "--env", "prod", "-p", PROJECT)[0] == 0
+    assert run(capsys, "promote", versions[1], "--env", "prod", "-p", PROJECT)[0] == 0
+    Claims(PromotionLog().platform).create(PROJECT, "prod", "ml/usedcar-prod")
+    code, _, err = run(capsys, "rollback", "--env", "prod", "-p", PROJECT)
+    assert code == 4 and "owned by ModelDeployment ml/usedcar-prod" in err
+    assert "Traceback" not in err and "--force --reason" in err
+    code, out, _ = run(
+        capsys, "rollback", "--env", "prod", "-p", PROJECT, "--force", "--reason", "slow"
+    )
+    assert code == 0 and versions[0] in out
+    code, out, _ = run(capsys, "history", "--env", "prod", "-p", PROJECT, "-o", "json")
+    head = json.loads(out)["entries"][0]
+    assert head["reason"] == "FORCED past the owner ml/usedcar-prod: slow"
+    assert head["owner"] == "ml/usedcar-prod"

@@ -144,7 +144,7 @@ def test_dry_run_plans_and_prices_without_writing(
     assert mutations == {}, mutations
     assert ecs_service(platform) is None
     assert [type(a).__name__ for a in dry.actions] == [
-        "RegisterTaskDefinition", "CreateService", "MovePointer",
+        "ClaimEnv", "RegisterTaskDefinition", "CreateService", "MovePointer",
     ]  # fmt: skip
     assert dry.current is None  # nothing runs yet
     assert round(dry.monthly_delta, 2) == TWO_SMALL_TASKS

@@ -30,6 +30,7 @@ from controller.runtime import Controller
 from controller.sources import DirectorySource, S3Source, StatusRecord
 from controller.workqueue import WorkQueue
 from mlops_core import aws
+from mlops_core.claims import Claims
 from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry
 
@@ -375,7 +376,9 @@ def test_a_removed_manifest_stops_management_and_leaves_aws_alone(
     finally:
         stop.set()
         t.join(timeout=30)
-    assert writes.total() == before
+    # Retain: the one write releases the env's claim; the service and the pointer stay.
+    assert writes.total() == before + 1 and writes.calls["DeleteObject"] == 1
+    assert Claims(platform).get("usedcar-price", "prod") is None
     assert live(platform)[0] == versions[0]
 
 

@@ -1,4 +1,5 @@
-"""The controller's MovePointer writes through the promotion log, like promote/rollback."""
+"""The controller's MovePointer writes through the promotion log, like promote/rollback,
+and only for the deployment holding the env's claim."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from factories import make_artifacts, project_config
 from controller.actions import MovePointer
 from controller.execute import CONTROLLER_ACTOR, Executor
 from controller.plan import NetworkConfig
+from mlops_core.claims import Claims
+from mlops_core.errors import Conflict
 from mlops_core.pointer import PointerStore
 from mlops_core.promotion import promote
 from mlops_core.promotion_log import PromotionLog
 from mlops_core.registry import Registry
 
 PROJECT, ENV = "usedcar-price", "prod"
+OWNER = "ml/usedcar-prod"
 
 
 @pytest.fixture
@@ -36,6 +40,7 @@ def move(reg: Registry, version: str, action: str = "promote") -> MovePointer:
         uri=reg.platform.version_uri(PROJECT, version),
         sha256=reg.get_manifest(PROJECT, version).model_sha256,
         reason="controller: test",
+        owner=OWNER,
         action=action,  # type: ignore[arg-type]
         manifest_sha256=pins.manifest_sha256,
         object_versions=pins.objects_json(),
@@ -45,6 +50,8 @@ def move(reg: Registry, version: str, action: str = "promote") -> MovePointer:
 def test_a_repeated_move_appends_once_and_a_restore_pops_the_stack(setup):
     reg, executor, (v1, v2) = setup
     first, _ = promote(PROJECT, ENV, v1, registry=reg, actor="ci", reason="first")
+    assert first.owner is None  # nobody owned the env then
+    Claims(reg.platform).create(PROJECT, ENV, OWNER)
     executor.move_pointer(move(reg, v2))
     executor.move_pointer(move(reg, v2))  # a repeat after a crash: nothing new
     log = PromotionLog(reg.platform)
@@ -60,3 +67,17 @@ def test_a_repeated_move_appends_once_and_a_restore_pops_the_stack(setup):
         include={"uri", "sha256", "pins"}
     )
     assert PointerStore(reg.platform).get(PROJECT, ENV) == head
+    assert head.owner == OWNER
+
+
+def test_a_move_for_a_deployment_that_does_not_hold_the_claim_writes_nothing(setup, mutations):
+    reg, executor, (v1, _) = setup
+    claims = Claims(reg.platform)
+    mutations.clear()
+    with pytest.raises(Conflict, match="not claimed by ml/usedcar-prod"):
+        executor.move_pointer(move(reg, v1))  # unclaimed: released meanwhile
+    claims.create(PROJECT, ENV, "ml/other")
+    mutations.clear()
+    with pytest.raises(Conflict, match="belongs to ModelDeployment ml/other"):
+        executor.move_pointer(move(reg, v1))
+    assert mutations == {} and PointerStore(reg.platform).get(PROJECT, ENV) is None

@@ -33,6 +33,7 @@ from controller.observe import (
 )
 from controller.plan import Desired, NetworkConfig, Polling, apply, decide, plan, task_spec
 from mlops_core.artifacts import DataInfo, FileEntry, Manifest
+from mlops_core.claims import Claim
 from mlops_core.naming import Platform
 from mlops_core.publication import Pins
 
@@ -76,10 +77,15 @@ def pins_of(m: Manifest) -> Pins:
 PINS = {v: pins_of(m) for v, m in MANIFESTS.items()}
 
 
+# The env's claim, held by the deployment under test unless a test says otherwise.
+CLAIM = Claim(owner="ml/usedcar-prod", source="test", created_at=NOW)
+
+
 def observed(**kw) -> Observed:
     base = Observed(
         key="ml/usedcar-prod",
         now=NOW,
+        claim=CLAIM,
         project=PROJECT,
         manifests=MANIFESTS,
         pins=PINS,
@@ -322,12 +328,59 @@ def test_observation_errors_block_with_their_reason_and_no_actions():
     assert cond(d.status, "Ready") == ("False", "ProjectNotFound")
 
 
-def test_service_of_another_deployment_is_a_conflict():
+def test_an_env_claimed_by_another_deployment_is_a_conflict_whatever_the_tag_says():
     dep, status, obs = deploy()
-    obs = replace(obs, service=replace(obs.service, tags={TAG_DEPLOYMENT: "ml/other"}))
-    d = decide(desired(dep, status), obs)
+    other = Claim(owner="ml/other", source="test", created_at=NOW)
+    d = decide(desired(dep, status), replace(obs, claim=other))  # the tag still says ours
     assert d.actions == [] and cond(d.status, "Degraded") == ("True", "Conflict")
-    assert "ml/other" in d.status.condition("Degraded").message
+    message = d.status.condition("Degraded").message
+    assert "ml/other" in message and "releases the env's claim" in message
+
+
+def test_an_unclaimed_env_is_claimed_before_anything_else():
+    d = decide(desired(), observed(claim=None))
+    assert kinds(d.actions) == [
+        "ClaimEnv",
+        "RegisterTaskDefinition",
+        "CreateService",
+        "MovePointer",
+    ]
+    claim = d.actions[0]
+    assert (claim.owner, claim.project, claim.env) == ("ml/usedcar-prod", "usedcar-price", "prod")
+    assert d.actions[-1].owner == "ml/usedcar-prod"
+    after = apply(observed(claim=None), d.actions)
+    assert after.claim is not None and after.claim.owner == "ml/usedcar-prod"
+    assert after.pointer.owner == "ml/usedcar-prod"
+    assert plan(desired(dep=None, status=d.status), settle(after, COMPLETED)) == []
+
+
+def test_a_converged_env_from_before_claims_is_claimed_with_one_write():
+    dep, status, obs = deploy()
+    d = decide(desired(dep, status), replace(obs, claim=None))
+    assert kinds(d.actions) == ["ClaimEnv"]
+    assert cond(d.status, "Ready") == ("True", "RolloutComplete")
+
+
+def test_a_service_someone_else_made_is_labelled_first_then_converged():
+    """A Terraform-made service (no owner tag), or one handed over by a Retain delete
+    (the old owner's tag): labelled right after the claim, before it is changed."""
+    dep, status, obs = deploy()
+    for tags in ({}, {TAG_DEPLOYMENT: "ml/old-owner"}):
+        svc = replace(obs.service, tags=tags)
+        d = decide(desired(dep, status), replace(obs, claim=None, service=svc))
+        assert kinds(d.actions)[:2] == ["ClaimEnv", "AdoptService"]
+        assert d.actions[1].owner == "ml/usedcar-prod"
+        after = apply(replace(obs, claim=None, service=svc), d.actions)
+        assert after.service.tags[TAG_DEPLOYMENT] == "ml/usedcar-prod"
+        assert plan(desired(dep, d.status), after) == []
+
+
+def test_a_pointer_written_under_another_owner_is_rewritten_once():
+    dep, status, obs = deploy()
+    handed = replace(obs, pointer=obs.pointer.model_copy(update={"owner": "ml/old-owner"}))
+    actions = plan(desired(dep, status), handed)
+    assert kinds(actions) == ["MovePointer"] and actions[0].version == GOOD.version
+    assert plan(desired(dep, status), apply(handed, actions)) == []
 
 
 def test_missing_network_config_blocks_service_creation():

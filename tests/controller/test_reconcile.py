@@ -21,6 +21,7 @@ from controller.actions import (
     ENV_MODEL_SHA256,
     ENV_MODEL_URI,
     ENV_MODEL_VERSION,
+    ClaimEnv,
     CreateService,
     MovePointer,
     PublishCandidate,
@@ -43,7 +44,7 @@ def test_first_deploy_creates_pinned_revision_service_and_pointer(
     result = rec.reconcile(dep, None)
 
     kinds = [type(a) for a in result.actions]
-    assert kinds == [RegisterTaskDefinition, CreateService, MovePointer]
+    assert kinds == [ClaimEnv, RegisterTaskDefinition, CreateService, MovePointer]
     svc = ecs_service(platform)
     assert svc["status"] == "ACTIVE" and svc["desiredCount"] == 2
     assert svc["launchType"] == "FARGATE"
@@ -205,7 +206,7 @@ def test_candidate_is_published_after_its_gates_then_deployed(
     sign_candidate(str(candidate_folder), platform.model_signing_key)
     published = rec.reconcile(dep, None)
     # Published first, alone: what serves it pins the object versions S3 assigns then.
-    assert [type(a) for a in published.actions] == [PublishCandidate]
+    assert [type(a) for a in published.actions] == [ClaimEnv, PublishCandidate]
     result = rec.reconcile(dep, published.status)
     assert [type(a) for a in result.actions] == [
         RegisterTaskDefinition,
@@ -407,6 +408,11 @@ def test_reconcile_many_batches_reads(make_reconciler, versions, n):
         results = rec.reconcile_many([(d, r.status) for d, r in zip(deps, results, strict=True)])
         assert all(r.actions == [] for r in results)
         assert all(cond(r.status, "Ready") == ("True", "RolloutComplete") for r in results)
-    # 12 deployments, per pass: 2 get_parameters + 2 describe_services; the revisions the
-    # first pass registered and the manifests are cached.
-    assert dict(rec.observer.reads) == {"ssm:GetParameters": 4, "ecs:DescribeServices": 4}
+    # 12 deployments, per pass: 2 get_parameters + 2 describe_services + each env's claim
+    # (never cached: it changes hands); the revisions the first pass registered and the
+    # manifests are cached.
+    assert dict(rec.observer.reads) == {
+        "ssm:GetParameters": 4,
+        "ecs:DescribeServices": 4,
+        "s3:GetObject(claim)": 2 * n,
+    }

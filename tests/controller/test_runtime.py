@@ -29,6 +29,7 @@ from controller.runtime import Controller
 from controller.sources import DirectorySource, S3Source
 from controller.workqueue import WorkQueue
 from mlops_core import aws
+from mlops_core.claims import Claims
 from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry
 
@@ -180,6 +181,7 @@ def test_the_same_core_converges_refuses_and_retires_through_every_source(
 ):
     v1, v2 = versions
     reconciler = Reconciler(network=network)
+    claims = Claims(platform)
 
     def once() -> Controller:
         ctl = Controller(harness.source, reconciler, delete_policy="Retain")
@@ -189,7 +191,8 @@ def test_the_same_core_converges_refuses_and_retires_through_every_source(
     # Converge, and write the status back where the manifest came from.
     harness.put(manifest(v1))
     ctl = once()
-    assert ctl.stats["actions"] == 3 and ctl.stats["status_writes"] == 1
+    assert ctl.stats["actions"] == 4 and ctl.stats["status_writes"] == 1  # claim first
+    assert claims.get(PROJECT, "prod").owner == "default/" + NAME
     assert pointer_version(platform) == v1 and service(platform)["desiredCount"] == 2
     conditions = _conditions(harness.status())
     assert conditions["Degraded"] == ("False", "AsExpected")
@@ -205,13 +208,15 @@ def test_the_same_core_converges_refuses_and_retires_through_every_source(
     assert pointer_version(platform) == v1
 
     # Deleted with the ScaleToZero policy asked for by the annotation: the same policy
-    # code for every source scales the service to zero; the pointer stays.
+    # code for every source scales the service to zero and releases the claim; the
+    # pointer stays.
     harness.put(manifest(v1, **{"mlops.platform.io/delete-policy": "ScaleToZero"}))
     once()
     harness.delete()
     once()
     assert service(platform)["desiredCount"] == 0
     assert pointer_version(platform) == v1
+    assert claims.get(PROJECT, "prod") is None
 
 
 # -- faults: loud and bounded ----------------------------------------------------------

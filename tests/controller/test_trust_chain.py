@@ -110,12 +110,14 @@ def test_any_file_of_the_live_version_replaced_is_refused_by_every_consumer(
             expected_sha256=env["MODEL_SHA256"],
             pins=before.pins,
         )
-    # promote of the live version and rollback onto it both check it, and refuse.
+    # promote of the live version and rollback onto it both check it, and refuse (the
+    # deployment owns prod: an operator overrides it, with a reason).
+    incident = {"force": True, "reason": "incident: the live version was tampered with"}
     with pytest.raises(IntegrityError):
         promote(PROJECT, "prod", versions.good)
-    promote(PROJECT, "prod", versions.better)  # an intact version still goes live
+    promote(PROJECT, "prod", versions.better, **incident)  # an intact version goes live
     with pytest.raises(IntegrityError):
-        rollback(PROJECT, "prod")
+        rollback(PROJECT, "prod", **incident)
     assert pointer_version(platform) == versions.better
     assert not marker.exists()  # nothing was ever unpickled
 

@@ -6,9 +6,11 @@ import pytest
 from factories import make_artifacts, project_config
 
 from mlops_core import aws
-from mlops_core.errors import GateFailed, InvalidInput, NotFound
+from mlops_core.claims import Claims
+from mlops_core.errors import Conflict, GateFailed, InvalidInput, NotFound
 from mlops_core.pointer import PointerStore
 from mlops_core.promotion import promote, rollback
+from mlops_core.promotion_log import PromotionLog
 from mlops_core.registry import Registry
 
 
@@ -96,3 +98,44 @@ def test_a_pointer_created_empty_by_terraform_counts_as_unset(published):
     pointer, _ = promote("usedcar-price", "prod", v[0.80], registry=reg)
     assert store.get("usedcar-price", "prod") == pointer
     assert [p.version for p in store.history("usedcar-price", "prod")] == [v[0.80]]
+
+
+def test_an_owned_env_refuses_promote_and_rollback_unless_forced_with_a_reason(published):
+    reg, v = published
+    project, env = "usedcar-price", "prod"
+    promote(project, env, v[0.80], registry=reg, actor="ci")
+    promote(project, env, v[0.82], registry=reg, actor="ci")
+    Claims(reg.platform).create(project, env, "ml/usedcar-prod", "kube:https://k8s")
+    log = PromotionLog(reg.platform)
+    before = log.history(project, env)
+    for attempt in (
+        lambda: promote(project, env, v[0.80], registry=reg),
+        lambda: rollback(project, env, registry=reg),
+    ):
+        with pytest.raises(Conflict) as refused:
+            attempt()
+        message = refused.value.render()
+        assert "owned by ModelDeployment ml/usedcar-prod (from kube:https://k8s)" in message
+        assert "mlopsctl deploy --env prod" in message and "--force --reason" in message
+        assert "claims/prod.json" in message  # where
+    with pytest.raises(InvalidInput, match="--reason"):
+        rollback(project, env, registry=reg, force=True)
+    assert log.history(project, env) == before  # nothing written
+
+    _, after = rollback(project, env, registry=reg, force=True, reason="incident 42")
+    assert after.version == v[0.80] and after.owner == "ml/usedcar-prod"
+    assert after.reason == "FORCED past the owner ml/usedcar-prod: incident 42"
+    pointer, _ = promote(project, env, v[0.82], registry=reg, force=True, reason="fixed")
+    assert pointer.owner == "ml/usedcar-prod" and "FORCED past the owner" in pointer.reason
+    assert log.head(project, env) == pointer
+    assert PointerStore(reg.platform).get(project, env) == pointer
+
+
+def test_a_released_claim_lets_promote_through_again(published):
+    reg, v = published
+    claims = Claims(reg.platform)
+    claims.create("usedcar-price", "prod", "ml/a")
+    assert claims.release("usedcar-price", "prod", "ml/b") is False  # not b's to release
+    assert claims.release("usedcar-price", "prod", "ml/a") is True
+    pointer, _ = promote("usedcar-price", "prod", v[0.80], registry=reg)
+    assert pointer.owner is None and "FORCED" not in pointer.reason

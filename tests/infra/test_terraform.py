@@ -723,6 +723,7 @@ def test_the_denies_are_tls_published_versions_and_signing(tf):
             assert object_patterns(tf.locals["append_only_records"]) == [
                 "*/registration/*",
                 "*/promotions/*",
+                "*/claims/*",
             ]
         elif key[0] == "artifacts_bucket" and key[1] != "DenyInsecureTransport":
             assert as_list(st["resources"]) == [models], key
@@ -785,6 +786,7 @@ def test_controller_writes_only_publications_desired_state_and_the_promotion_log
         p.desired_state_prefix + f"{project}-prod.status.json",
         p.desired_state_prefix + ".leases/controller.json",
         f"{project}/promotions/prod/00000001.json",
+        p.claim_key(project, "prod"),
     ]
     must_not = [
         p.candidates_prefix(project) + "run-1/manifest.sig",  # only publishers sign
@@ -923,6 +925,7 @@ def test_controller_role_grants_what_the_controller_needs(tf):
         "${aws_s3_bucket.artifacts.arn}/${local.models_prefix}*",
         "${aws_s3_bucket.artifacts.arn}/*/models/*",
         "${aws_s3_bucket.artifacts.arn}/${local.desired_state_prefix}*",
+        "${aws_s3_bucket.artifacts.arn}/*/claims/*",
         "${local.controller_written_objects}",
     }
     # Reading stays bucket-wide; writing does not.
@@ -944,11 +947,23 @@ def test_controller_may_read_append_and_list_the_promotion_log(tf):
     assert cond["values"] == ["${local.promotions_root}*"]
 
 
-def test_controller_deletes_only_under_the_desired_state_prefix(tf):
+def test_controller_deletes_only_desired_state_and_claims(tf):
+    """Status objects of removed manifests, and the claim a deleted deployment releases."""
     sts = statements(policy_documents(tf)["controller"])
-    (delete,) = [st for st in sts if "s3:DeleteObject" in as_list(st["actions"])]
-    assert as_list(delete["actions"]) == ["s3:DeleteObject"]
-    assert delete["resources"] == ["${aws_s3_bucket.artifacts.arn}/${local.desired_state_prefix}*"]
+    deletes = [st for st in sts if "s3:DeleteObject" in as_list(st["actions"])]
+    assert all(as_list(st["actions"]) == ["s3:DeleteObject"] for st in deletes)
+    assert sorted(r for st in deletes for r in as_list(st["resources"])) == [
+        "${aws_s3_bucket.artifacts.arn}/${local.desired_state_prefix}*",
+        "${aws_s3_bucket.artifacts.arn}/*/claims/*",
+    ]
+    p = naming.Platform()
+    (claims,) = [st for st in deletes if "claims" in str(st["resources"])]
+    assert key_matches(
+        object_patterns(claims["resources"]), p.claim_key("usedcar-price", "prod"), {}
+    )
+    assert not key_matches(
+        object_patterns(claims["resources"]), p.promotion_key("usedcar-price", "prod", 1), {}
+    )
 
 
 def test_controller_environment_output_names_what_the_controller_reads(tf, monkeypatch):
