@@ -7,7 +7,9 @@ one AWS call per deployment:
 - the ECS services: ``describe_services``, 10 per call, with their tags;
 - task definitions: by ARN, cached forever (a revision is immutable);
 - registry manifests: by (project, version), cached forever (versions are immutable);
-- project registrations: cached for ``project_ttl`` seconds (a new revision is rare).
+- project registrations: cached for ``project_ttl`` seconds (a new revision is rare);
+- the newest drift result of a monitored deployment's live version: a few LISTs,
+  cached for ``drift_ttl`` seconds (the job runs hourly or daily).
 
 Problems that belong to one deployment (unknown project, unpublished version, unreadable
 candidate) end up in that deployment's :attr:`Observed.error`; only a failed batch call
@@ -28,6 +30,8 @@ from pydantic import ValidationError
 
 from controller.actions import (
     CONTAINER_NAME,
+    ENV_CAPTURE_PERCENT,
+    ENV_DRIFT_PREFIX,
     ENV_ENV,
     ENV_MODEL_MANIFEST_SHA256,
     ENV_MODEL_OBJECT_VERSIONS,
@@ -38,8 +42,9 @@ from controller.actions import (
     TaskSpec,
 )
 from controller.api import ModelDeployment, ModelDeploymentStatus
+from controller.drifted import DriftObservation, monitored
 from controller.ownership import batch_winner, conflict
-from mlops_core import aws
+from mlops_core import aws, drift_result
 from mlops_core.artifacts import Manifest
 from mlops_core.errors import IntegrityError, InvalidInput, MlopsError, NotFound
 from mlops_core.logs import get_logger
@@ -152,6 +157,8 @@ class Observed:
     # The desired version, resolved (spec.model.version, or the candidate's manifest's).
     desired_version: str | None = None
     error: MlopsError | None = None
+    # The newest drift result of the live version (monitored deployments only).
+    drift: DriftObservation | None = None
 
 
 def parse_task_definition(td: Mapping) -> TaskDefinitionState:
@@ -177,6 +184,10 @@ def parse_task_definition(td: Mapping) -> TaskDefinitionState:
                 cpu=int(td.get("cpu") or 0),
                 memory=int(td.get("memory") or 0),
                 port=int(ports[0].get("containerPort") or 0),
+                capture_percent=float(env.get(ENV_CAPTURE_PERCENT) or 0),
+                drift=tuple(
+                    sorted((k, v) for k, v in env.items() if k.startswith(ENV_DRIFT_PREFIX))
+                ),
             )
         except (KeyError, ValueError):
             spec = None
@@ -248,11 +259,13 @@ class Observer:
         *,
         clock: Callable[[], datetime] | None = None,
         project_ttl: float = 60.0,
+        drift_ttl: float = 60.0,
     ):
         self.platform = platform or Platform.from_env()
         self.registry = registry or Registry(self.platform)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.project_ttl = project_ttl
+        self.drift_ttl = drift_ttl
         #: AWS read calls made, by operation (for benchmarks and tests).
         self.reads: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -260,6 +273,7 @@ class Observer:
         self._published: dict[tuple[str, str], Published] = {}
         self._candidates: dict[tuple[str, int | None, str], Manifest] = {}
         self._projects: dict[str, tuple[float, Registration]] = {}
+        self._drift: dict[tuple[str, str, str], tuple[float, DriftObservation]] = {}
 
     # -- public ------------------------------------------------------------------------
     def observe(
@@ -306,6 +320,7 @@ class Observer:
                 pointer=pointer,
                 service=service,
                 task_definitions=mine,
+                drift=self.drift(deployment, pointer, status),
             )
             try:
                 self._check_owner(deployment, service, claims)
@@ -387,6 +402,44 @@ class Observer:
         state = TaskDefinitionState(arn, family, int(revision or 0), True, spec)
         with self._lock:
             self._task_definitions.setdefault(arn, state)
+
+    # -- drift ---------------------------------------------------------------------------
+    def drift(
+        self,
+        deployment: ModelDeployment,
+        pointer: ModelPointer | None,
+        status: ModelDeploymentStatus | None,
+    ) -> DriftObservation | None:
+        """The newest drift result of the live version (the pointer's, else the one the
+        status last saw live); None when the deployment does not capture or nothing is
+        live. Never raises: an unreadable result is an observation saying why."""
+        spec = deployment.spec
+        version = pointer.version if pointer else (status.current_version if status else None)
+        if not monitored(spec) or version is None:
+            return None
+        key = (spec.project, spec.env, version)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._drift.get(key)
+        if hit is not None and now - hit[0] < self.drift_ttl:
+            return hit[1]
+        self.reads["s3:drift"] += 1
+        try:
+            found = drift_result.latest_key(self.platform, *key)
+            obs = DriftObservation(version)
+            if found is not None:
+                uri = f"s3://{self.platform.artifact_bucket}/{found}"
+                obs = DriftObservation(version, drift_result.read(self.platform, found), uri)
+        except MlopsError as exc:
+            obs = DriftObservation(version, error=exc.render())
+        except Exception as exc:  # noqa: BLE001 - drift is informational: never block a pass
+            if aws.error_code(exc) == "NoSuchBucket":
+                obs = DriftObservation(version)
+            else:
+                obs = DriftObservation(version, error=f"cannot read drift results: {exc}")
+        with self._lock:
+            self._drift[key] = (now, obs)
+        return obs
 
     # -- registry ----------------------------------------------------------------------
     def registration(self, project: str) -> Registration:

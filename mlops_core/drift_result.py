@@ -41,6 +41,11 @@ from mlops_core.errors import IntegrityError
 from mlops_core.naming import Platform
 
 DRIFT_RESULT_SCHEMA_VERSION = 1
+#: A ModelDeployment's drift rules (spec.monitoring.drift) reach the job as MLOPS_DRIFT_*
+#: variables of the serving container in the env's live revision: the controller pins
+#: them there, the job reads them from there (monitoring.job.deployed_rules).
+RULES_ENV_PREFIX = "MLOPS_DRIFT_"
+SERVING_CONTAINER = "serving"
 RESULT_FILE = "drift.json"
 REPORT_FILE = "report.html"
 
