@@ -21,7 +21,10 @@ from datetime import datetime
 
 from controller.api import ConditionStatus, ModelDeploymentSpec, ModelDeploymentStatus
 from controller.api import set_condition as _set
-from mlops_core.drift_result import REPORT_FILE, RESULT_FILE, DriftResult
+from mlops_core import aws, drift_result
+from mlops_core.drift_result import DriftResult
+from mlops_core.errors import MlopsError
+from mlops_core.naming import Platform
 
 DRIFTED = "Drifted"
 
@@ -38,7 +41,24 @@ class DriftObservation:
 
     @property
     def report_uri(self) -> str:
-        return self.uri.removesuffix(RESULT_FILE) + REPORT_FILE if self.uri else ""
+        return drift_result.report_key(self.uri) if self.uri else ""
+
+
+def observe(platform: Platform, project: str, env: str, version: str) -> DriftObservation:
+    """Read the newest result of ``version`` (a few LISTs and one GET). Never raises: an
+    unreadable result is an observation saying why (drift is informational)."""
+    try:
+        found = drift_result.latest_key(platform, project, env, version)
+        if found is None:
+            return DriftObservation(version)
+        uri = f"s3://{platform.artifact_bucket}/{found}"
+        return DriftObservation(version, drift_result.read(platform, found), uri)
+    except MlopsError as exc:
+        return DriftObservation(version, error=exc.render())
+    except Exception as exc:  # noqa: BLE001 - never block a pass or a status on it
+        if aws.error_code(exc) == "NoSuchBucket":
+            return DriftObservation(version)
+        return DriftObservation(version, error=f"cannot read drift results: {exc}")
 
 
 def monitored(spec: ModelDeploymentSpec) -> bool:

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from controller import drifted
 from controller.actions import (
     CONTAINER_NAME,
     ENV_CAPTURE_PERCENT,
@@ -44,7 +45,7 @@ from controller.actions import (
 from controller.api import ModelDeployment, ModelDeploymentStatus
 from controller.drifted import DriftObservation, monitored
 from controller.ownership import batch_winner, conflict
-from mlops_core import aws, drift_result
+from mlops_core import aws
 from mlops_core.artifacts import Manifest
 from mlops_core.errors import IntegrityError, InvalidInput, MlopsError, NotFound
 from mlops_core.logs import get_logger
@@ -424,19 +425,7 @@ class Observer:
         if hit is not None and now - hit[0] < self.drift_ttl:
             return hit[1]
         self.reads["s3:drift"] += 1
-        try:
-            found = drift_result.latest_key(self.platform, *key)
-            obs = DriftObservation(version)
-            if found is not None:
-                uri = f"s3://{self.platform.artifact_bucket}/{found}"
-                obs = DriftObservation(version, drift_result.read(self.platform, found), uri)
-        except MlopsError as exc:
-            obs = DriftObservation(version, error=exc.render())
-        except Exception as exc:  # noqa: BLE001 - drift is informational: never block a pass
-            if aws.error_code(exc) == "NoSuchBucket":
-                obs = DriftObservation(version)
-            else:
-                obs = DriftObservation(version, error=f"cannot read drift results: {exc}")
+        obs = drifted.observe(self.platform, *key)
         with self._lock:
             self._drift[key] = (now, obs)
         return obs

@@ -202,6 +202,11 @@ def new_run_id() -> str:
     return os.urandom(4).hex()
 
 
+def report_key(result_key: str) -> str:
+    """The report.html beside a run's drift.json."""
+    return result_key.removesuffix(RESULT_FILE) + REPORT_FILE
+
+
 def write(platform: Platform, result: DriftResult, report_html: str) -> tuple[str, str]:
     """Write one run's report, then its result (the commit marker); return their keys."""
     s3 = aws.client("s3")

@@ -3,9 +3,10 @@ and the Drifted condition read from the newest drift result (reported, never act
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from drift_data import drift_result_for
 from reconcile_support import PROJECT, RolloutObserver, cond, ecs_service, make_deployment
 
 from controller.actions import RegisterTaskDefinition, UpdateService
@@ -13,7 +14,7 @@ from controller.api import ModelDeploymentStatus
 from controller.drifted import DRIFTED, DriftObservation, with_drifted
 from controller.observe import COMPLETED
 from mlops_core import aws, drift_result
-from mlops_core.drift_result import DriftConfig, DriftResult
+from mlops_core.drift_result import DriftResult
 from mlops_core.registry import Registry
 
 MONITORED = {"capturePercent": 25, "drift": {"alpha": 0.01, "correction": "bonferroni"}}
@@ -25,25 +26,8 @@ def revision_env(platform) -> dict[str, str]:
     return {e["name"]: e["value"] for e in td["containerDefinitions"][0]["environment"]}
 
 
-def result(version: str, drifted: list[str], verdict: str = "drift", **kw) -> DriftResult:
-    end = datetime.now(UTC)
-    return DriftResult(
-        project=PROJECT,
-        env="prod",
-        version=version,
-        window_start=end - timedelta(hours=1),
-        window_end=end,
-        computed_at=end,
-        rows=500,
-        config=DriftConfig(thresholds={"wasserstein": 0.1}),
-        verdict=verdict,
-        dataset_drift=bool(drifted),
-        drift_share=len(drifted) / 4,
-        tested_features=4,
-        drifted_features=drifted,
-        features=[],
-        **kw,
-    )
+def result(version: str, drifted: list[str], verdict: str = "drift") -> DriftResult:
+    return drift_result_for(PROJECT, "prod", version, drifted, verdict)
 
 
 @pytest.fixture
