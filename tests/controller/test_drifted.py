@@ -133,3 +133,27 @@ def test_the_condition_for_each_outcome():
     drifted = with_drifted(empty, spec, DriftObservation(v, result(v, ["x"])), 1)
     off = make_deployment(version=v).spec
     assert with_drifted(drifted, off, None, 1).condition(DRIFTED) is None
+
+
+def test_a_turn_to_drifted_is_one_warning_event_and_staying_drifted_is_none():
+    from controller.sources.kube import KubeSource
+
+    class Client:
+        server = "https://kube.test"
+
+        def __init__(self):
+            self.events: list[tuple[str, bool]] = []
+
+        def post_event(self, involved, *, reason, message, warning):
+            self.events.append((reason, warning))
+
+    client = Client()
+    source = KubeSource(client, lease=None)  # type: ignore[arg-type]
+    source.observe("ADDED", {"metadata": {"name": "d", "namespace": "ml", "uid": "1"}})
+    spec = make_deployment(version="20261128T064500Z-3f9a2c1", monitoring=MONITORED).spec
+    v = "20261128T064500Z-3f9a2c1"
+    unknown = with_drifted(ModelDeploymentStatus(), spec, DriftObservation(v), 1)
+    drifted = with_drifted(unknown, spec, DriftObservation(v, result(v, ["x"])), 1)
+    source.announce("ml/d", [], unknown, drifted)
+    source.announce("ml/d", [], drifted, drifted)
+    assert client.events == [("Drifted", True)]
