@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from mlops_core.drift_result import RULES_ENV_PREFIX, SERVING_CONTAINER
+
 # Environment variables a serving task reads: the one contract between a task definition
 # and the serving container.
 ENV_MODEL_URI = "MODEL_URI"
@@ -20,8 +22,12 @@ ENV_MODEL_OBJECT_VERSIONS = "MODEL_OBJECT_VERSIONS"
 ENV_MODEL_VERSION = "MODEL_VERSION"
 ENV_PROJECT = "MLOPS_PROJECT"
 ENV_ENV = "MLOPS_ENV"
+# Inference capture (serving.capture.CaptureSettings) and the drift job's rules
+# (monitoring.settings.DriftSettings, read from the live revision by the job).
+ENV_CAPTURE_PERCENT = "MLOPS_CAPTURE_PERCENT"
+ENV_DRIFT_PREFIX = RULES_ENV_PREFIX
 
-CONTAINER_NAME = "serving"
+CONTAINER_NAME = SERVING_CONTAINER
 # The CPU architecture of every serving revision (what Fargate bills it at).
 CPU_ARCHITECTURE: Final = "X86_64"
 
@@ -58,6 +64,16 @@ class TaskSpec:
     #: them predates signing and is replaced by one with them.
     manifest_sha256: str = ""
     object_versions: str = ""
+    #: spec.monitoring: the share of requests captured (0: off, and not written) and the
+    #: drift job's rules as MLOPS_DRIFT_* pairs, sorted.
+    capture_percent: float = 0.0
+    drift: tuple[tuple[str, str], ...] = ()
+
+    def monitoring_environment(self) -> dict[str, str]:
+        env = dict(self.drift)
+        if self.capture_percent:
+            env[ENV_CAPTURE_PERCENT] = f"{self.capture_percent:g}"
+        return env
 
 
 @dataclass(frozen=True)

@@ -237,6 +237,66 @@ class Budget(_Wire):
     )
 
 
+# EventBridge schedule expressions, as Terraform's drift_schedule_expression takes them.
+SCHEDULE_RE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
+DURATION_RE = re.compile(r"^\d+(\.\d+)?[smhdw]$")
+
+
+class DriftPolicy(_Wire):
+    """How the drift job judges this deployment's captured traffic (unset: the job's
+    defaults, ``MLOPS_DRIFT_*``). The controller pins these into the serving revision
+    (``MLOPS_DRIFT_*``), where the job reads them for the env's live service."""
+
+    schedule: str | None = Field(
+        None,
+        pattern=SCHEDULE_RE.pattern,
+        description="When the job should run, e.g. rate(1 day) or cron(0 6 * * ? *). "
+        "Informational: the schedule itself is Terraform's drift_schedule_expression.",
+    )
+    window: str | None = Field(
+        None, pattern=DURATION_RE.pattern, description="How far back a run looks, e.g. 24h."
+    )
+    correction: Literal["bonferroni", "bh"] | None = Field(
+        None, description="Multiple-testing correction: bonferroni or bh (Benjamini-Hochberg)."
+    )
+    alpha: float | None = Field(None, gt=0, lt=1, description="Significance after correction.")
+    numeric_effect: Literal["wasserstein", "psi", "ks"] | None = Field(
+        None, description="The effect size that numeric features must reach."
+    )
+    wasserstein_threshold: float | None = Field(None, ge=0)
+    psi_threshold: float | None = Field(None, ge=0)
+    ks_threshold: float | None = Field(None, ge=0, le=1)
+    js_threshold: float | None = Field(
+        None, ge=0, le=1, description="Jensen-Shannon distance a category must reach."
+    )
+    missing_threshold: float | None = Field(
+        None, ge=0, le=1, description="Change of a missing-value rate that counts."
+    )
+    drift_share: float | None = Field(
+        None, ge=0, le=1, description="Share of drifted features that makes dataset drift."
+    )
+    min_rows: int | None = Field(None, ge=1, description="Values a column needs to be tested.")
+
+    def job_environment(self) -> dict[str, str]:
+        """The set fields as the drift job's ``MLOPS_DRIFT_*`` variables."""
+        out = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            if name != "schedule":
+                out[f"MLOPS_DRIFT_{name.upper()}"] = str(value)
+        return out
+
+
+class Monitoring(_Wire):
+    capture_percent: float = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Share of requests serving captures for the drift job "
+        "(MLOPS_CAPTURE_PERCENT); 0 = off. A change rolls a new revision.",
+    )
+    drift: DriftPolicy = DriftPolicy()
+
+
 class ModelDeploymentSpec(_Wire):
     project: str = Field(pattern=PROJECT_RE.pattern)
     env: str = Field(pattern=ENV_RE.pattern)
@@ -246,6 +306,7 @@ class ModelDeploymentSpec(_Wire):
     gates: DeploymentGates = DeploymentGates()
     rollback: RollbackPolicy = RollbackPolicy()
     budget: Budget = Budget()
+    monitoring: Monitoring = Monitoring()
 
 
 class ObjectMeta(_Wire):
@@ -275,12 +336,12 @@ class ModelDeployment(_Wire):
         return deployment_key(self.metadata.namespace, self.metadata.name)
 
 
-ConditionType = Literal["Ready", "Progressing", "Degraded"]
+ConditionType = Literal["Ready", "Progressing", "Degraded", "Drifted"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
 class Condition(_Wire):
-    type: str = Field(description="Ready, Progressing or Degraded.")
+    type: str = Field(description="Ready, Progressing, Degraded or Drifted.")
     status: ConditionStatus
     reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
     message: str = ""

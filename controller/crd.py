@@ -50,6 +50,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "type": "string",
         "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
     },
+    {
+        "name": "Drifted",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Drifted")].status',
+        "description": "The newest drift check of the live version (Drifted condition).",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {
         "name": "Live",

@@ -247,6 +247,7 @@ class Executor:
             "MLOPS_ARTIFACT_BUCKET": self.platform.artifact_bucket,
             "AWS_REGION": self.platform.region,
             "AWS_DEFAULT_REGION": self.platform.region,
+            **spec.monitoring_environment(),
         }
         if self.platform.signing_key:
             env["MLOPS_SIGNING_KEY"] = self.platform.signing_key

@@ -10,6 +10,8 @@ one AWS call per deployment:
 - project registrations: cached for ``project_ttl`` seconds (a new revision is rare);
 - ownership claims: one GET per (project, env), never cached (a claim changes hands when
   its owner is deleted, possibly by another controller).
+- the newest drift result of a monitored deployment's live version: a few LISTs,
+  cached for ``drift_ttl`` seconds (the job runs hourly or daily).
 
 Problems that belong to one deployment (unknown project, unpublished version, unreadable
 candidate) end up in that deployment's :attr:`Observed.error`; only a failed batch call
@@ -28,8 +30,11 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from controller import drifted
 from controller.actions import (
     CONTAINER_NAME,
+    ENV_CAPTURE_PERCENT,
+    ENV_DRIFT_PREFIX,
     ENV_ENV,
     ENV_MODEL_MANIFEST_SHA256,
     ENV_MODEL_OBJECT_VERSIONS,
@@ -40,6 +45,7 @@ from controller.actions import (
     TaskSpec,
 )
 from controller.api import ModelDeployment, ModelDeploymentStatus
+from controller.drifted import DriftObservation, monitored
 from controller.ownership import batch_winner, conflict
 from mlops_core import aws
 from mlops_core.artifacts import Manifest
@@ -157,6 +163,8 @@ class Observed:
     # The desired version, resolved (spec.model.version, or the candidate's manifest's).
     desired_version: str | None = None
     error: MlopsError | None = None
+    # The newest drift result of the live version (monitored deployments only).
+    drift: DriftObservation | None = None
 
 
 def parse_task_definition(td: Mapping) -> TaskDefinitionState:
@@ -182,6 +190,10 @@ def parse_task_definition(td: Mapping) -> TaskDefinitionState:
                 cpu=int(td.get("cpu") or 0),
                 memory=int(td.get("memory") or 0),
                 port=int(ports[0].get("containerPort") or 0),
+                capture_percent=float(env.get(ENV_CAPTURE_PERCENT) or 0),
+                drift=tuple(
+                    sorted((k, v) for k, v in env.items() if k.startswith(ENV_DRIFT_PREFIX))
+                ),
             )
         except (KeyError, ValueError):
             spec = None
@@ -253,11 +265,13 @@ class Observer:
         *,
         clock: Callable[[], datetime] | None = None,
         project_ttl: float = 60.0,
+        drift_ttl: float = 60.0,
     ):
         self.platform = platform or Platform.from_env()
         self.registry = registry or Registry(self.platform)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.project_ttl = project_ttl
+        self.drift_ttl = drift_ttl
         #: AWS read calls made, by operation (for benchmarks and tests).
         self.reads: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -266,6 +280,7 @@ class Observer:
         self._candidates: dict[tuple[str, int | None, str], Manifest] = {}
         self._projects: dict[str, tuple[float, Registration]] = {}
         self.claims = Claims(self.platform)
+        self._drift: dict[tuple[str, str, str], tuple[float, DriftObservation]] = {}
 
     # -- public ------------------------------------------------------------------------
     def observe(
@@ -315,6 +330,7 @@ class Observer:
                 claim=claim if isinstance(claim, Claim) else None,
                 service=service,
                 task_definitions=mine,
+                drift=self.drift(deployment, pointer, status),
             )
             try:
                 if isinstance(claim, MlopsError):
@@ -413,6 +429,32 @@ class Observer:
         state = TaskDefinitionState(arn, family, int(revision or 0), True, spec)
         with self._lock:
             self._task_definitions.setdefault(arn, state)
+
+    # -- drift ---------------------------------------------------------------------------
+    def drift(
+        self,
+        deployment: ModelDeployment,
+        pointer: ModelPointer | None,
+        status: ModelDeploymentStatus | None,
+    ) -> DriftObservation | None:
+        """The newest drift result of the live version (the pointer's, else the one the
+        status last saw live); None when the deployment does not capture or nothing is
+        live. Never raises: an unreadable result is an observation saying why."""
+        spec = deployment.spec
+        version = pointer.version if pointer else (status.current_version if status else None)
+        if not monitored(spec) or version is None:
+            return None
+        key = (spec.project, spec.env, version)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._drift.get(key)
+        if hit is not None and now - hit[0] < self.drift_ttl:
+            return hit[1]
+        self.reads["s3:drift"] += 1
+        obs = drifted.observe(self.platform, *key)
+        with self._lock:
+            self._drift[key] = (now, obs)
+        return obs
 
     # -- registry ----------------------------------------------------------------------
     def registration(self, project: str) -> Registration:

@@ -211,6 +211,8 @@ def task_spec(
         port=s.serving.port,
         manifest_sha256=pins.manifest_sha256,
         object_versions=pins.objects_json(),
+        capture_percent=s.monitoring.capture_percent,
+        drift=tuple(sorted(s.monitoring.drift.job_environment().items())),
     )
 
 

@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from controller.actions import Action, MovePointer, UpdateService, describe
 from controller.api import DeletePolicy, ModelDeployment, ModelDeploymentStatus, degraded_status
 from controller.costing import live_workload
+from controller.drifted import with_drifted
 from controller.execute import ExecutionReport, Executor
 from controller.observe import Observed, Observer
 from controller.plan import Decision, Desired, NetworkConfig, Polling, decide
@@ -204,10 +205,11 @@ class Reconciler:
         live = live_workload(observed, deployment.spec)
         if live is not None and desired.prices is not None:
             current = estimate(live, desired.prices)
+        gen = deployment.metadata.generation
         return DryRun(
             key=deployment.key,
             actions=decision.actions,
-            status=decision.status,
+            status=with_drifted(decision.status, deployment.spec, observed.drift, gen),
             degraded=decision.degraded,
             current=current,
             desired=decision.cost,
@@ -301,7 +303,10 @@ class Reconciler:
         finally:
             for spec, arn in report.task_definitions.items():
                 self.observer.remember_task_definition(arn, spec)
-        new_status = decision.status
+        # Drifted is reported, never acted on: it plays no part in the plan above.
+        new_status = with_drifted(
+            decision.status, deployment.spec, observed.drift, gen, self.clock()
+        )
         if new_status.task_definition is None and decision.task in report.task_definitions:
             # The plan could not know the ARN of a revision it asked to register.
             new_status = new_status.model_copy(

@@ -71,6 +71,8 @@ class CaptureSchema:
     version: str
     features: tuple[FeatureSpec, ...]
     task: Task = "regression"
+    #: A classifier's labels as strings, in the order of its probability columns.
+    labels: tuple[str, ...] = ()
     #: Category names by feature, for decoding an encoded matrix's codes.
     _categories: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
@@ -95,7 +97,8 @@ def schema_for(manifest: Any, baseline: dict[str, Any] | None = None) -> Capture
     else:
         kind = ((baseline or {}).get("predictions") or {}).get("type")
         task = "classification" if kind == "category" else "regression"
-    return CaptureSchema(manifest.project, manifest.version, tuple(manifest.features), task)
+    labels = tuple(str(label) for label in getattr(manifest, "labels", None) or ())
+    return CaptureSchema(manifest.project, manifest.version, tuple(manifest.features), task, labels)
 
 
 def arrow_schema(features: Sequence[FeatureSpec], task: Task = "regression") -> pa.Schema:

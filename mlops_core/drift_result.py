@@ -41,6 +41,11 @@ from mlops_core.errors import IntegrityError
 from mlops_core.naming import Platform
 
 DRIFT_RESULT_SCHEMA_VERSION = 1
+#: A ModelDeployment's drift rules (spec.monitoring.drift) reach the job as MLOPS_DRIFT_*
+#: variables of the serving container in the env's live revision: the controller pins
+#: them there, the job reads them from there (monitoring.job.deployed_rules).
+RULES_ENV_PREFIX = "MLOPS_DRIFT_"
+SERVING_CONTAINER = "serving"
 RESULT_FILE = "drift.json"
 REPORT_FILE = "report.html"
 
@@ -195,6 +200,11 @@ def run_prefix(
 
 def new_run_id() -> str:
     return os.urandom(4).hex()
+
+
+def report_key(result_key: str) -> str:
+    """The report.html beside a run's drift.json."""
+    return result_key.removesuffix(RESULT_FILE) + REPORT_FILE
 
 
 def write(platform: Platform, result: DriftResult, report_html: str) -> tuple[str, str]:

@@ -74,6 +74,7 @@ def _desired(
     model: dict,
     serving: dict,
     budget: dict | None = None,
+    monitoring: dict | None = None,
 ):
     from controller.api import ModelDeployment
 
@@ -91,6 +92,8 @@ def _desired(
         }
     if budget:
         doc["spec"].setdefault("budget", {}).update(budget)
+    if monitoring:
+        doc["spec"].setdefault("monitoring", {}).update(monitoring)
     try:
         return ModelDeployment.model_validate(doc)
     except ValueError as exc:
@@ -125,6 +128,14 @@ def deploy(
         "--max-monthly-usd",
         min=0.01,
         help="Budget: the controller refuses a spec whose estimated monthly cost is higher.",
+    ),
+    capture_percent: float = typer.Option(
+        None,
+        "--capture-percent",
+        min=0,
+        max=100,
+        help="Share of requests serving captures for the drift job "
+        "(spec.monitoring.capturePercent; 0 = off).",
     ),
     dry_run: bool = typer.Option(
         False,
@@ -183,6 +194,7 @@ def deploy(
         model=model,
         serving=serving,
         budget=budget,
+        monitoring=None if capture_percent is None else {"capturePercent": capture_percent},
     )
     if dry_run:
         _dry_run(src, desired, output)

@@ -313,6 +313,7 @@ def status(
     # Imported here: the controller's modules are not needed by the other commands.
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from controller import drifted
     from controller.loadbalancing import endpoint_url
     from controller.observe import service_views
 
@@ -335,6 +336,14 @@ def status(
             doc["endpoint"] = endpoint_url(registry.platform, name, doc["env"])
         except (ClientError, BotoCoreError):
             doc["endpoint"] = None
+        # The newest drift check of the live version, as the controller's Drifted reads it.
+        doc["drifted"] = None
+        if doc["pointer"] is not None:
+            obs = drifted.observe(registry.platform, name, doc["env"], doc["pointer"]["version"])
+            if obs.result is not None or obs.error:
+                value, reason, message = drifted.condition(obs)
+                doc["drifted"] = {"status": value, "reason": reason, "message": message,
+                                  "report": obs.report_uri or None}  # fmt: skip
     if as_json:
         output = Output.json
     if print_document({"project": name, "envs": docs, "ecs_error": ecs_error}, output):
@@ -378,3 +387,12 @@ def status(
             doc["endpoint"] or "-",
         )
     console.print(table)
+    for doc in docs:
+        if doc["drifted"] is not None:
+            d = doc["drifted"]
+            colour = {"True": "bold red", "False": "green"}.get(d["status"], "yellow")
+            console.print(
+                f"{doc['env']}: [{colour}]Drifted={d['status']}[/] ({d['reason']}) "
+                f"{escape(d['message'])}",
+                soft_wrap=True,
+            )

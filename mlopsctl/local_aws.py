@@ -286,3 +286,89 @@ def ensure_network(p: Platform) -> tuple[list[str], str]:
 
 def which_moto() -> str | None:
     return shutil.which("moto_server")
+
+
+def ensure_drift_job(
+    p: Platform,
+    project: str,
+    envs: list[str],
+    *,
+    image: str,
+    expression: str = "rate(1 day)",
+    window: str = "24h",
+) -> list[str]:
+    """What Terraform's ``drift.tf`` makes, for the local endpoint: the drift job's task
+    definition (the serving image, ``python -m monitoring``) and one EventBridge Scheduler
+    schedule per env running it through ECS RunTask with ``MLOPS_ENV`` set, which the
+    data plane fires. Idempotent; returns the schedules' names.
+
+    ``expression`` is a deployment's ``spec.monitoring.drift.schedule`` or Terraform's
+    ``drift_schedule_expression``."""
+    ecs = aws.client("ecs")
+    execution_role = ensure_execution_role(p)
+    container = {
+        "name": "drift",
+        "image": image,
+        "command": ["python", "-m", "monitoring"],
+        "essential": True,
+        "environment": [
+            {"name": "MLOPS_PLATFORM", "value": p.platform},
+            {"name": "MLOPS_PROJECT", "value": project},
+            {"name": "MLOPS_ARTIFACT_BUCKET", "value": p.artifact_bucket},
+            {"name": "AWS_REGION", "value": p.region},
+            {"name": "AWS_DEFAULT_REGION", "value": p.region},
+            {"name": "MLOPS_DRIFT_WINDOW", "value": window},
+        ],
+    }
+    family = p.drift_task_family(project)
+    td = ecs.register_task_definition(
+        family=family,
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="1024",
+        memory="2048",
+        executionRoleArn=execution_role,
+        containerDefinitions=[container],
+    )["taskDefinition"]
+    cluster = ecs.describe_clusters(clusters=[p.ecs_cluster])["clusters"][0]["clusterArn"]
+    subnets, group = ensure_network(p)
+    scheduler = aws.client("scheduler")
+    names = []
+    for env in envs:
+        name = f"{p.service_name(project, env)}-drift"
+        schedule = {
+            "Name": name,
+            "ScheduleExpression": expression,
+            "ScheduleExpressionTimezone": "UTC",
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "State": "ENABLED",
+            "Target": {
+                "Arn": cluster,
+                "RoleArn": execution_role,
+                "Input": json.dumps(
+                    {
+                        "containerOverrides": [
+                            {
+                                "name": "drift",
+                                "environment": [{"name": "MLOPS_ENV", "value": env}],
+                            }
+                        ]
+                    }
+                ),
+                "RetryPolicy": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600},
+                "EcsParameters": {
+                    "TaskDefinitionArn": td["taskDefinitionArn"],
+                    "TaskCount": 1,
+                    "LaunchType": "FARGATE",
+                    "NetworkConfiguration": {
+                        "awsvpcConfiguration": {"Subnets": subnets, "SecurityGroups": [group]}
+                    },
+                },
+            },
+        }
+        try:
+            scheduler.create_schedule(**schedule)
+        except scheduler.exceptions.ConflictException:
+            scheduler.update_schedule(**schedule)
+        names.append(name)
+    return names

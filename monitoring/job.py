@@ -15,16 +15,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from mlops_core import aws, capture, drift_result
 from mlops_core.artifacts import BASELINE_FILE
-from mlops_core.drift_result import DriftResult
+from mlops_core.drift_result import RULES_ENV_PREFIX, SERVING_CONTAINER, DriftResult
 from mlops_core.errors import IntegrityError, InvalidInput, NotFound
 from mlops_core.logs import get_logger
 from mlops_core.naming import Platform
 from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry
 from monitoring import drift, report
-from monitoring.settings import DriftSettings
+from monitoring.settings import DriftSettings, with_deployed
 
 log = get_logger("monitoring.job")
 
@@ -62,6 +64,33 @@ def window_bounds(
     return capture.check_window(start, end)
 
 
+def deployed_rules(platform: Platform, project: str, env: str) -> dict[str, str]:
+    """The ``MLOPS_DRIFT_*`` rules the env's live serving revision pins (the controller
+    writes a ModelDeployment's ``spec.monitoring.drift`` there); {} when there is no
+    service, or it cannot be read (the job then runs on its own settings, and says so)."""
+    ecs = aws.client("ecs")
+    try:
+        services = ecs.describe_services(
+            cluster=platform.ecs_cluster, services=[platform.service_name(project, env)]
+        ).get("services", [])
+        live = next((s for s in services if s.get("status") == "ACTIVE"), None)
+        if live is None:
+            return {}
+        td = ecs.describe_task_definition(taskDefinition=live["taskDefinition"])
+    except (ClientError, BotoCoreError) as exc:
+        log.warning("the deployment's drift rules could not be read; using the job's own",
+                    project=project, env=env, error=str(exc)[:200])  # fmt: skip
+        return {}
+    for container in td["taskDefinition"].get("containerDefinitions") or []:
+        if container.get("name") == SERVING_CONTAINER:
+            return {
+                e["name"]: e["value"]
+                for e in container.get("environment") or []
+                if e["name"].startswith(RULES_ENV_PREFIX)
+            }
+    return {}
+
+
 def _baseline(registry: Registry, project: str, version: str) -> dict[str, Any]:
     raw = registry.read_file(project, version, BASELINE_FILE)
     try:
@@ -85,6 +114,10 @@ def run(
         )
     project, env = settings.project, settings.env
     platform = platform or Platform.from_env()
+    rules = deployed_rules(platform, project, env)
+    settings = with_deployed(settings, rules)
+    if rules:
+        log.info("deployment's drift rules", project=project, env=env, rules=rules)
     now = now or datetime.now(UTC)
     start, end = window_bounds(settings, start, end, now)
     version = settings.version

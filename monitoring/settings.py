@@ -3,6 +3,11 @@
 ``MLOPS_PROJECT`` and ``MLOPS_ENV`` say what to check (the scheduled task sets them);
 ``MLOPS_DRIFT_*`` tune the window and the decision rules. ``mlopsctl drift`` builds the
 same object with its options as overrides, so the command and the job are one code path.
+
+A ModelDeployment's ``spec.monitoring.drift`` reaches the job through the env's live
+serving revision, where the controller pins it as ``MLOPS_DRIFT_*`` variables
+(:func:`with_deployed`): what the job's own environment or the command line sets wins,
+the deployment's rules fill in the rest, the defaults below the remainder.
 """
 
 from __future__ import annotations
@@ -77,6 +82,27 @@ class DriftSettings(BaseSettings):
             drift_share=self.drift_share,
             min_rows=self.min_rows,
         )
+
+
+def with_deployed(settings: DriftSettings, deployed: dict[str, str]) -> DriftSettings:
+    """``settings`` with the deployment's ``MLOPS_DRIFT_*`` rules for every field that
+    neither the environment nor an option set."""
+    fields = DriftSettings.model_fields
+    extra: dict[str, Any] = {}
+    for name, value in deployed.items():
+        field = name.removeprefix("MLOPS_DRIFT_").lower()
+        if field in fields and field not in settings.model_fields_set:
+            extra[field] = value
+    if not extra:
+        return settings
+    try:
+        return DriftSettings.model_validate({**settings.model_dump(exclude_unset=True), **extra})
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"the deployment's drift rules are invalid: {str(exc).splitlines()[0]}",
+            where="spec.monitoring.drift (the live serving revision's MLOPS_DRIFT_*)",
+            hint="fix spec.monitoring.drift; the controller validates it on apply",
+        ) from None
 
 
 def load_settings(**overrides: object) -> DriftSettings:

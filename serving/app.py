@@ -16,6 +16,10 @@ is refused (digest, pinned sha256, format, parity), the process stays up and say
 with the reason, and the error is logged. Load balancers route on ``/ready``, so a
 refused version never receives traffic; with pointer following on, the service becomes
 ready as soon as the pointer names a good version.
+
+Inference capture (:mod:`serving.capture`) is on when ``MLOPS_CAPTURE_PERCENT`` > 0 and
+the env is known: one writer per process, started with the app and flushed on shutdown;
+both ``/predict`` and the V2 ``infer`` hand it their validated records and predictions.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from mlops_core.pointer import PointerStore
 from serving import oip
 from serving import predict as predict_path
 from serving.body import BodyError, ClientGone, read_json_body
+from serving.capture import CaptureSettings, CaptureWriter, for_service
 from serving.loader import LoadedModel
 from serving.manager import ModelManager
 from serving.metrics import CONTENT_TYPE, ServingMetrics
@@ -108,17 +113,24 @@ class PrometheusResponse(Response):
 
 
 def create_app(
-    settings: ServingSettings | None = None, *, store: PointerStore | None = None
+    settings: ServingSettings | None = None,
+    *,
+    store: PointerStore | None = None,
+    capture: CaptureSettings | None = None,
 ) -> FastAPI:
-    """Build the service. ``settings`` default to the environment (:mod:`serving.settings`)."""
+    """Build the service. ``settings`` and ``capture`` default to the environment
+    (:mod:`serving.settings`, :class:`serving.capture.CaptureSettings`)."""
     settings = settings or load_settings()
     metrics = ServingMetrics(settings.multiprocess_dir)
     manager = ModelManager(settings, metrics, store=store)
     limit = settings.max_body_bytes
+    writer = for_service(settings, metrics.registry, capture)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("starting", source=settings.source, follow=settings.pointer_poll_seconds)
+        if writer is not None:
+            writer.start()
         await asyncio.to_thread(manager.refresh)
         follower = None
         if settings.follows_pointer and settings.pointer_poll_seconds > 0:
@@ -132,6 +144,9 @@ def create_app(
                 follower.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await follower
+            if writer is not None:
+                # What is buffered is written before the process goes (off the loop).
+                await asyncio.to_thread(writer.close)
 
     app = FastAPI(
         title="mlops model server",
@@ -143,7 +158,8 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.models = manager
-    endpoint = predict_path.PredictEndpoint(manager, metrics, limit, settings.source)
+    app.state.capture = writer
+    endpoint = predict_path.PredictEndpoint(manager, metrics, limit, settings.source, writer)
     app.add_middleware(
         RequestContextMiddleware,
         metrics=metrics,
@@ -212,7 +228,7 @@ def create_app(
         if model is None:
             return not_ready()
         answered = await predict_path.read_and_answer(
-            model, request.scope, request.receive, metrics, limit
+            model, request.scope, request.receive, metrics, limit, writer
         )
         if answered is None:
             return Response(status_code=400)
@@ -228,7 +244,7 @@ def create_app(
     async def metrics_endpoint() -> Response:
         return PrometheusResponse(metrics.exposition())
 
-    _add_v2_routes(app, manager, metrics, limit, not_ready, gone)
+    _add_v2_routes(app, manager, metrics, limit, not_ready, gone, writer)
 
     def openapi() -> dict[str, Any]:
         # The request body is the live model's schema, so it is rebuilt on every call.
@@ -257,6 +273,7 @@ def _add_v2_routes(
     limit: int,
     not_ready: Any,
     gone: Any,
+    capture: CaptureWriter | None = None,
 ) -> None:
     """The Open Inference Protocol endpoints (see :mod:`serving.oip`)."""
 
@@ -326,7 +343,13 @@ def _add_v2_routes(
             return gone()
         matrix = model.parser.encoder.encode_float32(records)
         result = predict_path.run(
-            model, records, matrix, metrics, probabilities=oip.PREDICT_PROBA in outputs
+            model,
+            records,
+            matrix,
+            metrics,
+            probabilities=oip.PREDICT_PROBA in outputs,
+            capture=capture,
+            request_id=parsed.id or request.state.request_id,
         )
         n = len(records)
         tensors = []

@@ -13,8 +13,15 @@ write fails is counted the same way with ``reason="write_failed"``. Capture is
 best-effort by design: serving must never slow down or fail because of it.
 
 Configuration (one settings object, read at the edge): ``MLOPS_CAPTURE_PERCENT`` (share
-of requests captured, 0-100, default 0 = off), ``MLOPS_CAPTURE_BUFFER_RECORDS``,
+of requests captured, 0-100, default 0 = off; the controller sets it from
+``spec.monitoring.capturePercent``), ``MLOPS_CAPTURE_BUFFER_RECORDS``,
 ``MLOPS_CAPTURE_BATCH_RECORDS``, ``MLOPS_CAPTURE_FLUSH_SECONDS``.
+
+The service (:mod:`serving.app`) builds one writer per process with :func:`for_service`,
+starts it with the app and closes it (flushing) on shutdown. Records name the version
+that answered them (each request hands over its own model's :class:`CaptureSchema`), so
+a hot swap needs nothing from the writer: records before and after it land under their
+own version's prefix.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +45,9 @@ from mlops_core import capture
 from mlops_core.capture import CaptureSchema
 from mlops_core.logs import get_logger
 from mlops_core.naming import Platform
+
+if TYPE_CHECKING:
+    from serving.settings import ServingSettings
 
 log = get_logger("serving.capture")
 
@@ -70,7 +80,7 @@ class _Request:
     schema: CaptureSchema
     rows: Sequence[Mapping[str, Any]] | np.ndarray
     predictions: Sequence[Any] | np.ndarray
-    probabilities: Sequence[Mapping[str, float]] | None
+    probabilities: Sequence[Mapping[str, float]] | np.ndarray | None
     request_id: str | None
     time: float  # epoch seconds
 
@@ -140,14 +150,16 @@ class CaptureWriter:
         rows: Sequence[Mapping[str, Any]] | np.ndarray,
         predictions: Sequence[Any] | np.ndarray,
         *,
-        probabilities: Sequence[Mapping[str, float]] | None = None,
+        probabilities: Sequence[Mapping[str, float]] | np.ndarray | None = None,
         request_id: str | None = None,
     ) -> None:
         """Capture one answered request, if sampled. Non-blocking; never raises.
 
         ``rows`` are the validated records (mappings of feature name to value, or the
         request models themselves) or the encoded matrix in schema order (category
-        codes, NaN for missing); ``predictions`` one per row."""
+        codes, NaN for missing); ``predictions`` one per row; ``probabilities`` per row a
+        mapping of label to probability, or the runtime's matrix in the order of
+        ``schema.labels``."""
         try:
             percent = self.settings.percent
             if percent <= 0 or (percent < 100 and self._rng.random() * 100 >= percent):
@@ -258,6 +270,33 @@ class CaptureWriter:
         return written
 
 
+def for_service(
+    serving: ServingSettings,
+    registry: CollectorRegistry,
+    settings: CaptureSettings | None = None,
+    platform: Platform | None = None,
+) -> CaptureWriter | None:
+    """The service's writer, or None when capture is off or has nowhere to write.
+
+    Records go to the platform's artifact bucket under the env the service serves, so
+    the env must be known (``MLOPS_ENV``, as the controller's task definition and pointer
+    following set it); a service of a bare model folder captures nothing and says so."""
+    settings = settings or CaptureSettings()
+    if not settings.enabled:
+        return None
+    if serving.env is None:
+        log.warning(
+            "inference capture is off: the env is unknown",
+            percent=settings.percent,
+            hint="set MLOPS_PROJECT and MLOPS_ENV (the controller's task definitions do)",
+        )
+        return None
+    platform = platform or Platform.from_env()
+    log.info("inference capture on", percent=settings.percent, env=serving.env,
+             bucket=platform.artifact_bucket)  # fmt: skip
+    return CaptureWriter(settings, platform=platform, env=serving.env, registry=registry)
+
+
 def _group(pending: list[_Request]) -> list[list[_Request]]:
     """Requests by (version, hour of their time): one file never spans either."""
     groups: dict[tuple[str, str, int], list[_Request]] = defaultdict(list)
@@ -292,6 +331,14 @@ def _mapping(row: Any) -> Mapping[str, Any]:
     return row if isinstance(row, Mapping) else vars(row)
 
 
+def _probability_items(
+    schema: CaptureSchema, proba: Sequence[Mapping[str, float]] | np.ndarray
+) -> list[list[tuple[str, float]]]:
+    if isinstance(proba, np.ndarray):
+        return [list(zip(schema.labels, row, strict=True)) for row in proba.tolist()]
+    return [list(p.items()) for p in proba]
+
+
 def to_table(schema: CaptureSchema, requests: list[_Request]) -> pa.Table:
     """The records of ``requests`` (all of one schema) as a table of the capture schema."""
     arrow = schema.arrow_schema
@@ -317,7 +364,7 @@ def to_table(schema: CaptureSchema, requests: list[_Request]) -> pa.Table:
         if r.probabilities is None:
             probabilities.extend([None] * len(r))
         else:
-            probabilities.extend(list(p.items()) for p in r.probabilities)
+            probabilities.extend(_probability_items(schema, r.probabilities))
     outputs = pa.StructArray.from_arrays(
         [
             pa.array(predictions, type=output_type.field("prediction").type),

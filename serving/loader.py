@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mlops_core.artifacts import Manifest, read_manifest
+from mlops_core.capture import CaptureSchema, schema_for
 from mlops_core.errors import IntegrityError
 from mlops_core.features import FeatureEncoder
 from mlops_core.logs import get_logger
@@ -50,6 +51,11 @@ class LoadedModel:
     #: The publication pins it was loaded by (None: a local folder).
     pins: Pins | None = None
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: What inference capture records of this version look like (built once, here).
+    capture_schema: CaptureSchema = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "capture_schema", schema_for(self.manifest))
 
     @property
     def version(self) -> str:

@@ -20,6 +20,7 @@ import structlog
 from starlette.types import Receive, Scope, Send
 
 from serving.body import BodyError, ClientGone, read_json_body
+from serving.capture import CaptureWriter
 from serving.loader import LoadedModel
 from serving.metrics import ServingMetrics
 from serving.runtime import Prediction
@@ -42,12 +43,24 @@ def run(
     metrics: ServingMetrics,
     *,
     probabilities: bool = False,
+    capture: CaptureWriter | None = None,
+    request_id: str | None = None,
 ) -> Prediction:
-    """Predict validated ``records`` (``matrix`` is their float32 encoding)."""
+    """Predict validated ``records`` (``matrix`` is their float32 encoding).
+
+    The one place where the validated records and their predictions are both at hand,
+    so inference capture hooks in here: ``submit`` only samples and appends references
+    to a bounded buffer (never blocks, never raises); the writer thread converts them."""
     prediction = model.runtime.predict(matrix, probabilities=probabilities)
-    # The one place where the validated records and their predictions are both at hand:
-    # inference capture hooks in here.
     metrics.observe_predictions(prediction.values)
+    if capture is not None:
+        capture.submit(
+            model.capture_schema,
+            records,
+            prediction.values,
+            probabilities=prediction.probabilities,
+            request_id=request_id,
+        )
     return prediction
 
 
@@ -77,6 +90,7 @@ def answer(
     query_string: bytes,
     request_id: str,
     metrics: ServingMetrics,
+    capture: CaptureWriter | None = None,
 ) -> tuple[int, bytes]:
     """``/predict``'s status and JSON body for a request body that has been read."""
     try:
@@ -84,7 +98,10 @@ def answer(
     except RequestError as exc:
         return 422, json_bytes({"detail": exc.errors})
     want = model.manifest.labels is not None and wants_probabilities(query_string)
-    result = run(model, records, matrix, metrics, probabilities=want)
+    result = run(
+        model, records, matrix, metrics, probabilities=want, capture=capture,
+        request_id=request_id,
+    )  # fmt: skip
     payload: dict[str, Any] = {
         "predictions": result.values,
         "model_version": model.version,
@@ -96,7 +113,12 @@ def answer(
 
 
 async def read_and_answer(
-    model: LoadedModel, scope: Scope, receive: Receive, metrics: ServingMetrics, limit: int
+    model: LoadedModel,
+    scope: Scope,
+    receive: Receive,
+    metrics: ServingMetrics,
+    limit: int,
+    capture: CaptureWriter | None = None,
 ) -> tuple[int, bytes] | None:
     """Read the body and answer; None when the client went away (nothing to send)."""
     try:
@@ -107,24 +129,35 @@ async def read_and_answer(
         # Nobody is listening for an answer: not an error of the service.
         log.info("client disconnected before the request was complete")
         return None
-    return answer(model, body, scope["query_string"], scope["state"]["request_id"], metrics)
+    request_id = scope["state"]["request_id"]
+    return answer(model, body, scope["query_string"], request_id, metrics, capture)
 
 
 class PredictEndpoint:
     """``POST /predict`` as a plain ASGI app (see the module docstring)."""
 
-    def __init__(self, manager: Any, metrics: ServingMetrics, limit: int, source: str):
+    def __init__(
+        self,
+        manager: Any,
+        metrics: ServingMetrics,
+        limit: int,
+        source: str,
+        capture: CaptureWriter | None = None,
+    ):
         self.manager = manager
         self.metrics = metrics
         self.limit = limit
         self.source = source
+        self.capture = capture
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         model = self.manager.current  # read once: a swap mid-request cannot mix versions
         if model is None:
             status, payload = 503, not_ready_body(self.manager.error, self.source)
         else:
-            answered = await read_and_answer(model, scope, receive, self.metrics, self.limit)
+            answered = await read_and_answer(
+                model, scope, receive, self.metrics, self.limit, self.capture
+            )
             if answered is None:
                 return
             status, payload = answered

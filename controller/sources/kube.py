@@ -270,7 +270,8 @@ class KubeSource:
             if before is not None and (before.status, before.reason) == (cond.status, cond.reason):
                 continue
             message = f"{cond.type}={cond.status} ({cond.reason}) {cond.message}".strip()
-            events.append((cond.reason, message, cond.type == "Degraded" and cond.status == "True"))
+            warning = cond.type in ("Degraded", "Drifted") and cond.status == "True"
+            events.append((cond.reason, message, warning))
         self._post(name, events)
 
     def warn(self, name: str, reason: str, message: str) -> None:

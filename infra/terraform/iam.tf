@@ -255,6 +255,22 @@ data "aws_iam_policy_document" "drift_task" {
     actions   = ["ssm:GetParameter", "ssm:GetParameterHistory"]
     resources = local.pointer_param_arns
   }
+  statement {
+    # The env's live serving revision carries the deployment's drift rules
+    # (spec.monitoring.drift, as MLOPS_DRIFT_*): the job reads them from there.
+    sid     = "ReadServingService"
+    actions = ["ecs:DescribeServices"]
+    resources = [
+      for env in var.envs :
+      "arn:${local.partition}:ecs:${local.region}:${local.account_id}:service/${aws_ecs_cluster.this.name}/${local.env_names[env].service}"
+    ]
+  }
+  statement {
+    # DescribeTaskDefinition has no resource-level permissions.
+    sid       = "ReadServingRevision"
+    actions   = ["ecs:DescribeTaskDefinition"]
+    resources = ["*"]
+  }
 }
 
 resource "aws_iam_role_policy" "drift_task" {

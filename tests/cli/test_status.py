@@ -245,3 +245,23 @@ def test_the_table_fits_100_columns_and_wide_and_yaml_show_more(converged, capsy
     code, out, _ = run(capsys, "-o", "yaml")
     doc = yaml.safe_load(out)
     assert doc["project"] == PROJECT and {e["env"] for e in doc["envs"]} >= {"prod"}
+
+
+def test_the_newest_drift_check_of_the_live_version_is_shown(converged, platform, capsys):
+    from drift_data import drift_result_for
+
+    from mlops_core import drift_result
+
+    code, out, _ = run(capsys)
+    assert code == 0 and "Drifted=" not in out  # never checked: nothing to say
+    assert status_json(capsys)["envs"][2]["drifted"] is None
+    drift_result.write(
+        platform, drift_result_for(PROJECT, "prod", converged, ["mileage"]), "<html></html>"
+    )
+    code, out, _ = run(capsys)
+    assert code == 0
+    line = next(line for line in out.splitlines() if line.startswith("prod: Drifted="))
+    assert "Drifted=True (Drifted)" in line and "(mileage)" in line and "report.html" in line
+    prod = status_json(capsys)["envs"][2]
+    assert prod["drifted"]["status"] == "True"
+    assert prod["drifted"]["report"].startswith(f"s3://{platform.artifact_bucket}/")

@@ -43,6 +43,7 @@ def make_deployment(
     deadline: int = 900,
     gates: dict | None = None,
     budget: dict | None = None,
+    monitoring: dict | None = None,
 ) -> ModelDeployment:
     model = {"version": version} if candidate is None else {"candidate": candidate}
     return ModelDeployment.model_validate(
@@ -59,6 +60,7 @@ def make_deployment(
                 "gates": gates or {},
                 "rollback": {"onFailure": on_failure},
                 "budget": budget or {},
+                "monitoring": monitoring or {},
             },
         }
     )

@@ -48,7 +48,7 @@ def test_crd_identity_and_subresources(generated):
     assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["Project", "Env", "Version", "Ready", "Reason", "Age"]
+    assert columns == ["Project", "Env", "Version", "Ready", "Reason", "Drifted", "Age"]
 
 
 def test_schema_is_structural(generated):

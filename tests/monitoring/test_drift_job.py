@@ -249,3 +249,39 @@ def test_settings_read_only_the_platforms_names(monkeypatch):
     monkeypatch.setenv("MLOPS_DRIFT_WINDOW", "90m")
     s = load_settings(project="drift-demo")
     assert (s.project, s.env, s.window.total_seconds()) == ("drift-demo", "prod", 5400)
+
+
+def _serving_revision(platform, **rules: str) -> None:
+    """The env's live service on a revision that pins ``rules`` as the controller does."""
+    ecs = aws.client("ecs")
+    arn = ecs.register_task_definition(
+        family=platform.task_family(PROJECT, "prod"),
+        containerDefinitions=[
+            {
+                "name": "serving",
+                "image": "mlops/serving:test",
+                "memory": 512,
+                "environment": [{"name": k, "value": v} for k, v in rules.items()],
+            }
+        ],
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(
+        cluster=platform.ecs_cluster,
+        serviceName=platform.service_name(PROJECT, "prod"),
+        taskDefinition=arn,
+        desiredCount=0,
+    )
+
+
+def test_the_deployments_rules_come_from_its_live_revision_and_options_win(live, platform, capsys):
+    _, schema = live
+    capture_rows(platform, schema, 3000, seed=1, shift={"x1": 1.0})
+    # One drifted feature of five: dataset drift only under the deployment's 0.2 share.
+    _serving_revision(platform, MLOPS_DRIFT_DRIFT_SHARE="0.2", MLOPS_CAPTURE_PERCENT="100")
+    base = ["drift", "--env", "prod", "--project", PROJECT, "--since", "1h", "-o", "json"]
+    assert main(base) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["config"]["drift_share"] == 0.2 and doc["verdict"] == "drift"
+    # What the command line (or the job's own environment) sets wins.
+    assert main([*base, "--drift-share", "0.5"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["drift_share"] == 0.5

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from mlops_core.artifacts import DataInfo, Manifest, write_version_folder
 from mlops_core.capture import CaptureSchema, arrow_schema, schema_for
+from mlops_core.drift_result import DriftConfig, DriftResult
 from mlops_core.features import FeatureSpec
 from mlops_core.pointer import ModelPointer, PointerStore
 from mlops_core.registry import Registry
@@ -181,4 +182,27 @@ def window_table(
             outputs,
         ],
         schema=arrow,
+    )
+
+
+def drift_result_for(
+    project: str, env: str, version: str, drifted: list[str], verdict: str = "drift"
+) -> DriftResult:
+    """A minimal drift result, as the job would write it, with ``drifted`` of 4 features."""
+    end = datetime.now(UTC)
+    return DriftResult(
+        project=project,
+        env=env,
+        version=version,
+        window_start=end - timedelta(hours=1),
+        window_end=end,
+        computed_at=end,
+        rows=500,
+        config=DriftConfig(thresholds={"wasserstein": 0.1}),
+        verdict=verdict,  # type: ignore[arg-type]
+        dataset_drift=bool(drifted),
+        drift_share=len(drifted) / 4,
+        tested_features=4,
+        drifted_features=drifted,
+        features=[],
     )

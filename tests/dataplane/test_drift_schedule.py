@@ -1,0 +1,96 @@
+"""The production loop on the local data plane: shifted capture, the drift job fired by
+its schedule as an ECS task, its result, and the controller's Drifted condition."""
+
+from __future__ import annotations
+
+import random
+
+from conftest import IMAGE, wait_for
+from drift_data import PROJECT, capture_schema, columns, publish_version, records, schema_features
+from factories import project_config
+from prometheus_client import CollectorRegistry
+
+from controller.api import ModelDeployment
+from controller.drifted import DRIFTED
+from controller.observe import Observer
+from controller.plan import NetworkConfig
+from controller.reconcile import Reconciler
+from mlops_core import drift_result
+from mlops_core.registry import Registry
+from mlopsctl.local_aws import ensure_drift_job
+from serving.capture import CaptureSettings, CaptureWriter
+
+FEATURES = schema_features(numeric=3)
+# Three of five features: over the default drift share (0.5), so dataset drift.
+SHIFT = {"x0": 1.0, "x1": 1.0, "x2": 1.0}
+
+
+def _capture(platform, schema, n: int, shift: dict[str, float]) -> None:
+    """``n`` rows through serving's writer, in requests of 50, as serving sends them."""
+    w = CaptureWriter(
+        CaptureSettings(percent=100, buffer_records=100_000),
+        platform=platform,
+        env="prod",
+        registry=CollectorRegistry(),
+        rng=random.Random(0),
+    )
+    w.start()
+    rows = records(columns(list(schema.features), n, seed=1, shift=shift))
+    for i in range(0, n, 50):
+        batch = rows[i : i + 50]
+        w.submit(schema, batch, [10.0 + 2.0 * (r["x0"] or 0) + r["items"] for r in batch])
+    w.close()
+
+
+def _deployment(version: str) -> ModelDeployment:
+    return ModelDeployment.model_validate(
+        {
+            "metadata": {"name": f"{PROJECT}-prod", "namespace": "ml", "generation": 1},
+            "spec": {
+                "project": PROJECT,
+                "env": "prod",
+                "model": {"version": version},
+                "serving": {"image": IMAGE, "cpu": 256, "memory": 512, "replicas": 0},
+                "monitoring": {"capturePercent": 100, "drift": {"schedule": "rate(1 minute)"}},
+            },
+        }
+    )
+
+
+def test_the_scheduled_job_finds_the_shift_and_the_controller_reports_drifted(env, tmp_path):
+    platform = env.platform
+    manifest = publish_version(tmp_path, FEATURES)
+    _capture(platform, capture_schema(manifest), 3000, shift=SHIFT)
+    Registry().register_project(project_config(PROJECT))
+    dep = _deployment(manifest.version)
+    network = NetworkConfig(subnets=tuple(env.subnets), security_groups=(env.security_group,))
+    rec = Reconciler(platform, network=network, observer=Observer(platform, drift_ttl=0))
+    status = rec.reconcile(dep, None).status
+    assert status.condition(DRIFTED).reason == "NoResult"
+
+    # As Terraform's drift.tf does on AWS; rate(1 minute) fires every 3 s at time scale 0.05.
+    (name,) = ensure_drift_job(
+        platform,
+        PROJECT,
+        ["prod"],
+        image=IMAGE,
+        expression=dep.spec.monitoring.drift.schedule or "",
+        window="1h",
+    )
+    (run, *_) = wait_for(
+        lambda: [
+            t
+            for t in env.tasks(status="STOPPED")
+            if t["startedBy"] == f"scheduler/default/{name}" and t["lastStatus"] == "STOPPED"
+        ],
+        timeout=120,
+        what="a run of the drift job's schedule",
+    )
+    assert run["containers"][0]["exitCode"] == 1, run  # 1: drift
+    result = drift_result.latest(PROJECT, "prod", manifest.version)
+    assert result is not None and sorted(result.drifted_features) == sorted(SHIFT)
+
+    status = rec.reconcile(dep, status).status
+    drifted = status.condition(DRIFTED)
+    assert drifted is not None and (drifted.status, drifted.reason) == ("True", "Drifted")
+    assert "3 of 5 features drifted" in drifted.message and manifest.version in drifted.message
