@@ -74,9 +74,11 @@ def test_dry_run_of_a_first_deploy_prints_the_plan_and_the_cost_and_writes_nothi
     assert writes == []
     assert not source.exists()  # not even the folder
     assert "nothing written" in out
-    assert "1. register task definition usedcar-price-prod" in out
-    assert "2. create service usedcar-price-prod" in out
-    assert "3. move pointer usedcar-price/prod" in out
+    # The env is claimed before any other write (one owner per project/env).
+    assert "1. claim usedcar-price/prod for default/usedcar-price-prod" in out
+    assert "2. register task definition usedcar-price-prod" in out
+    assert "3. create service usedcar-price-prod" in out
+    assert "4. move pointer usedcar-price/prod" in out
     total = 2 * ONE_TASK + 16.425
     assert f"monthly cost: $0.00 -> ${total:,.2f} (+{total:,.2f} USD/month)" in out
     assert "prices: shipped-table, as of 2026-12-01" in out
