@@ -243,7 +243,7 @@ class S3LeaseStore:
                 **condition,
             )
         except self._s3.exceptions.ClientError as exc:
-            if aws.error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if aws.error_code(exc) in aws.CONDITION_LOST:
                 return None
             raise
         return out["ETag"]

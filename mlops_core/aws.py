@@ -130,6 +130,11 @@ def client(service: str, *, region: str | None = None, config: Config | None = N
         return c
 
 
+#: What S3 answers when a conditional write loses: 412 once the object exists, 409 while
+#: another conditional write of the same key is still in flight.
+CONDITION_LOST = ("PreconditionFailed", "ConditionalRequestConflict")
+
+
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ClientError, or '' for anything else."""
     response = getattr(exc, "response", None) or {}

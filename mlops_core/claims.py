@@ -25,9 +25,7 @@ from mlops_core import aws
 from mlops_core.errors import Conflict, IntegrityError, InvalidInput
 from mlops_core.naming import Platform
 
-# What S3 answers when a conditional write loses: 412 once the condition fails, 409 while
-# another conditional write of the same key is still in flight.
-_LOST = ("PreconditionFailed", "ConditionalRequestConflict")
+_LOST = aws.CONDITION_LOST
 _MISSING = ("NoSuchKey", "404", "NotFound")
 
 

@@ -129,7 +129,7 @@ class PolicyChange:
 
 
 def _precondition_failed(exc: ClientError) -> bool:
-    return aws.error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict")
+    return aws.error_code(exc) in aws.CONDITION_LOST
 
 
 def _missing(exc: ClientError) -> bool:

@@ -29,9 +29,7 @@ from mlops_core.errors import Conflict, IntegrityError, InvalidInput
 from mlops_core.naming import Platform
 from mlops_core.pointer import ModelPointer, PointerStore
 
-# What S3 answers when a conditional create loses: 412 once the object exists, 409 while
-# another conditional write of the same key is still in flight.
-_LOST = ("PreconditionFailed", "ConditionalRequestConflict")
+_LOST = aws.CONDITION_LOST
 _MISSING = ("NoSuchKey", "404", "NotFound")
 
 

@@ -334,7 +334,7 @@ def sign_candidate(uri: str, signing_key: str) -> tuple[str, bool]:
                 Bucket=bucket, Key=prefix + SIGNATURE, Body=body, IfNoneMatch="*"
             )
         except ClientError as exc:
-            if aws.error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if aws.error_code(exc) not in aws.CONDITION_LOST:
                 raise
             check_candidate_signed(uri, signing_key)  # signed concurrently: must be valid
             return where, False
@@ -379,7 +379,7 @@ def upload_candidate(folder: Path, uri: str) -> str:
             with (folder / name).open("rb") as f:
                 s3.put_object(Bucket=bucket, Key=prefix + name, Body=f, IfNoneMatch="*")
         except ClientError as exc:
-            if aws.error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if aws.error_code(exc) not in aws.CONDITION_LOST:
                 raise
             raise Conflict(
                 f"s3://{bucket}/{prefix}{name} already exists",
@@ -462,7 +462,7 @@ class Registry:
             if out.get("VersionId"):
                 return str(out["VersionId"])
         except ClientError as exc:
-            if aws.error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if aws.error_code(exc) not in aws.CONDITION_LOST:
                 raise
         # Verify what S3 now holds, whoever wrote it, and pin that object version.
         got = self._s3.get_object(Bucket=self.bucket, Key=key)
@@ -582,7 +582,7 @@ class Registry:
                 **self._retention(),
             )
         except ClientError as exc:
-            if aws.error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if aws.error_code(exc) not in aws.CONDITION_LOST:
                 raise
             created = False  # a concurrent publish of the same version committed first
             other = self._read_publication(project, manifest.version)
