@@ -299,9 +299,13 @@ def test_two_controllers_on_one_s3_prefix_one_leads_the_other_takes_over(
     # The leader stops (releasing its lease); the standby takes over and converges a change.
     stop_leader, t_leader = (stop_a, ta) if leader is a else (stop_b, tb)
     stop_leader.set()
-    t_leader.join(timeout=30)
+    t_leader.join(timeout=60)
+    assert not t_leader.is_alive(), "the leader stopped"
+    assert not leader.source.lease.held(), "the leader released its lease"
     s3.put_object(Bucket=platform.artifact_bucket, Key=key, Body=manifest(v2).encode())
-    wait_for(lambda: live_or_none(platform) == (v2, v2))
+    # The pointer moves inside the standby's reconcile; its outcome is recorded when that
+    # reconcile returns, a moment later: wait for both, not only the first.
+    wait_for(lambda: live_or_none(platform) == (v2, v2) and standby.outcomes)
     assert standby.outcomes, "the standby took over"
     (stop_b if leader is a else stop_a).set()
     (tb if leader is a else ta).join(timeout=30)

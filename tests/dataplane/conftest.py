@@ -125,7 +125,15 @@ class Env:
     def elb(self):
         return aws.client("elbv2")
 
-    def register(self, family: str, *, image: str = IMAGE, app: bool = True, **env: str) -> str:
+    def register(
+        self,
+        family: str,
+        *,
+        image: str = IMAGE,
+        app: bool = True,
+        stop_timeout: int = 10,
+        **env: str,
+    ) -> str:
         """A Fargate task definition running the fake app (``env``: its settings)."""
         container: dict = {
             "name": "serving",
@@ -133,7 +141,7 @@ class Env:
             "essential": True,
             "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
             "environment": [{"name": k, "value": v} for k, v in env.items()],
-            "stopTimeout": 10,
+            "stopTimeout": stop_timeout,
         }
         if app:
             container["command"] = ["python", "-c", APP]

@@ -114,7 +114,9 @@ def test_the_circuit_breaker_rolls_back_a_version_that_never_gets_healthy(env):
 
 def test_draining_lets_requests_in_flight_finish_before_the_task_stops(env):
     group = env.load_balancer()
-    td = env.register("demo-prod", VERSION="v1", SLOW_SECONDS="1")
+    # A stop timeout well past the app's own shutdown time (6 s at time scale 0.05), so a
+    # busy machine's slow interpreter exit is not taken for a task that ignored SIGTERM.
+    td = env.register("demo-prod", VERSION="v1", SLOW_SECONDS="1", stop_timeout=120)
     env.service("demo-prod", td, target_group=group, count=1)
     env.wait_rollout("demo-prod", "COMPLETED")
     url = env.url()
