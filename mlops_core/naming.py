@@ -84,6 +84,8 @@ class Platform:
     region: str = DEFAULT_REGION
     #: The model-signing KMS key (ARN, id or alias); empty: the platform's alias.
     signing_key: str = ""
+    #: The promotion-signing KMS key that seals promotion-log entries; empty: its alias.
+    promotion_log_key: str = ""
     #: Governance-mode Object Lock retention of published objects, in days (0: none).
     object_lock_days: int = DEFAULT_OBJECT_LOCK_DAYS
 
@@ -111,6 +113,7 @@ class Platform:
             artifact_bucket=bucket,
             region=region,
             signing_key=os.environ.get("MLOPS_SIGNING_KEY", "").strip(),
+            promotion_log_key=os.environ.get("MLOPS_PROMOTION_KEY", "").strip(),
             object_lock_days=int(lock_days) if lock_days else DEFAULT_OBJECT_LOCK_DAYS,
         )
 
@@ -135,6 +138,16 @@ class Platform:
     @property
     def model_signing_key(self) -> str:
         return self.signing_key or self.model_signing_key_alias
+
+    @property
+    def promotion_signing_key_alias(self) -> str:
+        """The KMS key that seals promotion-log entries: its signers are the controller and
+        the people who promote, not the publisher (Terraform and ``dev up`` make it)."""
+        return f"alias/{self.platform}-promotion-signing"
+
+    @property
+    def promotion_signing_key(self) -> str:
+        return self.promotion_log_key or self.promotion_signing_key_alias
 
     @property
     def ssm_prefix(self) -> str:

@@ -13,8 +13,11 @@ The head, the highest revision, is the policy in force.
 Revision 0 stands for the legacy, unversioned ``{project}/project.json``: it is read while
 a project has no revision, and the first ``policy set`` supersedes it with revision 1.
 
-The stored bytes are :meth:`Registration.canonical_json` (sorted keys, no whitespace): a
-later signature will be computed over exactly those bytes, so keep them stable.
+Each revision is stored sealed (:func:`~mlops_core.signing.seal`) with the model-signing
+key, the key only the publishing identity may use: a writer of the bucket who is not the
+publisher cannot add a revision that loosens the gates, and a revision that does not
+verify is an integrity failure, never a policy. (The legacy revision 0 is unsigned; it
+is read only while a project has no revision at all.)
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from urllib.parse import urlencode
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlops_core import aws
+from mlops_core import aws, signing
 from mlops_core.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from mlops_core.gates import gate_values
 from mlops_core.naming import REGISTRATION_MAX, Platform, check_project
@@ -38,6 +41,7 @@ from mlops_core.project import ProjectConfig
 
 _REVISION_NAME = re.compile(r"^([0-9]{6})\.json$")
 LEGACY_REVISION = 0
+REVISION_TYPE = "mlops.platform.io/registration/v1"
 SET_HINT = "change them with 'mlopsctl policy set --reason TEXT' (recorded with who and why)"
 
 
@@ -55,11 +59,9 @@ class Registration(BaseModel):
         None, ge=LEGACY_REVISION, description="The revision this one replaced (None: first)."
     )
 
-    def canonical_json(self) -> bytes:
-        """The bytes stored in S3 (and, later, signed): sorted keys, compact."""
-        return json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        ).encode()
+    def sealed(self, key: str) -> bytes:
+        """The bytes stored in S3: this revision sealed with the KMS key ``key``."""
+        return signing.seal(key, REVISION_TYPE, self.model_dump(mode="json"))
 
 
 def policy_of(config: ProjectConfig) -> dict[str, Any]:
@@ -142,6 +144,7 @@ class Policy:
     def __init__(self, platform: Platform):
         self.platform = platform
         self.bucket = platform.artifact_bucket
+        self.key = platform.model_signing_key
 
     @property
     def _s3(self):
@@ -170,8 +173,9 @@ class Policy:
                 raise NotFound(f"{project} has no registration revision {revision}") from None
             raise
         where = f"s3://{self.bucket}/{key}"
+        document = signing.unseal(self.key, REVISION_TYPE, raw, where)
         try:
-            doc = Registration.model_validate_json(raw)
+            doc = Registration.model_validate(document)
         except ValidationError as exc:
             raise IntegrityError(
                 f"malformed registration: {exc.errors()[0]['msg']}", where=where
@@ -253,7 +257,7 @@ class Policy:
             self._s3.put_object(
                 Bucket=self.bucket,
                 Key=self.platform.registration_key(project, revision),
-                Body=doc.canonical_json(),
+                Body=doc.sealed(self.key),
                 IfNoneMatch="*",
                 ContentType="application/json",
                 Tagging=urlencode(self.platform.cost_tags(project)),

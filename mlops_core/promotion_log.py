@@ -13,6 +13,12 @@ further back than SSM's 100 parameter versions.
 head it replaced; a rollback to entry T writes T's value with ``back = T.back``. Promote
 v1, v2, v3; rollback -> v2; rollback -> v1; then there is nothing to return to.
 
+Entries are stored sealed (:func:`~mlops_core.signing.seal`) with the promotion-signing
+key, which the controller and the people who promote may use and the publisher and the
+other writers of the bucket may not: an entry a bucket writer forges (to make a rollback
+return to an old, signed but vulnerable version, or to rewrite who promoted what) is an
+integrity failure, not history.
+
 The SSM parameter stays what readers (serving, the controller's observer) read: a copy of
 the log's head, put after each log write. A writer that stops between the two leaves SSM
 one entry behind; the next writer finds the head by probing forward from SSM's ``seq``
@@ -24,13 +30,14 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from mlops_core import aws
+from mlops_core import aws, signing
 from mlops_core.errors import Conflict, IntegrityError, InvalidInput
 from mlops_core.naming import Platform
 from mlops_core.pointer import ModelPointer, PointerStore
 
 _LOST = aws.CONDITION_LOST
 _MISSING = ("NoSuchKey", "404", "NotFound")
+ENTRY_TYPE = "mlops.platform.io/promotion-log-entry/v1"
 
 
 def pushed(head: ModelPointer | None, value: ModelPointer) -> ModelPointer:
@@ -61,6 +68,7 @@ class PromotionLog:
     def __init__(self, platform: Platform | None = None, store: PointerStore | None = None):
         self.platform = platform or (store.platform if store else Platform.from_env())
         self.store = store or PointerStore(self.platform)
+        self.key = self.platform.promotion_signing_key
 
     @property
     def _s3(self):
@@ -80,8 +88,9 @@ class PromotionLog:
             if aws.error_code(exc) in _MISSING:
                 return None
             raise
+        document = signing.unseal(self.key, ENTRY_TYPE, body.read(), self._uri(project, env, seq))
         try:
-            found = ModelPointer.model_validate_json(body.read())
+            found = ModelPointer.model_validate(document)
         except ValidationError as exc:
             raise IntegrityError(
                 f"not a valid promotion log entry: {exc.errors()[0]['msg']}",
@@ -179,7 +188,7 @@ class PromotionLog:
             self._s3.put_object(
                 Bucket=self.platform.artifact_bucket,
                 Key=self.platform.promotion_key(project, env, seq),
-                Body=entry.to_json().encode(),
+                Body=signing.seal(self.key, ENTRY_TYPE, entry.model_dump(mode="json")),
                 ContentType="application/json",
                 IfNoneMatch="*",
             )

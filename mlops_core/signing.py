@@ -25,6 +25,7 @@ reader re-derives the exact signed bytes.
 from __future__ import annotations
 
 import base64
+import hashlib
 import binascii
 import json
 import threading
@@ -175,9 +176,9 @@ def verify(key: str, envelope: Envelope, expected: dict[str, Any], where: str) -
         arn, pub = public_key(key, refresh=True)
     if _key_uuid(envelope.signature.key_id) != _key_uuid(arn):
         raise IntegrityError(
-            f"signed with {envelope.signature.key_id}, not with the platform's signing key {arn}",
+            f"signed with {envelope.signature.key_id}, not with the platform's key {arn}",
             where=where,
-            hint="only versions signed by the platform's publisher are used",
+            hint="only what the platform's own key signed is trusted",
         )
     try:
         pub.verify(
@@ -187,7 +188,52 @@ def verify(key: str, envelope: Envelope, expected: dict[str, Any], where: str) -
         )
     except (InvalidSignature, binascii.Error, ValueError):
         raise IntegrityError(
-            "the signature does not verify with the platform's signing key",
+            "the signature does not verify with the platform's key",
             where=where,
-            hint="the version was not signed by the publisher (or was altered); do not use it",
+            hint="it was not signed by the platform (or was altered since); do not use it",
         ) from None
+
+
+# -- sealed records ---------------------------------------------------------------------
+# A record the platform keeps in S3 (a registration revision, a promotion-log entry) is
+# stored sealed: the document with a signature over a statement of its digest. The digest,
+# not the document, is signed so a record of any size fits KMS's 4096-byte message, and the
+# statement names the record's type, so a signature of one kind of record is never
+# accepted for another.
+
+
+class Sealed(BaseModel):
+    """A document and the signature over :func:`document_statement` of it."""
+
+    model_config = ConfigDict(extra="forbid")
+    document: dict[str, Any]
+    signature: SignatureInfo
+
+
+def document_statement(kind: str, document: dict[str, Any]) -> dict[str, Any]:
+    """What the signature of a sealed record covers: its type and its digest."""
+    return {"type": kind, "sha256": hashlib.sha256(canonical(document)).hexdigest()}
+
+
+def seal(key: str, kind: str, document: dict[str, Any]) -> bytes:
+    """The stored bytes of ``document`` sealed with the KMS key ``key``."""
+    envelope = sign(key, document_statement(kind, document))
+    sealed = Sealed(document=document, signature=envelope.signature)
+    return canonical(sealed.model_dump(mode="json"))
+
+
+def unseal(key: str, kind: str, raw: bytes, where: str) -> dict[str, Any]:
+    """The document of a sealed record, once its signature checks out with ``key``;
+    IntegrityError for anything unsealed, altered or signed with another key."""
+    try:
+        sealed = Sealed.model_validate_json(raw)
+    except ValidationError as exc:
+        raise IntegrityError(
+            f"not a sealed record: {exc.errors()[0]['msg']}",
+            where=where,
+            hint="records are written sealed by mlopsctl and the controller only; "
+            "find out who wrote this object, and do not trust what it says",
+        ) from None
+    statement = document_statement(kind, sealed.document)
+    verify(key, Envelope(payload=statement, signature=sealed.signature), statement, where)
+    return sealed.document

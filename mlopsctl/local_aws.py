@@ -147,7 +147,14 @@ def bootstrap(platform: Platform | None = None) -> dict[str, str]:
         s3.put_object_lock_configuration(
             Bucket=p.artifact_bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
         )
-    signing_key = ensure_signing_key(p)
+    signing_key = ensure_signing_key(
+        p.model_signing_key_alias, f"Signs the published model versions of platform {p.platform}", p
+    )
+    promotion_key = ensure_signing_key(
+        p.promotion_signing_key_alias,
+        f"Seals the promotion log entries of platform {p.platform}",
+        p,
+    )
     aws.client("ecs").create_cluster(
         clusterName=p.ecs_cluster,
         settings=[{"name": "containerInsights", "value": "enabled"}],
@@ -177,15 +184,15 @@ def bootstrap(platform: Platform | None = None) -> dict[str, str]:
         "security_groups": security_group,
         "execution_role_arn": execution_role,
         "model_signing_key": signing_key,
+        "promotion_signing_key": promotion_key,
     }
 
 
-def ensure_signing_key(p: Platform) -> str:
-    """The model-signing KMS key (ECC_NIST_P256, sign and verify) under the platform's
-    alias; its ARN. Locally the one identity may sign; on AWS, Terraform's key policy
-    lets only the publishing identity sign."""
+def ensure_signing_key(alias: str, description: str, p: Platform) -> str:
+    """A signing KMS key (ECC_NIST_P256, sign and verify) under ``alias``; its ARN.
+    Locally the one identity may sign; on AWS, Terraform's key policies decide who signs
+    (the publisher the model-signing key, the controller and promoters the promotion key)."""
     kms = aws.client("kms")
-    alias = p.model_signing_key_alias
     try:
         return str(kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"])
     except kms.exceptions.NotFoundException:
@@ -193,7 +200,7 @@ def ensure_signing_key(p: Platform) -> str:
     key = kms.create_key(
         KeySpec=signing.KEY_SPEC,
         KeyUsage="SIGN_VERIFY",
-        Description=f"Signs the published model versions of platform {p.platform}",
+        Description=description,
         Tags=[{"TagKey": k, "TagValue": v} for k, v in p.cost_tags().items()],
     )["KeyMetadata"]
     with contextlib.suppress(kms.exceptions.AlreadyExistsException):

@@ -7,19 +7,20 @@ locals {
   # prefix plus 8 hex digits of their sha1 (naming.fit_name).
   elb_name_max = 32
 
-  artifact_bucket         = coalesce(var.artifact_bucket_name, "${var.platform}-artifacts")
-  ecs_cluster_name        = var.platform
-  ecr_serving_repository  = "${var.platform}/serving"
-  ecr_training_repository = "${var.platform}/training"
-  ssm_prefix              = "/${var.platform}"
-  desired_state_prefix    = "deployments/"
-  models_prefix           = "${var.project}/models/"
-  drift_prefix            = "${var.project}/drift/"
-  registration_prefix     = "${var.project}/registration/"
-  legacy_registration_key = "${var.project}/project.json"
-  capture_root            = "${var.project}/capture/"
-  drift_metrics_namespace = "${var.platform}/drift"
-  model_signing_key_alias = "alias/${var.platform}-model-signing"
+  artifact_bucket             = coalesce(var.artifact_bucket_name, "${var.platform}-artifacts")
+  ecs_cluster_name            = var.platform
+  ecr_serving_repository      = "${var.platform}/serving"
+  ecr_training_repository     = "${var.platform}/training"
+  ssm_prefix                  = "/${var.platform}"
+  desired_state_prefix        = "deployments/"
+  models_prefix               = "${var.project}/models/"
+  drift_prefix                = "${var.project}/drift/"
+  registration_prefix         = "${var.project}/registration/"
+  legacy_registration_key     = "${var.project}/project.json"
+  capture_root                = "${var.project}/capture/"
+  drift_metrics_namespace     = "${var.platform}/drift"
+  model_signing_key_alias     = "alias/${var.platform}-model-signing"
+  promotion_signing_key_alias = "alias/${var.platform}-promotion-signing"
 
   task_execution_role_name = "${var.platform}-task-execution"
   controller_role_name     = "${var.platform}-controller"

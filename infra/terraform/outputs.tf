@@ -86,7 +86,7 @@ output "controller_role_arn" {
 }
 
 output "controller_environment" {
-  description = "Environment for the controller (its Helm values or ECS task): names, region, where and as whom it runs the serving tasks it registers, the model-signing key and the retention of what it publishes."
+  description = "Environment for the controller (its Helm values or ECS task): names, region, where and as whom it runs the serving tasks it registers, the model-signing and promotion-signing keys and the retention of what it publishes."
   value = {
     MLOPS_PLATFORM           = var.platform
     MLOPS_ARTIFACT_BUCKET    = aws_s3_bucket.artifacts.bucket
@@ -98,6 +98,8 @@ output "controller_environment" {
     MLOPS_TASK_ROLE_ARN      = aws_iam_role.serving_task.arn
     # The key by ARN, not alias: an alias can be moved to another key.
     MLOPS_SIGNING_KEY = aws_kms_key.model_signing.arn
+    # It seals the promotion log with this one (it may sign with it, not with the other).
+    MLOPS_PROMOTION_KEY = aws_kms_key.promotion_signing.arn
     # Governance retention of what it publishes; "0" when the bucket has no Object Lock.
     MLOPS_OBJECT_LOCK_DAYS = var.object_lock.enabled ? tostring(var.object_lock.days) : "0"
     # Services attach to this module's target groups (found by name).
@@ -108,6 +110,11 @@ output "controller_environment" {
 output "model_signing_key_arn" {
   description = "ARN of the model-signing KMS key (MLOPS_SIGNING_KEY): publishers sign with it, everyone else only verifies."
   value       = aws_kms_key.model_signing.arn
+}
+
+output "promotion_signing_key_arn" {
+  description = "ARN of the promotion-signing KMS key (MLOPS_PROMOTION_KEY): the controller and the promoters seal promotion-log entries with it."
+  value       = aws_kms_key.promotion_signing.arn
 }
 
 output "task_execution_role_arn" {

@@ -345,6 +345,17 @@ variable "publisher_principal_arns" {
   }
 }
 
+variable "promoter_principal_arns" {
+  description = "IAM role or user ARNs that run `mlopsctl promote` and `mlopsctl rollback`: they may seal promotion-log entries with the promotion-signing key (kms:Sign), as the controller role always may. Everyone else, the publishers included, is denied kms:Sign on that key. They must exist before the apply."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.promoter_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$", arn))])
+    error_message = "promoter_principal_arns must be IAM role or user ARNs such as arn:aws:iam::123456789012:role/release."
+  }
+}
+
 # -- training ---------------------------------------------------------------------------
 
 variable "training_image_tag" {

@@ -10,9 +10,9 @@ import threading
 import pytest
 from factories import make_artifacts, project_config
 
-from mlops_core import aws
+from mlops_core import aws, signing
 from mlops_core.errors import Conflict, IntegrityError, InvalidInput
-from mlops_core.policy import Registration
+from mlops_core.policy import REVISION_TYPE, Registration
 from mlops_core.registry import Registry
 
 PROJECT = "usedcar-price"
@@ -241,19 +241,23 @@ def test_legacy_project_json_is_read_until_a_revision_exists(platform):
     assert [r.revision for r in registry.policy.history(PROJECT)] == [1, 0]
 
 
-def test_stored_document_is_its_canonical_json(platform):
-    Registry(platform).register_project(project_config(min_r2=0.6))
-    raw = (
+def _stored(platform, revision: int = 1) -> bytes:
+    return (
         aws.client("s3")
-        .get_object(Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, 1))[
-            "Body"
-        ]
+        .get_object(
+            Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, revision)
+        )["Body"]
         .read()
     )
-    doc = Registration.model_validate_json(raw)
-    assert doc.canonical_json() == raw
+
+
+def test_stored_revision_is_sealed_with_the_signing_key(platform):
+    Registry(platform).register_project(project_config(min_r2=0.6))
+    raw = _stored(platform)
     assert raw == json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
-    assert set(json.loads(raw)) == {
+    sealed = json.loads(raw)
+    assert set(sealed) == {"document", "signature"}
+    assert set(sealed["document"]) == {
         "revision",
         "config",
         "author",
@@ -261,18 +265,58 @@ def test_stored_document_is_its_canonical_json(platform):
         "reason",
         "previous",
     }
+    document = signing.unseal(platform.model_signing_key, REVISION_TYPE, raw, "test")
+    assert Registration.model_validate(document).config.gates.min_r2 == 0.6
+    # The statement names the record's type: a registration's seal is not another record's.
+    with pytest.raises(IntegrityError, match="does not verify"):
+        signing.unseal(platform.model_signing_key, "mlops.platform.io/other/v1", raw, "test")
+
+
+def _forge_next(platform, body: bytes) -> None:
+    aws.client("s3").put_object(
+        Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, 2), Body=body
+    )
+
+
+def test_a_revision_a_bucket_writer_adds_is_refused_not_obeyed(platform):
+    """Write access to the bucket is not the publisher's key: a revision 2 that loosens
+    the gates, unsealed, re-sealed with another key, or altered after sealing, is an
+    integrity failure wherever the registration is read, never the policy in force."""
+    registry = Registry(platform)
+    registry.register_project(project_config(min_r2=0.6))
+    head = registry.registration(PROJECT)
+    loosened = head.model_copy(
+        update={
+            "revision": 2,
+            "previous": 1,
+            "config": project_config(min_r2=0.0, max_regression=1.0),
+            "reason": "forged",
+        }
+    )
+    document = loosened.model_dump(mode="json")
+
+    _forge_next(platform, json.dumps(document).encode())
+    with pytest.raises(IntegrityError, match="not a sealed record"):
+        registry.get_project(PROJECT)
+
+    other = aws.client("kms").create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")
+    _forge_next(platform, loosened.sealed(other["KeyMetadata"]["Arn"]))
+    with pytest.raises(IntegrityError, match="not with the platform's key"):
+        registry.get_project(PROJECT)
+
+    genuine = json.loads(head.sealed(platform.model_signing_key))
+    genuine["document"] = document  # the publisher's signature, another document
+    _forge_next(platform, json.dumps(genuine).encode())
+    with pytest.raises(IntegrityError, match="does not verify"):
+        registry.get_project(PROJECT)
+    with pytest.raises(IntegrityError):
+        registry.policy.set(project_config(min_r2=0.0), reason="loosen")
 
 
 def test_a_revision_stored_under_another_number_is_an_integrity_failure(platform):
     registry = Registry(platform)
     registry.register_project(project_config(min_r2=0.6))
-    raw = (
-        aws.client("s3")
-        .get_object(Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, 1))[
-            "Body"
-        ]
-        .read()
-    )
+    raw = _stored(platform)
     # A bucket writer copies revision 1 to revision 7 to hide later revisions.
     aws.client("s3").put_object(
         Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, 7), Body=raw
@@ -292,7 +336,8 @@ def test_a_first_publish_refused_half_way_registers_nothing(platform, tmp_path):
 
 
 def test_a_revision_at_the_key_limit_stops_set_with_a_clear_reason(platform):
-    """A forged registration/999999.json: 'policy set' names it, no traceback."""
+    """A registration/999999.json (sealed: written with the publisher's key, outside
+    'policy set'): 'policy set' names it, no traceback."""
     registry = Registry(platform)
     registry.register_project(project_config())
     head = registry.registration("usedcar-price")
@@ -300,7 +345,7 @@ def test_a_revision_at_the_key_limit_stops_set_with_a_clear_reason(platform):
     aws.client("s3").put_object(
         Bucket=platform.artifact_bucket,
         Key=platform.registration_key("usedcar-price", 999_999),
-        Body=forged.canonical_json(),
+        Body=forged.sealed(platform.model_signing_key),
     )
     with pytest.raises(IntegrityError, match="revision 999999, the last one"):
         registry.policy.set(project_config(min_r2=0.9), reason="tighten")

@@ -7,11 +7,11 @@ import threading
 import pytest
 from factories import make_artifacts, project_config
 
-from mlops_core import aws
-from mlops_core.errors import Conflict, NotFound
+from mlops_core import aws, signing
+from mlops_core.errors import Conflict, IntegrityError, NotFound
 from mlops_core.pointer import ModelPointer, PointerStore, now
 from mlops_core.promotion import pointer_for, promote, rollback
-from mlops_core.promotion_log import PromotionLog, pushed
+from mlops_core.promotion_log import ENTRY_TYPE, PromotionLog, pushed
 from mlops_core.registry import Registry
 
 PROJECT, ENV = "usedcar-price", "prod"
@@ -238,3 +238,47 @@ def test_history_is_newest_first_and_limited(published):
     ]
     assert [e.seq for e in _log(reg).history(PROJECT, ENV, limit=2)] == [4, 3]
     assert _log(reg).history(PROJECT, "staging") == []
+
+
+def _stored_entry(reg: Registry, seq: int) -> bytes:
+    key = reg.platform.promotion_key(PROJECT, ENV, seq)
+    return aws.client("s3").get_object(Bucket=reg.bucket, Key=key)["Body"].read()
+
+
+def _forge_entry(reg: Registry, seq: int, body: bytes) -> None:
+    key = reg.platform.promotion_key(PROJECT, ENV, seq)
+    aws.client("s3").put_object(Bucket=reg.bucket, Key=key, Body=body)
+
+
+def test_entries_are_sealed_with_the_promotion_key_not_the_publishers(published):
+    reg, versions = published
+    promote(PROJECT, ENV, versions[0], registry=reg)
+    raw = _stored_entry(reg, 1)
+    document = signing.unseal(reg.platform.promotion_signing_key, ENTRY_TYPE, raw, "test")
+    assert ModelPointer.model_validate(document).version == versions[0]
+    # Two keys, two signers: the publisher's key does not vouch for a log entry.
+    with pytest.raises(IntegrityError, match="not with the platform's key"):
+        signing.unseal(reg.platform.model_signing_key, ENTRY_TYPE, raw, "test")
+
+
+def test_an_entry_a_bucket_writer_forges_stops_rollback_and_promote(published):
+    """The attack the seal stops: a forged head whose ``back`` leads a rollback to an old
+    version (signed, so its files verify) of the attacker's choosing."""
+    reg, versions = published
+    for v in versions[:3]:
+        promote(PROJECT, ENV, v, registry=reg)
+    genuine = PromotionLog(reg.platform).entry(PROJECT, ENV, 3)
+    forged = genuine.model_copy(update={"seq": 4, "back": 1, "promoted_by": "someone-else"})
+    attempts = [
+        forged.to_json().encode(),  # unsealed
+        signing.seal(reg.platform.model_signing_key, ENTRY_TYPE, forged.model_dump(mode="json")),
+        # entry 3's genuine seal over another document
+        _stored_entry(reg, 3).replace(b'"seq":3', b'"seq":4').replace(b'"back":2', b'"back":1'),
+    ]
+    for body in attempts:
+        _forge_entry(reg, 4, body)
+        with pytest.raises(IntegrityError):
+            rollback(PROJECT, ENV, registry=reg)
+        with pytest.raises(IntegrityError):
+            promote(PROJECT, ENV, versions[4], registry=reg)
+    assert _ssm(reg).version == versions[2], "the pointer was not moved"

@@ -43,7 +43,7 @@ def test_only_the_platform_keys_signature_over_the_exact_statement_verifies(plat
         signing.verify(key, edited, edited.payload, "here")
     # A valid signature by another key (one a bucket writer could create): refused.
     foreign = signing.sign(_other_key(), statement)
-    with pytest.raises(IntegrityError, match="not with the platform's signing key"):
+    with pytest.raises(IntegrityError, match="not with the platform's key"):
         signing.verify(key, foreign, statement, "here")
     forged = foreign.model_copy(
         update={

@@ -297,6 +297,7 @@ def test_naming_tf_builds_the_python_names(
         "capture_root": p.capture_root(project),
         "drift_metrics_namespace": p.drift_metrics_namespace,
         "model_signing_key_alias": p.model_signing_key_alias,
+        "promotion_signing_key_alias": p.promotion_signing_key_alias,
         "task_execution_role_name": p.task_execution_role,
         "controller_role_name": p.controller_role,
         "serving_task_role_name": p.serving_task_role(project),
@@ -367,6 +368,7 @@ def test_plain_name_templates_match_python_without_terraform():
         "capture_root": p.capture_root(project),
         "drift_metrics_namespace": p.drift_metrics_namespace,
         "model_signing_key_alias": p.model_signing_key_alias,
+        "promotion_signing_key_alias": p.promotion_signing_key_alias,
         "task_execution_role_name": p.task_execution_role,
         "controller_role_name": p.controller_role,
         "serving_task_role_name": p.serving_task_role(project),
@@ -643,8 +645,8 @@ def effective_statements(tf, name: str) -> list[dict]:
     return out
 
 
-# In a key policy, Resource "*" is the key itself; test_model_signing_key_policy checks it.
-KEY_POLICIES = {"model_signing_key"}
+# In a key policy, Resource "*" is the key itself; the key policy tests check them.
+KEY_POLICIES = {"model_signing_key", "promotion_signing_key", "signing_key_administration"}
 
 
 def test_iam_allow_statements_have_no_wildcard_actions_and_scoped_resources(tf):
@@ -682,7 +684,7 @@ def deny_statements(tf) -> dict[tuple[str, str], dict]:
 def test_the_denies_are_tls_published_versions_and_signing(tf):
     """Exactly these: no TLS, then under */models/* every way of changing a published
     object (an unconditional write, a version delete, a retention bypass or a mode
-    change), and kms:Sign for everyone but the publishers."""
+    change), and kms:Sign for everyone but the signers of each key."""
     denies = deny_statements(tf)
     models = "${local.published_model_objects}"
     expected = {
@@ -709,6 +711,7 @@ def test_the_denies_are_tls_published_versions_and_signing(tf):
             },
         ),
         ("model_signing_key", "DenySigningToAllButPublishers"): (["kms:Sign"], None),
+        ("promotion_signing_key", "DenySigningToAllButPromoters"): (["kms:Sign"], None),
     }
     assert set(denies) == set(expected)
     for key, (actions, condition) in expected.items():
@@ -855,7 +858,7 @@ def test_model_signing_key_policy(tf):
     """The account administers but does not sign; only the publishers sign; an explicit
     Deny covers every other principal; verifiers read the public key."""
     doc = policy_documents(tf)["model_signing_key"]
-    static = {st["sid"]: st for st in blocks(doc["statement"])}
+    static = {st["sid"]: st for st in effective_statements(tf, "model_signing_key")}
     admin = static["AdministerKey"]
     (principal,) = blocks(admin["principals"])
     assert principal == {"type": "AWS", "identifiers": ["${local.account_root_arn}"]}
@@ -898,9 +901,49 @@ def test_model_signing_key_policy(tf):
     assert "var.publisher_principal_arns" in verifiers
     assert set(static) == {
         "AdministerKey",
+        "PublishersSign",
         "VerifiersReadThePublicKey",
         "DenySigningToAllButPublishers",
     }
+
+
+def test_promotion_signing_key_is_signed_by_the_controller_and_promoters_only(tf):
+    """A second key, so that the publishers (who sign versions) cannot seal promotion-log
+    entries and the controller (which seals them) cannot sign versions."""
+    key = tf.resource("aws_kms_key", "promotion_signing")
+    assert (key["customer_master_key_spec"], key["key_usage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+    assert key["policy"] == "${data.aws_iam_policy_document.promotion_signing_key.json}"
+    alias = tf.resource("aws_kms_alias", "promotion_signing")
+    assert alias["name"] == "${local.promotion_signing_key_alias}"
+    assert tf.locals["promotion_signing_key_alias"] == "alias/${var.platform}-promotion-signing"
+    assert naming.Platform(platform="acme-ml").promotion_signing_key == (
+        "alias/acme-ml-promotion-signing"
+    )
+    assert tf.outputs["promotion_signing_key_arn"]["value"] == (
+        "${aws_kms_key.promotion_signing.arn}"
+    )
+    static = {st["sid"]: st for st in effective_statements(tf, "promotion_signing_key")}
+    assert set(static) == {
+        "AdministerKey",
+        "PromotersSign",
+        "PromotionLogReadersReadThePublicKey",
+        "DenySigningToAllButPromoters",
+    }
+    assert "kms:Sign" not in as_list(static["AdministerKey"]["actions"])
+    signers = "${local.promotion_signer_arns}"
+    assert tf.locals["promotion_signer_arns"] == (
+        "${concat([aws_iam_role.controller.arn], var.promoter_principal_arns)}"
+    )
+    (principal,) = blocks(static["PromotersSign"]["principals"])
+    assert principal == {"type": "AWS", "identifiers": signers}
+    assert as_list(static["PromotersSign"]["actions"]) == ["kms:Sign"]
+    deny = static["DenySigningToAllButPromoters"]
+    assert deny["effect"] == "Deny" and as_list(deny["actions"]) == ["kms:Sign"]
+    assert blocks(deny["condition"]) == [
+        {"test": "ArnNotEquals", "variable": "aws:PrincipalArn", "values": signers}
+    ]
+    # The publishers are not signers of this key (they are of the model-signing key).
+    assert "publisher" not in tf.locals["promotion_signer_arns"]
 
 
 def test_controller_role_grants_what_the_controller_needs(tf):
@@ -985,6 +1028,7 @@ def test_controller_environment_output_names_what_the_controller_reads(tf, monke
     p = naming.Platform.from_env()
     assert (p.platform, p.artifact_bucket, p.region) == ("acme-ml", "x", "x")
     assert (p.signing_key, p.model_signing_key, p.object_lock_days) == ("x", "x", 7)
+    assert (p.promotion_log_key, p.promotion_signing_key) == ("x", "x")
     assert value == {
         "MLOPS_PLATFORM": "${var.platform}",
         "MLOPS_ARTIFACT_BUCKET": "${aws_s3_bucket.artifacts.bucket}",
@@ -995,6 +1039,7 @@ def test_controller_environment_output_names_what_the_controller_reads(tf, monke
         "MLOPS_EXECUTION_ROLE_ARN": "${aws_iam_role.task_execution.arn}",
         "MLOPS_TASK_ROLE_ARN": "${aws_iam_role.serving_task.arn}",
         "MLOPS_SIGNING_KEY": "${aws_kms_key.model_signing.arn}",
+        "MLOPS_PROMOTION_KEY": "${aws_kms_key.promotion_signing.arn}",
         "MLOPS_OBJECT_LOCK_DAYS": LOCK_DAYS_EXPRESSION,
         "MLOPS_LOAD_BALANCERS": "terraform",
     }

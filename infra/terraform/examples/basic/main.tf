@@ -156,6 +156,11 @@ output "controller_environment" {
   value       = module.mlops.controller_environment
 }
 
+output "promotion_signing_key_arn" {
+  description = "Promotion-signing KMS key ARN (MLOPS_PROMOTION_KEY)."
+  value       = module.mlops.promotion_signing_key_arn
+}
+
 output "model_signing_key_arn" {
   description = "Model-signing KMS key ARN (MLOPS_SIGNING_KEY)."
   value       = module.mlops.model_signing_key_arn
