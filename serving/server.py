@@ -3,8 +3,11 @@
 **One process per core.** The predict path is a few microseconds of Python around an
 onnxruntime call, so one process saturates one core; a second core needs a second
 process. With ``MLOPS_WORKERS`` other than 1 (the container's default is one per core
-it may use), this process becomes a small supervisor: it starts N worker processes
-(``python -m serving``, each loading and verifying the model itself) and each worker
+it may use), this process becomes a small supervisor: it imports the service's modules
+once, then forks N worker processes (each loading and verifying the model itself: no
+model, thread or connection exists before the fork), so a worker starts in the time of
+its model load rather than of a second interpreter's imports (about 1.5 s of a 2.4 s
+cold start on 2 cores). Each worker
 binds its *own* listening socket to the port with ``SO_REUSEPORT``. The kernel then
 spreads incoming connections across the workers' sockets by a hash of the connection,
 with no shared accept queue, no thundering herd and no lock (uvicorn's own ``--workers``
@@ -19,6 +22,7 @@ keep-alive connection stays open.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -101,16 +105,39 @@ def serve_worker(settings: ServingSettings, *, log_level: str = "info") -> None:
         server.run()
 
 
-def settings_environ(settings: ServingSettings) -> dict[str, str]:
-    """``settings`` as the environment variables that give them back (for workers)."""
-    out: dict[str, str] = {}
-    for name, field in ServingSettings.model_fields.items():
-        value = getattr(settings, name)
-        if value is not None:
-            out[str(field.validation_alias)] = (
-                str(value).lower() if isinstance(value, bool) else str(value)
-            )
-    return out
+class Worker:
+    """A forked worker process, with the part of ``subprocess.Popen``'s interface the
+    supervisor uses."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def _signal(self, signum: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0.0)
+            time.sleep(0.05)
+        return code
 
 
 class Supervisor:
@@ -121,19 +148,40 @@ class Supervisor:
         self.count = count
         self.log_level = log_level
         self.metrics_dir = Path(tempfile.mkdtemp(prefix="mlops-serving-metrics-"))
-        self.env = {
-            **os.environ,
-            **settings_environ(settings),
-            "MLOPS_WORKERS": "1",
-            "MLOPS_REUSE_PORT": "true",
-            "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
-        }
-        self.workers: list[subprocess.Popen[Any]] = []
+        self.worker_settings = settings.model_copy(
+            update={"workers": 1, "reuse_port": True, "multiprocess_dir": self.metrics_dir}
+        )
+        self.workers: list[Worker] = []
         self.deaths: list[float] = []
         self.stopping = False
 
-    def _start(self) -> subprocess.Popen[Any]:
-        return subprocess.Popen([sys.executable, "-m", "serving"], env=self.env)
+    def _preload(self) -> None:
+        """Import what every worker runs, once, before any fork. prometheus_client picks
+        its multiprocess mode when first imported, from the environment: set it first."""
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)
+        import serving.app  # noqa: F401
+        import serving.protocol  # noqa: F401
+
+    def _start(self) -> Worker:
+        pid = os.fork()
+        if pid:
+            return Worker(pid)
+        # The worker: uvicorn installs its own signal handlers; never return into the
+        # supervisor's loop, whatever happens.
+        code = 0
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            serve_worker(self.worker_settings, log_level=self.log_level)
+        except SystemExit as exc:  # uvicorn's own exit (3: the app failed to start)
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException as exc:  # noqa: BLE001 - reported, then the process ends
+            log.error("worker failed", error=f"{type(exc).__name__}: {exc}")
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
 
     def _stop(self, signum: int, _frame: Any) -> None:
         self.stopping = True
@@ -148,6 +196,7 @@ class Supervisor:
             balancing="SO_REUSEPORT",
         )
         try:
+            self._preload()
             self.workers = [self._start() for _ in range(self.count)]
             while not self.stopping:
                 time.sleep(0.2)

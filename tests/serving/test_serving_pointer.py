@@ -19,8 +19,10 @@ PROJECT, ENV = "usedcar-price", "dev"
 POLL = 0.1
 
 
-def _promote(manifest, uri: str, reason: str = "test") -> None:
+def _promote(manifest, uri: str, reason: str = "test", pins=None) -> None:
     """Write the pointer as promote does: with the pins publication recorded."""
+    if pins is None:
+        pins = Registry().get_published(PROJECT, manifest.version).pins
     PointerStore().put(
         PROJECT,
         ENV,
@@ -31,7 +33,7 @@ def _promote(manifest, uri: str, reason: str = "test") -> None:
             promoted_at=now(),
             promoted_by="tests",
             reason=reason,
-            pins=Registry().get_published(PROJECT, manifest.version).pins,
+            pins=pins,
         ),
     )
 
@@ -92,9 +94,12 @@ def test_promotion_refusal_and_rollback_are_followed(aws_env, platform, make_mod
     # A version whose stored model was replaced after publication is never swapped in.
     _, bad, bad_uri = _published(make_model)
     key = platform.version_prefix(PROJECT, bad.version) + MODEL_FILE
+    # Tampered before the pointer names it (serving polls fast enough to load it between
+    # the two writes otherwise), with the pins publication recorded before the tamper.
+    pins = Registry().get_published(PROJECT, bad.version).pins
+    aws.client("s3").put_object(Bucket=platform.artifact_bucket, Key=key, Body=b"tampered")
     with capture_logs() as logs:
-        _promote(bad, bad_uri)
-        aws.client("s3").put_object(Bucket=platform.artifact_bucket, Key=key, Body=b"tampered")
+        _promote(bad, bad_uri, pins=pins)
         deadline = time.monotonic() + 20
         while not client.get("/ready").json().get("last_error") and time.monotonic() < deadline:
             time.sleep(0.05)
