@@ -25,8 +25,8 @@ reader re-derives the exact signed bytes.
 from __future__ import annotations
 
 import base64
-import hashlib
 import binascii
+import hashlib
 import json
 import threading
 from typing import Any
