@@ -83,14 +83,11 @@ def log(msg: str) -> None:
 
 
 # -- the model ---------------------------------------------------------------------------
-def build_model(work: Path) -> tuple[Path, Path, Path, list[dict]]:
-    """The example's model as training writes it; the same pipeline as skops and joblib;
-    and records drawn from the example's data."""
-    import joblib
-
+def train_example(work: Path) -> tuple[Path, dict]:
+    """The example's model exactly as ``mlopsctl train`` writes it (into ``work/onnx``),
+    trained on the example's 20,000 synthetic rows; returns the folder and those rows."""
     import training
     from training import sample_data
-    from training.export import to_skops
 
     project = work / "usedcar-price"
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("artifacts", "data"))
@@ -98,7 +95,19 @@ def build_model(work: Path) -> tuple[Path, Path, Path, list[dict]]:
     (project / "data").mkdir()
     (project / "data" / "usedcars.csv").write_text(sample_data.to_csv(cols))
     onnx_dir = work / "onnx"
-    manifest = training.train(project, out_dir=onnx_dir, created_at=datetime.now(UTC))
+    training.train(project, out_dir=onnx_dir, created_at=datetime.now(UTC))
+    return onnx_dir, cols
+
+
+def build_model(work: Path) -> tuple[Path, Path, Path, list[dict]]:
+    """The example's model as training writes it; the same pipeline as skops and joblib;
+    and records drawn from the example's data."""
+    import joblib
+
+    from training.export import to_skops
+
+    onnx_dir, cols = train_example(work)
+    manifest = read_manifest(onnx_dir)
     import pickle
 
     pipeline = pickle.loads((onnx_dir / MODEL_FILE).read_bytes())  # the benchmark's own file
@@ -183,7 +192,11 @@ def wait_ready(url: str, proc: subprocess.Popen, log_file: Path, timeout: float 
     raise SystemExit(f"{url} not ready within {timeout} s")
 
 
-def start_serving(model_dir: Path, logs: Path) -> tuple[subprocess.Popen, str, float]:
+def start_serving(
+    model_dir: Path, logs: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str, float]:
+    """``python -m serving`` on a free port, as its container runs it; ``extra_env`` adds
+    to (or overrides) the service's environment."""
     port = free_port()
     env = {
         **os.environ,
@@ -191,6 +204,7 @@ def start_serving(model_dir: Path, logs: Path) -> tuple[subprocess.Popen, str, f
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "MLOPS_LOG_FORMAT": "json",
+        **(extra_env or {}),
     }
     env.pop("MLOPS_WORKERS", None)  # the container's default: one worker per core
     log_file = logs / f"serving-{port}.log"
@@ -266,7 +280,12 @@ def hey(
     if bad or not statuses:
         raise SystemExit(f"{url}: non-200 answers {bad or out[-500:]}")
     pct = {int(p): float(v) * 1000 for p, v in _PCT.findall(out)}
-    return {"rps": float(_RPS.search(out).group(1)), "p50_ms": pct[50], "p99_ms": pct[99]}
+    return {
+        "rps": float(_RPS.search(out).group(1)),
+        "p50_ms": pct[50],
+        "p99_ms": pct[99],
+        "ok": statuses[200],
+    }
 
 
 def measure(targets: dict[str, tuple[str, Path]], seconds: float, rounds: int) -> dict:

@@ -9,6 +9,8 @@
 #   -> v3 cannot become ready (its model.onnx needs a newer onnxruntime) -> the rollout
 #      fails, ECS's circuit breaker and the controller roll back to v2 (Degraded
 #      RolloutFailed) -> the load's count of failed requests -> what prod costs -> status
+#   -> prod captures 100% of its requests -> traffic shifted away from the training data
+#      -> the drift job finds it (exit 1) and writes its report -> status: Drifted=True
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,11 +63,12 @@ print(f"  -> price {out['predictions'][0]:,.0f} USD  (model {out['model_version'
 PY
 }
 
-# `mlopsctl deploy --wait`, timed.
+# `mlopsctl deploy --wait`, timed; arguments after the version go to deploy.
 deploy() {
-  local t0 t1
+  local t0 t1 version=$1
+  shift
   t0=$(date +%s.%N)
-  mlopsctl deploy --env prod --version "$1" --source "$DEPLOYMENTS" --wait --timeout 240
+  mlopsctl deploy --env prod --version "$version" --source "$DEPLOYMENTS" --wait --timeout 240 "$@"
   t1=$(date +%s.%N)
   python -c "print(f'deploy -> Ready in {$t1 - $t0:.1f} s')"
 }
@@ -192,6 +195,64 @@ mlopsctl deploy --env prod --version "$V2" --replicas 4 --source "$DEPLOYMENTS" 
 
 step "10. Status"
 mlopsctl models
+mlopsctl status
+
+step "11. Watch what prod receives: capture every request, send shifted traffic, check for drift"
+deploy "$V2" --capture-percent 100
+URL=$(endpoint)
+# v2's own training data (data/usedcars.csv), moved: cars 8 years older, with 70% more
+# miles and two more cylinders, within the schema's bounds. The integer features stay
+# integers (pandas makes a column with blanks float; /predict answers 422 for 8.0 where
+# an integer is expected), blanks stay absent.
+python - "$URL" "$V2" <<'PY'
+import sys, time
+from datetime import UTC, datetime, timedelta
+import httpx
+import pandas as pd
+from mlops_core.capture import read_window, schema_for
+from mlops_core.registry import Registry
+url, version = sys.argv[1], sys.argv[2]
+registry = Registry()
+manifest = registry.get_manifest("usedcar-price", version)
+df = pd.read_csv("data/usedcars.csv").drop(columns=["price"]).head(8000)
+df["year"] = (df["year"] - 8).clip(lower=1980)
+df["odometer"] = (df["odometer"] * 1.7 + 20000).clip(upper=1_000_000)
+df["engine_cylinders"] = (df["engine_cylinders"] + 2).clip(upper=16)
+integers = [f.name for f in manifest.features if f.type == "integer"]
+rows = [
+    {k: int(v) if k in integers else v for k, v in rec.items() if not pd.isna(v)}
+    for rec in df.to_dict(orient="records")
+]
+start = datetime.now(UTC) - timedelta(seconds=1)
+with httpx.Client(timeout=30) as client:
+    for i in range(0, len(rows), 500):
+        r = client.post(f"{url}/predict", json=rows[i : i + 500])
+        if r.status_code != 200:
+            sys.exit(f"/predict answered {r.status_code}: {r.text[:500]}")
+print(f"sent {len(rows)} shifted records to {url}/predict in requests of 500")
+# Serving writes captured records in batches, off the request path, at least every minute.
+schema, deadline = schema_for(manifest), time.monotonic() + 150
+while True:
+    window = read_window(registry.platform, schema, "prod", start, datetime.now(UTC), ["time"])
+    if window.rows >= len(rows):
+        break
+    if time.monotonic() > deadline:
+        sys.exit(f"only {window.rows} of {len(rows)} records were captured")
+    time.sleep(2)
+print(f"captured {window.rows} records in {window.files} files")
+PY
+# Exit 1 means drift found: expected here, so anything else fails the demo.
+set +e
+mlopsctl drift --env prod --since 1h
+DRIFT_EXIT=$?
+set -e
+if [ "$DRIFT_EXIT" -ne 1 ]; then
+  echo "mlopsctl drift was expected to find drift (exit 1), it exited $DRIFT_EXIT" >&2
+  exit 1
+fi
+echo "mlopsctl drift exited $DRIFT_EXIT: drift found"
+
+step "12. Status: prod's live version has Drifted (drift never rolls a model back by itself)"
 mlopsctl status
 
 printf '\n\033[1mdemo finished in %ss\033[0m\n' "$(( $(date +%s) - START ))"

@@ -26,13 +26,13 @@ own version's prefix.
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -306,24 +306,40 @@ def _group(pending: list[_Request]) -> list[list[_Request]]:
 
 
 # -- conversion (background thread only) ------------------------------------------------
-def _input_column(schema: CaptureSchema, index: int, requests: list[_Request]) -> list[Any]:
-    spec = schema.features[index]
-    values: list[Any] = []
-    for r in requests:
-        if isinstance(r.rows, np.ndarray):
-            col = r.rows[:, index]
-            if spec.type == "category":
-                cats = schema._categories[spec.name]
-                values.extend(
-                    None if math.isnan(v) or not 0 <= v < len(cats) else cats[int(v)] for v in col
-                )
-            elif spec.type == "integer":
-                values.extend(None if math.isnan(v) else int(v) for v in col)
-            else:
-                values.extend(None if math.isnan(v) else float(v) for v in col)
+# Column by column over all the requests of a batch, not value by value per request: the
+# writer thread shares its process (and its GIL) with the request path, so its Python
+# work per record is what capture costs the service (benchmarks/capture.py).
+def _input_columns(schema: CaptureSchema, requests: list[_Request]) -> list[list[Any]]:
+    """Each input feature's values over ``requests``, in record order."""
+    columns: list[list[Any]] = [[] for _ in schema.features]
+    for is_matrix, group in groupby(requests, key=lambda r: isinstance(r.rows, np.ndarray)):
+        run = list(group)
+        if is_matrix:
+            parts = [np.asarray(r.rows) for r in run]
+            matrix = parts[0] if len(parts) == 1 else np.vstack(parts)
+            for i, spec in enumerate(schema.features):
+                columns[i].extend(_matrix_column(schema, spec.name, spec.type, matrix[:, i]))
         else:
-            values.extend(_mapping(row).get(spec.name) for row in r.rows)
-    return values
+            rows = [_mapping(row) for r in run for row in r.rows]
+            for i, spec in enumerate(schema.features):
+                name = spec.name
+                columns[i].extend([row.get(name) for row in rows])
+    return columns
+
+
+def _matrix_column(schema: CaptureSchema, name: str, kind: str, col: np.ndarray) -> list[Any]:
+    """One encoded column (category codes, NaN for missing) as the record's values."""
+    missing = np.isnan(col)
+    if kind == "category":
+        cats = schema._categories[name]
+        lookup = np.array([*cats, None], dtype=object)
+        unknown = missing | (col < 0) | (col >= len(cats))
+        codes = np.where(unknown, len(cats), np.where(missing, 0, col)).astype(np.intp)
+        return list(lookup[codes])
+    flags = missing.tolist()
+    if kind == "integer":
+        return [None if m else int(v) for v, m in zip(col.tolist(), flags, strict=True)]
+    return [None if m else v for v, m in zip(col.tolist(), flags, strict=True)]
 
 
 def _mapping(row: Any) -> Mapping[str, Any]:
@@ -348,8 +364,8 @@ def to_table(schema: CaptureSchema, requests: list[_Request]) -> pa.Table:
     batch_id = capture.new_batch_id()
     inputs = pa.StructArray.from_arrays(
         [
-            pa.array(_input_column(schema, i, requests), type=input_type.field(i).type)
-            for i in range(len(schema.features))
+            pa.array(values, type=input_type.field(i).type)
+            for i, values in enumerate(_input_columns(schema, requests))
         ],
         fields=list(input_type),
     )
@@ -372,8 +388,9 @@ def to_table(schema: CaptureSchema, requests: list[_Request]) -> pa.Table:
         ],
         fields=list(output_type),
     )
-    times = np.concatenate(
-        [np.full(len(r), int(r.time * 1_000_000), dtype=np.int64) for r in requests]
+    times = np.repeat(
+        np.array([int(r.time * 1_000_000) for r in requests], dtype=np.int64),
+        [len(r) for r in requests],
     )
     request_ids = [r.request_id for r in requests for _ in range(len(r))]
     return pa.Table.from_arrays(

@@ -13,11 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# The whole demo trains two models and rolls out three versions; on a loaded 2-core
-# machine it can take minutes.
+# The whole demo trains two models, rolls out four revisions and waits for capture to
+# reach S3; on a loaded 2-core machine it can take well over ten minutes.
 @pytest.mark.e2e
-@pytest.mark.timeout(900)
-def test_demo_reaches_ready_and_survives_a_broken_rollout_without_a_failed_request(tmp_path):
+@pytest.mark.timeout(1260)
+def test_demo_reaches_ready_survives_a_broken_rollout_and_finds_drift(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLOPS_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["TMPDIR"] = str(tmp_path)
@@ -27,13 +27,13 @@ def test_demo_reaches_ready_and_survives_a_broken_rollout_without_a_failed_reque
         env=env,
         capture_output=True,
         text=True,
-        timeout=840,
+        timeout=1200,
     )
     out, err = result.stdout, result.stderr
     assert result.returncode == 0, out[-4000:] + err[-4000:]
-    # Ready through the controller, twice (v1, then v2 rolled out).
-    assert out.count("usedcar-price-prod is Ready at") == 2
-    assert len(re.findall(r"deploy -> Ready in [\d.]+ s", out)) == 2
+    # Ready through the controller three times: v1, v2 rolled out, v2 again with capture.
+    assert out.count("usedcar-price-prod is Ready at") == 3
+    assert len(re.findall(r"deploy -> Ready in [\d.]+ s", out)) == 3
     served = re.findall(r"-> price ([\d,]+) USD\s+\(model (\S+)\)", out)
     versions = [v for _, v in served]
     assert len(versions) == 3 and versions[0] != versions[1] == versions[2]  # v1, v2, v2
@@ -57,6 +57,23 @@ def test_demo_reaches_ready_and_survives_a_broken_rollout_without_a_failed_reque
     assert len(rows) == 1 and "$52.47" in rows[0], rows
     assert "prices: shipped price table taken" in out
     assert "monthly cost: $52.47 -> $88.51 (+36.04 USD/month)" in out
+    # Capture on (100 %), shifted traffic, every record captured, the drift job finds it:
+    # exit 1, the shifted numeric features (and the predictions) flagged, the others not.
+    assert f"usedcar-price-prod is Ready at {versions[1]}" in out.split("==> 11.")[1]
+    sent = int(re.search(r"sent (\d+) shifted records", out).group(1))
+    assert sent > 1000
+    assert re.search(r"captured (\d+) records", out).group(1) == str(sent)
+    assert "mlopsctl drift exited 1: drift found" in out
+    verdict = re.search(r"^drift: (\d+) of (\d+) features drifted \(([^)]*)\)(.*)$", out, re.M)
+    assert verdict is not None, out[-4000:]
+    assert verdict.group(2) == "7" and "predictions drifted" in verdict.group(4)
+    assert set(verdict.group(3).split(", ")) == {"year", "odometer", "engine_cylinders"}
+    report = re.search(r"^report: (s3://\S+/report\.html)$", out, re.M)
+    assert report is not None and versions[1] in report.group(1)
+    # Status shows the Drifted condition of prod's live version, with the same report.
+    status = out.split("==> 12.")[1]
+    assert re.search(r"^prod: Drifted=True \(Drifted\) " + versions[1], status, re.M), status
+    assert report.group(1) in status
     assert "demo finished" in out
     # Everything it started is gone: its work folder (with the data plane's state) too.
     assert list(tmp_path.iterdir()) == []
