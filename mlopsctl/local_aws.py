@@ -125,9 +125,9 @@ def reset(port: int) -> None:
     httpx.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=10).raise_for_status()
 
 
-def bootstrap(platform: Platform | None = None) -> dict[str, str]:
+def bootstrap(platform: Platform) -> dict[str, str]:
     """Create the base resources, idempotently. Returns what was ensured, by name."""
-    p = platform or Platform.from_env()
+    p = platform
     s3 = aws.client("s3")
     try:
         # Object Lock (which implies versioning): published objects get governance-mode

@@ -274,7 +274,8 @@ def for_service(
     serving: ServingSettings,
     registry: CollectorRegistry,
     settings: CaptureSettings | None = None,
-    platform: Platform | None = None,
+    *,
+    platform: Platform,
 ) -> CaptureWriter | None:
     """The service's writer, or None when capture is off or has nowhere to write.
 
@@ -291,7 +292,6 @@ def for_service(
             hint="set MLOPS_PROJECT and MLOPS_ENV (the controller's task definitions do)",
         )
         return None
-    platform = platform or Platform.from_env()
     log.info("inference capture on", percent=settings.percent, env=serving.env,
              bucket=platform.artifact_bucket)  # fmt: skip
     return CaptureWriter(settings, platform=platform, env=serving.env, registry=registry)

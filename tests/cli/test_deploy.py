@@ -6,6 +6,7 @@ import threading
 
 import pytest
 import yaml
+from configured import env_platform, env_reconciler
 from factories import make_artifacts, project_config
 
 from controller.runtime import Controller
@@ -42,7 +43,7 @@ def test_deploy_writes_and_updates_the_manifest_only(versions, tmp_path, capsys)
     assert doc["spec"]["model"] == {"version": versions[-1]}  # the newest by default
     assert doc["spec"]["serving"]["image"] == IMAGE
     # Nothing in AWS moved: that is the controller's job.
-    assert PointerStore().get("usedcar-price", "prod") is None
+    assert PointerStore(env_platform()).get("usedcar-price", "prod") is None
     # A second deploy changes the version and keeps the rest of the spec.
     code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--version", versions[0])
     assert code == 0, out
@@ -58,7 +59,9 @@ def test_deploy_wait_follows_the_controller_until_applied(
         monkeypatch.setenv(name, value)
     source = tmp_path / "deployments"
     source.mkdir()
-    controller = Controller(open_source(str(source)), poll=0.2, resync=30, workers=2)
+    controller = Controller(
+        open_source(str(source)), env_reconciler(), poll=0.2, resync=30, workers=2
+    )
     stop = threading.Event()
     runner = threading.Thread(target=controller.run, args=(stop,), daemon=True)
     runner.start()
@@ -72,7 +75,7 @@ def test_deploy_wait_follows_the_controller_until_applied(
         runner.join(timeout=30)
     assert code == 0, out
     assert f"pointer and service name {versions[1]}" in out
-    assert PointerStore().get("usedcar-price", "prod").version == versions[1]
+    assert PointerStore(env_platform()).get("usedcar-price", "prod").version == versions[1]
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+from configured import env_platform
 from conftest import IMAGE, wait_for
 from drift_data import PROJECT, capture_schema, columns, publish_version, records, schema_features
 from factories import project_config
@@ -31,7 +32,7 @@ def _capture(platform, schema, n: int, shift: dict[str, float]) -> None:
         CaptureSettings(percent=100, buffer_records=100_000),
         platform=platform,
         env="prod",
-        registry=CollectorRegistry(),
+        registry=CollectorRegistry(env_platform()),
         rng=random.Random(0),
     )
     w.start()
@@ -61,7 +62,7 @@ def test_the_scheduled_job_finds_the_shift_and_the_controller_reports_drifted(en
     platform = env.platform
     manifest = publish_version(tmp_path, FEATURES)
     _capture(platform, capture_schema(manifest), 3000, shift=SHIFT)
-    Registry().register_project(project_config(PROJECT))
+    Registry(env_platform()).register_project(project_config(PROJECT))
     dep = _deployment(manifest.version)
     network = NetworkConfig(subnets=tuple(env.subnets), security_groups=(env.security_group,))
     rec = Reconciler(platform, network=network, observer=Observer(platform, drift_ttl=0))
@@ -87,7 +88,7 @@ def test_the_scheduled_job_finds_the_shift_and_the_controller_reports_drifted(en
         what="a run of the drift job's schedule",
     )
     assert run["containers"][0]["exitCode"] == 1, run  # 1: drift
-    result = drift_result.latest(PROJECT, "prod", manifest.version)
+    result = drift_result.latest(PROJECT, "prod", manifest.version, platform)
     assert result is not None and sorted(result.drifted_features) == sorted(SHIFT)
 
     status = rec.reconcile(dep, status).status
