@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from configured import env_platform
 from drift_data import capture_schema, columns, publish_version, records, schema_features
 from prometheus_client import CollectorRegistry
 
@@ -26,7 +25,7 @@ def schema(aws_env, tmp_path):
 
 
 def writer(platform: Platform, **settings) -> tuple[CaptureWriter, CollectorRegistry]:
-    registry = CollectorRegistry(env_platform())
+    registry = CollectorRegistry()
     w = CaptureWriter(
         CaptureSettings(**{"percent": 100, **settings}),
         platform=platform,

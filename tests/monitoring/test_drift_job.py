@@ -35,7 +35,7 @@ def capture_rows(platform, schema, n: int, seed: int, **kw) -> None:
         CaptureSettings(percent=100, buffer_records=100_000),
         platform=platform,
         env="prod",
-        registry=CollectorRegistry(env_platform()),
+        registry=CollectorRegistry(),
         rng=random.Random(0),
     )
     w.start()
