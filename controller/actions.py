@@ -77,6 +77,57 @@ class TaskSpec:
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """How ECS replaces a revision: ``deploymentConfiguration.strategy`` and its settings
+    (the one mapping between ``spec.strategy`` and ECS's fields)."""
+
+    strategy: str = "ROLLING"  # ROLLING | CANARY | LINEAR | BLUE_GREEN
+    canary: tuple[float, int] | None = None  # (canaryPercent, canaryBakeTimeInMinutes)
+    linear: tuple[float, int] | None = None  # (stepPercent, stepBakeTimeInMinutes)
+    bake_minutes: int = 0  # bakeTimeInMinutes
+
+    @property
+    def shifts_traffic(self) -> bool:
+        return self.strategy != "ROLLING"
+
+    def ecs(self) -> dict[str, Any]:
+        """The ``deploymentConfiguration`` fields (ECS's names; botocore >= 1.40.40)."""
+        out: dict[str, Any] = {"strategy": self.strategy}
+        if self.shifts_traffic:
+            out["bakeTimeInMinutes"] = self.bake_minutes
+        if self.canary is not None:
+            out["canaryConfiguration"] = {
+                "canaryPercent": self.canary[0],
+                "canaryBakeTimeInMinutes": self.canary[1],
+            }
+        if self.linear is not None:
+            out["linearConfiguration"] = {
+                "stepPercent": self.linear[0],
+                "stepBakeTimeInMinutes": self.linear[1],
+            }
+        return out
+
+    @classmethod
+    def from_ecs(cls, config: dict[str, Any]) -> Rollout | None:
+        """What a service's ``deploymentConfiguration`` says (None: ECS did not report it)."""
+        if not config:
+            return None
+        canary = config.get("canaryConfiguration")
+        linear = config.get("linearConfiguration")
+        strategy = config.get("strategy") or "ROLLING"
+        return cls(
+            strategy=strategy,
+            canary=(float(canary.get("canaryPercent", 5.0)),
+                    int(canary.get("canaryBakeTimeInMinutes", 10)))
+            if canary and strategy == "CANARY" else None,
+            linear=(float(linear.get("stepPercent", 10.0)),
+                    int(linear.get("stepBakeTimeInMinutes", 6)))
+            if linear and strategy == "LINEAR" else None,
+            bake_minutes=int(config.get("bakeTimeInMinutes") or 0) if strategy != "ROLLING" else 0,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """The ECS service settings the spec controls (the task definition aside)."""
 
@@ -86,6 +137,7 @@ class ServiceSpec:
     max_percent: int
     #: Attached to the env's serving target group (see controller.loadbalancing).
     load_balanced: bool = False
+    rollout: Rollout = Rollout()
 
 
 @dataclass(frozen=True)

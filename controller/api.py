@@ -188,13 +188,65 @@ class Serving(_Wire):
         return self
 
 
+class CanaryStep(_Wire):
+    percent: float = Field(
+        5.0, ge=0.1, le=100.0, description="Share of production traffic the canary gets."
+    )
+    bake_minutes: int = Field(10, ge=0, le=1440, description="How long the canary share holds.")
+
+    @field_validator("percent")
+    @classmethod
+    def _tenths(cls, value: float) -> float:
+        if abs(value * 10 - round(value * 10)) > 1e-9:
+            raise ValueError("percent is in steps of 0.1 (ECS's canaryPercent)")
+        return value
+
+
+class LinearSteps(_Wire):
+    step_percent: float = Field(10.0, ge=3.0, le=100.0, description="Traffic added per step.")
+    step_bake_minutes: int = Field(6, ge=0, le=1440, description="How long each step holds.")
+
+
 class Strategy(_Wire):
-    type: Literal["Rolling"] = Field("Rolling", description="Only Rolling for now.")
+    """How a new revision replaces the old one: ECS's own deployment strategies.
+
+    ``Rolling`` replaces tasks (min/max percent). ``Canary``, ``Linear`` and ``BlueGreen``
+    shift traffic between the env's two target groups (the old revision keeps running
+    until the shift and ``bakeMinutes`` are over); they need the env's load balancer."""
+
+    type: Literal["Rolling", "Canary", "Linear", "BlueGreen"] = Field(
+        "Rolling", description="ECS's ROLLING, CANARY, LINEAR or BLUE_GREEN."
+    )
     min_healthy_percent: int = Field(100, ge=0, le=100)
     max_percent: int = Field(200, ge=100, le=400)
     progress_deadline_seconds: int = Field(
         900, ge=60, le=86400, description="A rollout not done by then is failed and rolled back."
     )
+    canary: CanaryStep | None = Field(None, description="With type Canary (default 5 %, 10 min).")
+    linear: LinearSteps | None = Field(
+        None, description="With type Linear (default 10 % every 6 min)."
+    )
+    bake_minutes: int = Field(
+        0,
+        ge=0,
+        le=1440,
+        description="After all traffic shifted: how long the old revision stays, ready to "
+        "take the traffic back (traffic-shifting types).",
+    )
+
+    @model_validator(mode="after")
+    def _settings_match_type(self) -> Strategy:
+        if self.canary is not None and self.type != "Canary":
+            raise ValueError(f"strategy.canary is for type Canary, not {self.type}")
+        if self.linear is not None and self.type != "Linear":
+            raise ValueError(f"strategy.linear is for type Linear, not {self.type}")
+        if self.bake_minutes and self.type == "Rolling":
+            raise ValueError("strategy.bakeMinutes is for the traffic-shifting types")
+        return self
+
+    @property
+    def shifts_traffic(self) -> bool:
+        return self.type != "Rolling"
 
 
 class DeploymentGates(_Wire):

@@ -51,6 +51,7 @@ from controller.actions import (
     PublishCandidate,
     RegisterTaskDefinition,
     Rollback,
+    Rollout,
     ServiceSpec,
     TaskSpec,
     UpdateService,
@@ -87,6 +88,7 @@ def _deployment_configuration(service: ServiceSpec) -> dict:
         "deploymentCircuitBreaker": {"enable": True, "rollback": True},
         "minimumHealthyPercent": service.min_healthy_percent,
         "maximumPercent": service.max_percent,
+        **service.rollout.ecs(),
     }
 
 
@@ -165,7 +167,11 @@ class Executor:
             case UpdateService():
                 arn = self._arn_for(action.task, action.task_definition, report, log)
                 report.task_definitions[action.task] = arn
-                attach = self._load_balancing(action.task) if action.attach_load_balancer else {}
+                attach = (
+                    self._load_balancing(action.task, action.service.rollout)
+                    if action.attach_load_balancer
+                    else {}
+                )
                 self.update_service(action.service, arn, action.force, action.scale, **attach)
             case MovePointer():
                 self.move_pointer(action)
@@ -315,9 +321,11 @@ class Executor:
                 return svc
         return None
 
-    def _load_balancing(self, task: TaskSpec) -> dict:
+    def _load_balancing(self, task: TaskSpec, rollout: Rollout) -> dict:
         """``loadBalancers`` (the env's serving target group, found or ensured) and the
-        grace period a new task has to load its model before health checks count."""
+        grace period a new task has to load its model before health checks count; for a
+        traffic-shifting strategy, the second target group and the production listener
+        rule whose weights ECS moves (``advancedConfiguration``)."""
         group = loadbalancing.target_group(
             self.network.load_balancers,  # type: ignore[arg-type]
             self.platform,
@@ -327,14 +335,18 @@ class Executor:
             subnets=self.network.subnets,
             security_groups=self.network.security_groups,
         )
+        lb: dict = {"targetGroupArn": group, "containerName": CONTAINER_NAME,
+                    "containerPort": task.port}  # fmt: skip
+        if rollout.shifts_traffic:
+            lb["advancedConfiguration"] = loadbalancing.traffic_shifting(
+                self.network.load_balancers,  # type: ignore[arg-type]
+                self.platform,
+                task.project,
+                task.env,
+                role_arn=self.network.infrastructure_role_arn,
+            )
         return {
-            "loadBalancers": [
-                {
-                    "targetGroupArn": group,
-                    "containerName": CONTAINER_NAME,
-                    "containerPort": task.port,
-                }
-            ],
+            "loadBalancers": [lb],
             "healthCheckGracePeriodSeconds": loadbalancing.HEALTH_CHECK_GRACE_SECONDS,
         }
 
@@ -344,7 +356,7 @@ class Executor:
             log.info("service exists already; updating it instead", service=s.name)
             self.update_service(s, arn, force=False, scale=True)
             return
-        extra = self._load_balancing(action.task) if s.load_balanced else {}
+        extra = self._load_balancing(action.task, s.rollout) if s.load_balanced else {}
         net = self.network
         self._ecs.create_service(
             cluster=self.platform.ecs_cluster,

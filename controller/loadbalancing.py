@@ -40,6 +40,8 @@ DEREGISTRATION_DELAY_SECONDS = 30
 #: (Terraform's ``health_check_grace_period_seconds`` default).
 HEALTH_CHECK_GRACE_SECONDS = 60
 LISTENER_PORT = 80
+# The production listener rule ECS shifts traffic on (traffic-shifting strategies).
+PRODUCTION_RULE_PRIORITY = 1
 
 
 class LoadBalancerNotFound(NotFound):
@@ -152,20 +154,91 @@ def ensure(
                 LoadBalancerArn=lb["LoadBalancerArn"],
                 Protocol="HTTP",
                 Port=LISTENER_PORT,
-                DefaultActions=[
-                    {
-                        "Type": "forward",
-                        "ForwardConfig": {
-                            "TargetGroups": [
-                                {"TargetGroupArn": groups["blue"], "Weight": 100},
-                                {"TargetGroupArn": groups["green"], "Weight": 0},
-                            ]
-                        },
-                    }
-                ],
+                DefaultActions=[_forward(groups["blue"], groups["green"])],
                 Tags=_tags(platform, project, env),
             )
     return groups[SERVING_COLOR]
+
+
+def production_rule(platform: Platform, project: str, env: str) -> str | None:
+    """The env's production listener rule: the non-default rule of its listener that
+    forwards to its blue and green target groups (alb.tf's, or one :func:`ensure` made)."""
+    groups = {find_target_group(platform, project, env, c) for c in TARGET_GROUP_COLORS}
+    elb = aws.client("elbv2")
+    try:
+        (lb,) = elb.describe_load_balancers(Names=[platform.load_balancer(project, env)])[
+            "LoadBalancers"
+        ]
+    except elb.exceptions.LoadBalancerNotFoundException:
+        return None
+    for listener in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]:
+        if listener.get("Port") != LISTENER_PORT and listener.get("Protocol") != "HTTPS":
+            continue
+        for rule in elb.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]:
+            if rule.get("IsDefault"):
+                continue
+            forwarded = {
+                g["TargetGroupArn"]
+                for a in rule.get("Actions") or []
+                for g in (a.get("ForwardConfig") or {}).get("TargetGroups") or []
+            }
+            if forwarded and forwarded == groups:
+                return rule["RuleArn"]
+    return None
+
+
+def traffic_shifting(
+    mode: Mode, platform: Platform, project: str, env: str, *, role_arn: str | None
+) -> dict[str, str]:
+    """``advancedConfiguration`` for a Canary, Linear or BlueGreen service: the green
+    target group and the production listener rule, found (``terraform``) or made
+    (``managed``: a path ``/*`` rule at priority 1, all to blue). ECS owns the rule's
+    weights from then on; nothing here or in Terraform sets them again."""
+    green = find_target_group(platform, project, env, "green")
+    blue = find_target_group(platform, project, env, SERVING_COLOR)
+    rule = production_rule(platform, project, env)
+    if rule is None and mode == "managed" and blue and green:
+        elb = aws.client("elbv2")
+        (lb,) = elb.describe_load_balancers(Names=[platform.load_balancer(project, env)])[
+            "LoadBalancers"
+        ]
+        listener = next(
+            x
+            for x in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+            if x.get("Port") == LISTENER_PORT
+        )
+        with contextlib.suppress(elb.exceptions.PriorityInUseException):
+            elb.create_rule(
+                ListenerArn=listener["ListenerArn"],
+                Priority=PRODUCTION_RULE_PRIORITY,
+                Conditions=[{"Field": "path-pattern", "Values": ["/*"]}],
+                Actions=[_forward(blue, green)],
+                Tags=_tags(platform, project, env),
+            )
+        rule = production_rule(platform, project, env)
+    if rule is None or green is None:
+        raise LoadBalancerNotFound(
+            f"no production listener rule forwarding to the blue and green target groups "
+            f"of {project}/{env}",
+            where=platform.load_balancer(project, env),
+            hint="apply the Terraform module (alb.tf makes the rule), or use strategy.type Rolling",
+        )
+    out = {"alternateTargetGroupArn": green, "productionListenerRule": rule}
+    if role_arn:
+        out["roleArn"] = role_arn
+    return out
+
+
+def _forward(blue: str, green: str) -> dict:
+    return {
+        "Type": "forward",
+        "ForwardConfig": {
+            "TargetGroups": [
+                {"TargetGroupArn": blue, "Weight": 100},
+                {"TargetGroupArn": green, "Weight": 0},
+            ]
+        },
+    }
 
 
 def endpoint_url(platform: Platform, project: str, env: str) -> str | None:

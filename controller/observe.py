@@ -42,6 +42,7 @@ from controller.actions import (
     ENV_MODEL_URI,
     ENV_MODEL_VERSION,
     ENV_PROJECT,
+    Rollout,
     TaskSpec,
 )
 from controller.api import ModelDeployment, ModelDeploymentStatus
@@ -125,6 +126,10 @@ class ServiceState:
     circuit_breaker: bool | None
     #: Target group ARNs of the service's ``loadBalancers``.
     load_balancers: tuple[str, ...] = ()
+    #: How ECS replaces revisions (None: not reported).
+    deployment_strategy: Rollout | None = None
+    #: The second target group of a traffic-shifting service (advancedConfiguration).
+    alternate_target_group: str | None = None
 
     @property
     def primary(self) -> DeploymentState | None:
@@ -246,6 +251,15 @@ def parse_service(svc: Mapping) -> ServiceState:
             lb["targetGroupArn"]
             for lb in svc.get("loadBalancers") or []
             if lb.get("targetGroupArn")
+        ),
+        deployment_strategy=Rollout.from_ecs(config),
+        alternate_target_group=next(
+            (
+                adv["alternateTargetGroupArn"]
+                for lb in svc.get("loadBalancers") or []
+                if (adv := lb.get("advancedConfiguration") or {}).get("alternateTargetGroupArn")
+            ),
+            None,
         ),
     )
 

@@ -48,14 +48,18 @@ from controller.actions import (
     PublishCandidate,
     RegisterTaskDefinition,
     Rollback,
+    Rollout,
     ServiceSpec,
     TaskSpec,
     UpdateService,
     describe,
 )
 from controller.api import (
+    CanaryStep,
+    LinearSteps,
     ModelDeployment,
     ModelDeploymentStatus,
+    Strategy,
     degraded_status,
     set_condition,
 )
@@ -105,9 +109,16 @@ class NetworkConfig:
     assign_public_ip: bool = False
     execution_role_arn: str | None = None
     task_role_arn: str | None = None
+    #: The role ECS moves the listener rule's weights with (traffic-shifting strategies;
+    #: Terraform's ecs_infrastructure role).
+    infrastructure_role_arn: str | None = None
     #: Whose load balancers services attach to (controller.loadbalancing): "terraform"
     #: (found by name), "managed" (the controller creates them), "none".
     load_balancers: str = "none"
+
+    @property
+    def load_balancers_on(self) -> bool:
+        return self.load_balancers != "none"
 
     @classmethod
     def from_settings(cls, s: PlatformSettings) -> NetworkConfig:
@@ -120,6 +131,7 @@ class NetworkConfig:
             assign_public_ip=s.assign_public_ip,
             execution_role_arn=s.execution_role_arn or None,
             task_role_arn=s.task_role_arn or None,
+            infrastructure_role_arn=s.infrastructure_role_arn or None,
             load_balancers=s.load_balancers,
         )
 
@@ -202,6 +214,29 @@ def service_spec(
         min_healthy_percent=s.strategy.min_healthy_percent,
         max_percent=s.strategy.max_percent,
         load_balanced=network is not None and network.load_balancers != "none",
+        rollout=rollout(s.strategy),
+    )
+
+
+ECS_STRATEGIES = {"Rolling": "ROLLING", "Canary": "CANARY", "Linear": "LINEAR",
+                  "BlueGreen": "BLUE_GREEN"}  # fmt: skip
+
+
+def rollout(strategy: Strategy) -> Rollout:
+    """``spec.strategy`` as ECS's deployment configuration (the spec's defaults filled in,
+    so that what ECS reports back compares equal)."""
+    canary = linear = None
+    if strategy.type == "Canary":
+        c = strategy.canary or CanaryStep()
+        canary = (c.percent, c.bake_minutes)
+    elif strategy.type == "Linear":
+        step = strategy.linear or LinearSteps()
+        linear = (step.step_percent, step.step_bake_minutes)
+    return Rollout(
+        strategy=ECS_STRATEGIES[strategy.type],
+        canary=canary,
+        linear=linear,
+        bake_minutes=strategy.bake_minutes,
     )
 
 
@@ -396,6 +431,13 @@ class _Planner:
                 "ServiceDraining",
                 f"ECS service {svc.name} is being deleted; it is created again once gone",
                 RETRY_SECONDS,
+            )
+        if self.spec.strategy.shifts_traffic and not self.desired.network.load_balancers_on:
+            return self.blocked(
+                "InvalidSpec",
+                f"strategy {self.spec.strategy.type} shifts traffic between the env's two "
+                "target groups, and this controller runs without load balancers "
+                "(MLOPS_LOAD_BALANCERS=none); nothing changed",
             )
         version = obs.desired_version
         assert version is not None
@@ -620,13 +662,20 @@ class _Planner:
                 if applied is not None
                 else svc.desired_count != service.replicas
             )
-            attach = service.load_balanced and not svc.load_balancers
+            attach = service.load_balanced and (
+                not svc.load_balancers
+                or (service.rollout.shifts_traffic and svc.alternate_target_group is None)
+            )
             if (
                 arn is None
                 or svc.task_definition != arn
                 or scale
                 or _differs(svc.min_healthy_percent, service.min_healthy_percent)
                 or _differs(svc.max_percent, service.max_percent)
+                or (
+                    svc.deployment_strategy is not None
+                    and svc.deployment_strategy != service.rollout
+                )
                 or svc.circuit_breaker is False
                 or retry_failed
                 or attach
@@ -642,9 +691,21 @@ class _Planner:
                     )
                 )
         uri = platform.version_uri(self.spec.project, version)
+        # With a traffic-shifting strategy the pointer follows the traffic: it moves once
+        # ECS completed the deployment (all traffic on the new revision, the old one gone);
+        # a rollback leaves it on the version that kept serving.
+        service_now = obs.service
+        shifted = (
+            not any(isinstance(a, CreateService | UpdateService) for a in actions)
+            and service_now is not None
+            and service_now.task_definition == arn
+            and service_now.rollout is not None
+            and service_now.rollout.rollout_state == COMPLETED
+        )
+        waits_for_traffic = self.spec.strategy.shifts_traffic and not restoring and not shifted
         # A value written under another owner (a hand-over, or before claims) is
         # rewritten once, so that the pointer names who owns the env.
-        if (
+        if not waits_for_traffic and (
             p is None
             or p.version != version
             or p.pins != pins
@@ -740,13 +801,14 @@ class _Planner:
         return Decision([], s.build(), poll, degraded=degraded is not None)
 
 
-def _differs(observed: int | None, wanted: int) -> bool:
+def _differs(observed: object | None, wanted: object) -> bool:
     """Only what ECS reports can be wrong; an unreported setting is left alone."""
     return observed is not None and observed != wanted
 
 
 # -- simulation -----------------------------------------------------------------------
 _SIM_TARGET_GROUP = "arn:aws:elasticloadbalancing:sim:000000000000:targetgroup/sim/0"
+_SIM_ALTERNATE = "arn:aws:elasticloadbalancing:sim:000000000000:targetgroup/sim/1"
 
 
 def _sim_arn(family: str, revision: int) -> str:
@@ -822,6 +884,10 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
                     max_percent=s.max_percent,
                     circuit_breaker=True,
                     load_balancers=(_SIM_TARGET_GROUP,) if s.load_balanced else (),
+                    deployment_strategy=s.rollout,
+                    alternate_target_group=_SIM_ALTERNATE
+                    if s.load_balanced and s.rollout.shifts_traffic
+                    else None,
                 )
             case UpdateService(
                 service=s,
@@ -857,6 +923,10 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
                     max_percent=s.max_percent,
                     circuit_breaker=True,
                     load_balancers=(_SIM_TARGET_GROUP,) if lb else service.load_balancers,
+                    deployment_strategy=s.rollout,
+                    alternate_target_group=_SIM_ALTERNATE
+                    if (lb or service.load_balancers) and s.rollout.shifts_traffic
+                    else service.alternate_target_group,
                 )
             case MovePointer(
                 version=v,

@@ -96,6 +96,11 @@ class PlatformSettings(BaseSettings):
     assign_public_ip: bool = Field(False, validation_alias="MLOPS_ASSIGN_PUBLIC_IP")
     execution_role_arn: str | None = Field(None, validation_alias="MLOPS_EXECUTION_ROLE_ARN")
     task_role_arn: str | None = Field(None, validation_alias="MLOPS_TASK_ROLE_ARN")
+    infrastructure_role_arn: str | None = Field(
+        None,
+        validation_alias="MLOPS_ECS_INFRASTRUCTURE_ROLE_ARN",
+        description="The role ECS shifts traffic with (Canary, Linear, BlueGreen).",
+    )
     load_balancers: LoadBalancers = Field("none", validation_alias="MLOPS_LOAD_BALANCERS")
     # Where cost estimates take their prices (mlops_core.cost.prices).
     prices: Literal["auto", "api", "table"] = Field("auto", validation_alias="MLOPS_PRICES")

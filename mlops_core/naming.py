@@ -250,6 +250,10 @@ class Platform:
         return task_execution_role_name(self.platform)
 
     @property
+    def ecs_infrastructure_role(self) -> str:
+        return ecs_infrastructure_role_name(self.platform)
+
+    @property
     def controller_role(self) -> str:
         return controller_role_name(self.platform)
 
@@ -331,6 +335,12 @@ def fit_name(name: str, limit: int) -> str:
     if len(name) <= limit:
         return name
     return f"{name[: limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def ecs_infrastructure_role_name(platform: str) -> str:
+    """The role ECS moves the production listener rule's weights with (Canary, Linear,
+    BlueGreen deployments: ``loadBalancers[].advancedConfiguration.roleArn``)."""
+    return f"{platform}-ecs-infrastructure"
 
 
 def task_execution_role_name(platform: str) -> str:

@@ -117,6 +117,42 @@ resource "aws_lb_listener" "https" {
   tags = local.env_tags[each.key]
 }
 
+# Each env's production listener rule (all paths, to blue), the rule ECS moves the weights
+# of during Canary, Linear and BlueGreen deployments (advancedConfiguration). The weights
+# belong to ECS from then on: Terraform ignores them, as it does the services'.
+resource "aws_lb_listener_rule" "production" {
+  for_each = local.envs
+
+  listener_arn = local.https ? aws_lb_listener.https[each.key].arn : aws_lb_listener.http_forward[each.key].arn
+  priority     = 1
+
+  action {
+    type = "forward"
+    forward {
+      target_group {
+        arn    = aws_lb_target_group.this["${each.key}-blue"].arn
+        weight = 100
+      }
+      target_group {
+        arn    = aws_lb_target_group.this["${each.key}-green"].arn
+        weight = 0
+      }
+    }
+  }
+
+  condition {
+    path_pattern {
+      values = ["/*"]
+    }
+  }
+
+  tags = local.env_tags[each.key]
+
+  lifecycle {
+    ignore_changes = [action]
+  }
+}
+
 resource "aws_lb_listener" "http_redirect" {
   for_each = local.https ? local.envs : toset([])
 

@@ -107,6 +107,36 @@ data "aws_iam_policy_document" "controller_trust" {
 
 # -- task execution ---------------------------------------------------------------------
 
+# ECS moves the production listener rule's weights with this role during Canary, Linear
+# and BlueGreen deployments (loadBalancers[].advancedConfiguration.roleArn).
+data "aws_iam_policy_document" "ecs_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ecs.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "ecs_infrastructure" {
+  name                 = local.ecs_infrastructure_role_name
+  description          = "ECS shifts ${var.platform} serving traffic between target groups"
+  assume_role_policy   = data.aws_iam_policy_document.ecs_trust.json
+  max_session_duration = 3600
+  tags                 = local.tags
+}
+
+resource "aws_iam_role_policy_attachment" "ecs_infrastructure" {
+  role       = aws_iam_role.ecs_infrastructure.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers"
+}
+
 resource "aws_iam_role" "task_execution" {
   name                 = local.task_execution_role_name
   description          = "ECS pulls ${var.platform} images and writes task logs"
@@ -364,6 +394,16 @@ data "aws_iam_policy_document" "controller" {
     sid       = "TagServicesAndTaskDefinitions"
     actions   = ["ecs:TagResource"]
     resources = concat(local.service_arns, local.serving_task_definition_arns)
+  }
+  statement {
+    sid       = "PassTrafficShiftingRole"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.ecs_infrastructure.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ecs.amazonaws.com"]
+    }
   }
   statement {
     sid       = "PassServingRoles"

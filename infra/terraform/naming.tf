@@ -22,11 +22,12 @@ locals {
   model_signing_key_alias     = "alias/${var.platform}-model-signing"
   promotion_signing_key_alias = "alias/${var.platform}-promotion-signing"
 
-  task_execution_role_name = "${var.platform}-task-execution"
-  controller_role_name     = "${var.platform}-controller"
-  serving_task_role_name   = "${var.platform}-${var.project}-serving"
-  drift_task_role_name     = "${var.platform}-${var.project}-drift"
-  events_role_name         = "${var.platform}-${var.project}-events"
+  task_execution_role_name     = "${var.platform}-task-execution"
+  ecs_infrastructure_role_name = "${var.platform}-ecs-infrastructure"
+  controller_role_name         = "${var.platform}-controller"
+  serving_task_role_name       = "${var.platform}-${var.project}-serving"
+  drift_task_role_name         = "${var.platform}-${var.project}-drift"
+  events_role_name             = "${var.platform}-${var.project}-events"
   # "_" never occurs in a project name, so a job family never equals a service family.
   drift_task_family       = "${var.project}_drift"
   drift_log_group_name    = "/ecs/${var.platform}/${var.project}_drift"

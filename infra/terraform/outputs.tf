@@ -96,6 +96,8 @@ output "controller_environment" {
     MLOPS_ASSIGN_PUBLIC_IP   = "false"
     MLOPS_EXECUTION_ROLE_ARN = aws_iam_role.task_execution.arn
     MLOPS_TASK_ROLE_ARN      = aws_iam_role.serving_task.arn
+    # ECS shifts traffic with it (spec.strategy Canary, Linear, BlueGreen).
+    MLOPS_ECS_INFRASTRUCTURE_ROLE_ARN = aws_iam_role.ecs_infrastructure.arn
     # The key by ARN, not alias: an alias can be moved to another key.
     MLOPS_SIGNING_KEY = aws_kms_key.model_signing.arn
     # It seals the promotion log with this one (it may sign with it, not with the other).

@@ -301,6 +301,7 @@ def test_naming_tf_builds_the_python_names(
         "model_signing_key_alias": p.model_signing_key_alias,
         "promotion_signing_key_alias": p.promotion_signing_key_alias,
         "task_execution_role_name": p.task_execution_role,
+        "ecs_infrastructure_role_name": p.ecs_infrastructure_role,
         "controller_role_name": p.controller_role,
         "serving_task_role_name": p.serving_task_role(project),
         "drift_task_role_name": p.drift_task_role(project),
@@ -372,6 +373,7 @@ def test_plain_name_templates_match_python_without_terraform():
         "model_signing_key_alias": p.model_signing_key_alias,
         "promotion_signing_key_alias": p.promotion_signing_key_alias,
         "task_execution_role_name": p.task_execution_role,
+        "ecs_infrastructure_role_name": p.ecs_infrastructure_role,
         "controller_role_name": p.controller_role,
         "serving_task_role_name": p.serving_task_role(project),
         "drift_task_role_name": p.drift_task_role(project),
@@ -466,6 +468,7 @@ def test_cost_tag_keys_are_valid_aws_tag_keys():
 # Resource types the AWS provider gives no tags argument.
 UNTAGGABLE = {
     "aws_appautoscaling_policy",
+    "aws_iam_role_policy_attachment",
     "aws_cloudwatch_event_target",
     "aws_ecr_lifecycle_policy",
     "aws_iam_role_policy",
@@ -542,6 +545,7 @@ def test_resources_take_their_names_from_naming_tf(tf):
     assert 'local.env_names[pair[0]]["tg_${pair[1]}"]' in tf.locals["target_groups"]
     roles = {
         "task_execution": "task_execution_role_name",
+        "ecs_infrastructure": "ecs_infrastructure_role_name",
         "serving_task": "serving_task_role_name",
         "drift_task": "drift_task_role_name",
         "controller": "controller_role_name",
@@ -565,6 +569,20 @@ def lifecycle_ignores(body: dict) -> list[str]:
         for lc in blocks(body.get("lifecycle"))
         for item in as_list(lc.get("ignore_changes", []))
     ]
+
+
+def test_the_production_rule_weights_belong_to_ecs(tf):
+    """ECS moves the rule's weights during Canary, Linear and BlueGreen deployments; a
+    Terraform that reset them on the next apply would fight it (the issue users of ECS
+    blue/green report with IaC tools)."""
+    rule = tf.resource("aws_lb_listener_rule", "production")
+    assert "action" in lifecycle_ignores(rule)
+    assert rule["priority"] == 1
+    (action,) = blocks(rule["action"])
+    (forward,) = blocks(action["forward"])
+    weights = [g["weight"] for g in blocks(forward["target_group"])]
+    assert weights == [100, 0], "created all to blue; ECS shifts from there"
+    assert "https" in rule["listener_arn"] and "http_forward" in rule["listener_arn"]
 
 
 def test_service_leaves_task_definition_to_the_controller(tf):
@@ -952,10 +970,13 @@ def test_controller_role_grants_what_the_controller_needs(tf):
     sts = effective_statements(tf, "controller")
     granted = {a for st in sts for a in as_list(st["actions"])}
     assert granted >= CONTROLLER_ACTIONS, CONTROLLER_ACTIONS - granted
-    (pass_role,) = [st for st in sts if "iam:PassRole" in as_list(st["actions"])]
-    assert sorted(as_list(pass_role["resources"])) == sorted(
-        ["${aws_iam_role.task_execution.arn}", "${aws_iam_role.serving_task.arn}"]
-    )
+    passes = [st for st in sts if "iam:PassRole" in as_list(st["actions"])]
+    to_tasks = {"${aws_iam_role.task_execution.arn}", "${aws_iam_role.serving_task.arn}"}
+    (pass_role,) = [st for st in passes if set(as_list(st["resources"])) == to_tasks]
+    # The traffic-shifting role, and only to ECS itself (not to a task).
+    (pass_shift,) = [st for st in passes if st is not pass_role]
+    assert as_list(pass_shift["resources"]) == ["${aws_iam_role.ecs_infrastructure.arn}"]
+    assert pass_shift["condition"][0]["values"] == ["ecs.amazonaws.com"]
     ssm = [st for st in sts if any(a.startswith("ssm:") for a in as_list(st["actions"]))]
     assert all(st["resources"] == "${local.pointer_param_arns}" for st in ssm)
     s3_resources = {
@@ -1040,6 +1061,7 @@ def test_controller_environment_output_names_what_the_controller_reads(tf, monke
         "MLOPS_ASSIGN_PUBLIC_IP": "false",
         "MLOPS_EXECUTION_ROLE_ARN": "${aws_iam_role.task_execution.arn}",
         "MLOPS_TASK_ROLE_ARN": "${aws_iam_role.serving_task.arn}",
+        "MLOPS_ECS_INFRASTRUCTURE_ROLE_ARN": "${aws_iam_role.ecs_infrastructure.arn}",
         "MLOPS_SIGNING_KEY": "${aws_kms_key.model_signing.arn}",
         "MLOPS_PROMOTION_KEY": "${aws_kms_key.promotion_signing.arn}",
         "MLOPS_OBJECT_LOCK_DAYS": LOCK_DAYS_EXPRESSION,

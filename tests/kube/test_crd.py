@@ -82,7 +82,8 @@ def test_validation_the_server_enforces_is_present(generated):
     assert nodes[".spec.serving.cpu"]["enum"] == sorted(api.FARGATE_SIZES)
     assert nodes[".spec.serving.replicas"]["minimum"] == 0
     assert nodes[".spec.serving.replicas"]["maximum"] == 100
-    assert nodes[".spec.strategy.type"]["enum"] == ["Rolling"]
+    assert nodes[".spec.strategy.type"]["enum"] == ["Rolling", "Canary", "Linear", "BlueGreen"]
+    assert nodes[".spec.strategy.canary.percent"]["minimum"] == 0.1
     assert nodes[".status.conditions[].status"]["enum"] == ["True", "False", "Unknown"]
     assert set(nodes[".spec"]["required"]) == {"project", "env", "model", "serving"}
     assert nodes[".status.conditions"]["x-kubernetes-list-map-keys"] == ["type"]
