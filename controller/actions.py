@@ -91,7 +91,7 @@ class Rollout:
         return self.strategy != "ROLLING"
 
     def ecs(self) -> dict[str, Any]:
-        """The ``deploymentConfiguration`` fields (ECS's names; botocore >= 1.40.40)."""
+        """The ``deploymentConfiguration`` fields (ECS's names; botocore >= 1.40.61)."""
         out: dict[str, Any] = {"strategy": self.strategy}
         if self.shifts_traffic:
             out["bakeTimeInMinutes"] = self.bake_minutes
