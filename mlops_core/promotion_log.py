@@ -13,11 +13,12 @@ further back than SSM's 100 parameter versions.
 head it replaced; a rollback to entry T writes T's value with ``back = T.back``. Promote
 v1, v2, v3; rollback -> v2; rollback -> v1; then there is nothing to return to.
 
-Entries are stored sealed (:func:`~mlops_core.signing.seal`) with the promotion-signing
-key, which the controller and the people who promote may use and the publisher and the
-other writers of the bucket may not: an entry a bucket writer forges (to make a rollback
-return to an old, signed but vulnerable version, or to rewrite who promoted what) is an
-integrity failure, not history.
+Entries are stored sealed (:func:`~mlops_core.signing.seal`), for their own S3 key (a
+genuine entry copied to another seq, env or project does not verify there), with the
+promotion-signing key, which the controller and the people who promote may use and the
+publisher and the other writers of the bucket may not: an entry a bucket writer forges
+(to make a rollback return to an old, signed but vulnerable version, or to rewrite who
+promoted what) is an integrity failure, not history.
 
 The SSM parameter stays what readers (serving, the controller's observer) read: a copy of
 the log's head, put after each log write. A writer that stops between the two leaves SSM
@@ -88,7 +89,9 @@ class PromotionLog:
             if aws.error_code(exc) in _MISSING:
                 return None
             raise
-        document = signing.unseal(self.key, ENTRY_TYPE, body.read(), self._uri(project, env, seq))
+        document = signing.unseal(
+            self.key, ENTRY_TYPE, body.read(), self._uri(project, env, seq), subject=key
+        )
         try:
             found = ModelPointer.model_validate(document)
         except ValidationError as exc:
@@ -184,11 +187,14 @@ class PromotionLog:
         """Create log entry ``entry.seq``, or raise Conflict naming the writer who created
         it first. Writes the log only: :meth:`write` also updates SSM."""
         seq = _seq(entry)
+        key = self.platform.promotion_key(project, env, seq)
         try:
             self._s3.put_object(
                 Bucket=self.platform.artifact_bucket,
-                Key=self.platform.promotion_key(project, env, seq),
-                Body=signing.seal(self.key, ENTRY_TYPE, entry.model_dump(mode="json")),
+                Key=key,
+                # Sealed for its place: a genuine entry copied to another seq, env or
+                # project does not verify there.
+                Body=signing.seal(self.key, ENTRY_TYPE, entry.model_dump(mode="json"), key),
                 ContentType="application/json",
                 IfNoneMatch="*",
             )

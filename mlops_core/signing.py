@@ -210,21 +210,31 @@ class Sealed(BaseModel):
     signature: SignatureInfo
 
 
-def document_statement(kind: str, document: dict[str, Any]) -> dict[str, Any]:
-    """What the signature of a sealed record covers: its type and its digest."""
-    return {"type": kind, "sha256": hashlib.sha256(canonical(document)).hexdigest()}
+def document_statement(
+    kind: str, document: dict[str, Any], subject: str | None = None
+) -> dict[str, Any]:
+    """What the signature of a sealed record covers: its type, its digest and, when
+    given, its ``subject`` (where it belongs, e.g. its S3 key), so that a genuine record
+    copied to another place does not verify there."""
+    statement = {"type": kind, "sha256": hashlib.sha256(canonical(document)).hexdigest()}
+    if subject is not None:
+        statement["subject"] = subject
+    return statement
 
 
-def seal(key: str, kind: str, document: dict[str, Any]) -> bytes:
-    """The stored bytes of ``document`` sealed with the KMS key ``key``."""
-    envelope = sign(key, document_statement(kind, document))
+def seal(key: str, kind: str, document: dict[str, Any], subject: str | None = None) -> bytes:
+    """The stored bytes of ``document`` sealed with the KMS key ``key`` (for ``subject``)."""
+    envelope = sign(key, document_statement(kind, document, subject))
     sealed = Sealed(document=document, signature=envelope.signature)
     return canonical(sealed.model_dump(mode="json"))
 
 
-def unseal(key: str, kind: str, raw: bytes, where: str) -> dict[str, Any]:
-    """The document of a sealed record, once its signature checks out with ``key``;
-    IntegrityError for anything unsealed, altered or signed with another key."""
+def unseal(
+    key: str, kind: str, raw: bytes, where: str, subject: str | None = None
+) -> dict[str, Any]:
+    """The document of a sealed record, once its signature checks out with ``key`` (for
+    ``subject``, when given); IntegrityError for anything unsealed, altered, signed with
+    another key or, with ``subject``, sealed for another place."""
     try:
         sealed = Sealed.model_validate_json(raw)
     except ValidationError as exc:
@@ -234,6 +244,16 @@ def unseal(key: str, kind: str, raw: bytes, where: str) -> dict[str, Any]:
             hint="records are written sealed by mlopsctl and the controller only; "
             "find out who wrote this object, and do not trust what it says",
         ) from None
-    statement = document_statement(kind, sealed.document)
-    verify(key, Envelope(payload=statement, signature=sealed.signature), statement, where)
+    statement = document_statement(kind, sealed.document, subject)
+    try:
+        verify(key, Envelope(payload=statement, signature=sealed.signature), statement, where)
+    except IntegrityError as exc:
+        if subject is None or "does not verify" not in exc.what:
+            raise
+        raise IntegrityError(
+            f"the seal does not verify for {subject} with the platform's key",
+            where=where,
+            hint="it was altered, or is a genuine record copied here from another place; "
+            "do not trust what it says, and find out who wrote this object",
+        ) from None
     return sealed.document
