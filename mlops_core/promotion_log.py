@@ -148,11 +148,28 @@ class PromotionLog:
     def latest(self, project: str, env: str) -> ModelPointer | None:
         """The log's head, or None if the log is empty. Reads only."""
         cached = self._cached(project, env)
-        if cached is not None and cached.seq is not None:
-            at = self.entry(project, env, cached.seq)
-            if at is not None:
-                return self._forward(project, env, at)
-        return self._listed_head(project, env)
+        if cached is None or cached.seq is None:
+            return self._listed_head(project, env)
+        at = self.entry(project, env, cached.seq)
+        if at is not None:
+            return self._forward(project, env, at)
+        listed = self._listed_head(project, env)
+        if listed is None or _seq(listed) < cached.seq:
+            # Writers put SSM only after the entry it copies exists, and never delete an
+            # entry: the newest ones were deleted. Repairing SSM to what is left would
+            # move the pointer back and rewrite the history a rollback follows.
+            param = self.platform.pointer_param(project, env)
+            raise IntegrityError(
+                f"the model pointer {param} holds entry {cached.seq} of the promotion log, "
+                f"but the log ends at {'no entry' if listed is None else listed.seq}: "
+                "entries were deleted",
+                where=self._uri(project, env, cached.seq),
+                hint="restore the deleted entries from the bucket's object versions (an "
+                "administrator) and find out who deleted them; if instead the parameter was "
+                "written by hand, delete it and the next promote or rollback puts the log's "
+                "head back",
+            )
+        return listed
 
     def head(self, project: str, env: str) -> ModelPointer | None:
         """The log's head, for a writer about to append after it. Repairs SSM when it
@@ -181,6 +198,15 @@ class PromotionLog:
                 out.append(found)
             seq -= 1
         return out
+
+    def missing(self, entries: list[ModelPointer], limit: int | None = None) -> list[int]:
+        """The entry numbers that :meth:`history` (which returned ``entries`` for
+        ``limit``) found missing below the head: entries deleted by hand."""
+        if not entries:
+            return []
+        seqs = {_seq(e) for e in entries}
+        low = 1 if limit is None or len(entries) < limit else min(seqs)
+        return [s for s in range(max(seqs), low - 1, -1) if s not in seqs]
 
     # -- writing -----------------------------------------------------------------------
     def create(self, project: str, env: str, entry: ModelPointer) -> None:
