@@ -177,13 +177,13 @@ class Policy:
 
     def get(self, project: str, revision: int) -> Registration:
         key = self.platform.registration_key(project, revision)
+        where = f"s3://{self.bucket}/{key}"
         try:
-            raw = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            raw = signing.read_sealed(self._s3.get_object(Bucket=self.bucket, Key=key), where)
         except ClientError as exc:
             if _missing(exc):
                 raise NotFound(f"{project} has no registration revision {revision}") from None
             raise
-        where = f"s3://{self.bucket}/{key}"
         document = signing.unseal(self.key, REVISION_TYPE, raw, where)
         try:
             doc = Registration.model_validate(document)

@@ -83,15 +83,15 @@ class PromotionLog:
     def entry(self, project: str, env: str, seq: int) -> ModelPointer | None:
         """Entry ``seq``, or None if the log has none there (yet)."""
         key = self.platform.promotion_key(project, env, seq)
+        where = self._uri(project, env, seq)
         try:
-            body = self._s3.get_object(Bucket=self.platform.artifact_bucket, Key=key)["Body"]
+            obj = self._s3.get_object(Bucket=self.platform.artifact_bucket, Key=key)
         except ClientError as exc:
             if aws.error_code(exc) in _MISSING:
                 return None
             raise
-        document = signing.unseal(
-            self.key, ENTRY_TYPE, body.read(), self._uri(project, env, seq), subject=key
-        )
+        raw = signing.read_sealed(obj, where)
+        document = signing.unseal(self.key, ENTRY_TYPE, raw, where, subject=key)
         try:
             found = ModelPointer.model_validate(document)
         except ValidationError as exc:

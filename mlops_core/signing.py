@@ -202,6 +202,28 @@ def verify(key: str, envelope: Envelope, expected: dict[str, Any], where: str) -
 # accepted for another.
 
 
+#: The largest sealed record read (a registration with hundreds of features is tens of KB):
+#: a bigger object is refused before it is read, not held in memory.
+MAX_SEALED_BYTES = 1 << 20
+
+
+def read_sealed(obj: dict[str, Any], where: str) -> bytes:
+    """The body of an S3 ``get_object`` response holding a sealed record, refused with
+    IntegrityError when larger than :data:`MAX_SEALED_BYTES`."""
+    size = int(obj.get("ContentLength") or 0)
+    raw = b"" if size > MAX_SEALED_BYTES else obj["Body"].read(MAX_SEALED_BYTES + 1)
+    if size > MAX_SEALED_BYTES or len(raw) > MAX_SEALED_BYTES:
+        obj["Body"].close()
+        raise IntegrityError(
+            f"not a sealed record: {size or len(raw)} bytes, more than the "
+            f"{MAX_SEALED_BYTES} a record may hold",
+            where=where,
+            hint="records are written sealed by mlopsctl and the controller only; "
+            "find out who wrote this object, and do not trust what it says",
+        )
+    return raw
+
+
 class Sealed(BaseModel):
     """A document and the signature over :func:`document_statement` of it."""
 

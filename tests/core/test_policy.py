@@ -411,3 +411,11 @@ def test_a_revision_at_the_key_limit_stops_set_with_a_clear_reason(platform):
     )
     with pytest.raises(IntegrityError, match="revision 999999, the last one"):
         registry.policy.set(project_config(min_r2=0.9), reason="tighten")
+
+
+def test_a_huge_object_as_the_next_revision_is_refused_unread(platform):
+    registry = Registry(platform)
+    registry.register_project(project_config(min_r2=0.6))
+    _forge_next(platform, b"{" + b" " * (signing.MAX_SEALED_BYTES + 10) + b"}")
+    with pytest.raises(IntegrityError, match="more than the"):
+        registry.get_project(PROJECT)

@@ -328,3 +328,15 @@ def test_an_entry_a_bucket_writer_forges_stops_rollback_and_promote(published):
         with pytest.raises(IntegrityError):
             promote(PROJECT, ENV, versions[4], registry=reg)
     assert _ssm(reg).version == versions[2], "the pointer was not moved"
+
+
+def test_a_huge_object_as_the_next_entry_is_refused_unread(published):
+    reg, versions = published
+    promote(PROJECT, ENV, versions[0], registry=reg)
+    _forge_entry(reg, 2, b"{" + b" " * (signing.MAX_SEALED_BYTES + 10) + b"}")
+    with pytest.raises(IntegrityError, match="more than the") as exc:
+        _log(reg).history(PROJECT, ENV)
+    assert reg.platform.promotion_key(PROJECT, ENV, 2) in exc.value.where
+    with pytest.raises(IntegrityError, match="more than the"):
+        promote(PROJECT, ENV, versions[1], registry=reg)
+    assert _ssm(reg).version == versions[0]
