@@ -419,3 +419,25 @@ def test_a_huge_object_as_the_next_revision_is_refused_unread(platform):
     _forge_next(platform, b"{" + b" " * (signing.MAX_SEALED_BYTES + 10) + b"}")
     with pytest.raises(IntegrityError, match="more than the"):
         registry.get_project(PROJECT)
+
+
+def test_deleting_the_newest_revision_does_not_hand_promote_the_older_gates(platform, tmp_path):
+    """Revision 2 tightened the gates and judged prod's head; a bucket writer deletes it
+    so revision 1's looser gates would be in force: promote refuses, naming both."""
+    from mlops_core.promotion import promote
+
+    registry = Registry(platform)
+    make_artifacts(tmp_path / "a", seed=1, r2=0.8)
+    make_artifacts(tmp_path / "b", seed=2, r2=0.3)
+    a = registry.publish(tmp_path / "a", config=project_config(min_r2=0.1))
+    b = registry.publish(tmp_path / "b")
+    registry.policy.set(project_config(min_r2=0.6), reason="tighter")
+    promote(PROJECT, "prod", a.version, registry=registry)
+    aws.client("s3").delete_object(
+        Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, 2)
+    )
+    before = _bucket_versions(platform)
+    with pytest.raises(IntegrityError, match="judged by registration revision 2") as exc:
+        promote(PROJECT, "prod", b.version, registry=registry, force=False)
+    assert "revisions were deleted" in exc.value.what
+    assert _bucket_versions(platform) == before
