@@ -28,11 +28,14 @@ and repairs SSM before it writes (:meth:`PromotionLog.head`).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from mlops_core import aws, signing
-from mlops_core.errors import Conflict, IntegrityError, InvalidInput
+from mlops_core.errors import Conflict, IntegrityError, InvalidInput, NotFound, SigningUnavailable
 from mlops_core.naming import Platform
 from mlops_core.pointer import ModelPointer, PointerStore
 
@@ -75,6 +78,22 @@ class PromotionLog:
     def _s3(self):
         return aws.client("s3")
 
+    @contextlib.contextmanager
+    def _key_errors(self) -> Iterator[None]:
+        """Name the promotion-signing key, and its setting, in a key that cannot be used
+        (signing's own words are about the model-signing key)."""
+        try:
+            yield
+        except (NotFound, SigningUnavailable) as exc:
+            raise type(exc)(
+                f"the promotion-signing key: {exc.what}",
+                where=exc.where,
+                hint="promotion log entries are sealed with the promotion-signing key "
+                f"({self.key}), a {signing.KEY_SPEC} SIGN_VERIFY key that the controller "
+                "and the people who promote may sign with: run 'mlopsctl dev up' (local) or "
+                "'terraform apply' (AWS), or set MLOPS_PROMOTION_KEY to its ARN",
+            ) from None
+
     def _uri(self, project: str, env: str, seq: int) -> str:
         key = self.platform.promotion_key(project, env, seq)
         return f"s3://{self.platform.artifact_bucket}/{key}"
@@ -91,7 +110,8 @@ class PromotionLog:
                 return None
             raise
         raw = signing.read_sealed(obj, where)
-        document = signing.unseal(self.key, ENTRY_TYPE, raw, where, subject=key)
+        with self._key_errors():
+            document = signing.unseal(self.key, ENTRY_TYPE, raw, where, subject=key)
         try:
             found = ModelPointer.model_validate(document)
         except ValidationError as exc:
@@ -214,13 +234,15 @@ class PromotionLog:
         it first. Writes the log only: :meth:`write` also updates SSM."""
         seq = _seq(entry)
         key = self.platform.promotion_key(project, env, seq)
+        with self._key_errors():
+            body = signing.seal(self.key, ENTRY_TYPE, entry.model_dump(mode="json"), key)
         try:
             self._s3.put_object(
                 Bucket=self.platform.artifact_bucket,
                 Key=key,
                 # Sealed for its place: a genuine entry copied to another seq, env or
                 # project does not verify there.
-                Body=signing.seal(self.key, ENTRY_TYPE, entry.model_dump(mode="json"), key),
+                Body=body,
                 ContentType="application/json",
                 IfNoneMatch="*",
             )

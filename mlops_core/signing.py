@@ -178,7 +178,8 @@ def verify(key: str, envelope: Envelope, expected: dict[str, Any], where: str) -
         raise IntegrityError(
             f"signed with {envelope.signature.key_id}, not with the platform's key {arn}",
             where=where,
-            hint="only what the platform's own key signed is trusted",
+            hint="only what the platform's own key signed is trusted (if this is the "
+            "platform's record, MLOPS_SIGNING_KEY or MLOPS_PROMOTION_KEY names another key)",
         )
     try:
         pub.verify(

@@ -340,3 +340,21 @@ def test_a_huge_object_as_the_next_entry_is_refused_unread(published):
     with pytest.raises(IntegrityError, match="more than the"):
         promote(PROJECT, ENV, versions[1], registry=reg)
     assert _ssm(reg).version == versions[0]
+
+
+@pytest.mark.parametrize("which", ["missing alias", "the model-signing key"])
+def test_a_wrong_promotion_key_is_a_clear_error_naming_its_setting(published, which):
+    import dataclasses
+
+    reg, versions = published
+    promote(PROJECT, ENV, versions[0], registry=reg)
+    key = "alias/no-such-key" if which == "missing alias" else reg.platform.model_signing_key
+    wrong = PromotionLog(dataclasses.replace(reg.platform, promotion_log_key=key))
+    with pytest.raises((NotFound, IntegrityError)) as exc:
+        wrong.history(PROJECT, ENV)
+    assert "MLOPS_PROMOTION_KEY" in exc.value.hint and exc.value.exit_code != 0
+    if which == "missing alias":
+        assert "promotion-signing key" in exc.value.what and "no-such-key" in exc.value.what
+        with pytest.raises(NotFound, match="promotion-signing key"):
+            wrong.create(PROJECT, "staging", pushed(None, _log(reg).head(PROJECT, ENV)))
+        assert _log(reg).history(PROJECT, "staging") == []
