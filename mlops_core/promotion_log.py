@@ -100,7 +100,22 @@ class PromotionLog:
 
     # -- reading -----------------------------------------------------------------------
     def entry(self, project: str, env: str, seq: int) -> ModelPointer | None:
-        """Entry ``seq``, or None if the log has none there (yet)."""
+        """Entry ``seq``, or None if the log has none there (yet). IntegrityError for one
+        that is not genuine, saying what it blocks and how it is cleared."""
+        try:
+            return self._entry(project, env, seq)
+        except IntegrityError as exc:
+            if exc.where != self._uri(project, env, seq):
+                raise
+            raise IntegrityError(
+                exc.what,
+                where=exc.where,
+                hint=f"{exc.hint}; promote, rollback and the controller stay refused on "
+                f"{project}/{env} until an administrator deletes it (the bucket's object "
+                "versions keep it as evidence)",
+            ) from None
+
+    def _entry(self, project: str, env: str, seq: int) -> ModelPointer | None:
         key = self.platform.promotion_key(project, env, seq)
         where = self._uri(project, env, seq)
         try:

@@ -337,6 +337,9 @@ def test_a_huge_object_as_the_next_entry_is_refused_unread(published):
     with pytest.raises(IntegrityError, match="more than the") as exc:
         _log(reg).history(PROJECT, ENV)
     assert reg.platform.promotion_key(PROJECT, ENV, 2) in exc.value.where
+    assert "stay refused on usedcar-price/prod until an administrator deletes it" in (
+        exc.value.hint or ""
+    )
     with pytest.raises(IntegrityError, match="more than the"):
         promote(PROJECT, ENV, versions[1], registry=reg)
     assert _ssm(reg).version == versions[0]
