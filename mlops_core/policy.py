@@ -10,14 +10,19 @@ The head, the highest revision, is the policy in force.
   from the head, publish says so and goes on.
 - Only ``mlopsctl policy set --reason TEXT`` writes revision N+1, recording who and why.
 
-Revision 0 stands for the legacy, unversioned ``{project}/project.json``: it is read while
-a project has no revision, and the first ``policy set`` supersedes it with revision 1.
+Revision 0 stands for the legacy, unversioned and unsigned ``{project}/project.json``. It
+never judges a promotion: a project with no sealed revision but a legacy file is an
+integrity failure wherever the registration in force is asked for (promote, rollback, the
+controller, ``policy show``, ``status``), because a first publish writes revision 1 sealed,
+so only data from before the seal or a bucket writer who deleted every revision leaves
+that state. The publisher supersedes it with revision 1 from project.yaml: ``policy set``,
+or the next ``publish``, which registers as a first publish does and says so.
 
 Each revision is stored sealed (:func:`~mlops_core.signing.seal`) with the model-signing
 key, the key only the publishing identity may use: a writer of the bucket who is not the
 publisher cannot add a revision that loosens the gates, and a revision that does not
 verify is an integrity failure, never a policy. (The legacy revision 0 is unsigned; it
-is read only while a project has no revision at all.)
+is only shown, as what revision 1 superseded.)
 """
 
 from __future__ import annotations
@@ -127,7 +132,13 @@ class PolicyChange:
 
     @property
     def changed(self) -> bool:
-        return self.head is None or not same_config(self.head.config, self.config)
+        # The unsigned legacy registration is never in force: superseding it with the
+        # same envs and gates still writes revision 1, sealed.
+        return (
+            self.head is None
+            or self.head.revision == LEGACY_REVISION
+            or not same_config(self.head.config, self.config)
+        )
 
 
 def _precondition_failed(exc: ClientError) -> bool:
@@ -166,13 +177,13 @@ class Policy:
 
     def get(self, project: str, revision: int) -> Registration:
         key = self.platform.registration_key(project, revision)
+        where = f"s3://{self.bucket}/{key}"
         try:
-            raw = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            raw = signing.read_sealed(self._s3.get_object(Bucket=self.bucket, Key=key), where)
         except ClientError as exc:
             if _missing(exc):
                 raise NotFound(f"{project} has no registration revision {revision}") from None
             raise
-        where = f"s3://{self.bucket}/{key}"
         document = signing.unseal(self.key, REVISION_TYPE, raw, where)
         try:
             doc = Registration.model_validate(document)
@@ -214,17 +225,62 @@ class Policy:
             reason=f"legacy {key}, written before registrations had revisions",
         )
 
+    def _legacy_present(self, project: str) -> bool:
+        try:
+            self._s3.head_object(
+                Bucket=self.bucket, Key=self.platform.legacy_registration_key(project)
+            )
+        except ClientError as exc:
+            if _missing(exc):
+                return False
+            raise
+        return True
+
     def head(self, project: str) -> Registration | None:
-        """The registration in force: the highest revision, else the legacy one."""
+        """The registration in force: the highest sealed revision; None if the project
+        was never registered. IntegrityError if it has no sealed revision but a legacy,
+        unsigned project.json: that is never a policy (see the module's docstring)."""
         revisions = self.revisions(check_project(project))
         if revisions:
             return self.get(project, revisions[-1])
-        return self._legacy(project)
+        if self._legacy_present(project):
+            key = self.platform.legacy_registration_key(project)
+            raise IntegrityError(
+                f"{project} has no sealed registration revision, only the unsigned legacy "
+                "project.json, which never judges a promotion",
+                where=f"s3://{self.bucket}/{key} "
+                f"(no s3://{self.bucket}/{self.platform.registration_prefix(project)}*.json)",
+                hint="as the publisher, re-register the project from its project.yaml: "
+                "'mlopsctl policy set --reason TEXT' (or the next 'mlopsctl publish') writes "
+                "revision 1 sealed; if it had revisions, someone deleted them: restore them "
+                "from the bucket's object versions and find out who",
+            )
+        return None
+
+    def _superseded(self, project: str) -> Registration | None:
+        """What a writer of the next revision replaces: the head, else the legacy
+        registration (None if it is unreadable too), else None."""
+        revisions = self.revisions(check_project(project))
+        if revisions:
+            return self.get(project, revisions[-1])
+        try:
+            return self._legacy(project)
+        except InvalidInput:
+            return None  # a malformed legacy file: superseded all the same
 
     def history(self, project: str) -> list[Registration]:
-        """Every revision, newest first, ending with the legacy one if it is still there."""
-        out = [self.get(project, r) for r in reversed(self.revisions(check_project(project)))]
-        legacy = self._legacy(project)
+        """Every revision, newest first, ending with the legacy one if it is still there
+        (what revision 1 superseded; with no revision at all, nothing: IntegrityError as
+        from :meth:`head`)."""
+        revisions = self.revisions(check_project(project))
+        if not revisions:
+            self.head(project)  # IntegrityError if only the legacy one is there
+            return []
+        out = [self.get(project, r) for r in reversed(revisions)]
+        try:
+            legacy = self._legacy(project)
+        except InvalidInput:
+            legacy = None
         return out + ([legacy] if legacy is not None else [])
 
     # -- writing -----------------------------------------------------------------------
@@ -277,13 +333,14 @@ class Policy:
 
     def ensure(self, config: ProjectConfig, *, reason: str) -> tuple[Registration, bool]:
         """The head, registering ``config`` as revision 1 first if the project has no
-        registration. Returns (head, whether this call created it)."""
-        head = self.head(config.name)
-        if head is not None:
+        sealed registration (none at all, or only the legacy one, which revision 1
+        then supersedes: ``previous`` 0). Returns (head, whether this call created it)."""
+        head = self._superseded(config.name)
+        if head is not None and head.revision != LEGACY_REVISION:
             return head, False
         try:
             return self.write(
-                config, author=self.platform.actor, reason=reason, previous=None
+                config, author=self.platform.actor, reason=reason, previous=head
             ), True
         except Conflict:
             # A concurrent first registration won: it is the head now.
@@ -307,7 +364,7 @@ class Policy:
                 "a new registration needs a reason",
                 hint="pass --reason TEXT saying why the envs or gates change (recorded)",
             )
-        head = self.head(config.name)
+        head = self._superseded(config.name)
         change = PolicyChange(head, config, diff(head.config if head else None, config))
         if not change.changed or dry_run:
             return change

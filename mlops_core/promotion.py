@@ -77,6 +77,17 @@ def promote(
     manifest = published.manifest
     log = PromotionLog(registry.platform, store)
     current = log.head(project, env)
+    if current is not None and (current.policy_revision or 0) > registration.revision:
+        # The sealed head was judged by a newer revision than the one in force: the
+        # newest revisions were deleted, which would hand the gates back to older ones.
+        raise IntegrityError(
+            f"entry {current.seq} of {project}/{env}'s promotion log was judged by "
+            f"registration revision {current.policy_revision}, but the newest revision is "
+            f"{registration.revision}: revisions were deleted",
+            where=f"s3://{registry.bucket}/{registry.platform.registration_prefix(project)}",
+            hint="restore the deleted revisions from the bucket's object versions (an "
+            "administrator) and find out who deleted them; nothing was written",
+        )
     if current is not None and current.version == version and current.pins is not None:
         # Already live: nothing to write, but the live value must still be the published one.
         registry.verify(project, version, current.pins, where=f"the pointer of {project}/{env}")

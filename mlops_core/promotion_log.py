@@ -13,11 +13,12 @@ further back than SSM's 100 parameter versions.
 head it replaced; a rollback to entry T writes T's value with ``back = T.back``. Promote
 v1, v2, v3; rollback -> v2; rollback -> v1; then there is nothing to return to.
 
-Entries are stored sealed (:func:`~mlops_core.signing.seal`) with the promotion-signing
-key, which the controller and the people who promote may use and the publisher and the
-other writers of the bucket may not: an entry a bucket writer forges (to make a rollback
-return to an old, signed but vulnerable version, or to rewrite who promoted what) is an
-integrity failure, not history.
+Entries are stored sealed (:func:`~mlops_core.signing.seal`), for their own S3 key (a
+genuine entry copied to another seq, env or project does not verify there), with the
+promotion-signing key, which the controller and the people who promote may use and the
+publisher and the other writers of the bucket may not: an entry a bucket writer forges
+(to make a rollback return to an old, signed but vulnerable version, or to rewrite who
+promoted what) is an integrity failure, not history.
 
 The SSM parameter stays what readers (serving, the controller's observer) read: a copy of
 the log's head, put after each log write. A writer that stops between the two leaves SSM
@@ -27,11 +28,14 @@ and repairs SSM before it writes (:meth:`PromotionLog.head`).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from mlops_core import aws, signing
-from mlops_core.errors import Conflict, IntegrityError, InvalidInput
+from mlops_core.errors import Conflict, IntegrityError, InvalidInput, NotFound, SigningUnavailable
 from mlops_core.naming import Platform
 from mlops_core.pointer import ModelPointer, PointerStore
 
@@ -74,21 +78,55 @@ class PromotionLog:
     def _s3(self):
         return aws.client("s3")
 
+    @contextlib.contextmanager
+    def _key_errors(self) -> Iterator[None]:
+        """Name the promotion-signing key, and its setting, in a key that cannot be used
+        (signing's own words are about the model-signing key)."""
+        try:
+            yield
+        except (NotFound, SigningUnavailable) as exc:
+            raise type(exc)(
+                f"the promotion-signing key: {exc.what}",
+                where=exc.where,
+                hint="promotion log entries are sealed with the promotion-signing key "
+                f"({self.key}), a {signing.KEY_SPEC} SIGN_VERIFY key that the controller "
+                "and the people who promote may sign with: run 'mlopsctl dev up' (local) or "
+                "'terraform apply' (AWS), or set MLOPS_PROMOTION_KEY to its ARN",
+            ) from None
+
     def _uri(self, project: str, env: str, seq: int) -> str:
         key = self.platform.promotion_key(project, env, seq)
         return f"s3://{self.platform.artifact_bucket}/{key}"
 
     # -- reading -----------------------------------------------------------------------
     def entry(self, project: str, env: str, seq: int) -> ModelPointer | None:
-        """Entry ``seq``, or None if the log has none there (yet)."""
-        key = self.platform.promotion_key(project, env, seq)
+        """Entry ``seq``, or None if the log has none there (yet). IntegrityError for one
+        that is not genuine, saying what it blocks and how it is cleared."""
         try:
-            body = self._s3.get_object(Bucket=self.platform.artifact_bucket, Key=key)["Body"]
+            return self._entry(project, env, seq)
+        except IntegrityError as exc:
+            if exc.where != self._uri(project, env, seq):
+                raise
+            raise IntegrityError(
+                exc.what,
+                where=exc.where,
+                hint=f"{exc.hint}; promote, rollback and the controller stay refused on "
+                f"{project}/{env} until an administrator deletes it (the bucket's object "
+                "versions keep it as evidence)",
+            ) from None
+
+    def _entry(self, project: str, env: str, seq: int) -> ModelPointer | None:
+        key = self.platform.promotion_key(project, env, seq)
+        where = self._uri(project, env, seq)
+        try:
+            obj = self._s3.get_object(Bucket=self.platform.artifact_bucket, Key=key)
         except ClientError as exc:
             if aws.error_code(exc) in _MISSING:
                 return None
             raise
-        document = signing.unseal(self.key, ENTRY_TYPE, body.read(), self._uri(project, env, seq))
+        raw = signing.read_sealed(obj, where)
+        with self._key_errors():
+            document = signing.unseal(self.key, ENTRY_TYPE, raw, where, subject=key)
         try:
             found = ModelPointer.model_validate(document)
         except ValidationError as exc:
@@ -145,11 +183,28 @@ class PromotionLog:
     def latest(self, project: str, env: str) -> ModelPointer | None:
         """The log's head, or None if the log is empty. Reads only."""
         cached = self._cached(project, env)
-        if cached is not None and cached.seq is not None:
-            at = self.entry(project, env, cached.seq)
-            if at is not None:
-                return self._forward(project, env, at)
-        return self._listed_head(project, env)
+        if cached is None or cached.seq is None:
+            return self._listed_head(project, env)
+        at = self.entry(project, env, cached.seq)
+        if at is not None:
+            return self._forward(project, env, at)
+        listed = self._listed_head(project, env)
+        if listed is None or _seq(listed) < cached.seq:
+            # Writers put SSM only after the entry it copies exists, and never delete an
+            # entry: the newest ones were deleted. Repairing SSM to what is left would
+            # move the pointer back and rewrite the history a rollback follows.
+            param = self.platform.pointer_param(project, env)
+            raise IntegrityError(
+                f"the model pointer {param} holds entry {cached.seq} of the promotion log, "
+                f"but the log ends at {'no entry' if listed is None else listed.seq}: "
+                "entries were deleted",
+                where=self._uri(project, env, cached.seq),
+                hint="restore the deleted entries from the bucket's object versions (an "
+                "administrator) and find out who deleted them; if instead the parameter was "
+                "written by hand, delete it and the next promote or rollback puts the log's "
+                "head back",
+            )
+        return listed
 
     def head(self, project: str, env: str) -> ModelPointer | None:
         """The log's head, for a writer about to append after it. Repairs SSM when it
@@ -179,16 +234,30 @@ class PromotionLog:
             seq -= 1
         return out
 
+    def missing(self, entries: list[ModelPointer], limit: int | None = None) -> list[int]:
+        """The entry numbers that :meth:`history` (which returned ``entries`` for
+        ``limit``) found missing below the head: entries deleted by hand."""
+        if not entries:
+            return []
+        seqs = {_seq(e) for e in entries}
+        low = 1 if limit is None or len(entries) < limit else min(seqs)
+        return [s for s in range(max(seqs), low - 1, -1) if s not in seqs]
+
     # -- writing -----------------------------------------------------------------------
     def create(self, project: str, env: str, entry: ModelPointer) -> None:
         """Create log entry ``entry.seq``, or raise Conflict naming the writer who created
         it first. Writes the log only: :meth:`write` also updates SSM."""
         seq = _seq(entry)
+        key = self.platform.promotion_key(project, env, seq)
+        with self._key_errors():
+            body = signing.seal(self.key, ENTRY_TYPE, entry.model_dump(mode="json"), key)
         try:
             self._s3.put_object(
                 Bucket=self.platform.artifact_bucket,
-                Key=self.platform.promotion_key(project, env, seq),
-                Body=signing.seal(self.key, ENTRY_TYPE, entry.model_dump(mode="json")),
+                Key=key,
+                # Sealed for its place: a genuine entry copied to another seq, env or
+                # project does not verify there.
+                Body=body,
                 ContentType="application/json",
                 IfNoneMatch="*",
             )

@@ -51,7 +51,13 @@ from mlops_core.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from mlops_core.logs import get_logger
 from mlops_core.modelformat import check_servable
 from mlops_core.naming import Platform, check_project
-from mlops_core.policy import Policy, Registration, publish_note, same_config
+from mlops_core.policy import (
+    LEGACY_REVISION,
+    Policy,
+    Registration,
+    publish_note,
+    same_config,
+)
 from mlops_core.project import ProjectConfig
 from mlops_core.publication import (
     PUBLICATION,
@@ -605,6 +611,13 @@ class Registry:
             )
             registered = head.revision if created_head else None
             note = None if created_head else publish_note(head, config)
+            if created_head and head.previous == LEGACY_REVISION:
+                note = (
+                    f"note: revision {head.revision} (from project.yaml) supersedes the "
+                    f"unsigned legacy s3://{self.bucket}/"
+                    f"{self.platform.legacy_registration_key(project)}; if the project had "
+                    "sealed revisions before, someone deleted them: find out who"
+                )
         return PublishResult(
             project, manifest.version, uri, created, registered=registered, policy_note=note
         )

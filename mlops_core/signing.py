@@ -178,7 +178,8 @@ def verify(key: str, envelope: Envelope, expected: dict[str, Any], where: str) -
         raise IntegrityError(
             f"signed with {envelope.signature.key_id}, not with the platform's key {arn}",
             where=where,
-            hint="only what the platform's own key signed is trusted",
+            hint="only what the platform's own key signed is trusted (if this is the "
+            "platform's record, MLOPS_SIGNING_KEY or MLOPS_PROMOTION_KEY names another key)",
         )
     try:
         pub.verify(
@@ -202,6 +203,28 @@ def verify(key: str, envelope: Envelope, expected: dict[str, Any], where: str) -
 # accepted for another.
 
 
+#: The largest sealed record read (a registration with hundreds of features is tens of KB):
+#: a bigger object is refused before it is read, not held in memory.
+MAX_SEALED_BYTES = 1 << 20
+
+
+def read_sealed(obj: dict[str, Any], where: str) -> bytes:
+    """The body of an S3 ``get_object`` response holding a sealed record, refused with
+    IntegrityError when larger than :data:`MAX_SEALED_BYTES`."""
+    size = int(obj.get("ContentLength") or 0)
+    raw = b"" if size > MAX_SEALED_BYTES else obj["Body"].read(MAX_SEALED_BYTES + 1)
+    if size > MAX_SEALED_BYTES or len(raw) > MAX_SEALED_BYTES:
+        obj["Body"].close()
+        raise IntegrityError(
+            f"not a sealed record: {size or len(raw)} bytes, more than the "
+            f"{MAX_SEALED_BYTES} a record may hold",
+            where=where,
+            hint="records are written sealed by mlopsctl and the controller only; "
+            "find out who wrote this object, and do not trust what it says",
+        )
+    return raw
+
+
 class Sealed(BaseModel):
     """A document and the signature over :func:`document_statement` of it."""
 
@@ -210,21 +233,31 @@ class Sealed(BaseModel):
     signature: SignatureInfo
 
 
-def document_statement(kind: str, document: dict[str, Any]) -> dict[str, Any]:
-    """What the signature of a sealed record covers: its type and its digest."""
-    return {"type": kind, "sha256": hashlib.sha256(canonical(document)).hexdigest()}
+def document_statement(
+    kind: str, document: dict[str, Any], subject: str | None = None
+) -> dict[str, Any]:
+    """What the signature of a sealed record covers: its type, its digest and, when
+    given, its ``subject`` (where it belongs, e.g. its S3 key), so that a genuine record
+    copied to another place does not verify there."""
+    statement = {"type": kind, "sha256": hashlib.sha256(canonical(document)).hexdigest()}
+    if subject is not None:
+        statement["subject"] = subject
+    return statement
 
 
-def seal(key: str, kind: str, document: dict[str, Any]) -> bytes:
-    """The stored bytes of ``document`` sealed with the KMS key ``key``."""
-    envelope = sign(key, document_statement(kind, document))
+def seal(key: str, kind: str, document: dict[str, Any], subject: str | None = None) -> bytes:
+    """The stored bytes of ``document`` sealed with the KMS key ``key`` (for ``subject``)."""
+    envelope = sign(key, document_statement(kind, document, subject))
     sealed = Sealed(document=document, signature=envelope.signature)
     return canonical(sealed.model_dump(mode="json"))
 
 
-def unseal(key: str, kind: str, raw: bytes, where: str) -> dict[str, Any]:
-    """The document of a sealed record, once its signature checks out with ``key``;
-    IntegrityError for anything unsealed, altered or signed with another key."""
+def unseal(
+    key: str, kind: str, raw: bytes, where: str, subject: str | None = None
+) -> dict[str, Any]:
+    """The document of a sealed record, once its signature checks out with ``key`` (for
+    ``subject``, when given); IntegrityError for anything unsealed, altered, signed with
+    another key or, with ``subject``, sealed for another place."""
     try:
         sealed = Sealed.model_validate_json(raw)
     except ValidationError as exc:
@@ -234,6 +267,16 @@ def unseal(key: str, kind: str, raw: bytes, where: str) -> dict[str, Any]:
             hint="records are written sealed by mlopsctl and the controller only; "
             "find out who wrote this object, and do not trust what it says",
         ) from None
-    statement = document_statement(kind, sealed.document)
-    verify(key, Envelope(payload=statement, signature=sealed.signature), statement, where)
+    statement = document_statement(kind, sealed.document, subject)
+    try:
+        verify(key, Envelope(payload=statement, signature=sealed.signature), statement, where)
+    except IntegrityError as exc:
+        if subject is None or "does not verify" not in exc.what:
+            raise
+        raise IntegrityError(
+            f"the seal does not verify for {subject} with the platform's key",
+            where=where,
+            hint="it was altered, or is a genuine record copied here from another place; "
+            "do not trust what it says, and find out who wrote this object",
+        ) from None
     return sealed.document

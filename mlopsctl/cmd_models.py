@@ -181,9 +181,31 @@ def history(
     name = project_name(project, project_dir_)
     registry = Registry(context.platform())
     registry.get_project(name).check_env(env)
-    entries = PromotionLog(registry.platform).history(name, env, limit=limit)
-    doc = {"project": name, "env": env, "entries": [e.model_dump(mode="json") for e in entries]}
+    log = PromotionLog(registry.platform)
+    entries = log.history(name, env, limit=limit)
+    missing = log.missing(entries, limit)
+    gap = (
+        IntegrityError(
+            f"{len(missing)} entr{'y' if len(missing) == 1 else 'ies'} of the promotion log "
+            f"{'is' if len(missing) == 1 else 'are'} missing: "
+            + ", ".join(str(s) for s in missing[:10])
+            + (", ..." if len(missing) > 10 else ""),
+            where=f"s3://{registry.bucket}/{registry.platform.promotions_prefix(name, env)}",
+            hint="entries are never deleted by the platform: restore them from the bucket's "
+            "object versions (an administrator) and find out who deleted them",
+        )
+        if missing
+        else None
+    )
+    doc = {
+        "project": name,
+        "env": env,
+        "entries": [e.model_dump(mode="json") for e in entries],
+        "missing": missing,
+    }
     if print_document(doc, output):
+        if gap is not None:
+            raise gap
         return
     if not entries:
         console.print(f"{name}/{env} has no promotions yet")
@@ -205,6 +227,8 @@ def history(
             *extra,
         )
     console.print(table)
+    if gap is not None:
+        raise gap  # after the table: what is left is still shown, never silently
 
 
 def _revision(arn: str) -> str:

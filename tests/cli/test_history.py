@@ -113,3 +113,45 @@ def test_promote_and_rollback_of_an_owned_env_exit_4_naming_the_owner(versions, 
     head = json.loads(out)["entries"][0]
     assert head["reason"] == "FORCED past the owner ml/usedcar-prod: slow"
     assert head["owner"] == "ml/usedcar-prod"
+
+
+def _delete_entries(platform, *seqs: int) -> None:
+    from mlops_core import aws
+
+    for seq in seqs:
+        key = platform.promotion_key(PROJECT, "prod", seq)
+        aws.client("s3").delete_object(Bucket=platform.artifact_bucket, Key=key)
+
+
+def test_a_deleted_middle_entry_is_shown_as_missing_and_exits_5(versions, platform, capsys):
+    for v in versions:
+        assert run(capsys, "promote", v, "--env", "prod", "-p", PROJECT)[0] == 0
+    _delete_entries(platform, 2)
+    code, out, err = run(capsys, "history", "--env", "prod", "-p", PROJECT)
+    assert code == 5 and versions[2] in out and versions[0] in out
+    assert "1 entry of the promotion log is missing: 2" in err and "Traceback" not in err
+    code, out, err = run(capsys, "history", "--env", "prod", "-p", PROJECT, "-o", "json")
+    assert code == 5 and json.loads(out)["missing"] == [2]
+    # Beyond --limit nothing is claimed missing.
+    assert run(capsys, "history", "--env", "prod", "-p", PROJECT, "-n", "1")[0] == 0
+
+
+@pytest.mark.parametrize("deleted", [(3,), (1, 2, 3)], ids=["the head", "every entry"])
+def test_deleted_newest_entries_are_refused_not_repaired_over(versions, platform, capsys, deleted):
+    """Deleting the newest entries must not make the next writer move SSM back to what
+    is left (a rollback nobody did) or restart the log from SSM (history erased)."""
+    for v in versions:
+        assert run(capsys, "promote", v, "--env", "prod", "-p", PROJECT)[0] == 0
+    _delete_entries(platform, *deleted)
+    for argv in (
+        ("history", "--env", "prod", "-p", PROJECT),
+        ("rollback", "--env", "prod", "-p", PROJECT),
+        ("promote", versions[0], "--env", "prod", "-p", PROJECT),
+    ):
+        code, _, err = run(capsys, *argv)
+        assert code == 5, (argv, err)
+        assert "holds entry 3 of the promotion log" in err and "entries were deleted" in err
+        assert "Traceback" not in err
+    assert PointerStore(platform).get(PROJECT, "prod").version == versions[2]
+    remaining = PromotionLog(platform)._listed_head(PROJECT, "prod")
+    assert remaining is None or remaining.seq < 3, "nothing was appended"

@@ -81,3 +81,32 @@ def test_a_move_for_a_deployment_that_does_not_hold_the_claim_writes_nothing(set
     with pytest.raises(Conflict, match="belongs to ModelDeployment ml/other"):
         executor.move_pointer(move(reg, v1))
     assert mutations == {} and PointerStore(reg.platform).get(PROJECT, ENV) is None
+
+
+@pytest.mark.parametrize("attack", ["copied from staging", "head deleted"])
+def test_a_move_over_a_tampered_log_is_an_integrity_failure_writing_nothing(setup, attack):
+    """The controller appends through the same log: a genuine staging entry copied to
+    prod's next seq, or prod's head deleted, stops it before it writes, SSM untouched."""
+    from mlops_core import aws
+    from mlops_core.errors import IntegrityError
+
+    reg, executor, (v1, v2) = setup
+    promote(PROJECT, ENV, v1, registry=reg)
+    promote(PROJECT, ENV, v2, registry=reg)
+    promote(PROJECT, "staging", v1, registry=reg)
+    promote(PROJECT, "staging", v2, registry=reg)
+    promote(PROJECT, "staging", v1, registry=reg)
+    Claims(reg.platform).create(PROJECT, ENV, OWNER)
+    s3, bucket = aws.client("s3"), reg.platform.artifact_bucket
+    if attack == "copied from staging":
+        source = {"Bucket": bucket, "Key": reg.platform.promotion_key(PROJECT, "staging", 3)}
+        s3.copy_object(Bucket=bucket, Key=reg.platform.promotion_key(PROJECT, ENV, 3),
+                       CopySource=source)  # fmt: skip
+    else:
+        s3.delete_object(Bucket=bucket, Key=reg.platform.promotion_key(PROJECT, ENV, 2))
+    before = PointerStore(reg.platform).get(PROJECT, ENV)
+    with pytest.raises(IntegrityError):
+        executor.move_pointer(move(reg, v1))
+    assert PointerStore(reg.platform).get(PROJECT, ENV) == before
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=reg.platform.promotions_prefix(PROJECT, ENV))
+    assert len(listed.get("Contents", [])) == (3 if attack == "copied from staging" else 1)

@@ -223,22 +223,84 @@ def test_register_project_is_quiet_when_identical_and_refuses_a_different_one(pl
     assert _bucket_versions(platform) == before
 
 
-def test_legacy_project_json_is_read_until_a_revision_exists(platform):
-    legacy = project_config(min_r2=0.4)
+def _put_legacy(platform, config) -> None:
     aws.client("s3").put_object(
         Bucket=platform.artifact_bucket,
         Key=platform.legacy_registration_key(PROJECT),
-        Body=legacy.model_dump_json().encode(),
+        Body=config.model_dump_json().encode(),
     )
+
+
+def _delete_revisions(platform) -> None:
+    for key in _registration_keys(platform):
+        aws.client("s3").delete_object(Bucket=platform.artifact_bucket, Key=key)
+
+
+def test_legacy_project_json_never_judges_and_policy_set_supersedes_it(platform):
+    """Pre-seal data: an unsigned project.json and no revision is not a policy. Every
+    reader of the registration in force refuses it, naming it and what to do; the
+    publisher's 'policy set' seals revision 1 over it (even with the same gates)."""
+    legacy = project_config(min_r2=0.4)
+    _put_legacy(platform, legacy)
     registry = Registry(platform)
-    head = registry.registration(PROJECT)
-    assert head.revision == 0 and head.config == legacy
-    assert registry.get_project(PROJECT).gates.min_r2 == 0.4
-    change = registry.policy.set(project_config(min_r2=0.6), reason="versioned now")
+    for read in (registry.registration, registry.get_project, registry.policy.history):
+        with pytest.raises(IntegrityError, match="no sealed registration") as exc:
+            read(PROJECT)
+        assert platform.legacy_registration_key(PROJECT) in exc.value.where
+        assert "policy set" in exc.value.hint and "publish" in exc.value.hint
+    assert exc.value.exit_code != 0
+    change = registry.policy.set(legacy, reason="sealed now", dry_run=True)
+    assert change.changed and change.written is None and _registration_keys(platform) == []
+    change = registry.policy.set(legacy, reason="sealed now")
     assert change.written is not None
     assert (change.written.revision, change.written.previous) == (1, 0)
-    assert registry.get_project(PROJECT).gates.min_r2 == 0.6
+    assert registry.get_project(PROJECT).gates.min_r2 == 0.4
     assert [r.revision for r in registry.policy.history(PROJECT)] == [1, 0]
+
+
+def test_deleting_every_revision_does_not_hand_the_gates_to_a_legacy_file(platform, tmp_path):
+    """A bucket writer deletes every sealed revision and writes a legacy project.json
+    with loosened gates: promote, rollback and the controller's registration read refuse
+    it (IntegrityError, nothing written), never judge by it."""
+    from controller.observe import Observer
+    from mlops_core.promotion import promote, rollback
+
+    registry = Registry(platform)
+    make_artifacts(tmp_path / "a", seed=1, r2=0.8)
+    make_artifacts(tmp_path / "b", seed=2, r2=0.1)  # fails min_r2=0.6
+    a = registry.publish(tmp_path / "a", config=project_config(min_r2=0.6))
+    b = registry.publish(tmp_path / "b")
+    promote(PROJECT, "prod", a.version, registry=registry)
+    _delete_revisions(platform)
+    _put_legacy(platform, project_config(min_r2=0.0, max_regression=1.0))
+    before = _bucket_versions(platform)
+    with pytest.raises(IntegrityError, match="no sealed registration"):
+        promote(PROJECT, "prod", b.version, registry=registry)
+    with pytest.raises(IntegrityError, match="no sealed registration"):
+        rollback(PROJECT, "prod", registry=registry)
+    with pytest.raises(IntegrityError, match="no sealed registration"):
+        Observer(platform, registry).registration(PROJECT)
+    assert _bucket_versions(platform) == before
+
+
+def test_a_publish_over_a_legacy_registration_seals_revision_1_and_says_so(platform, tmp_path):
+    _put_legacy(platform, project_config(min_r2=0.0))
+    make_artifacts(tmp_path / "a", seed=1)
+    result = Registry(platform).publish(tmp_path / "a", config=project_config(min_r2=0.6))
+    assert result.registered == 1
+    assert result.policy_note is not None and "supersedes the unsigned legacy" in result.policy_note
+    head = Registry(platform).registration(PROJECT)
+    assert (head.revision, head.previous, head.config.gates.min_r2) == (1, 0, 0.6)
+
+
+def test_a_never_registered_project_is_still_unknown_and_first_publish_registers(platform):
+    from mlops_core.errors import NotFound
+
+    registry = Registry(platform)
+    with pytest.raises(NotFound, match="unknown project"):
+        registry.registration(PROJECT)
+    assert registry.register_project(project_config()).revision == 1
+    assert registry.registration(PROJECT).previous is None
 
 
 def _stored(platform, revision: int = 1) -> bytes:
@@ -349,3 +411,33 @@ def test_a_revision_at_the_key_limit_stops_set_with_a_clear_reason(platform):
     )
     with pytest.raises(IntegrityError, match="revision 999999, the last one"):
         registry.policy.set(project_config(min_r2=0.9), reason="tighten")
+
+
+def test_a_huge_object_as_the_next_revision_is_refused_unread(platform):
+    registry = Registry(platform)
+    registry.register_project(project_config(min_r2=0.6))
+    _forge_next(platform, b"{" + b" " * (signing.MAX_SEALED_BYTES + 10) + b"}")
+    with pytest.raises(IntegrityError, match="more than the"):
+        registry.get_project(PROJECT)
+
+
+def test_deleting_the_newest_revision_does_not_hand_promote_the_older_gates(platform, tmp_path):
+    """Revision 2 tightened the gates and judged prod's head; a bucket writer deletes it
+    so revision 1's looser gates would be in force: promote refuses, naming both."""
+    from mlops_core.promotion import promote
+
+    registry = Registry(platform)
+    make_artifacts(tmp_path / "a", seed=1, r2=0.8)
+    make_artifacts(tmp_path / "b", seed=2, r2=0.3)
+    a = registry.publish(tmp_path / "a", config=project_config(min_r2=0.1))
+    b = registry.publish(tmp_path / "b")
+    registry.policy.set(project_config(min_r2=0.6), reason="tighter")
+    promote(PROJECT, "prod", a.version, registry=registry)
+    aws.client("s3").delete_object(
+        Bucket=platform.artifact_bucket, Key=platform.registration_key(PROJECT, 2)
+    )
+    before = _bucket_versions(platform)
+    with pytest.raises(IntegrityError, match="judged by registration revision 2") as exc:
+        promote(PROJECT, "prod", b.version, registry=registry, force=False)
+    assert "revisions were deleted" in exc.value.what
+    assert _bucket_versions(platform) == before

@@ -254,11 +254,57 @@ def test_entries_are_sealed_with_the_promotion_key_not_the_publishers(published)
     reg, versions = published
     promote(PROJECT, ENV, versions[0], registry=reg)
     raw = _stored_entry(reg, 1)
-    document = signing.unseal(reg.platform.promotion_signing_key, ENTRY_TYPE, raw, "test")
+    key = reg.platform.promotion_key(PROJECT, ENV, 1)
+    document = signing.unseal(reg.platform.promotion_signing_key, ENTRY_TYPE, raw, "test", key)
     assert ModelPointer.model_validate(document).version == versions[0]
     # Two keys, two signers: the publisher's key does not vouch for a log entry.
     with pytest.raises(IntegrityError, match="not with the platform's key"):
-        signing.unseal(reg.platform.model_signing_key, ENTRY_TYPE, raw, "test")
+        signing.unseal(reg.platform.model_signing_key, ENTRY_TYPE, raw, "test", key)
+    # Sealed for its own place: not for another one.
+    with pytest.raises(IntegrityError, match="does not verify"):
+        signing.unseal(reg.platform.promotion_signing_key, ENTRY_TYPE, raw, "test")
+    other = reg.platform.promotion_key(PROJECT, "staging", 1)
+    with pytest.raises(IntegrityError, match="does not verify for"):
+        signing.unseal(reg.platform.promotion_signing_key, ENTRY_TYPE, raw, "test", other)
+
+
+def test_a_genuine_entry_copied_from_another_env_or_project_is_refused(published, tmp_path):
+    """A bucket writer copies a genuine, sealed entry with the right seq from staging's
+    log (or another project's) to prod's next seq: it must not become prod's head, or the
+    next writer would repair SSM to a version nobody promoted to prod."""
+    reg, versions = published
+    for v in versions[:2]:
+        promote(PROJECT, ENV, v, registry=reg)
+    for v in versions[:3]:
+        promote(PROJECT, "staging", v, registry=reg)
+    other = "other-proj"
+    reg.register_project(project_config(name=other))
+    make_artifacts(tmp_path / "o", project=other, seed=9)
+    promote(other, ENV, reg.publish(tmp_path / "o").version, registry=reg)
+    s3 = aws.client("s3")
+    target = reg.platform.promotion_key(PROJECT, ENV, 3)
+    sources = [reg.platform.promotion_key(PROJECT, "staging", 3)]
+    # The other project's entry 1, copied where prod's entry 1 of this project was.
+    for source in sources:
+        s3.copy_object(
+            Bucket=reg.bucket, Key=target, CopySource={"Bucket": reg.bucket, "Key": source}
+        )
+        with pytest.raises(IntegrityError, match="copied here from another place") as exc:
+            _log(reg).history(PROJECT, ENV)
+        assert target in exc.value.where
+        with pytest.raises(IntegrityError):
+            promote(PROJECT, ENV, versions[3], registry=reg)
+        with pytest.raises(IntegrityError):
+            rollback(PROJECT, ENV, registry=reg)
+        assert _ssm(reg).version == versions[1], "the pointer was not moved"
+    s3.delete_object(Bucket=reg.bucket, Key=target)
+    s3.copy_object(
+        Bucket=reg.bucket,
+        Key=reg.platform.promotion_key(PROJECT, ENV, 1),
+        CopySource={"Bucket": reg.bucket, "Key": reg.platform.promotion_key(other, ENV, 1)},
+    )
+    with pytest.raises(IntegrityError, match="copied here from another place"):
+        _log(reg).history(PROJECT, ENV)
 
 
 def test_an_entry_a_bucket_writer_forges_stops_rollback_and_promote(published):
@@ -282,3 +328,36 @@ def test_an_entry_a_bucket_writer_forges_stops_rollback_and_promote(published):
         with pytest.raises(IntegrityError):
             promote(PROJECT, ENV, versions[4], registry=reg)
     assert _ssm(reg).version == versions[2], "the pointer was not moved"
+
+
+def test_a_huge_object_as_the_next_entry_is_refused_unread(published):
+    reg, versions = published
+    promote(PROJECT, ENV, versions[0], registry=reg)
+    _forge_entry(reg, 2, b"{" + b" " * (signing.MAX_SEALED_BYTES + 10) + b"}")
+    with pytest.raises(IntegrityError, match="more than the") as exc:
+        _log(reg).history(PROJECT, ENV)
+    assert reg.platform.promotion_key(PROJECT, ENV, 2) in exc.value.where
+    assert "stay refused on usedcar-price/prod until an administrator deletes it" in (
+        exc.value.hint or ""
+    )
+    with pytest.raises(IntegrityError, match="more than the"):
+        promote(PROJECT, ENV, versions[1], registry=reg)
+    assert _ssm(reg).version == versions[0]
+
+
+@pytest.mark.parametrize("which", ["missing alias", "the model-signing key"])
+def test_a_wrong_promotion_key_is_a_clear_error_naming_its_setting(published, which):
+    import dataclasses
+
+    reg, versions = published
+    promote(PROJECT, ENV, versions[0], registry=reg)
+    key = "alias/no-such-key" if which == "missing alias" else reg.platform.model_signing_key
+    wrong = PromotionLog(dataclasses.replace(reg.platform, promotion_log_key=key))
+    with pytest.raises((NotFound, IntegrityError)) as exc:
+        wrong.history(PROJECT, ENV)
+    assert "MLOPS_PROMOTION_KEY" in exc.value.hint and exc.value.exit_code != 0
+    if which == "missing alias":
+        assert "promotion-signing key" in exc.value.what and "no-such-key" in exc.value.what
+        with pytest.raises(NotFound, match="promotion-signing key"):
+            wrong.create(PROJECT, "staging", pushed(None, _log(reg).head(PROJECT, ENV)))
+        assert _log(reg).history(PROJECT, "staging") == []
