@@ -6,7 +6,8 @@ registration in force, against the env's live version, a version live there befo
 being a rollback (max_regression SKIP). It reads only. Exit 0 when the version may go
 live, 6 (GateFailed) when it may not; ``-o json`` lists each gate with its value,
 threshold and verdict. ``--artifacts DIR`` judges a trained folder before it is
-published (its digests are checked first).
+published (its digests are checked first). A project not registered yet (before its
+first publish) is judged by its project.yaml, which that publish registers.
 
 A ModelDeployment's ``spec.gates`` overrides are not read here: the verdict is the one
 the registration gives, as ``promote`` judges.
@@ -27,8 +28,10 @@ from mlopsctl.context import (
     PROJECT_HELP,
     Output,
     console,
+    err,
     output_option,
     print_document,
+    project_config,
     project_name,
 )
 
@@ -64,7 +67,16 @@ def check(
         raise InvalidInput("give a VERSION, or --artifacts DIR for an unpublished folder")
     name = project_name(project, project_dir_)
     registry = Registry()
-    config = registry.registration(name).config
+    try:
+        config = registry.registration(name).config
+    except NotFound:
+        # Not registered yet (its first publish registers it): judged by project.yaml,
+        # which that publish will register.
+        local = project_config(project_dir_) if project is None else None
+        if local is None or local.name != name:
+            raise
+        err.print(f"note: {name} is not registered yet; judged by its project.yaml")
+        config = local
     config.check_env(env)
     if artifacts is not None:
         if not artifacts.is_dir():

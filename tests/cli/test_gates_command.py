@@ -73,3 +73,22 @@ def test_absolute_gates_fail_a_rollback_too_and_bad_input_is_exit_2(live, tmp_pa
     assert code == 2 and "unknown env 'qa'" in capsys.readouterr().err
     code, _, err = _check(capsys, "20990101T000000Z-0000000")
     assert code == 3 and "not published" in err
+
+
+def test_a_project_before_its_first_publish_is_judged_by_its_project_yaml(
+    platform, tmp_path, capsys
+):
+    import yaml
+
+    project = tmp_path / "fresh"
+    project.mkdir()
+    config = project_config("fresh-proj", min_r2=0.9)
+    (project / "project.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    make_artifacts(project / "artifacts", project="fresh-proj", r2=0.8)
+    argv = ["gates", "check", "--project-dir", str(project), "--env", "prod"]
+    code = main([*argv, "--artifacts", str(project / "artifacts")])
+    out, err = capsys.readouterr()
+    assert code == 6 and "not registered yet" in err and "min_r2" in err, out + err
+    # Another project's name is not judged by this folder's project.yaml.
+    code = main(["gates", "check", "--project", "other", "--env", "prod", "--artifacts", "x"])
+    assert code == 3, capsys.readouterr()
