@@ -55,7 +55,7 @@ from predict import RECORD, hey, log, start_serving, stop, train_example  # noqa
 
 from mlops_core import capture  # noqa: E402
 from mlops_core.artifacts import read_manifest  # noqa: E402
-from mlops_core.naming import Platform  # noqa: E402
+from mlops_core.config import PlatformSettings  # noqa: E402
 from mlopsctl import local_aws  # noqa: E402
 
 ENV = "prod"
@@ -120,7 +120,7 @@ def main() -> None:
         endpoint = local_aws.start_server(port, log_path=work / "moto.log")
         procs = []
         try:
-            platform = Platform.from_env()
+            platform = PlatformSettings.load().names()
             local_aws.bootstrap(platform)
             onnx_dir, _ = train_example(work)
             manifest = read_manifest(onnx_dir)

@@ -35,7 +35,7 @@ from controller.api import ModelDeployment  # noqa: E402
 from controller.plan import NetworkConfig, Polling  # noqa: E402
 from controller.reconcile import Reconciler  # noqa: E402
 from mlops_core import logs  # noqa: E402
-from mlops_core.naming import Platform  # noqa: E402
+from mlops_core.config import PlatformSettings  # noqa: E402
 from mlops_core.project import ProjectConfig  # noqa: E402
 from mlops_core.registry import Registry  # noqa: E402
 from mlopsctl import local_aws  # noqa: E402
@@ -105,7 +105,7 @@ def main() -> None:
         plane = local_aws.start_dataplane(port, work / "state", log_path=work / "plane.log")
         try:
             os.environ.update(local_aws.local_env(port))
-            platform = Platform.from_env()
+            platform = PlatformSettings.load().names()
             res = local_aws.bootstrap(platform)
             registry = Registry(platform)
             registry.register_project(

@@ -53,6 +53,7 @@ from drift_data import (  # noqa: E402
 )
 
 from mlops_core import aws, capture  # noqa: E402
+from mlops_core.config import PlatformSettings  # noqa: E402
 from mlops_core.naming import Platform  # noqa: E402
 from mlopsctl import local_aws  # noqa: E402
 from monitoring import stats  # noqa: E402
@@ -136,7 +137,7 @@ def bench_job(rows: int, format_rows: int, work: Path) -> dict:
         os.environ.pop(k, None)
     server = local_aws.start_server(port, log_path=work / "moto.log")
     try:
-        platform = Platform.from_env()
+        platform = PlatformSettings.load().names()
         local_aws.bootstrap(platform)
         features = schema_features(numeric=20)
         manifest = publish_version(work, features)

@@ -58,6 +58,7 @@ from sklearn.linear_model import LinearRegression  # noqa: E402
 
 from mlops_core import aws, logs  # noqa: E402
 from mlops_core.artifacts import MANIFEST, DataInfo, Manifest, write_version_folder  # noqa: E402
+from mlops_core.config import PlatformSettings  # noqa: E402
 from mlops_core.features import FeatureSpec  # noqa: E402
 from mlops_core.naming import Platform  # noqa: E402
 from mlops_core.project import ProjectConfig  # noqa: E402
@@ -250,12 +251,13 @@ def main() -> None:
 
 def run(args: argparse.Namespace, n: int, work: Path) -> dict:
     # Imported after the environment points at the local endpoint.
+    from controller.plan import NetworkConfig
     from controller.reconcile import Reconciler
     from controller.runtime import Controller
     from controller.sources import DirectorySource
     from mlops_core.registry import Registry
 
-    platform = Platform.from_env()
+    platform = PlatformSettings.load().names()
     local_aws.bootstrap(platform)
     network_env()
     envs = [f"e{i}" for i in range(n)]
@@ -279,7 +281,9 @@ def run(args: argparse.Namespace, n: int, work: Path) -> dict:
         (folder / f"{PROJECT}-{env}.yaml").write_text(manifest_text(env, v1))
 
     counter = CallCounter()
-    reconciler = Reconciler(platform)  # one per process: its caches make steady passes cheap
+    # One per process (its caches make steady passes cheap), built as the controller's edge
+    # builds it: the network that network_env() exported.
+    reconciler = Reconciler(platform, network=NetworkConfig.from_settings(PlatformSettings.load()))
 
     def controller(**kw) -> Controller:
         return Controller(

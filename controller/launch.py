@@ -14,6 +14,7 @@ from controller.metrics import ControllerMetrics, serve
 from controller.runtime import Controller
 from controller.settings import ControllerSettings
 from mlops_core import aws
+from mlops_core.cost.prices import PriceResolver
 from mlops_core.errors import InvalidInput
 from mlops_core.logs import get_logger
 
@@ -27,6 +28,17 @@ def make_controller(
     reconciler=None,
     metrics: ControllerMetrics | None = None,
 ) -> Controller:
+    if reconciler is None:
+        # Imported here so that sources and the queue load without the AWS planner.
+        from controller.reconcile import Reconciler
+
+        reconciler = Reconciler(
+            settings.names(),
+            network=settings.network(),
+            polling=settings.polling(),
+            prices=PriceResolver.from_settings(settings),
+            source=source.uri,
+        )
     return Controller(
         source,
         reconciler,
@@ -56,7 +68,9 @@ def open_any_source(uri: str, settings: ControllerSettings):
     from controller.sources import open_source
 
     if uri != "kube":
-        return open_source(uri, lease_ttl=settings.lease_ttl, holder=settings.identity)
+        return open_source(
+            uri, platform=settings.names(), lease_ttl=settings.lease_ttl, holder=settings.identity
+        )
     from controller.kubeapi import KubeClient, login
     from controller.sources.kube import KubeLeaseStore, KubeSource
 

@@ -264,14 +264,14 @@ class Observer:
 
     def __init__(
         self,
-        platform: Platform | None = None,
+        platform: Platform,
         registry: Registry | None = None,
         *,
         clock: Callable[[], datetime] | None = None,
         project_ttl: float = 60.0,
         drift_ttl: float = 60.0,
     ):
-        self.platform = platform or Platform.from_env()
+        self.platform = platform
         self.registry = registry or Registry(self.platform)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.project_ttl = project_ttl

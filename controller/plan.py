@@ -31,7 +31,6 @@ The rules, in order:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -72,9 +71,10 @@ from controller.observe import (
 from controller.ownership import conflict, other_owner, service_label
 from mlops_core.artifacts import MANIFEST, Manifest, sha256_bytes
 from mlops_core.claims import Claim
+from mlops_core.config import PlatformSettings
 from mlops_core.cost.estimate import BudgetExceeded, Estimate, check_budget, estimate
 from mlops_core.cost.prices import PriceBook
-from mlops_core.errors import IntegrityError, InvalidInput
+from mlops_core.errors import IntegrityError
 from mlops_core.gates import GateReport, Override, check, gate_values, merge
 from mlops_core.naming import MANAGED_BY_TAG, Platform
 from mlops_core.pointer import ModelPointer
@@ -110,60 +110,28 @@ class NetworkConfig:
     load_balancers: str = "none"
 
     @classmethod
-    def from_env(cls) -> NetworkConfig:
-        """``MLOPS_SUBNETS`` and ``MLOPS_SECURITY_GROUPS`` (comma-separated),
-        ``MLOPS_ASSIGN_PUBLIC_IP`` (true/false), ``MLOPS_EXECUTION_ROLE_ARN``,
-        ``MLOPS_TASK_ROLE_ARN``, ``MLOPS_LOAD_BALANCERS`` (none | terraform | managed)."""
-        from controller.loadbalancing import MODES
-
-        def split(name: str) -> tuple[str, ...]:
-            return tuple(x.strip() for x in os.environ.get(name, "").split(",") if x.strip())
-
-        mode = os.environ.get("MLOPS_LOAD_BALANCERS", "none").strip().lower() or "none"
-        if mode not in MODES:
-            raise InvalidInput(
-                f"invalid MLOPS_LOAD_BALANCERS {mode!r}",
-                hint="terraform (the module's load balancers), managed (the controller creates "
-                "them) or none",
-            )
+    def from_settings(cls, s: PlatformSettings) -> NetworkConfig:
+        """Terraform's ``controller_environment``: ``MLOPS_SUBNETS``,
+        ``MLOPS_SECURITY_GROUPS``, ``MLOPS_ASSIGN_PUBLIC_IP``, the role ARNs and
+        ``MLOPS_LOAD_BALANCERS``, as :mod:`mlops_core.config` read them."""
         return cls(
-            subnets=split("MLOPS_SUBNETS"),
-            security_groups=split("MLOPS_SECURITY_GROUPS"),
-            assign_public_ip=os.environ.get("MLOPS_ASSIGN_PUBLIC_IP", "").lower()
-            in ("1", "true", "yes", "enabled"),
-            execution_role_arn=os.environ.get("MLOPS_EXECUTION_ROLE_ARN") or None,
-            task_role_arn=os.environ.get("MLOPS_TASK_ROLE_ARN") or None,
-            load_balancers=mode,
+            subnets=s.subnet_ids,
+            security_groups=s.security_group_ids,
+            assign_public_ip=s.assign_public_ip,
+            execution_role_arn=s.execution_role_arn or None,
+            task_role_arn=s.task_role_arn or None,
+            load_balancers=s.load_balancers,
         )
 
 
 @dataclass(frozen=True)
 class Polling:
-    """How soon the controller looks at a deployment again (seconds)."""
+    """How soon the controller looks at a deployment again (seconds): the controller's
+    settings ``MLOPS_ROLLOUT_POLL_SECONDS`` and ``MLOPS_AFTER_ACTION_SECONDS`` (a local
+    data plane finishes rollouts in seconds; AWS in minutes)."""
 
     rollout: float = ROLLOUT_POLL_SECONDS
     after_action: float = AFTER_ACTION_SECONDS
-
-    @classmethod
-    def from_env(cls) -> Polling:
-        """``MLOPS_ROLLOUT_POLL_SECONDS``, ``MLOPS_AFTER_ACTION_SECONDS`` (a local data plane
-        finishes rollouts in seconds; AWS in minutes)."""
-        values = {}
-        for name, attr in (
-            ("MLOPS_ROLLOUT_POLL_SECONDS", "rollout"),
-            ("MLOPS_AFTER_ACTION_SECONDS", "after_action"),
-        ):
-            raw = os.environ.get(name)
-            if raw:
-                try:
-                    values[attr] = float(raw)
-                except ValueError:
-                    raise InvalidInput(
-                        f"invalid {name} {raw!r}", hint="a number of seconds"
-                    ) from None
-                if values[attr] <= 0:
-                    raise InvalidInput(f"invalid {name} {raw!r}", hint="more than 0 seconds")
-        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ the caller persists it and passes it back on the next call. The status carries w
 controller must remember between passes (the last good version, a failed version not to
 retry), so a caller that loses it only costs a re-derivation from AWS.
 
-    reconciler = Reconciler()
+    reconciler = Reconciler(platform, network=..., polling=...)  # from the settings
     result = reconciler.reconcile(deployment, previous_status)
     save(result.status)
     match result.requeue:   # how to retry, controller-runtime style
@@ -37,7 +37,7 @@ from controller.observe import Observed, Observer
 from controller.plan import Decision, Desired, NetworkConfig, Polling, decide
 from mlops_core import aws
 from mlops_core.cost.estimate import Estimate, estimate
-from mlops_core.cost.prices import PriceBook, PriceResolver, PriceSettings, PricesUnavailable
+from mlops_core.cost.prices import PriceBook, PriceResolver, PricesUnavailable
 from mlops_core.errors import IntegrityError, MlopsError
 from mlops_core.naming import Platform
 from mlops_core.registry import Registry
@@ -166,7 +166,7 @@ class Reconciler:
 
     def __init__(
         self,
-        platform: Platform | None = None,
+        platform: Platform,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         log=None,
@@ -178,17 +178,18 @@ class Reconciler:
         prices: PriceResolver | None = None,
         source: str = "",
     ):
-        self.platform = platform or Platform.from_env()
+        self.platform = platform
         #: Where the manifests come from (a source URI), recorded in the claims made.
         self.source = source
         self.clock = clock
         self.log = log or structlog.get_logger("controller.reconcile")
         self.registry = registry or Registry(self.platform)
-        self.network = network or NetworkConfig.from_env()
-        self.polling = polling or Polling.from_env()
+        self.network = network or NetworkConfig()
+        self.polling = polling or Polling()
         self.observer = observer or Observer(self.platform, self.registry, clock=clock)
         self.executor = executor or Executor(self.platform, self.registry, self.network)
-        self.prices = prices or PriceResolver.from_settings(PriceSettings())
+        # The edge passes the resolver its settings ask for (MLOPS_PRICES).
+        self.prices = prices or PriceResolver("auto")
 
     def reconcile(
         self, deployment: ModelDeployment, status: ModelDeploymentStatus | None

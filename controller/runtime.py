@@ -93,7 +93,7 @@ class Controller:
     def __init__(
         self,
         source: Source,
-        reconciler: ReconcilerLike | None = None,
+        reconciler: ReconcilerLike,
         *,
         workers: int = 4,
         batch: int = 10,
@@ -105,11 +105,6 @@ class Controller:
         queue: WorkQueue | None = None,
         metrics: ControllerMetrics | None = None,
     ) -> None:
-        if reconciler is None:
-            # Imported here so that sources and the queue load without the AWS planner.
-            from controller.reconcile import Reconciler
-
-            reconciler = Reconciler(source=source.uri)
         self.source = source
         self.reconciler = reconciler
         self.workers = max(1, workers)

@@ -1,20 +1,25 @@
 """The controller's settings: read once, at the edge (``mlopsctl controller run``), and
 passed down; nothing below reads the environment.
 
-Environment variables use the ``MLOPS_`` prefix (the Helm chart sets them); command-line
-flags override them.
+One object: the platform's settings (:mod:`mlops_core.config`: names, keys, the network
+Terraform made) and the controller's own, ``MLOPS_CONTROLLER_*`` (the Helm chart sets
+them); command-line flags override them.
 """
 
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from controller.api import DeletePolicy
+from controller.plan import NetworkConfig, Polling
+from mlops_core.config import PlatformSettings
 
 
-class ControllerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MLOPS_CONTROLLER_", extra="ignore")
+class ControllerSettings(PlatformSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MLOPS_CONTROLLER_", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     workers: int = Field(4, ge=1, le=64, description="Deployments reconciled in parallel.")
     batch: int = Field(10, ge=1, le=100, description="Keys a worker takes at once.")
@@ -52,6 +57,25 @@ class ControllerSettings(BaseSettings):
         validation_alias=AliasChoices("MLOPS_KUBE_LEASE_NAMESPACE"),
         description="Where the Lease lives (default: the kubeconfig's namespace).",
     )
+
+    rollout_poll_seconds: float = Field(
+        Polling.rollout,
+        gt=0,
+        validation_alias="MLOPS_ROLLOUT_POLL_SECONDS",
+        description="Seconds between looks at a rollout in progress.",
+    )
+    after_action_seconds: float = Field(
+        Polling.after_action,
+        gt=0,
+        validation_alias="MLOPS_AFTER_ACTION_SECONDS",
+        description="Seconds before the look that follows an action.",
+    )
+
+    def network(self) -> NetworkConfig:
+        return NetworkConfig.from_settings(self)
+
+    def polling(self) -> Polling:
+        return Polling(rollout=self.rollout_poll_seconds, after_action=self.after_action_seconds)
 
     def poll_for(self, source_uri: str) -> float:
         """Folder: 0.5 s (a scandir); S3: 5 s (a listing); Kubernetes: 0.2 s (memory)."""

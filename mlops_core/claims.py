@@ -40,8 +40,8 @@ class Claim(BaseModel):
 class Claims:
     """Reads, creates and releases one platform's claims."""
 
-    def __init__(self, platform: Platform | None = None):
-        self.platform = platform or Platform.from_env()
+    def __init__(self, platform: Platform):
+        self.platform = platform
 
     @property
     def _s3(self):

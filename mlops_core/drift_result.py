@@ -273,12 +273,9 @@ def latest_key(platform: Platform, project: str, env: str, version: str) -> str 
     return walk(platform.drift_results_prefix(project, env, version), 0)
 
 
-def latest(
-    project: str, env: str, version: str, platform: Platform | None = None
-) -> DriftResult | None:
+def latest(project: str, env: str, version: str, platform: Platform) -> DriftResult | None:
     """The newest drift result of ``version`` in ``env`` of ``project``, or None when the
     job has not produced one (yet). What the controller reads for ``Drifted``."""
-    platform = platform or Platform.from_env()
     try:
         key = latest_key(platform, project, env, version)
     except ClientError as exc:

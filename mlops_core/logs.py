@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import TextIO, cast
 
@@ -24,15 +23,12 @@ class _Stderr:
 
 
 def configure(level: str | None = None, json: bool | None = None) -> None:
-    """Configure structlog and stdlib logging once per process.
-
-    ``MLOPS_LOG_FORMAT`` = ``json`` | ``console`` overrides the TTY detection;
-    ``MLOPS_LOG_LEVEL`` sets the level (default INFO).
-    """
-    level_name = (level or os.environ.get("MLOPS_LOG_LEVEL", "INFO")).upper()
-    fmt = os.environ.get("MLOPS_LOG_FORMAT")
+    """Configure structlog and stdlib logging once per process, from the entry point's
+    settings (``MLOPS_LOG_LEVEL``, default INFO; ``MLOPS_LOG_FORMAT``: json, or console;
+    None: JSON unless stderr is a terminal)."""
+    level_name = (level or "INFO").upper()
     if json is None:
-        json = fmt == "json" if fmt else not sys.stderr.isatty()
+        json = not sys.stderr.isatty()
     renderer = (
         structlog.processors.JSONRenderer()
         if json

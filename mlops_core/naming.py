@@ -10,10 +10,10 @@ SSM paths, ECS service names, task definition families and target group names.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
-import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlops_core.errors import InvalidInput
 
@@ -57,6 +57,14 @@ ELB_NAME_MAX = 32
 TARGET_GROUP_COLORS = ("blue", "green")
 
 
+def os_user() -> str:
+    """The OS user this process runs as ("unknown" where the container has no passwd entry)."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
 def check_project(name: str) -> str:
     if not PROJECT_RE.fullmatch(name):
         raise InvalidInput(
@@ -88,34 +96,9 @@ class Platform:
     promotion_log_key: str = ""
     #: Governance-mode Object Lock retention of published objects, in days (0: none).
     object_lock_days: int = DEFAULT_OBJECT_LOCK_DAYS
-
-    @classmethod
-    def from_env(cls) -> Platform:
-        """Read ``MLOPS_PLATFORM``, ``MLOPS_ARTIFACT_BUCKET`` and the AWS region."""
-        platform = os.environ.get("MLOPS_PLATFORM", DEFAULT_PLATFORM)
-        if not PLATFORM_RE.fullmatch(platform):
-            raise InvalidInput(
-                f"invalid MLOPS_PLATFORM {platform!r}",
-                hint="use 3-22 lowercase letters, digits and '-'",
-            )
-        bucket = os.environ.get("MLOPS_ARTIFACT_BUCKET") or artifact_bucket_name(platform)
-        region = (
-            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
-        )
-        lock_days = os.environ.get("MLOPS_OBJECT_LOCK_DAYS", "").strip()
-        if lock_days and not lock_days.isdigit():
-            raise InvalidInput(
-                f"invalid MLOPS_OBJECT_LOCK_DAYS {lock_days!r}",
-                hint="a whole number of days (0 turns retention off)",
-            )
-        return cls(
-            platform=platform,
-            artifact_bucket=bucket,
-            region=region,
-            signing_key=os.environ.get("MLOPS_SIGNING_KEY", "").strip(),
-            promotion_log_key=os.environ.get("MLOPS_PROMOTION_KEY", "").strip(),
-            object_lock_days=int(lock_days) if lock_days else DEFAULT_OBJECT_LOCK_DAYS,
-        )
+    #: Who this process acts as in the records it writes (``MLOPS_ACTOR``: CI or the
+    #: controller set it; else the OS user). Self-declared: see the README's trust model.
+    actor: str = field(default_factory=lambda: os_user())
 
     # -- platform-wide resources -------------------------------------------------------
     @property

@@ -11,8 +11,6 @@ log entry a rollback returns to, never taken from what the bucket holds now.
 
 from __future__ import annotations
 
-import getpass
-import os
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -73,17 +71,6 @@ class ModelPointer(BaseModel):
         return self.model_dump_json()
 
 
-def whoami() -> str:
-    """Who is acting: MLOPS_ACTOR (set by CI or the controller), else the OS user."""
-    actor = os.environ.get("MLOPS_ACTOR")
-    if actor:
-        return actor
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry in some containers
-        return "unknown"
-
-
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -91,8 +78,8 @@ def now() -> datetime:
 class PointerStore:
     """Reads and writes the pointer parameters of one platform."""
 
-    def __init__(self, platform: Platform | None = None):
-        self.platform = platform or Platform.from_env()
+    def __init__(self, platform: Platform):
+        self.platform = platform
 
     @property
     def _ssm(self):

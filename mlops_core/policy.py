@@ -36,7 +36,7 @@ from mlops_core import aws, signing
 from mlops_core.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from mlops_core.gates import gate_values
 from mlops_core.naming import REGISTRATION_MAX, Platform, check_project
-from mlops_core.pointer import now, whoami
+from mlops_core.pointer import now
 from mlops_core.project import ProjectConfig
 
 _REVISION_NAME = re.compile(r"^([0-9]{6})\.json$")
@@ -282,7 +282,9 @@ class Policy:
         if head is not None:
             return head, False
         try:
-            return self.write(config, author=whoami(), reason=reason, previous=None), True
+            return self.write(
+                config, author=self.platform.actor, reason=reason, previous=None
+            ), True
         except Conflict:
             # A concurrent first registration won: it is the head now.
             head = self.head(config.name)
@@ -309,5 +311,7 @@ class Policy:
         change = PolicyChange(head, config, diff(head.config if head else None, config))
         if not change.changed or dry_run:
             return change
-        written = self.write(config, author=author or whoami(), reason=reason, previous=head)
+        written = self.write(
+            config, author=author or self.platform.actor, reason=reason, previous=head
+        )
         return PolicyChange(head, config, change.lines, written)

@@ -23,7 +23,7 @@ from mlops_core.artifacts import Manifest
 from mlops_core.claims import Claims, check_manual_write
 from mlops_core.errors import GateFailed, IntegrityError, InvalidInput, NotFound
 from mlops_core.gates import GateReport, Override, check, gate_values
-from mlops_core.pointer import ModelPointer, PointerStore, now, whoami
+from mlops_core.pointer import ModelPointer, PointerStore, now
 from mlops_core.project import Gates
 from mlops_core.promotion_log import PromotionLog, popped, pushed
 from mlops_core.registry import Published, Registry
@@ -48,7 +48,7 @@ def pointer_for(
         uri=registry.platform.version_uri(manifest.project, manifest.version),
         sha256=manifest.model_sha256,
         promoted_at=now(),
-        promoted_by=actor or whoami(),
+        promoted_by=actor or registry.platform.actor,
         reason=reason,
         action=action,
         pins=published.pins,
@@ -66,13 +66,12 @@ def promote(
     reason: str = "",
     force: bool = False,
     actor: str | None = None,
-    registry: Registry | None = None,
+    registry: Registry,
     store: PointerStore | None = None,
 ) -> tuple[ModelPointer, list]:
     """Point ``env`` at ``version`` if the project's gates pass and no ModelDeployment owns
     the env (``force`` with a ``reason`` overrides both). Returns the new pointer and the
     gate results. Nothing is written when a check fails."""
-    registry = registry or Registry()
     registration = registry.registration(project)
     config = registration.config
     config.check_env(env)
@@ -102,7 +101,7 @@ def promote(
         manifest,
         current,
         current_manifest,
-        override=Override(version, given, actor or whoami()) if force else None,
+        override=Override(version, given, actor or registry.platform.actor) if force else None,
         gates=config.gates,
     )
     if not report.passed:
@@ -160,14 +159,13 @@ def rollback(
     reason: str = "",
     force: bool = False,
     actor: str | None = None,
-    registry: Registry | None = None,
+    registry: Registry,
     store: PointerStore | None = None,
 ) -> tuple[ModelPointer, ModelPointer]:
     """Reset ``env``'s pointer to the value it had before the last promotion, as the
     promotion log recorded it (pins included; nothing is re-read from the bucket).
     Refused while a ModelDeployment owns the env unless ``force``d with a ``reason``.
     Returns (from, to)."""
-    registry = registry or Registry()
     log = PromotionLog(registry.platform, store)
     registry.get_project(project).check_env(env)
     claim, reason = check_manual_write(
@@ -202,7 +200,7 @@ def rollback(
         head,
         target,
         promoted_at=now(),
-        promoted_by=actor or whoami(),
+        promoted_by=actor or registry.platform.actor,
         reason=reason or f"rollback from {head.version}",
         owner=claim.owner if claim is not None else None,
     )

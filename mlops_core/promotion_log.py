@@ -65,8 +65,8 @@ def _seq(entry: ModelPointer) -> int:
 class PromotionLog:
     """Reads and appends one platform's promotion logs; keeps the SSM copies current."""
 
-    def __init__(self, platform: Platform | None = None, store: PointerStore | None = None):
-        self.platform = platform or (store.platform if store else Platform.from_env())
+    def __init__(self, platform: Platform, store: PointerStore | None = None):
+        self.platform = platform
         self.store = store or PointerStore(self.platform)
         self.key = self.platform.promotion_signing_key
         #: Entries below a head, read by :meth:`live_before`: written once, never

@@ -51,7 +51,6 @@ from mlops_core.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from mlops_core.logs import get_logger
 from mlops_core.modelformat import check_servable
 from mlops_core.naming import Platform, check_project
-from mlops_core.pointer import whoami
 from mlops_core.policy import Policy, Registration, publish_note, same_config
 from mlops_core.project import ProjectConfig
 from mlops_core.publication import (
@@ -403,8 +402,8 @@ class Published:
 class Registry:
     """Published versions of every project of one platform."""
 
-    def __init__(self, platform: Platform | None = None):
-        self.platform = platform or Platform.from_env()
+    def __init__(self, platform: Platform):
+        self.platform = platform
         self.bucket = self.platform.artifact_bucket
         # Published versions never change (anything written to one after publication is
         # an integrity failure): verify each once for the life of the process.
@@ -567,7 +566,7 @@ class Registry:
             version=manifest.version,
             pins=Pins(manifest_sha256=manifest_sha, objects=objects),
             published_at=datetime.now(UTC),
-            published_by=whoami(),
+            published_by=self.platform.actor,
         )
         # The commit marker, last.
         created = True

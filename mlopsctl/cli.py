@@ -118,8 +118,14 @@ _mount_optional()
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, turning expected errors into messages."""
     from mlops_core import exits, logs
+    from mlops_core.config import PlatformSettings
+    from mlops_core.errors import InvalidInput
 
-    logs.configure()
+    try:
+        s: PlatformSettings | None = PlatformSettings.load()
+    except InvalidInput:
+        s = None  # reported, with the variable's name, by the command that needs it
+    logs.configure(s.log_level if s else None, s.log_json if s else None)
 
     def work() -> int:
         try:

@@ -104,7 +104,6 @@ def run(
     ),
 ) -> None:
     """Converge AWS onto the ModelDeployments of a source, until SIGTERM/SIGINT."""
-    logs.configure()
     flags: dict[str, Any] = {
         "resync": resync,
         "workers": workers,
@@ -112,7 +111,7 @@ def run(
         "lease_ttl": lease_ttl,
         "metrics_port": metrics_port,
     }
-    settings = ControllerSettings(**{k: v for k, v in flags.items() if v is not None})
+    settings = ControllerSettings.load(**flags)
     # Every AWS call of the controller ends well within its lease (see controller.leases).
     aws.configure(aws.CONTROLLER)
     if once:

@@ -40,7 +40,6 @@ from mlops_core.cost.prices import (
     PriceBook,
     PriceListIncomplete,
     PriceResolver,
-    PriceSettings,
     PricesUnavailable,
     PriceTable,
     fetch_region_prices,
@@ -51,6 +50,7 @@ from mlops_core.errors import InvalidInput, NotFound
 from mlops_core.naming import Platform, check_project, deployment_name
 from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry
+from mlopsctl import context
 from mlopsctl.context import (
     PROJECT_DIR_HELP,
     PROJECT_HELP,
@@ -187,9 +187,9 @@ def cost(
         raise InvalidInput(f"--since {since} is longer than Cost Explorer's year")
     end = datetime.now(UTC).replace(microsecond=0)
     start = end - window
-    platform = Platform.from_env()
+    platform = context.platform()
     registry = Registry(platform)
-    resolver = PriceResolver.from_settings(PriceSettings())
+    resolver = PriceResolver.from_settings(context.settings())
     book: PriceBook | None = None
     prices_error = ""
     try:
@@ -303,8 +303,8 @@ def prices(
     if write_table is not None:
         _write_table(write_table)
         return
-    region = region or Platform.from_env().region
-    book = PriceResolver.from_settings(PriceSettings()).get(region)
+    region = region or context.platform().region
+    book = PriceResolver.from_settings(context.settings()).get(region)
     doc = {
         "region": book.region,
         "source": book.source,

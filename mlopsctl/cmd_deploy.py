@@ -24,7 +24,6 @@ the dry run or ``--wait`` sees it.
 
 from __future__ import annotations
 
-import os
 import time
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -35,8 +34,9 @@ import typer
 from mlops_core import aws
 from mlops_core.errors import GateFailed, InvalidInput, MlopsError, NotFound
 from mlops_core.naming import Platform
-from mlops_core.pointer import PointerStore, whoami
+from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry, sign_candidate
+from mlopsctl import context
 from mlopsctl.context import (
     PROJECT_DIR_HELP,
     PROJECT_HELP,
@@ -63,10 +63,11 @@ class DeployFailed(MlopsError):
     exit_code = 1
 
 
-def default_image(platform: Platform) -> str:
-    """``MLOPS_SERVING_IMAGE``, else the platform's serving repository at this release."""
-    if os.environ.get(IMAGE_ENV):
-        return os.environ[IMAGE_ENV]
+def default_image(platform: Platform, configured: str | None) -> str:
+    """``MLOPS_SERVING_IMAGE`` (``configured``), else the platform's serving repository at
+    this release."""
+    if configured:
+        return configured
     try:
         tag = package_version("mlops-platform")
     except PackageNotFoundError:
@@ -198,7 +199,8 @@ def deploy(
     if dry_run and wait:
         raise InvalidInput("--dry-run writes nothing, so there is nothing to --wait for")
     name = project_name(project, project_dir_)
-    registry = Registry()
+    settings = context.settings()
+    registry = Registry(settings.names())
     config = registry.get_project(name)
     config.check_env(env)
     if candidate:
@@ -227,12 +229,18 @@ def deploy(
         registry.get_manifest(name, version)  # fail here, not in the controller
         model = {"version": version}
     override = (
-        {"version": model["version"], "reason": reason.strip(), "by": whoami()} if force else None
+        {"version": model["version"], "reason": reason.strip(), "by": registry.platform.actor}
+        if force
+        else None
     )
 
-    uri = source or os.environ.get(SOURCE_ENV, "s3")
+    uri = source or settings.deploy_source
     deployment_name = registry.platform.deployment_name(name, env)
-    src = _open_for_dry_run(uri) if dry_run else open_source(uri, create=True)
+    src = (
+        _open_for_dry_run(uri, registry.platform)
+        if dry_run
+        else open_source(uri, platform=registry.platform, create=True)
+    )
     current = _read_existing(src, deployment_name) if src is not None else None
     serving = {
         k: v
@@ -240,7 +248,7 @@ def deploy(
         if v is not None
     }
     if current is None and "image" not in serving:
-        serving["image"] = default_image(registry.platform)
+        serving["image"] = default_image(registry.platform, settings.serving_image)
     budget = {"maxMonthlyUSD": max_monthly_usd} if max_monthly_usd is not None else None
     desired = _desired(
         current,
@@ -266,14 +274,14 @@ def deploy(
         _wait(src, put, until=until, timeout=timeout, version=model.get("version"))
 
 
-def _open_for_dry_run(uri: str):
+def _open_for_dry_run(uri: str, platform: Platform):
     """The source, read-only; None for a folder that does not exist yet (nothing
     declared there, and a dry run creates nothing)."""
     from controller.sources import open_source
 
     if uri != "s3" and not uri.startswith("s3://") and not Path(uri).expanduser().is_dir():
         return None
-    return open_source(uri, create=False)
+    return open_source(uri, platform=platform, create=False)
 
 
 def _dry_run(src, desired, output: Output) -> None:
@@ -283,7 +291,7 @@ def _dry_run(src, desired, output: Output) -> None:
     from controller.reconcile import Reconciler
     from controller.sources import next_generation
     from mlops_core.cost.estimate import BudgetExceeded
-    from mlops_core.cost.prices import PriceResolver, PriceSettings
+    from mlops_core.cost.prices import PriceResolver
 
     record = src.get_record(desired.metadata.name) if src is not None else None
     # The generation the controller will give it: the actions may depend on it (a
@@ -292,7 +300,14 @@ def _dry_run(src, desired, output: Output) -> None:
     deployment = desired.model_copy(
         update={"metadata": desired.metadata.model_copy(update={"generation": generation})}
     )
-    reconciler = Reconciler(prices=PriceResolver.from_settings(PriceSettings()))
+    from controller.plan import NetworkConfig
+
+    settings = context.settings()
+    reconciler = Reconciler(
+        settings.names(),
+        network=NetworkConfig.from_settings(settings),
+        prices=PriceResolver.from_settings(settings),
+    )
     dry = reconciler.dry_run(deployment, record.status if record is not None else None)
     conditions = {c.type: c for c in dry.status.conditions}
     doc = {

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import typer
 
+from mlops_core.config import PlatformSettings
 from mlops_core.errors import MlopsError
-from mlops_core.naming import Platform
-from mlopsctl import local_aws
+from mlopsctl import context, local_aws
 from mlopsctl.context import err
 
 app = typer.Typer(help="The local AWS endpoint and data plane: no account, no Docker.")
@@ -40,8 +40,7 @@ STOP_TIMEOUT = 60.0  # the data plane stops its tasks first (each within its sto
 
 
 def state_dir() -> Path:
-    base = os.environ.get("MLOPS_STATE_DIR") or Path.home() / ".local" / "state" / "mlopsctl"
-    return Path(base)
+    return context.settings().dev_state_dir or Path.home() / ".local" / "state" / "mlopsctl"
 
 
 def _state_file(port: int) -> Path:
@@ -124,7 +123,8 @@ def _bootstrap(port: int) -> dict[str, str]:
     saved = dict(os.environ)
     os.environ.update(local_aws.local_env(port))
     try:
-        return local_aws.bootstrap(Platform.from_env())
+        # Read again: the local endpoint's environment (its region) is in force here.
+        return local_aws.bootstrap(PlatformSettings.load().names())
     finally:
         os.environ.clear()
         os.environ.update(saved)

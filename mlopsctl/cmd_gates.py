@@ -23,6 +23,7 @@ from rich.table import Table
 
 from mlops_core.errors import GateFailed, IntegrityError, InvalidInput, NotFound
 from mlops_core.registry import Registry
+from mlopsctl import context
 from mlopsctl.context import (
     PROJECT_DIR_HELP,
     PROJECT_HELP,
@@ -66,7 +67,7 @@ def check(
     if version is None and artifacts is None:
         raise InvalidInput("give a VERSION, or --artifacts DIR for an unpublished folder")
     name = project_name(project, project_dir_)
-    registry = Registry()
+    registry = Registry(context.platform())
     try:
         config = registry.registration(name).config
     except NotFound:

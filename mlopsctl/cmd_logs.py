@@ -22,6 +22,7 @@ import typer
 from mlops_core import aws
 from mlops_core.errors import NotFound
 from mlops_core.naming import Platform
+from mlopsctl import context
 from mlopsctl.context import PROJECT_DIR_HELP, PROJECT_HELP, parse_duration
 from mlopsctl.context import project_name as resolve_project
 from mlopsctl.live import LogTarget, live_service, log_targets
@@ -141,7 +142,7 @@ def logs(
     """The output of ENV's serving tasks, from CloudWatch Logs (on AWS and locally)."""
     window = parse_duration(since)
     name = resolve_project(project, project_dir_)
-    found = targets(Platform.from_env(), name, env)
+    found = targets(context.platform(), name, env)
     start_ms = int((datetime.now(UTC) - window).timestamp() * 1000)
     try:
         tail(found, start_ms, typer.echo, output=output, follow=follow, interval=interval)

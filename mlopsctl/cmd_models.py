@@ -16,6 +16,7 @@ from mlops_core.gates import METRIC_LABELS, metric, primary
 from mlops_core.pointer import PointerStore
 from mlops_core.project import ARTIFACTS_DIR
 from mlops_core.registry import Registry, sign_candidate
+from mlopsctl import context
 from mlopsctl.context import (
     PROJECT_DIR_HELP,
     PROJECT_HELP,
@@ -53,7 +54,7 @@ def publish(
     config = load_project(pdir)
     folder = artifacts or pdir / ARTIFACTS_DIR
     # The first publish registers the project; later ones never change its registration.
-    result = Registry().publish(folder, config=config)
+    result = Registry(context.platform()).publish(folder, config=config)
     if result.policy_note is not None:
         err.print(f"[yellow]{escape(result.policy_note)}[/]")
     if quiet:
@@ -73,7 +74,7 @@ def sign(
     """Sign a trained artifacts folder with the publisher's key, so the controller may
     publish it (``deploy --candidate`` does this itself). Every file's digest is checked
     first; an existing valid signature is kept, another one refused."""
-    where, created = sign_candidate(uri, Registry().signing_key)
+    where, created = sign_candidate(uri, Registry(context.platform()).signing_key)
     console.print(f"{'signed' if created else 'already signed'}: {where}")
 
 
@@ -85,7 +86,7 @@ def models(
 ) -> None:
     """List a project's published versions with their metrics."""
     name = project_name(project, project_dir_)
-    registry = Registry()
+    registry = Registry(context.platform())
     if output in (Output.json, Output.yaml):
         registry.get_project(name)
         docs = [m.model_dump(mode="json") for m in registry.list_versions(name)]
@@ -139,7 +140,9 @@ def promote(
     from mlops_core.promotion import promote as do_promote
 
     name = project_name(project, project_dir_)
-    pointer, results = do_promote(name, env, version, reason=reason, force=force)
+    pointer, results = do_promote(
+        name, env, version, reason=reason, force=force, registry=Registry(context.platform())
+    )
     for r in results:
         console.print(f"  {r}")
     console.print(f"[bold]{name}/{env}[/] -> {pointer.version} (by {pointer.promoted_by})")
@@ -159,7 +162,9 @@ def rollback(
     from mlops_core.promotion import rollback as do_rollback
 
     name = project_name(project, project_dir_)
-    before, after = do_rollback(name, env, reason=reason, force=force)
+    before, after = do_rollback(
+        name, env, reason=reason, force=force, registry=Registry(context.platform())
+    )
     console.print(f"[bold]{name}/{env}[/] rolled back: {before.version} -> {after.version}")
 
 
@@ -174,7 +179,7 @@ def history(
     from mlops_core.promotion_log import PromotionLog
 
     name = project_name(project, project_dir_)
-    registry = Registry()
+    registry = Registry(context.platform())
     registry.get_project(name).check_env(env)
     entries = PromotionLog(registry.platform).history(name, env, limit=limit)
     doc = {"project": name, "env": env, "entries": [e.model_dump(mode="json") for e in entries]}
@@ -318,7 +323,7 @@ def status(
     from controller.observe import service_views
 
     name = project_name(project, project_dir_)
-    registry = Registry()
+    registry = Registry(context.platform())
     config = registry.get_project(name)
     store = PointerStore(registry.platform)
     views: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from mlops_core.policy import Registration, diff
 from mlops_core.registry import Registry
+from mlopsctl import context
 from mlopsctl.context import (
     PROJECT_DIR_HELP,
     PROJECT_HELP,
@@ -43,7 +44,7 @@ def show(
 ) -> None:
     """The registration in force: its revision, who wrote it and why, envs and gates."""
     name = project_name(project, project_dir_)
-    reg = Registry().registration(name)
+    reg = Registry(context.platform()).registration(name)
     if print_document(reg.model_dump(mode="json"), output):
         return
     console.print(
@@ -65,7 +66,7 @@ def set_(
 ) -> None:
     """Make project.yaml's envs and gates the registration in force (revision N+1)."""
     config = project_config(project_dir_)
-    change = Registry().policy.set(config, reason=reason, dry_run=dry_run)
+    change = Registry(context.platform()).policy.set(config, reason=reason, dry_run=dry_run)
     head = change.head
     if not change.changed:
         assert head is not None
@@ -96,7 +97,7 @@ def history(
 ) -> None:
     """Every registration revision, newest first, with who, why and what changed."""
     name = project_name(project, project_dir_)
-    registry = Registry()
+    registry = Registry(context.platform())
     registry.registration(name)  # NotFound, with its hint, for an unknown project
     revisions = registry.policy.history(name)
     if print_document(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from importlib import resources
@@ -12,6 +11,7 @@ import typer
 
 from mlops_core.errors import InvalidInput
 from mlops_core.naming import check_project
+from mlopsctl import context
 from mlopsctl.context import PROJECT_DIR_HELP, console, err, project_dir
 
 TEMPLATE = "templates/project"
@@ -94,7 +94,9 @@ def train(
         )
         to_s3 = out is not None and out.startswith("s3://")
         out_dir = Path(tmp) / "artifacts" if to_s3 else (Path(out) if out else None)
-        manifest = training.train(pdir, data=data, out_dir=out_dir)
+        manifest = training.train(
+            pdir, data=data, out_dir=out_dir, tracking_uri=context.settings().tracking_uri
+        )
         if to_s3:
             assert out is not None and out_dir is not None
             console.print(f"candidate written to {upload_candidate(out_dir, out)}")
@@ -147,10 +149,10 @@ def _train_remote(pdir: Path, data: str | None, image: str | None) -> None:
     from importlib.metadata import version as package_version
 
     from controller.plan import NetworkConfig
-    from mlops_core.naming import Platform
     from training import remote
 
-    net = NetworkConfig.from_env()
+    settings = context.settings()
+    net = NetworkConfig.from_settings(settings)
     try:
         release = package_version("mlops-platform")
     except PackageNotFoundError:
@@ -158,9 +160,9 @@ def _train_remote(pdir: Path, data: str | None, image: str | None) -> None:
     result = remote.run(
         pdir,
         data,
-        Platform.from_env(),
+        settings.names(),
         remote.Network(net.subnets, net.security_groups, net.execution_role_arn),
-        image=image or os.environ.get(remote.TRAINING_IMAGE_ENV) or None,
+        image=image or settings.training_image,
         release=release,
         echo=typer.echo,
     )

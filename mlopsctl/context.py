@@ -9,12 +9,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import click
 import typer
 import yaml
 from rich.console import Console
 
+from mlops_core.config import PlatformSettings
 from mlops_core.errors import InvalidInput
-from mlops_core.naming import check_project
+from mlops_core.naming import Platform, check_project
 from mlops_core.project import ProjectConfig, find_project_dir, load_project
 
 
@@ -28,6 +30,26 @@ def _console(stderr: bool = False) -> Console:
 
 console = _console()
 err = _console(stderr=True)
+
+
+def settings() -> PlatformSettings:
+    """This invocation's settings (``MLOPS_*``): read once, on first use, and shared by
+    the command and everything it calls; nothing below the CLI reads the environment."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:  # called outside a command (a test calling a command function)
+        return PlatformSettings.load()
+    found = ctx.meta.get(_SETTINGS)
+    if not isinstance(found, PlatformSettings):
+        found = ctx.meta[_SETTINGS] = PlatformSettings.load()
+    return found
+
+
+def platform() -> Platform:
+    """The platform's names and keys, from :func:`settings`."""
+    return settings().names()
+
+
+_SETTINGS = "mlops.settings"
 
 PROJECT_DIR_HELP = "Project folder (default: the nearest folder with project.yaml)."
 PROJECT_HELP = "Project name (default: the name in project.yaml)."

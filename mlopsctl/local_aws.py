@@ -125,9 +125,9 @@ def reset(port: int) -> None:
     httpx.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=10).raise_for_status()
 
 
-def bootstrap(platform: Platform | None = None) -> dict[str, str]:
+def bootstrap(platform: Platform) -> dict[str, str]:
     """Create the base resources, idempotently. Returns what was ensured, by name."""
-    p = platform or Platform.from_env()
+    p = platform
     s3 = aws.client("s3")
     try:
         # Object Lock (which implies versioning): published objects get governance-mode
@@ -260,6 +260,67 @@ def ensure_execution_role(p: Platform) -> str:
     return role["Arn"]
 
 
+def drift_task_policy(p: Platform, project: str) -> dict:
+    """What the drift job may do (Terraform's ``drift_task`` policy document): read the
+    models, the capture and the pointers, write its reports, put its metrics."""
+    bucket = f"arn:aws:s3:::{p.artifact_bucket}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ReadModels", "Effect": "Allow",
+             "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+             "Resource": f"{bucket}/{project}/models/*"},
+            {"Sid": "ReadCapture", "Effect": "Allow", "Action": ["s3:GetObject"],
+             "Resource": f"{bucket}/{project}/capture/*"},
+            {"Sid": "ReadWriteDriftReports", "Effect": "Allow",
+             "Action": ["s3:GetObject", "s3:PutObject"],
+             "Resource": f"{bucket}/{p.drift_prefix(project)}*"},
+            {"Sid": "ListModelsCaptureAndReports", "Effect": "Allow",
+             "Action": ["s3:ListBucket", "s3:ListBucketVersions"], "Resource": bucket},
+            {"Sid": "PutDriftMetrics", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"],
+             "Resource": "*"},
+            {"Sid": "ReadPointers", "Effect": "Allow",
+             "Action": ["ssm:GetParameter", "ssm:GetParameterHistory"], "Resource": "*"},
+            {"Sid": "ReadServing", "Effect": "Allow",
+             "Action": ["ecs:DescribeServices", "ecs:DescribeTaskDefinition"], "Resource": "*"},
+        ],
+    }  # fmt: skip
+
+
+def ensure_drift_task_role(p: Platform, project: str) -> str:
+    """The drift job's own task role (Terraform's ``aws_iam_role.drift_task``): the job's
+    AWS calls use it, never the execution role."""
+    iam = aws.client("iam")
+    name = p.drift_task_role(project)
+    try:
+        arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        arn = iam.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(ECS_TASKS_TRUST),
+            Description=f"The drift job of {project}: read capture, write reports and metrics",
+        )["Role"]["Arn"]
+    iam.put_role_policy(
+        RoleName=name,
+        PolicyName="drift-task",
+        PolicyDocument=json.dumps(drift_task_policy(p, project)),
+    )
+    return arn
+
+
+def ensure_drift_dead_letter_queue(p: Platform, project: str) -> str:
+    """The queue a schedule sends a failed RunTask to (Terraform's ``drift_dlq``), kept
+    14 days: time to notice and re-run. Returns its ARN."""
+    sqs = aws.client("sqs")
+    url = sqs.create_queue(
+        QueueName=p.drift_dead_letter_queue(project),
+        Attributes={"MessageRetentionPeriod": "1209600", "SqsManagedSseEnabled": "true"},
+    )["QueueUrl"]
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+
+
 def ensure_network(p: Platform) -> tuple[list[str], str]:
     """A VPC with two subnets and the service security group, found by tag or created:
     what Terraform's network outputs give the controller on AWS (MLOPS_SUBNETS,
@@ -305,9 +366,10 @@ def ensure_drift_job(
     window: str = "24h",
 ) -> list[str]:
     """What Terraform's ``drift.tf`` makes, for the local endpoint: the drift job's task
-    definition (the serving image, ``python -m monitoring``) and one EventBridge Scheduler
-    schedule per env running it through ECS RunTask with ``MLOPS_ENV`` set, which the
-    data plane fires. Idempotent; returns the schedules' names.
+    definition (the serving image, ``python -m monitoring``, its own task role) and one
+    EventBridge Scheduler schedule per env running it through ECS RunTask with
+    ``MLOPS_ENV`` set, retried, and sent to the dead-letter queue when RunTask keeps
+    failing; the data plane fires them. Idempotent; returns the schedules' names.
 
     ``expression`` is a deployment's ``spec.monitoring.drift.schedule`` or Terraform's
     ``drift_schedule_expression``."""
@@ -335,8 +397,10 @@ def ensure_drift_job(
         cpu="1024",
         memory="2048",
         executionRoleArn=execution_role,
+        taskRoleArn=ensure_drift_task_role(p, project),
         containerDefinitions=[container],
     )["taskDefinition"]
+    dead_letters = ensure_drift_dead_letter_queue(p, project)
     cluster = ecs.describe_clusters(clusters=[p.ecs_cluster])["clusters"][0]["clusterArn"]
     subnets, group = ensure_network(p)
     scheduler = aws.client("scheduler")
@@ -363,6 +427,7 @@ def ensure_drift_job(
                     }
                 ),
                 "RetryPolicy": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600},
+                "DeadLetterConfig": {"Arn": dead_letters},
                 "EcsParameters": {
                     "TaskDefinitionArn": td["taskDefinitionArn"],
                     "TaskCount": 1,

@@ -16,10 +16,10 @@ from monitoring.summary import print_summary
 
 
 def main() -> int:
-    logs.configure()
-
     def work() -> int:
-        outcome = job.run(load_settings())
+        settings = load_settings()
+        logs.configure(settings.log_level, settings.log_json)
+        outcome = job.run(settings)
         print_summary(outcome.result, Console(width=200), report_uri=outcome.report_uri)
         return job.exit_code(outcome.result)
 

@@ -113,7 +113,7 @@ def run(
             hint="set MLOPS_PROJECT and MLOPS_ENV, or pass --project/--env",
         )
     project, env = settings.project, settings.env
-    platform = platform or Platform.from_env()
+    platform = platform or settings.names()
     rules = deployed_rules(platform, project, env)
     settings = with_deployed(settings, rules)
     if rules:

@@ -17,9 +17,10 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from mlops_core.artifacts import VERSION_RE
+from mlops_core.config import PlatformSettings
 from mlops_core.drift_result import Correction, DriftConfig, NumericEffect
 from mlops_core.errors import InvalidInput
 from mlops_core.naming import ENV_RE, PROJECT_RE
@@ -36,7 +37,10 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
-class DriftSettings(BaseSettings):
+class DriftSettings(PlatformSettings):
+    """The drift job's one settings object: the platform's (:mod:`mlops_core.config`) and
+    its own ``MLOPS_DRIFT_*`` rules."""
+
     model_config = SettingsConfigDict(
         env_prefix="MLOPS_DRIFT_", extra="ignore", frozen=True, populate_by_name=True
     )

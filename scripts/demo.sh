@@ -210,9 +210,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pandas as pd
 from mlops_core.capture import read_window, schema_for
+from mlops_core.config import PlatformSettings
 from mlops_core.registry import Registry
 url, version = sys.argv[1], sys.argv[2]
-registry = Registry()
+registry = Registry(PlatformSettings.load().names())
 manifest = registry.get_manifest("usedcar-price", version)
 df = pd.read_csv("data/usedcars.csv").drop(columns=["price"]).head(8000)
 df["year"] = (df["year"] - 8).clip(lower=1980)

@@ -124,7 +124,7 @@ def create_app(
     metrics = ServingMetrics(settings.multiprocess_dir)
     manager = ModelManager(settings, metrics, store=store)
     limit = settings.max_body_bytes
-    writer = for_service(settings, metrics.registry, capture)
+    writer = for_service(settings, metrics.registry, capture, platform=settings.platform)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -144,6 +144,13 @@ class CaptureWriter:
         self._write_lock = threading.Lock()  # one flush at a time (thread, close, tests)
 
     # -- the request path ---------------------------------------------------------------
+    def sample(self) -> bool:
+        """Whether to capture the next request: one draw against ``percent``. Drawn
+        before predicting, so that a classifier computes the probabilities of the requests
+        it captures even when the client did not ask for them."""
+        percent = self.settings.percent
+        return percent >= 100 or (percent > 0 and self._rng.random() * 100 < percent)
+
     def submit(
         self,
         schema: CaptureSchema,
@@ -152,8 +159,10 @@ class CaptureWriter:
         *,
         probabilities: Sequence[Mapping[str, float]] | np.ndarray | None = None,
         request_id: str | None = None,
+        sampled: bool | None = None,
     ) -> None:
-        """Capture one answered request, if sampled. Non-blocking; never raises.
+        """Capture one answered request, if sampled (``sampled``: the caller drew
+        :meth:`sample` first). Non-blocking; never raises.
 
         ``rows`` are the validated records (mappings of feature name to value, or the
         request models themselves) or the encoded matrix in schema order (category
@@ -161,8 +170,7 @@ class CaptureWriter:
         mapping of label to probability, or the runtime's matrix in the order of
         ``schema.labels``."""
         try:
-            percent = self.settings.percent
-            if percent <= 0 or (percent < 100 and self._rng.random() * 100 >= percent):
+            if not (self.sample() if sampled is None else sampled):
                 return
             n = len(predictions)
             if n == 0:
@@ -274,7 +282,8 @@ def for_service(
     serving: ServingSettings,
     registry: CollectorRegistry,
     settings: CaptureSettings | None = None,
-    platform: Platform | None = None,
+    *,
+    platform: Platform,
 ) -> CaptureWriter | None:
     """The service's writer, or None when capture is off or has nowhere to write.
 
@@ -291,7 +300,6 @@ def for_service(
             hint="set MLOPS_PROJECT and MLOPS_ENV (the controller's task definitions do)",
         )
         return None
-    platform = platform or Platform.from_env()
     log.info("inference capture on", percent=settings.percent, env=serving.env,
              bucket=platform.artifact_bucket)  # fmt: skip
     return CaptureWriter(settings, platform=platform, env=serving.env, registry=registry)

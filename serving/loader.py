@@ -30,7 +30,6 @@ from mlops_core.errors import IntegrityError
 from mlops_core.features import FeatureEncoder
 from mlops_core.logs import get_logger
 from mlops_core.modelformat import check_servable
-from mlops_core.naming import Platform
 from mlops_core.publication import Pins
 from mlops_core.registry import fetch_candidate, fetch_published
 from serving.runtime import ModelRuntime, load_runtime
@@ -82,7 +81,7 @@ def check_pinned_digest(manifest: Manifest, expected_sha256: str | None, uri: st
 
 
 def _fetch(
-    uri: str, pins: Pins | None, expected_sha256: str | None, tmp: Path
+    uri: str, pins: Pins | None, expected_sha256: str | None, tmp: Path, signing_key: str
 ) -> tuple[Manifest, Path]:
     if uri.startswith("s3://"):
         if pins is None or not expected_sha256:
@@ -91,7 +90,6 @@ def _fetch(
                 where=uri,
                 hint="serve what the controller's task definition or the pointer names",
             )
-        signing_key = Platform.from_env().model_signing_key
         return fetch_published(uri, pins, tmp, signing_key=signing_key, model_only=True), tmp
     folder = fetch_candidate(uri, tmp)
     if not expected_sha256:
@@ -108,10 +106,12 @@ def load_model(
     expected_sha256: str | None = None,
     pins: Pins | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
+    signing_key: str,
 ) -> LoadedModel:
-    """Fetch, verify and load the version folder at ``uri`` (s3:// or a local path)."""
+    """Fetch, verify and load the version folder at ``uri`` (s3:// or a local path); a
+    published version's signature is verified with ``signing_key`` (the platform's)."""
     with tempfile.TemporaryDirectory(prefix="mlops-serving-") as tmp:
-        manifest, folder = _fetch(uri, pins, expected_sha256, Path(tmp))
+        manifest, folder = _fetch(uri, pins, expected_sha256, Path(tmp), signing_key)
         check_pinned_digest(manifest, expected_sha256, uri)
         # The model lives in memory from here on; the downloaded copy can go.
         model_bytes = (folder / manifest.model_file).read_bytes()

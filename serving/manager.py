@@ -49,7 +49,7 @@ class ModelManager:
     @property
     def store(self) -> PointerStore:
         if self._store is None:
-            self._store = PointerStore()
+            self._store = PointerStore(self.settings.platform)
         return self._store
 
     # -- what to serve -----------------------------------------------------------------
@@ -118,7 +118,11 @@ class ModelManager:
         log.info("loading model", uri=target[0], version=pointer_version)
         try:
             model = load_model(
-                target[0], expected_sha256=target[1], pins=target[2], max_batch=s.max_batch
+                target[0],
+                expected_sha256=target[1],
+                pins=target[2],
+                max_batch=s.max_batch,
+                signing_key=s.platform.model_signing_key,
             )
             if s.follows_pointer and model.project != s.project:
                 raise IntegrityError(

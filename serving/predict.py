@@ -51,16 +51,25 @@ def run(
     The one place where the validated records and their predictions are both at hand,
     so inference capture hooks in here: ``submit`` only samples and appends references
     to a bounded buffer (never blocks, never raises); the writer thread converts them."""
-    prediction = model.runtime.predict(matrix, probabilities=probabilities)
+    captured = capture is not None and capture.sample()
+    # A captured classifier request records its probabilities (prediction drift on them)
+    # whether or not the client asked; ONNX computes them in the same run.
+    prediction = model.runtime.predict(
+        matrix, probabilities=probabilities or (captured and model.manifest.labels is not None)
+    )
     metrics.observe_predictions(prediction.values)
-    if capture is not None:
+    if captured:
+        assert capture is not None
         capture.submit(
             model.capture_schema,
             records,
             prediction.values,
             probabilities=prediction.probabilities,
             request_id=request_id,
+            sampled=True,
         )
+    if prediction.probabilities is not None and not probabilities:
+        prediction = Prediction(prediction.values)  # the answer has what was asked
     return prediction
 
 

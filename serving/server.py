@@ -309,10 +309,11 @@ def run(host: str = "127.0.0.1", port: int = 8080, *, log_level: str = "info", *
 
 def main() -> None:
     """The container entry (``python -m serving``): everything from the environment."""
-    configure()
     try:
         settings = load_settings()
     except MlopsError as exc:
+        configure()
         print(exc.render(), file=sys.stderr)
         sys.exit(exc.exit_code)
+    configure(settings.config.log_level, settings.config.log_json)
     serve(settings)

@@ -24,8 +24,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlops_core.artifacts import SHA256_RE
+from mlops_core.config import PlatformSettings
 from mlops_core.errors import InvalidInput
-from mlops_core.naming import ENV_RE, PROJECT_RE
+from mlops_core.naming import ENV_RE, PROJECT_RE, Platform
 from mlops_core.publication import Pins
 
 DEFAULT_PORT = 8080
@@ -110,6 +111,9 @@ class ServingSettings(BaseModel):
     access_log: bool = Field(
         True, validation_alias="MLOPS_ACCESS_LOG", description="One log line per request."
     )
+    # Not a variable of its own: the platform's settings (mlops_core.config: names, keys,
+    # logging), read from the same environment by load_settings.
+    config: PlatformSettings = Field(default_factory=PlatformSettings.load, exclude=True)
 
     @model_validator(mode="after")
     def _source(self) -> ServingSettings:
@@ -153,6 +157,10 @@ class ServingSettings(BaseModel):
         return self.model_uri is None
 
     @property
+    def platform(self) -> Platform:
+        return self.config.names()
+
+    @property
     def source(self) -> str:
         if self.model_uri is not None:
             return self.model_uri
@@ -163,12 +171,14 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     """Settings from ``environ`` (default: the process environment), with explicit
     ``overrides`` by field name taking precedence (None = not given)."""
     fields = ServingSettings.model_fields
+    source = os.environ if environ is None else environ
     data: dict[str, object] = {
         str(f.validation_alias): value
         for f in fields.values()
-        if (value := (os.environ if environ is None else environ).get(str(f.validation_alias)))
-        not in (None, "")
+        if f.validation_alias is not None
+        and (value := source.get(str(f.validation_alias))) not in (None, "")
     }
+    data["config"] = PlatformSettings.load()  # the same process environment
     for name, given in overrides.items():
         if given is not None:
             data[str(fields[name].validation_alias)] = given

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pytest  # noqa: E402
+from configured import env_platform  # noqa: E402
 
 from mlops_core.naming import Platform  # noqa: E402
 from mlopsctl import local_aws  # noqa: E402
@@ -52,18 +53,18 @@ def moto_server(tmp_path_factory) -> Iterator[dict[str, str]]:
 def aws_env(moto_server) -> dict[str, str]:
     """A clean local AWS with the base resources bootstrapped, for one test."""
     local_aws.reset(int(moto_server["port"]))
-    local_aws.bootstrap(Platform.from_env())
+    local_aws.bootstrap(env_platform())
     return moto_server
 
 
 @pytest.fixture
 def platform(aws_env) -> Platform:
-    return Platform.from_env()
+    return env_platform()
 
 
 @pytest.fixture
 def network_env(aws_env) -> dict[str, str]:
     """The serving network that bootstrap made (as ``mlopsctl dev up`` does), as the
     environment Terraform's ``controller_environment`` output gives the controller."""
-    subnets, group = local_aws.ensure_network(Platform.from_env())
+    subnets, group = local_aws.ensure_network(env_platform())
     return {"MLOPS_SUBNETS": ",".join(subnets), "MLOPS_SECURITY_GROUPS": group}

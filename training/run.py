@@ -49,7 +49,7 @@ from mlops_core.project import ARTIFACTS_DIR, ProjectConfig, load_project
 from training import baseline, model
 from training.dataset import Dataset, load_dataset
 from training.export import export_checked
-from training.tracking import tracker_from_env
+from training.tracking import tracker_for
 
 ARTIFACT_FILES = (MODEL_FILE, ONNX_FILE, SKOPS_FILE, BASELINE_FILE, METRICS_FILE, MANIFEST)
 RUNTIME_PACKAGES = (
@@ -121,6 +121,7 @@ def train(
     data: str | None = None,
     out_dir: Path | None = None,
     created_at: datetime | None = None,
+    tracking_uri: str | None = None,
 ) -> Manifest:
     """Train the project's model and write its artifacts folder; return the manifest.
 
@@ -128,6 +129,7 @@ def train(
     (relative paths are relative to the current directory, while ``data.source`` is
     relative to the project folder). ``out_dir`` defaults to ``PROJECT/artifacts`` and
     is replaced as a whole. ``created_at`` (default: now, UTC) stamps the version id.
+    ``tracking_uri`` (``MLFLOW_TRACKING_URI``) logs the run to MLflow.
 
     Raises :class:`~mlops_core.errors.InvalidInput` (bad project.yaml, data or output
     folder), :class:`~mlops_core.errors.NotFound` (no data) or
@@ -138,7 +140,7 @@ def train(
     cfg = load_project(project_dir)
     out_dir = Path(out_dir) if out_dir is not None else project_dir / ARTIFACTS_DIR
     _check_out_dir(out_dir)
-    tracker = tracker_from_env()
+    tracker = tracker_for(tracking_uri)
     created = _created_at(created_at)
     # --data is as typed on the command line (relative to the working directory);
     # data.source is relative to the project folder.

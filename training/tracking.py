@@ -6,7 +6,6 @@ and asking for it without it installed is an error before any training starts.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -52,8 +51,9 @@ def _flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return flat
 
 
-def tracker_from_env() -> MlflowTracker | None:
-    uri = os.environ.get(TRACKING_ENV)
+def tracker_for(uri: str | None) -> MlflowTracker | None:
+    """The MLflow tracker of ``uri`` (``MLFLOW_TRACKING_URI``, from the entry point's
+    settings), or None to train without tracking."""
     if not uri:
         return None
     try:

@@ -47,8 +47,9 @@ def parse_s3_uri(uri: str, platform: Platform | None = None) -> tuple[str, str]:
     desired-state prefix in its artifact bucket."""
     rest = uri.removeprefix("s3://") if uri.startswith("s3://") else ""
     if uri in ("s3", "s3://") or not rest:
-        p = platform or Platform.from_env()
-        return p.artifact_bucket, p.desired_state_prefix
+        if platform is None:
+            raise ValueError(f"{uri!r} names the platform's default prefix: pass the platform")
+        return platform.artifact_bucket, platform.desired_state_prefix
     bucket, _, prefix = rest.partition("/")
     if not bucket:
         raise InvalidInput(f"no bucket in {uri!r}", hint="use s3://BUCKET/PREFIX")

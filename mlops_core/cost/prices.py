@@ -38,9 +38,9 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops_core import aws
+from mlops_core.config import PlatformSettings
 from mlops_core.errors import NotFound
 
 Architecture = Literal["X86_64", "ARM64"]
@@ -100,18 +100,6 @@ class PriceBook:
             return f"AWS Price List API ({self.region}, published {self.as_of})"
         why = f"; {self.note}" if self.note else ""
         return f"shipped price table taken {self.as_of} ({self.region}){why}"
-
-
-class PriceSettings(BaseSettings):
-    """Where prices come from: ``MLOPS_PRICES`` (auto | api | table) and how long a
-    resolved price book is kept (``MLOPS_PRICE_CACHE_SECONDS``; a fallback to the table
-    is retried after ``MLOPS_PRICE_RETRY_SECONDS``)."""
-
-    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore", frozen=True)
-
-    prices: Literal["auto", "api", "table"] = "auto"
-    price_cache_seconds: float = Field(86400.0, ge=0)
-    price_retry_seconds: float = Field(3600.0, ge=0)
 
 
 # -- the shipped table ------------------------------------------------------------------
@@ -262,7 +250,10 @@ class PriceResolver:
         self._books: dict[str, tuple[float, PriceBook]] = {}
 
     @classmethod
-    def from_settings(cls, settings: PriceSettings) -> PriceResolver:
+    def from_settings(cls, settings: PlatformSettings) -> PriceResolver:
+        """``MLOPS_PRICES`` (auto | api | table), ``MLOPS_PRICE_CACHE_SECONDS`` (how long a
+        resolved book is kept) and ``MLOPS_PRICE_RETRY_SECONDS`` (when a fallback to the
+        table tries the API again)."""
         return cls(
             settings.prices,
             cache_seconds=settings.price_cache_seconds,

@@ -11,8 +11,8 @@ except these ECS operations (JSON protocol, ``X-Amz-Target: AmazonEC2ContainerSe
 - ``StopTask``: desiredStatus STOPPED; the agent stops the process, ECS-style;
 - ``ListTasks``: with ``serviceName`` filtering (moto ignores it);
 - ``ListServiceDeployments``, ``DescribeServiceDeployments``, ``StopServiceDeployment``,
-  ``DescribeServiceRevisions``: not in moto; answered from the bridge's records in the
-  API's shapes.
+  ``ContinueServiceDeployment``, ``DescribeServiceRevisions``: not in moto; answered from
+  the bridge's records in the API's shapes.
 
 A ``deploymentConfiguration.strategy`` the data plane does not implement yet is refused
 with InvalidParameterException naming it, never accepted and run as something else.
@@ -30,6 +30,7 @@ from typing import Any
 
 from mlops_core.logs import get_logger
 from mlopsctl.dataplane import moto_bridge as bridge
+from mlopsctl.dataplane.shifting import SHIFTING, STAGES
 from mlopsctl.dataplane.strategies import IMPLEMENTED
 
 ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
@@ -182,14 +183,45 @@ class EcsFront:
         return data["tasks"]
 
 
-def _check_strategy(request: dict[str, Any]) -> None:
-    strategy = (request.get("deploymentConfiguration") or {}).get("strategy")
+def _check_strategy(request: dict[str, Any], svc: Any | None = None) -> None:
+    config = request.get("deploymentConfiguration") or {}
+    before = (getattr(svc, "deployment_configuration", None) or {}) if svc is not None else {}
+    strategy = config.get("strategy") or before.get("strategy")
     if strategy is not None and strategy not in IMPLEMENTED:
         raise ApiError(
             "InvalidParameterException",
             f"deploymentConfiguration.strategy {strategy} is not implemented by the local "
             f"data plane (it runs {', '.join(IMPLEMENTED)}); see mlopsctl/dataplane/strategies.py",
         )
+    if strategy not in SHIFTING:
+        return
+    lbs = request.get("loadBalancers")
+    if lbs is None and svc is not None:
+        lbs = svc.load_balancers
+    adv = [lb.get("advancedConfiguration") for lb in lbs or [] if lb.get("advancedConfiguration")]
+    if not adv or not all(
+        a.get("alternateTargetGroupArn") and a.get("productionListenerRule") for a in adv
+    ):
+        raise ApiError(
+            "InvalidParameterException",
+            f"a {strategy} deployment needs loadBalancers[].advancedConfiguration with "
+            "alternateTargetGroupArn and productionListenerRule.",
+        )
+    hooks = config.get("lifecycleHooks", before.get("lifecycleHooks")) or []
+    for hook in hooks:
+        if hook.get("targetType", "AWS_LAMBDA") != "PAUSE":
+            raise ApiError(
+                "InvalidParameterException",
+                "the local data plane runs PAUSE lifecycle hooks only (no Lambda runs here); "
+                "continue them with ContinueServiceDeployment.",
+            )
+        unknown = set(hook.get("lifecycleStages") or []) - set(STAGES) - {"RECONCILE_SERVICE"}
+        if unknown or not hook.get("lifecycleStages"):
+            raise ApiError(
+                "InvalidParameterException",
+                f"lifecycleStages must be some of {', '.join(STAGES)}; got "
+                f"{sorted(unknown) or 'none'}.",
+            )
 
 
 def _service_or_none(call: Call, ref: str | None) -> Any | None:
@@ -209,8 +241,8 @@ def create_service(front: EcsFront, call: Call) -> tuple[int, dict]:
 
 
 def update_service(front: EcsFront, call: Call) -> tuple[int, dict]:
-    _check_strategy(call.request)
     svc = _service_or_none(call, call.request.get("service"))
+    _check_strategy(call.request, svc)
     if svc is None or svc.status != "ACTIVE":
         if svc is not None:
             raise ApiError("ServiceNotActiveException", "Service was not ACTIVE.")
@@ -369,6 +401,26 @@ def describe_service_revisions(front: EcsFront, call: Call) -> tuple[int, dict]:
     return 200, {"serviceRevisions": found, "failures": failures}
 
 
+def continue_service_deployment(front: EcsFront, call: Call) -> tuple[int, dict]:
+    arn = str(call.request.get("serviceDeploymentArn") or "")
+    hook_id = str(call.request.get("hookId") or "")
+    action = call.request.get("action") or "CONTINUE"
+    if action not in ("CONTINUE", "ROLLBACK"):
+        raise ApiError("InvalidParameterException", "action must be CONTINUE or ROLLBACK.")
+    problem = bridge.continue_hook(arn, hook_id, action)
+    if problem == "missing":
+        raise ApiError(
+            "ServiceDeploymentNotFoundException", "The service deployment does not exist."
+        )
+    if problem is not None:
+        raise ApiError(
+            "InvalidParameterException",
+            f"the service deployment has no lifecycle hook {hook_id!r} awaiting action; see "
+            "DescribeServiceDeployments' lifecycleHookDetails.",
+        )
+    return 200, {"serviceDeploymentArn": arn}
+
+
 HANDLERS: dict[str, Handler] = {
     "CreateService": create_service,
     "UpdateService": update_service,
@@ -379,5 +431,6 @@ HANDLERS: dict[str, Handler] = {
     "ListServiceDeployments": list_service_deployments,
     "DescribeServiceDeployments": describe_service_deployments,
     "StopServiceDeployment": stop_service_deployment,
+    "ContinueServiceDeployment": continue_service_deployment,
     "DescribeServiceRevisions": describe_service_revisions,
 }

@@ -421,6 +421,32 @@ def update_service_deployment(deployment_id: str, **fields: Any) -> None:
         sd["updatedAt"] = utcnow()
 
 
+def continue_hook(arn: str, hook_id: str, action: str) -> str | None:
+    """ContinueServiceDeployment: record ``action`` on the AWAITING_ACTION hook
+    ``hook_id`` of service deployment ``arn``; the problem, if it cannot be taken."""
+    with LOCK:
+        sd = _service_deployments.get(arn)
+        if sd is None:
+            return "missing"
+        waiting = [
+            h
+            for h in sd.get("lifecycleHookDetails") or []
+            if h.get("hookId") == hook_id and h.get("status") == "AWAITING_ACTION"
+        ]
+        if not waiting:
+            return "not-waiting"
+        sd.setdefault("_hook_actions", {})[hook_id] = action
+        sd["updatedAt"] = utcnow()
+        return None
+
+
+def hook_action(deployment_id: str, hook_id: str) -> str | None:
+    """The action ContinueServiceDeployment recorded on a hook, if any."""
+    with LOCK:
+        sd = _service_deployments.get(_deployment_arns.get(deployment_id, ""))
+        return None if sd is None else (sd.get("_hook_actions") or {}).get(hook_id)
+
+
 def service_deployment_arn(deployment_id: str) -> str | None:
     return _deployment_arns.get(deployment_id)
 
@@ -669,6 +695,8 @@ TASK_FIELDS = {
     "pullStartedAt": "pull_started_at",
     "pullStoppedAt": "pull_stopped_at",
     "executionStoppedAt": "execution_stopped_at",
+    # A traffic-shifting rollback: the rollback deployment adopts blue's running tasks.
+    "startedBy": "started_by",
 }
 CONTAINER_FIELDS = {
     "lastStatus": "last_status",

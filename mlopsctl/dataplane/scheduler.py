@@ -85,6 +85,10 @@ class EcsScheduler:
         self._breaker: dict[str, int] = {}  # deployment id -> failures
         self._rollbacks: dict[str, str] = {}  # rollback deployment -> the failed one
         self._reported: dict[str, tuple[int, int]] = {}
+        # Traffic shifting (.shifting): each deployment's progress, and the target group
+        # each deployment's tasks register in (blue or green).
+        self._shifts: dict[str, Any] = {}
+        self._colors: dict[str, str] = {}
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -123,10 +127,14 @@ class EcsScheduler:
             for chunk in _chunks(task_arns, 100):
                 snap.tasks += ecs.describe_tasks(cluster=cluster, tasks=chunk)["tasks"]
         groups = {
-            lb["targetGroupArn"]
+            group
             for s in snap.services
             for lb in s.get("loadBalancers") or []
-            if lb.get("targetGroupArn")
+            for group in (
+                lb.get("targetGroupArn"),
+                (lb.get("advancedConfiguration") or {}).get("alternateTargetGroupArn"),
+            )
+            if group
         }
         elb = self.clients("elbv2")
         for group in groups:
@@ -203,11 +211,24 @@ class ServiceContext:
         """Every task not STOPPED yet (stopping ones still hold their resources)."""
         return self.active
 
+    def target_groups(self, task: dict[str, Any]) -> list[dict[str, Any]]:
+        """The load balancers a task registers in: every one of the service's, except
+        that a traffic-shifting deployment's tasks register in its colour's group only."""
+        color = self.s._colors.get(task.get("startedBy", ""))
+        out = []
+        for lb in self.load_balancers:
+            adv = lb.get("advancedConfiguration")
+            if adv and color in (lb["targetGroupArn"], adv.get("alternateTargetGroupArn")):
+                out.append({**lb, "targetGroupArn": color})
+            else:
+                out.append(lb)
+        return out
+
     def states(self, task: dict[str, Any]) -> list[tuple[str, str | None]]:
         address = private_ip(task)
         return [
             (lb["targetGroupArn"], self.snap.health.get((lb["targetGroupArn"], address or "")))
-            for lb in self.load_balancers
+            for lb in self.target_groups(task)
         ]
 
     def healthy(self, task: dict[str, Any]) -> bool:
@@ -261,7 +282,7 @@ class ServiceContext:
                 continue
             running = t.get("lastStatus") == "RUNNING" and t.get("desiredStatus") == "RUNNING"
             draining_done = True
-            for lb in self.load_balancers:
+            for lb in self.target_groups(t):
                 group = lb["targetGroupArn"]
                 state = self.snap.health.get((group, address))
                 registered = state not in (None, "unused", "draining")

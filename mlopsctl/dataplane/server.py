@@ -115,12 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlopsctl.dataplane", description=__doc__)
     parser.add_argument("--port", type=int, required=True, help="Port of the endpoint (127.0.0.1).")
     args = parser.parse_args(argv)
-    logs.configure()
     # One line per request to the endpoint would drown everything else.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:
         settings = DataPlaneSettings()
-        plane = DataPlane(args.port, settings, Platform.from_env())
+        logs.configure(settings.log_level, settings.log_json)
+        plane = DataPlane(args.port, settings, settings.names())
         plane.start()
     except MlopsError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)

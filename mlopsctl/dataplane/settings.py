@@ -12,10 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from mlops_core.config import PlatformSettings
 
 
-class DataPlaneSettings(BaseSettings):
+class DataPlaneSettings(PlatformSettings):
     """``MLOPS_DATAPLANE_*`` environment variables (``dev up`` passes them through)."""
 
     model_config = SettingsConfigDict(env_prefix="MLOPS_DATAPLANE_", frozen=True, extra="ignore")

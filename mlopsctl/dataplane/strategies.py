@@ -6,11 +6,11 @@ strategy shares: task health (load balancer targets), registration and draining,
 task counting and the deployment circuit breaker. A strategy decides which tasks to start
 and stop and when its deployment is complete, in ``step(ctx)``.
 
-``ROLLING`` is implemented (:mod:`.rolling`). ``BLUE_GREEN``, ``CANARY`` and ``LINEAR``
-(with ``bakeTimeInMinutes``, ``canaryConfiguration``/``linearConfiguration``, lifecycle
-hooks and ``loadBalancers[].advancedConfiguration``) slot in by registering a class here;
-the ECS front accepts a strategy only once it is in :data:`IMPLEMENTED`, so nothing is
-ever accepted and then run as something else.
+``ROLLING`` is :mod:`.rolling`; ``BLUE_GREEN``, ``CANARY`` and ``LINEAR`` (with
+``bakeTimeInMinutes``, ``canaryConfiguration``/``linearConfiguration``, PAUSE lifecycle
+hooks, deployment alarms and ``loadBalancers[].advancedConfiguration``) are
+:mod:`.shifting`. The ECS front accepts a strategy only once it is in
+:data:`IMPLEMENTED`, so nothing is ever accepted and then run as something else.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from mlopsctl.dataplane.scheduler import ServiceContext
 
 #: Strategies the local data plane runs (the ECS front refuses the others).
-IMPLEMENTED: tuple[str, ...] = ("ROLLING",)
+IMPLEMENTED: tuple[str, ...] = ("ROLLING", "BLUE_GREEN", "CANARY", "LINEAR")
 
 
 class Strategy(Protocol):
@@ -31,6 +31,8 @@ class Strategy(Protocol):
 
 def strategy_for(name: str) -> Strategy:
     from mlopsctl.dataplane.rolling import Rolling
+    from mlopsctl.dataplane.shifting import SHIFTING, TrafficShift
 
     registry: dict[str, Strategy] = {"ROLLING": Rolling()}
+    registry.update({s: TrafficShift() for s in SHIFTING})
     return registry[name]

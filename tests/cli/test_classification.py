@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from configured import env_platform
 from fastapi.testclient import TestClient
 
 from mlops_core.registry import Registry
@@ -65,7 +66,7 @@ def test_iris_trains_publishes_promotes_and_serves_labels(iris, aws_env, capsys,
     assert run(capsys, "publish")[0] == 0
     code, out, _ = run(capsys, "models")
     assert code == 0 and "macro F1" in out and "classification" in out
-    version = Registry().list_versions("iris-species")[-1].version
+    version = Registry(env_platform()).list_versions("iris-species")[-1].version
     code, out, err = run(capsys, "promote", version, "--env", "prod")
     assert code == 0, err
     assert "PASS min_f1" in out and "PASS min_auc" in out and "PASS must_beat_baseline" in out

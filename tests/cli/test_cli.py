@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from configured import env_platform
 from factories import make_artifacts
 
 from mlops_core import aws
@@ -65,7 +66,7 @@ def test_golden_path(project, aws_env, capsys, monkeypatch):
     (v1,) = out.split()
     code, out, err = run(capsys, "promote", v1, "--env", "prod")
     assert code == 0, err
-    assert PointerStore().get("demo-proj", "prod").promoted_by == "alice"
+    assert PointerStore(env_platform()).get("demo-proj", "prod").promoted_by == "alice"
 
     # A second version, from other data, then back.
     shutil.copy(project / "data" / "usedcars.csv", project / "more.csv")
@@ -120,7 +121,7 @@ def test_promote_and_status_bad_inputs(project, aws_env, capsys, monkeypatch):
     monkeypatch.chdir(project)
     assert run(capsys, "train")[0] == 0
     assert run(capsys, "publish")[0] == 0
-    version = Registry().list_versions("demo-proj")[0].version
+    version = Registry(env_platform()).list_versions("demo-proj")[0].version
     cases = [
         (["promote", "20990101T000000Z-0000000", "--env", "prod"], 3, "not published"),
         (["promote", "not-a-version", "--env", "prod"], 2, "malformed model version"),
@@ -132,7 +133,7 @@ def test_promote_and_status_bad_inputs(project, aws_env, capsys, monkeypatch):
     for argv, want_code, want in cases:
         code, _, err = run(capsys, *argv)
         assert (code, want in err) == (want_code, True), (argv, code, err)
-    assert PointerStore().history("demo-proj", "prod") == []
+    assert PointerStore(env_platform()).history("demo-proj", "prod") == []
 
 
 def test_unreachable_endpoint_is_a_clear_error(capsys, monkeypatch, tmp_path):

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 import yaml
+from configured import env_platform, env_reconciler
 from factories import make_artifacts, project_config
 
 from controller.runtime import Controller
@@ -44,7 +45,7 @@ def test_deploy_writes_and_updates_the_manifest_only(versions, tmp_path, capsys)
     assert doc["spec"]["model"] == {"version": versions[-1]}  # --latest: the newest
     assert doc["spec"]["serving"]["image"] == IMAGE
     # Nothing in AWS moved: that is the controller's job.
-    assert PointerStore().get("usedcar-price", "prod") is None
+    assert PointerStore(env_platform()).get("usedcar-price", "prod") is None
     # A second deploy changes the version and keeps the rest of the spec.
     code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--version", versions[0])
     assert code == 0, out
@@ -60,7 +61,9 @@ def test_deploy_wait_follows_the_controller_until_applied(
         monkeypatch.setenv(name, value)
     source = tmp_path / "deployments"
     source.mkdir()
-    controller = Controller(open_source(str(source)), poll=0.2, resync=30, workers=2)
+    controller = Controller(
+        open_source(str(source)), env_reconciler(), poll=0.2, resync=30, workers=2
+    )
     stop = threading.Event()
     runner = threading.Thread(target=controller.run, args=(stop,), daemon=True)
     runner.start()
@@ -74,7 +77,7 @@ def test_deploy_wait_follows_the_controller_until_applied(
         runner.join(timeout=30)
     assert code == 0, out
     assert f"pointer and service name {versions[1]}" in out
-    assert PointerStore().get("usedcar-price", "prod").version == versions[1]
+    assert PointerStore(env_platform()).get("usedcar-price", "prod").version == versions[1]
 
 
 @pytest.mark.parametrize(
@@ -102,12 +105,12 @@ def test_deploy_bad_input_writes_nothing(versions, tmp_path, capsys, argv, code,
 
 
 def test_bare_deploy_declares_the_live_version_and_force_binds_an_override(
-    versions, tmp_path, capsys
+    versions, platform, tmp_path, capsys
 ):
     from mlops_core.promotion import promote
 
     source = tmp_path / "deployments"
-    promote("usedcar-price", "prod", versions[0], actor="ci")  # live: the older one
+    promote("usedcar-price", "prod", versions[0], actor="ci", registry=Registry(platform))
     code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--image", IMAGE)
     assert code == 0, out
     doc = yaml.safe_load((source / "usedcar-price-prod.yaml").read_text())
@@ -137,7 +140,9 @@ def test_deploy_wait_exits_6_when_the_controller_refuses_the_gates(
     low = Registry(platform).publish(tmp_path / "low").version
     source = tmp_path / "deployments"
     source.mkdir()
-    controller = Controller(open_source(str(source)), poll=0.2, resync=30, workers=2)
+    controller = Controller(
+        open_source(str(source)), env_reconciler(), poll=0.2, resync=30, workers=2
+    )
     stop = threading.Event()
     runner = threading.Thread(target=controller.run, args=(stop,), daemon=True)
     runner.start()
@@ -151,4 +156,4 @@ def test_deploy_wait_exits_6_when_the_controller_refuses_the_gates(
         runner.join(timeout=30)
     assert code == 6, out
     assert "min_r2" in out and "mlopsctl gates check" in out
-    assert PointerStore().get("usedcar-price", "prod") is None
+    assert PointerStore(platform).get("usedcar-price", "prod") is None

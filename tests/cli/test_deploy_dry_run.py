@@ -12,6 +12,7 @@ import json
 import threading
 
 import pytest
+from configured import env_reconciler
 from factories import make_artifacts, project_config
 
 from controller.runtime import Controller
@@ -91,7 +92,9 @@ def test_dry_run_of_a_change_prices_the_delta_against_what_runs(
         monkeypatch.setenv(name, value)
     source = tmp_path / "deployments"
     source.mkdir()
-    controller = Controller(open_source(str(source)), poll=0.2, resync=30, workers=1)
+    controller = Controller(
+        open_source(str(source)), env_reconciler(), poll=0.2, resync=30, workers=1
+    )
     stop = threading.Event()
     runner = threading.Thread(target=controller.run, args=(stop,), daemon=True)
     runner.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from configured import env_platform
 from factories import make_artifacts, project_config
 
 from mlops_core.pointer import PointerStore
@@ -74,7 +75,9 @@ def test_a_promotion_that_loses_the_race_exits_4_naming_the_winner(
 
     def another_writer_first(self, project, env, entry):
         # Between this promote's read of the head and its write, bob promotes v3.
-        rival = pointer_for(registry.get_published(PROJECT, versions[2]), registry, reason="x")
+        rival = pointer_for(
+            registry.get_published(PROJECT, versions[2]), registry, reason="x", actor="bob"
+        )
         create(self, project, env, rival.model_copy(update={"seq": entry.seq, "back": None}))
         monkeypatch.setattr(PromotionLog, "create", create)
         return create(self, project, env, entry)
@@ -98,7 +101,7 @@ def test_promote_and_rollback_of_an_owned_env_exit_4_naming_the_owner(versions, 
 
     assert run(capsys, "promote", versions[0], "--env", "prod", "-p", PROJECT)[0] == 0
     assert run(capsys, "promote", versions[1], "--env", "prod", "-p", PROJECT)[0] == 0
-    Claims(PromotionLog().platform).create(PROJECT, "prod", "ml/usedcar-prod")
+    Claims(PromotionLog(env_platform()).platform).create(PROJECT, "prod", "ml/usedcar-prod")
     code, _, err = run(capsys, "rollback", "--env", "prod", "-p", PROJECT)
     assert code == 4 and "owned by ModelDeployment ml/usedcar-prod" in err
     assert "Traceback" not in err and "--force --reason" in err

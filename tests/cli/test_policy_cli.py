@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from configured import env_platform
 from factories import make_artifacts, project_config
 
 from mlops_core.pointer import PointerStore
@@ -121,10 +122,10 @@ def test_policy_commands_on_an_unknown_project(aws_env, capsys):
 
 def test_a_promotions_pointer_records_the_gates_and_revision(project, capsys, tmp_path):
     assert run(capsys, "publish", "-q")[0] == 0
-    first = Registry().list_versions(PROJECT)[0].version
+    first = Registry(env_platform()).list_versions(PROJECT)[0].version
     code, _, err = run(capsys, "promote", first, "--env", "prod")
     assert code == 0, err
-    pointer = PointerStore().get(PROJECT, "prod")
+    pointer = PointerStore(env_platform()).get(PROJECT, "prod")
     assert pointer.policy_revision == 1
     assert pointer.gates is not None and pointer.gates["min_r2"] == 0.6
 
@@ -133,12 +134,12 @@ def test_a_promotions_pointer_records_the_gates_and_revision(project, capsys, tm
     assert run(capsys, "policy", "set", "--reason", "accept weaker models")[0] == 0
     make_artifacts(tmp_path / "second", seed=2, r2=0.3)
     assert run(capsys, "publish", "--artifacts", str(tmp_path / "second"))[0] == 0
-    second = Registry().list_versions(PROJECT)[-1].version
+    second = Registry(env_platform()).list_versions(PROJECT)[-1].version
     code, _, err = run(capsys, "promote", second, "--env", "prod")
     assert code == 0, err
-    pointer = PointerStore().get(PROJECT, "prod")
+    pointer = PointerStore(env_platform()).get(PROJECT, "prod")
     assert (pointer.version, pointer.policy_revision) == (second, 2)
     assert pointer.gates is not None
     assert (pointer.gates["min_r2"], pointer.gates["max_regression"]) == (0.2, 1.0)
     # The earlier value keeps what judged it.
-    assert PointerStore().history(PROJECT, "prod")[0].gates["min_r2"] == 0.6
+    assert PointerStore(env_platform()).history(PROJECT, "prod")[0].gates["min_r2"] == 0.6

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from configured import env_reconciler
 from factories import make_artifacts, project_config
 
 from controller.runtime import Controller
@@ -66,7 +67,7 @@ def converged(versions, network_env, monkeypatch, tmp_path, capsys) -> str:
          "--image", IMAGE, "--version", versions[1], "--replicas", str(REPLICAS)]
     )  # fmt: skip
     assert code == 0, capsys.readouterr()
-    outcomes = Controller(open_source(str(source)), workers=1).run_once()
+    outcomes = Controller(open_source(str(source)), env_reconciler(), workers=1).run_once()
     assert [o.failed for o in outcomes] == [False], outcomes
     capsys.readouterr()
     return versions[1]

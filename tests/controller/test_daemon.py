@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import structlog
 import yaml
+from configured import env_platform
 from factories import make_artifacts, project_config
 
 from controller.actions import ENV_MODEL_VERSION
@@ -31,6 +32,7 @@ from controller.sources import DirectorySource, S3Source, StatusRecord
 from controller.workqueue import WorkQueue
 from mlops_core import aws
 from mlops_core.claims import Claims
+from mlops_core.config import PlatformSettings
 from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry
 
@@ -61,7 +63,7 @@ def network(platform, network_env, monkeypatch) -> NetworkConfig:
     """The serving network, also in the environment for the CLI run as a subprocess."""
     for name, value in network_env.items():
         monkeypatch.setenv(name, value)
-    return NetworkConfig.from_env()
+    return NetworkConfig.from_settings(PlatformSettings.load())
 
 
 def manifest(version: str, *, name: str = NAME, env: str = "prod", replicas: int = 2) -> str:
@@ -75,7 +77,7 @@ def manifest(version: str, *, name: str = NAME, env: str = "prod", replicas: int
 
 
 def controller(source, network: NetworkConfig, **kwargs) -> Controller:
-    return Controller(source, Reconciler(network=network), **kwargs)
+    return Controller(source, Reconciler(env_platform(), network=network), **kwargs)
 
 
 class AwsWrites:
@@ -173,7 +175,7 @@ def test_folder_source_converges_and_counts_generations(platform, versions, netw
 
 def test_s3_source_converges_with_status_beside_the_manifest(platform, versions, network):
     v1, _ = versions
-    source = S3Source("s3")
+    source = S3Source("s3", platform=env_platform())
     deployment_text = manifest(v1)
     aws.client("s3").put_object(
         Bucket=platform.artifact_bucket,
@@ -183,7 +185,7 @@ def test_s3_source_converges_with_status_beside_the_manifest(platform, versions,
     outcomes = controller(source, network).run_once()
     assert [o.failed for o in outcomes] == [False]
     assert live(platform) == (v1, v1)
-    record = S3Source("s3").get_record(NAME)
+    record = S3Source("s3", platform=env_platform()).get_record(NAME)
     assert_progressing(record, 1, v1)
     status_key = f"{platform.desired_state_prefix}.status/{NAME}.json"
     aws.client("s3").head_object(Bucket=platform.artifact_bucket, Key=status_key)
@@ -282,7 +284,10 @@ def test_two_controllers_on_one_s3_prefix_one_leads_the_other_takes_over(
     platform, versions, network, writes
 ):
     v1, v2 = versions
-    src_a, src_b = S3Source("s3", lease_ttl=3), S3Source("s3", lease_ttl=3)
+    src_a, src_b = (
+        S3Source("s3", platform=env_platform(), lease_ttl=3),
+        S3Source("s3", platform=env_platform(), lease_ttl=3),
+    )
     key = f"{platform.desired_state_prefix}{NAME}.yaml"
     s3 = aws.client("s3")
     s3.put_object(Bucket=platform.artifact_bucket, Key=key, Body=manifest(v1).encode())
@@ -355,7 +360,10 @@ def test_aws_errors_back_off_per_key_and_once_gives_up(platform, versions, tmp_p
     bad_network = NetworkConfig(subnets=("subnet-00000000",), security_groups=("sg-0",))
     queue = WorkQueue(base_delay=0.01, max_delay=0.05)
     ctl = Controller(
-        DirectorySource(folder), Reconciler(network=bad_network), queue=queue, once_attempts=3
+        DirectorySource(folder),
+        Reconciler(env_platform(), network=bad_network),
+        queue=queue,
+        once_attempts=3,
     )
     outcomes = ctl.run_once()
     assert writes.calls["CreateService"] == 3, "retried, then gave up"

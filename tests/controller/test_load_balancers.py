@@ -9,6 +9,7 @@ from reconcile_support import PROJECT, cond, ecs_service, make_deployment
 
 from controller.plan import NetworkConfig
 from mlops_core import aws
+from mlops_core.config import PlatformSettings
 
 
 def test_managed_mode_creates_what_terraform_would_and_attaches_the_service(
@@ -69,5 +70,5 @@ def test_an_unknown_load_balancer_mode_is_refused(monkeypatch):
     from mlops_core.errors import InvalidInput
 
     monkeypatch.setenv("MLOPS_LOAD_BALANCERS", "yes")
-    with pytest.raises(InvalidInput, match="invalid MLOPS_LOAD_BALANCERS 'yes'"):
-        NetworkConfig.from_env()
+    with pytest.raises(InvalidInput, match="MLOPS_LOAD_BALANCERS: invalid value 'yes'"):
+        NetworkConfig.from_settings(PlatformSettings.load())

@@ -19,6 +19,7 @@ import kopf
 import pytest
 import structlog
 import yaml
+from configured import env_platform
 from factories import make_artifacts, project_config
 
 from controller.leases import Lease
@@ -109,11 +110,11 @@ def harness(request, platform, tmp_path) -> Iterator[Harness]:
             status,
         )
     elif request.param == "s3":
-        src = S3Source("s3")
+        src = S3Source("s3", platform=env_platform())
         s3, key = aws.client("s3"), f"{platform.desired_state_prefix}{NAME}.yaml"
 
         def status():
-            record = S3Source("s3").get_record(NAME)
+            record = S3Source("s3", platform=env_platform()).get_record(NAME)
             return record.status.model_dump(by_alias=True) if record and record.status else None
 
         yield Harness(
@@ -180,7 +181,7 @@ def test_the_same_core_converges_refuses_and_retires_through_every_source(
     harness, platform, versions, network
 ):
     v1, v2 = versions
-    reconciler = Reconciler(network=network)
+    reconciler = Reconciler(env_platform(), network=network)
     claims = Claims(platform)
 
     def once() -> Controller:
@@ -226,7 +227,9 @@ def test_once_ends_on_a_manifest_that_is_not_utf8(platform, versions, network, t
     (folder / f"{NAME}.yaml").write_text(yaml.safe_dump(manifest(versions[0])))
     (folder / "latin1.yaml").write_bytes("metadata: {name: caf\xe9}\n".encode("latin-1"))
     with structlog.testing.capture_logs() as logs:
-        outcomes = Controller(DirectorySource(folder), Reconciler(network=network)).run_once()
+        outcomes = Controller(
+            DirectorySource(folder), Reconciler(env_platform(), network=network)
+        ).run_once()
     by_name = {o.name: o for o in outcomes}
     assert set(by_name) == {NAME, "latin1"}
     bad = by_name["latin1"].status.condition("Degraded")
@@ -254,7 +257,7 @@ def test_every_exception_is_logged_with_its_key_and_once_gives_up(
     doc["metadata"]["name"] = "broken"
     (folder / "broken.yaml").write_text(yaml.safe_dump(doc))
     queue = WorkQueue(base_delay=0.01, max_delay=0.02)
-    ctl = Controller(BrokenStatus(folder), Reconciler(network=network), queue=queue,
+    ctl = Controller(BrokenStatus(folder), Reconciler(env_platform(), network=network), queue=queue,
                      once_attempts=3)  # fmt: skip
     with structlog.testing.capture_logs() as logs:
         (outcome,) = ctl.run_once()
@@ -303,7 +306,10 @@ def test_a_black_holed_endpoint_fails_each_call_within_its_limits_and_says_so(bl
     queue = WorkQueue(base_delay=0.01, max_delay=0.02)
     network = NetworkConfig(subnets=("subnet-0",), security_groups=("sg-0",))
     ctl = Controller(
-        DirectorySource(folder), Reconciler(network=network), queue=queue, once_attempts=2
+        DirectorySource(folder),
+        Reconciler(env_platform(), network=network),
+        queue=queue,
+        once_attempts=2,
     )
     with structlog.testing.capture_logs() as logs:
         (outcome,) = ctl.run_once()
@@ -329,10 +335,10 @@ def test_writes_after_the_lease_lapses_are_fenced(platform, versions, network):
     s3, key = aws.client("s3"), f"{platform.desired_state_prefix}{NAME}.yaml"
     s3.put_object(Bucket=platform.artifact_bucket, Key=key,
                   Body=yaml.safe_dump(manifest(versions[0])).encode())  # fmt: skip
-    src = S3Source("s3", lease_ttl=30)
+    src = S3Source("s3", platform=env_platform(), lease_ttl=30)
     now = [0.0]
     src.lease._clock = lambda: now[0]
-    reconciler = Reconciler(network=network)
+    reconciler = Reconciler(env_platform(), network=network)
     registered = reconciler.executor.register
 
     def slow_register(spec, log):
@@ -344,10 +350,12 @@ def test_writes_after_the_lease_lapses_are_fenced(platform, versions, network):
     (outcome,) = Controller(src, reconciler, once_attempts=1).run_once()
     assert outcome.failed and "lease lapsed" in outcome.error
     assert service(platform) is None and pointer_version(platform) is None
-    assert S3Source("s3").get_record(NAME) is None, "no status written after the lapse"
+    assert S3Source("s3", platform=env_platform()).get_record(NAME) is None, (
+        "no status written after the lapse"
+    )
 
     reconciler.executor.register = registered
-    (outcome,) = Controller(S3Source("s3"), reconciler).run_once()
+    (outcome,) = Controller(S3Source("s3", platform=env_platform()), reconciler).run_once()
     assert not outcome.failed and pointer_version(platform) == versions[0]
 
 
@@ -359,7 +367,7 @@ def test_a_reverted_hand_made_change_is_a_warning_with_both_values_and_is_counte
     folder = tmp_path / "deployments"
     folder.mkdir()
     (folder / f"{NAME}.yaml").write_text(yaml.safe_dump(manifest(v1)))
-    reconciler = Reconciler(network=network)
+    reconciler = Reconciler(env_platform(), network=network)
     Controller(DirectorySource(folder), reconciler).run_once()
     store = PointerStore(platform)
     store.put(PROJECT, "prod", store.get(PROJECT, "prod").model_copy(update={"version": v2}))
@@ -388,8 +396,8 @@ def test_metrics_and_readiness_are_served(platform, versions, network, tmp_path)
     try:
         url = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{url}/readyz").status_code == 503, "not ready before a pass"
-        ctl = Controller(DirectorySource(folder), Reconciler(network=network), metrics=metrics,
-                         poll=0.05)  # fmt: skip
+        rec = Reconciler(env_platform(), network=network)
+        ctl = Controller(DirectorySource(folder), rec, metrics=metrics, poll=0.05)
         stop = threading.Event()
         ready = threading.Event()
         thread = threading.Thread(target=ctl.run, args=(stop,), kwargs={"ready": ready})

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import kopf
 import pytest
+from configured import env_platform
 
 from controller.api import ModelDeploymentStatus
 from controller.leases import FileLock, S3Lease
@@ -172,7 +173,7 @@ def test_folder_guard_is_per_key(tmp_path):
 
 # -- S3 source ------------------------------------------------------------------------
 def test_s3_source_defaults_to_the_platform_prefix(platform):
-    src = open_source("s3")
+    src = open_source("s3", platform=env_platform())
     assert isinstance(src, S3Source)
     assert src.uri == f"s3://{platform.artifact_bucket}/{platform.desired_state_prefix}"
 
@@ -270,7 +271,7 @@ def test_every_source_implements_the_source_protocol(platform, tmp_path):
     from controller.sources.kube import KubeLeaseStore, KubeSource
 
     assert isinstance(DirectorySource(tmp_path), ManifestStore)
-    assert isinstance(S3Source("s3"), ManifestStore)
+    assert isinstance(S3Source("s3", platform=env_platform()), ManifestStore)
     client = KubeClient(kopf.ConnectionInfo(server="http://127.0.0.1:1"))
     kube = KubeSource(client, Lease(KubeLeaseStore(client, "mlops")))
     assert isinstance(kube, Source) and not isinstance(kube, ManifestStore)

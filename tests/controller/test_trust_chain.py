@@ -19,6 +19,7 @@ from mlops_core.errors import IntegrityError
 from mlops_core.pointer import PointerStore
 from mlops_core.promotion import promote, rollback
 from mlops_core.publication import PUBLICATION, SIGNATURE
+from mlops_core.registry import Registry
 from serving.loader import load_model
 
 
@@ -109,15 +110,18 @@ def test_any_file_of_the_live_version_replaced_is_refused_by_every_consumer(
             env["MODEL_URI"],
             expected_sha256=env["MODEL_SHA256"],
             pins=before.pins,
+            signing_key=platform.model_signing_key,
         )
     # promote of the live version and rollback onto it both check it, and refuse (the
     # deployment owns prod: an operator overrides it, with a reason).
     incident = {"force": True, "reason": "incident: the live version was tampered with"}
     with pytest.raises(IntegrityError):
-        promote(PROJECT, "prod", versions.good)
-    promote(PROJECT, "prod", versions.better, **incident)  # an intact version goes live
+        promote(PROJECT, "prod", versions.good, registry=Registry(platform))
+    promote(
+        PROJECT, "prod", versions.better, registry=Registry(platform), **incident
+    )  # an intact version goes live
     with pytest.raises(IntegrityError):
-        rollback(PROJECT, "prod", **incident)
+        rollback(PROJECT, "prod", registry=Registry(platform), **incident)
     assert pointer_version(platform) == versions.better
     assert not marker.exists()  # nothing was ever unpickled
 
@@ -125,10 +129,10 @@ def test_any_file_of_the_live_version_replaced_is_refused_by_every_consumer(
 def test_rollback_pins_what_the_history_entry_recorded_not_what_the_bucket_holds(
     versions, platform, registry
 ):
-    promote(PROJECT, "prod", versions.good)
+    promote(PROJECT, "prod", versions.good, registry=Registry(platform))
     first = PointerStore(platform).get(PROJECT, "prod")
-    promote(PROJECT, "prod", versions.better)
-    _, after = rollback(PROJECT, "prod")
+    promote(PROJECT, "prod", versions.better, registry=Registry(platform))
+    _, after = rollback(PROJECT, "prod", registry=Registry(platform))
     assert after.version == versions.good and after.pins == first.pins
     assert after.action == "rollback"
 

@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 from price_list_server import price_list_server, product
 
-from mlops_core.cost import prices as prices_mod
+from mlops_core.config import PlatformSettings
 from mlops_core.cost.estimate import (
     BudgetExceeded,
     Workload,
@@ -30,7 +30,7 @@ from mlops_core.cost.prices import (
     from_table,
     shipped_table,
 )
-from mlops_core.errors import GateFailed
+from mlops_core.errors import GateFailed, InvalidInput
 
 MiB = 1 << 20
 
@@ -260,8 +260,8 @@ def test_auto_prefers_the_api_and_falls_back_when_a_product_is_missing(price_lis
 def test_settings_choose_the_mode(monkeypatch):
     monkeypatch.setenv("MLOPS_PRICES", "table")
     monkeypatch.setenv("MLOPS_PRICE_CACHE_SECONDS", "5")
-    r = PriceResolver.from_settings(prices_mod.PriceSettings())
+    r = PriceResolver.from_settings(PlatformSettings.load())
     assert (r.mode, r.cache_seconds) == ("table", 5.0)
     monkeypatch.setenv("MLOPS_PRICES", "sometimes")
-    with pytest.raises(ValueError):
-        prices_mod.PriceSettings()
+    with pytest.raises(InvalidInput, match="MLOPS_PRICES: invalid value 'sometimes'"):
+        PlatformSettings.load()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 
 import pytest
 from factories import make_artifacts, project_config
@@ -35,8 +36,8 @@ def _registration_keys(platform) -> list[str]:
     return sorted(o["Key"] for o in resp.get("Contents", []))
 
 
-def test_first_publish_registers_revision_1(platform, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLOPS_ACTOR", "alice")
+def test_first_publish_registers_revision_1(platform, tmp_path):
+    platform = replace(platform, actor="alice")  # MLOPS_ACTOR, as the CLI reads it
     make_artifacts(tmp_path / "a", seed=1)
     config = project_config(min_r2=0.6)
     result = Registry(platform).publish(tmp_path / "a", config=config)
@@ -115,10 +116,9 @@ def test_refused_first_publish_registers_nothing(platform, tmp_path):
     assert _bucket_versions(platform) == before
 
 
-def test_set_writes_the_next_revision_with_author_and_reason(platform, monkeypatch):
-    registry = Registry(platform)
-    registry.register_project(project_config(min_r2=0.6))
-    monkeypatch.setenv("MLOPS_ACTOR", "bob")
+def test_set_writes_the_next_revision_with_author_and_reason(platform):
+    Registry(platform).register_project(project_config(min_r2=0.6))
+    registry = Registry(replace(platform, actor="bob"))
     change = registry.policy.set(project_config(min_r2=0.7), reason="prod needs 0.7")
     assert change.written is not None
     assert change.lines == [f"{env}: min_r2 0.6 -> 0.7" for env in ("dev", "staging", "prod")]

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from configured import env_platform
 
 from controller import loadbalancing
 from mlops_core import aws
@@ -258,7 +259,7 @@ def env(plane, monkeypatch) -> Env:
     local_aws.reset(plane.port)
     # After a reset the agent stops the processes of tasks the endpoint forgot.
     wait_for(lambda: not plane.task_processes(), 30, "the previous test's tasks to stop")
-    platform = Platform.from_env()
+    platform = env_platform()
     resources = local_aws.bootstrap(platform)
     return Env(plane, platform, resources["subnets"].split(","), resources["security_groups"])
 

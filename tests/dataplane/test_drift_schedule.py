@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+from configured import env_platform
 from conftest import IMAGE, wait_for
 from drift_data import PROJECT, capture_schema, columns, publish_version, records, schema_features
 from factories import project_config
@@ -61,7 +62,7 @@ def test_the_scheduled_job_finds_the_shift_and_the_controller_reports_drifted(en
     platform = env.platform
     manifest = publish_version(tmp_path, FEATURES)
     _capture(platform, capture_schema(manifest), 3000, shift=SHIFT)
-    Registry().register_project(project_config(PROJECT))
+    Registry(env_platform()).register_project(project_config(PROJECT))
     dep = _deployment(manifest.version)
     network = NetworkConfig(subnets=tuple(env.subnets), security_groups=(env.security_group,))
     rec = Reconciler(platform, network=network, observer=Observer(platform, drift_ttl=0))
@@ -87,10 +88,52 @@ def test_the_scheduled_job_finds_the_shift_and_the_controller_reports_drifted(en
         what="a run of the drift job's schedule",
     )
     assert run["containers"][0]["exitCode"] == 1, run  # 1: drift
-    result = drift_result.latest(PROJECT, "prod", manifest.version)
+    result = drift_result.latest(PROJECT, "prod", manifest.version, platform)
     assert result is not None and sorted(result.drifted_features) == sorted(SHIFT)
 
     status = rec.reconcile(dep, status).status
     drifted = status.condition(DRIFTED)
     assert drifted is not None and (drifted.status, drifted.reason) == ("True", "Drifted")
     assert "3 of 5 features drifted" in drifted.message and manifest.version in drifted.message
+
+
+def test_the_drift_job_runs_as_its_own_role_and_failed_runs_reach_the_dead_letter_queue(env):
+    import json
+
+    from mlops_core import aws
+
+    platform = env.platform
+    (name,) = ensure_drift_job(
+        platform, PROJECT, ["prod"], image=IMAGE, expression="rate(1 minute)"
+    )
+    family = platform.drift_task_family(PROJECT)
+    td = aws.client("ecs").describe_task_definition(taskDefinition=family)["taskDefinition"]
+    role = aws.client("iam").get_role(RoleName=platform.drift_task_role(PROJECT))["Role"]
+    assert td["taskRoleArn"] == role["Arn"] != td["executionRoleArn"]
+    scheduler = aws.client("scheduler")
+    schedule = scheduler.get_schedule(Name=name)
+    dlq = schedule["Target"]["DeadLetterConfig"]["Arn"]
+    assert dlq.endswith(":" + platform.drift_dead_letter_queue(PROJECT))
+    # Running it twice changes nothing (no second queue, the same role).
+    assert ensure_drift_job(platform, PROJECT, ["prod"], image=IMAGE) == [name]
+
+    # A run that ECS refuses (its cluster is gone) is sent to the queue, with the error.
+    target = {**schedule["Target"], "Arn": schedule["Target"]["Arn"] + "-gone"}
+    scheduler.update_schedule(
+        Name=name,
+        ScheduleExpression="rate(1 minute)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        State="ENABLED",
+        Target=target,
+    )
+    sqs = aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=platform.drift_dead_letter_queue(PROJECT))["QueueUrl"]
+    (message, *_) = wait_for(
+        lambda: sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages"),
+        timeout=60,
+        what="a failed run in the dead-letter queue",
+        show=lambda: env.plane.log.read_text()[-3000:],
+    )
+    body = json.loads(message["Body"])
+    assert body["source"] == schedule["Arn"] and body["target"].endswith("-gone")
+    assert body["error"]

@@ -20,11 +20,13 @@ from typing import Any
 
 import hcl2
 import pytest
+from configured import env_platform
 from hcl2 import SerializationOptions
 
 from controller.api import Serving
 from controller.plan import NetworkConfig
 from mlops_core import naming
+from mlops_core.config import PlatformSettings
 from mlops_core.errors import InvalidInput
 
 REPO = Path(__file__).resolve().parents[2]
@@ -277,7 +279,7 @@ def test_naming_tf_builds_the_python_names(
             monkeypatch.delenv(key, raising=False)
         else:
             monkeypatch.setenv(key, value)
-    p = naming.Platform.from_env()
+    p = env_platform()
 
     variables: dict[str, Any] = {"project": project, "envs": envs}
     if platform is not None:
@@ -423,7 +425,7 @@ def test_terraform_rejects_the_names_python_rejects(
     if python_check is None:
         monkeypatch.setenv("MLOPS_PLATFORM", value)
         with pytest.raises(InvalidInput):
-            naming.Platform.from_env()
+            env_platform()
     else:
         with pytest.raises(InvalidInput):
             python_check(value)
@@ -1019,13 +1021,13 @@ def test_controller_environment_output_names_what_the_controller_reads(tf, monke
     monkeypatch.setenv("MLOPS_ASSIGN_PUBLIC_IP", "true")
     monkeypatch.setenv("MLOPS_LOAD_BALANCERS", value["MLOPS_LOAD_BALANCERS"])
     monkeypatch.setenv("MLOPS_PLATFORM", "acme-ml")
-    net = NetworkConfig.from_env()
+    net = NetworkConfig.from_settings(PlatformSettings.load())
     assert net.subnets == ("subnet-1", "subnet-2")
     assert net.security_groups == ("x",)
     assert net.assign_public_ip is True
     assert (net.execution_role_arn, net.task_role_arn) == ("x", "x")
     assert net.load_balancers == "terraform"
-    p = naming.Platform.from_env()
+    p = env_platform()
     assert (p.platform, p.artifact_bucket, p.region) == ("acme-ml", "x", "x")
     assert (p.signing_key, p.model_signing_key, p.object_lock_days) == ("x", "x", 7)
     assert (p.promotion_log_key, p.promotion_signing_key) == ("x", "x")
@@ -1070,7 +1072,7 @@ def test_controller_object_lock_days_is_what_python_reads(
     )
     assert isinstance(got, str)
     monkeypatch.setenv("MLOPS_OBJECT_LOCK_DAYS", got)
-    assert naming.Platform.from_env().object_lock_days == days
+    assert env_platform().object_lock_days == days
 
 
 def test_controller_trusts_irsa_or_ecs_tasks(tf):

@@ -15,6 +15,7 @@ from chart_render import CHART, one, render
 from controller import api
 from controller.plan import NetworkConfig
 from controller.settings import ControllerSettings
+from mlops_core.config import PlatformSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE_ARN = "arn:aws:iam::123456789012:role/mlops-controller"
@@ -177,7 +178,7 @@ def test_the_environment_the_chart_sets_is_what_the_controller_reads(monkeypatch
     assert settings.kube_lease_namespace == "from-the-downward-api"
     assert settings.kube_liveness == env["MLOPS_KUBE_LIVENESS"]
     assert settings.lease_ttl == 30 and settings.metrics_port == 9090
-    network = NetworkConfig.from_env()
+    network = NetworkConfig.from_settings(PlatformSettings.load())
     assert network.subnets == ("subnet-0a1b", "subnet-2c3d")
     assert network.security_groups == ("sg-0f00",)
     assert network.execution_role_arn == ROLE_ARN

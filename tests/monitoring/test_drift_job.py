@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from configured import env_platform
 from drift_data import PROJECT, capture_schema, columns, publish_version, records, schema_features
 from prometheus_client import CollectorRegistry
 
@@ -72,7 +73,7 @@ def test_shifted_capture_is_drift_with_every_output(live, platform, capsys):
     assert doc["version"] == manifest.version and doc["rows"] == 3000
 
     # drift.json and report.html under the window's partition, and the latest reader.
-    latest = drift_result.latest(PROJECT, "prod", manifest.version)
+    latest = drift_result.latest(PROJECT, "prod", manifest.version, env_platform())
     assert latest is not None and latest.drifted_features == ["x1"]
     key = drift_result.latest_key(platform, PROJECT, "prod", manifest.version)
     prefix = f"{PROJECT}/drift/prod/{manifest.version}/{latest.window_end:%Y/%m/%d/%H}/"
@@ -136,7 +137,7 @@ def test_an_empty_window_is_insufficient_data_not_no_drift(live, platform, capsy
         ]
     )
     assert code == 3
-    latest = drift_result.latest(PROJECT, "prod", manifest.version)
+    latest = drift_result.latest(PROJECT, "prod", manifest.version, env_platform())
     # The newest window is the last hour's, whichever run came last.
     assert latest is not None and latest.rows == 30
 
@@ -182,7 +183,7 @@ def test_the_job_module_is_the_same_run(live, platform, aws_env):
     )
     assert proc.returncode == 1, proc.stderr
     assert "drift:" in proc.stdout and "x0" in proc.stdout
-    result = drift_result.latest(PROJECT, "prod", manifest.version)
+    result = drift_result.latest(PROJECT, "prod", manifest.version, env_platform())
     assert isinstance(result, DriftResult) and result.config.correction == "bonferroni"
     assert set(result.drifted_features) == {"x0", "color"} and result.prediction_drift
 
@@ -198,7 +199,7 @@ def test_the_job_module_is_the_same_run(live, platform, aws_env):
 
 def test_latest_walks_partitions_and_ignores_incomplete_runs(live, platform):
     manifest, _ = live
-    assert drift_result.latest(PROJECT, "prod", manifest.version) is None
+    assert drift_result.latest(PROJECT, "prod", manifest.version, env_platform()) is None
     s3 = aws.client("s3")
     base = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
@@ -221,19 +222,19 @@ def test_latest_walks_partitions_and_ignores_incomplete_runs(live, platform):
 
     for hours, rows in ((0, 1), (26, 2), (2, 3)):  # across days and hours
         drift_result.write(platform, result(base + timedelta(hours=hours), rows), "<html></html>")
-    assert drift_result.latest(PROJECT, "prod", manifest.version).rows == 2
+    assert drift_result.latest(PROJECT, "prod", manifest.version, env_platform()).rows == 2
     # A newer run that has written its report but not yet drift.json is not a result.
     newer = drift_result.run_prefix(
         platform, PROJECT, "prod", manifest.version, base + timedelta(days=3), "inflight"
     )
     s3.put_object(Bucket=platform.artifact_bucket, Key=newer + "report.html", Body=b"")
-    assert drift_result.latest(PROJECT, "prod", manifest.version).rows == 2
+    assert drift_result.latest(PROJECT, "prod", manifest.version, env_platform()).rows == 2
     # A malformed result is an integrity error naming where it is.
     s3.put_object(Bucket=platform.artifact_bucket, Key=newer + "drift.json", Body=b"{}")
     from mlops_core.errors import IntegrityError
 
     with pytest.raises(IntegrityError, match="malformed drift result"):
-        drift_result.latest(PROJECT, "prod", manifest.version)
+        drift_result.latest(PROJECT, "prod", manifest.version, env_platform())
 
 
 def test_settings_read_only_the_platforms_names(monkeypatch):

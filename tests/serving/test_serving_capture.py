@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from factories import make_artifacts
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from test_serving_pointer import PROJECT, _promote, _published, _wait_for_version
@@ -90,6 +91,45 @@ def test_predict_and_v2_infer_are_captured_and_flushed_on_shutdown(
     ]
     assert [r["output"]["prediction"] for r in got[:3]] == pytest.approx(predictions)
     assert {r["model_version"] for r in got} == {manifest.version}
+
+
+def test_a_classifier_captures_its_probabilities_without_putting_them_in_the_answer(
+    aws_env, platform, live_server, tmp_path
+):
+    folder = tmp_path / "classifier"
+    manifest = make_artifacts(folder, task="classification")
+    server = live_server(
+        folder, MLOPS_PROJECT=manifest.project, MLOPS_ENV="prod", MLOPS_CAPTURE_PERCENT="100"
+    )
+    recs = [
+        {"year": 2000 + i * 5, "odometer": 20000.0 * i, "make_encoded": i, "model_encoded": 1}
+        for i in range(4)
+    ]
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        plain = client.post("/predict", json=recs[:2])
+        asked = client.post("/predict?probabilities=true", json=recs[2:])
+    assert plain.status_code == asked.status_code == 200
+    assert "probabilities" not in plain.json(), "the client did not ask for them"
+    answered = asked.json()["probabilities"]
+    _stop(server)
+
+    window = _window(platform, manifest, "prod")
+    got = capture.records(
+        capture.read_window(
+            platform, capture.schema_for(manifest), "prod", window.start, window.end
+        ).table
+    )
+    assert len(got) == 4
+    labels = {str(label) for label in manifest.labels or ()}
+    for r in got:
+        assert r["output"]["probabilities"] is not None
+        proba = dict(r["output"]["probabilities"])  # a Parquet map: (label, probability) pairs
+        assert set(proba) == labels
+        assert sum(proba.values()) == pytest.approx(1.0, abs=1e-5)
+        assert r["output"]["prediction"] in labels | set(manifest.labels or ())
+    assert [dict(r["output"]["probabilities"]) for r in got[2:]] == [
+        pytest.approx(p) for p in answered
+    ]
 
 
 def _stop(server) -> None:

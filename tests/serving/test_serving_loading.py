@@ -7,6 +7,7 @@ import time
 
 import pytest
 import sklearn
+from configured import env_platform
 from structlog.testing import capture_logs
 
 import serving.app
@@ -114,7 +115,7 @@ def test_missing_folder_is_refused_not_crashed(tmp_path, serve):
 
 def _pins(manifest) -> dict[str, str]:
     """What the controller's task definition gives serving besides MODEL_URI."""
-    pins = Registry().get_published(manifest.project, manifest.version).pins
+    pins = Registry(env_platform()).get_published(manifest.project, manifest.version).pins
     return {
         "model_sha256": manifest.model_sha256,
         "model_manifest_sha256": pins.manifest_sha256,
@@ -124,7 +125,7 @@ def _pins(manifest) -> dict[str, str]:
 
 def test_loads_from_s3_and_verifies_the_download(aws_env, make_model, serve, reference):
     folder, manifest = make_model()
-    published = Registry().publish(folder)
+    published = Registry(env_platform()).publish(folder)
     client = serve(model_uri=published.uri, **_pins(manifest))
     assert client.get("/ready").json()["model_version"] == manifest.version
     recs = records(5)
@@ -134,18 +135,27 @@ def test_loads_from_s3_and_verifies_the_download(aws_env, make_model, serve, ref
 
 def test_tampered_object_in_s3_is_refused(aws_env, platform, make_model, serve):
     folder, manifest = make_model()
-    published = Registry().publish(folder)
-    pins = Registry().get_published(manifest.project, manifest.version).pins
+    published = Registry(env_platform()).publish(folder)
+    pins = Registry(env_platform()).get_published(manifest.project, manifest.version).pins
     pinned = _pins(manifest)  # as the task definition recorded them before the tamper
     key = platform.version_prefix(manifest.project, manifest.version) + MODEL_FILE
     aws.client("s3").put_object(
         Bucket=platform.artifact_bucket, Key=key, Body=pickle.dumps({"not": "the model"})
     )
     with pytest.raises(IntegrityError, match=f"{MODEL_FILE} was overwritten"):
-        load_model(published.uri, expected_sha256=manifest.model_sha256, pins=pins)
+        load_model(
+            published.uri,
+            expected_sha256=manifest.model_sha256,
+            pins=pins,
+            signing_key=platform.model_signing_key,
+        )
     # Without pins, a published version is not served at all.
     with pytest.raises(IntegrityError, match="only by its publication pins"):
-        load_model(published.uri, expected_sha256=manifest.model_sha256)
+        load_model(
+            published.uri,
+            expected_sha256=manifest.model_sha256,
+            signing_key=platform.model_signing_key,
+        )
     with capture_logs() as logs:
         client = serve(model_uri=published.uri, **pinned)
         _assert_refused(client, logs, reason="IntegrityFailed", says=[MODEL_FILE])

@@ -6,6 +6,7 @@ import dataclasses
 import time
 
 import numpy as np
+from configured import env_platform
 from structlog.testing import capture_logs
 
 from mlops_core import aws
@@ -22,8 +23,8 @@ POLL = 0.1
 def _promote(manifest, uri: str, reason: str = "test", pins=None) -> None:
     """Write the pointer as promote does: with the pins publication recorded."""
     if pins is None:
-        pins = Registry().get_published(PROJECT, manifest.version).pins
-    PointerStore().put(
+        pins = Registry(env_platform()).get_published(PROJECT, manifest.version).pins
+    PointerStore(env_platform()).put(
         PROJECT,
         ENV,
         ModelPointer(
@@ -40,7 +41,7 @@ def _promote(manifest, uri: str, reason: str = "test", pins=None) -> None:
 
 def _published(make_model):
     folder, manifest = make_model()
-    return folder, manifest, Registry().publish(folder).uri
+    return folder, manifest, Registry(env_platform()).publish(folder).uri
 
 
 def _wait_for_version(client, version: str, timeout: float = 20.0) -> dict:
@@ -96,7 +97,7 @@ def test_promotion_refusal_and_rollback_are_followed(aws_env, platform, make_mod
     key = platform.version_prefix(PROJECT, bad.version) + MODEL_FILE
     # Tampered before the pointer names it (serving polls fast enough to load it between
     # the two writes otherwise), with the pins publication recorded before the tamper.
-    pins = Registry().get_published(PROJECT, bad.version).pins
+    pins = Registry(env_platform()).get_published(PROJECT, bad.version).pins
     aws.client("s3").put_object(Bucket=platform.artifact_bucket, Key=key, Body=b"tampered")
     with capture_logs() as logs:
         _promote(bad, bad_uri, pins=pins)
@@ -139,7 +140,7 @@ def test_request_in_flight_finishes_on_the_model_it_started_with(make_model, ser
     second_dir, second = make_model()
     client = serve(model_uri=str(first_dir))
     manager = client.app.state.models
-    old, new = manager.current, load_model(str(second_dir))
+    old, new = manager.current, load_model(str(second_dir), signing_key="")
     swapping = _SwapDuringPredict(old.runtime, lambda: manager.swap(new))
     manager.swap(dataclasses.replace(old, runtime=swapping))
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from configured import env_platform
 
 from mlops_core.artifacts import DataInfo, Manifest, write_version_folder
 from mlops_core.capture import CaptureSchema, arrow_schema, schema_for
@@ -101,7 +102,7 @@ def publish_version(
         serving_format="skops",
         serving_bytes=b"placeholder: drift reads the baseline, never the model",
     )
-    registry = Registry()
+    registry = Registry(env_platform())
     registry.publish(tmp / f"v{seed}")
     PointerStore(registry.platform).put(
         PROJECT,

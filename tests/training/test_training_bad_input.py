@@ -228,10 +228,10 @@ def test_out_dir_that_is_a_file(make_project, tmp_path):
 def test_mlflow_requested_but_not_installed(make_project, monkeypatch):
     import sys
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow -> ImportError
     project = make_project()
     with pytest.raises(MlopsError, match="MLflow is not installed") as err:
-        training.train(project)
+        # MLFLOW_TRACKING_URI, as the CLI's settings read it.
+        training.train(project, tracking_uri="http://127.0.0.1:5000")
     assert "pip install 'mlops-platform[mlflow]'" in str(err.value)
     assert_nothing_written(project)

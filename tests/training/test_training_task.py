@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from configured import env_platform
 from structlog.testing import capture_logs
 from training_helpers import example_config, read_rows, write_rows
 
@@ -131,9 +132,9 @@ def test_the_parity_gate_fails_on_a_mismatched_model(make_project, csv_text, aws
         labels=manifest.labels,
     )
     with pytest.raises(GateFailed, match="failed the parity gate") as exc:
-        Registry().publish(folder)
+        Registry(env_platform()).publish(folder)
     assert "label" in str(exc.value) and exc.value.exit_code == 6
-    assert not Registry().exists(bad.project, bad.version)
+    assert not Registry(env_platform()).exists(bad.project, bad.version)
 
 
 def test_the_float32_threshold_trap_is_caught_by_the_adversarial_rows():
@@ -185,7 +186,7 @@ def test_a_pickle_only_version_is_refused_at_publish(tmp_path, aws_env):
     manifest = json.loads((folder / MANIFEST).read_text())
     assert (manifest["model_file"], manifest["model_format"]) == (MODEL_FILE, "sklearn-pickle")
     with pytest.raises(InvalidInput, match="only loadable form of this model is a pickle") as exc:
-        Registry().publish(folder)
+        Registry(env_platform()).publish(folder)
     assert "never unpickles" in str(exc.value)
 
 
