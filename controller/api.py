@@ -249,6 +249,16 @@ class Strategy(_Wire):
         return self.type != "Rolling"
 
 
+class GateOverride(_Wire):
+    """Who let which version past its gates, and why."""
+
+    version: str = Field(
+        pattern=VERSION_RE.pattern, description="The only version this override applies to."
+    )
+    reason: str = Field(min_length=1, max_length=500, description="Why the gates are overridden.")
+    by: str = Field(min_length=1, max_length=200, description="Who gave the override.")
+
+
 class DeploymentGates(_Wire):
     """Gates checked before a model goes live; unset fields fall back to the project's."""
 
@@ -262,6 +272,16 @@ class DeploymentGates(_Wire):
     max_log_loss: float | None = Field(None, gt=0)
     # Either task: the largest drop of the primary metric against the live version.
     max_regression: float | None = Field(None, ge=0)
+    override: GateOverride | None = Field(
+        None,
+        description="Let one version go live although gates fail ('mlopsctl deploy --force "
+        "--reason'); recorded in the pointer and the promotion log. Ignored for any other "
+        "version.",
+    )
+
+    def thresholds(self) -> dict[str, float | None]:
+        """The gate values set here, as overrides of the project's gates."""
+        return self.model_dump(exclude={"override"})
 
 
 class RollbackPolicy(_Wire):

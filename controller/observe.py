@@ -57,6 +57,7 @@ from mlops_core.naming import Platform
 from mlops_core.pointer import ModelPointer
 from mlops_core.policy import Registration
 from mlops_core.project import ProjectConfig
+from mlops_core.promotion_log import PromotionLog
 from mlops_core.publication import Pins
 from mlops_core.registry import (
     Published,
@@ -170,6 +171,9 @@ class Observed:
     error: MlopsError | None = None
     # The newest drift result of the live version (monitored deployments only).
     drift: DriftObservation | None = None
+    # The promotion log entry, below the pointer's, at which the desired version was
+    # live in this env before: declaring it is a rollback (mlops_core.gates.check).
+    live_at: int | None = None
 
 
 def parse_task_definition(td: Mapping) -> TaskDefinitionState:
@@ -294,6 +298,8 @@ class Observer:
         self._candidates: dict[tuple[str, int | None, str], Manifest] = {}
         self._projects: dict[str, tuple[float, Registration]] = {}
         self.claims = Claims(self.platform)
+        # Entries below a head never change: the log caches what it read.
+        self.promotions = PromotionLog(self.platform)
         self._drift: dict[tuple[str, str, str], tuple[float, DriftObservation]] = {}
 
     # -- public ------------------------------------------------------------------------
@@ -470,6 +476,19 @@ class Observer:
             self._drift[key] = (now, obs)
         return obs
 
+    def live_at(
+        self, project: str, env: str, version: str, pointer: ModelPointer | None
+    ) -> int | None:
+        """The log entry below the pointer's at which ``version`` was live in ``env``
+        (None: never, or no log). Each entry is read once per process."""
+        if pointer is None or pointer.seq is None:
+            return None
+        before = self.promotions.entry_reads
+        found = self.promotions.live_before(project, env, version, below=pointer.seq)
+        if self.promotions.entry_reads != before:
+            self.reads["s3:GetObject(promotion log)"] += self.promotions.entry_reads - before
+        return found
+
     # -- registry ----------------------------------------------------------------------
     def registration(self, project: str) -> Registration:
         """The project's registration in force (its head revision)."""
@@ -596,6 +615,7 @@ class Observer:
                 published.add(v)
         return replace(
             base,
+            live_at=self.live_at(spec.project, spec.env, version, base.pointer),
             project=project,
             policy_revision=registration.revision,
             manifests=manifests,

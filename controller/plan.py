@@ -79,7 +79,7 @@ from mlops_core.config import PlatformSettings
 from mlops_core.cost.estimate import BudgetExceeded, Estimate, check_budget, estimate
 from mlops_core.cost.prices import PriceBook
 from mlops_core.errors import IntegrityError
-from mlops_core.gates import evaluate, failed, gate_values, merge
+from mlops_core.gates import GateReport, Override, check, gate_values, merge
 from mlops_core.naming import MANAGED_BY_TAG, Platform
 from mlops_core.pointer import ModelPointer
 from mlops_core.project import Gates
@@ -389,6 +389,8 @@ class _Planner:
         self.cost: Estimate | None = None
         #: The ownership check passed: the env is this deployment's, or free to claim.
         self.owned = False
+        #: The gates' verdict on the desired version (None until judged).
+        self.report: GateReport | None = None
 
     # -- outcomes ----------------------------------------------------------------------
     def blocked(self, reason: str, message: str, requeue: float | None = None) -> Decision:
@@ -495,24 +497,43 @@ class _Planner:
     def effective_gates(self) -> Gates:
         """The project's gates with the deployment's overrides: what judges a version."""
         assert self.observed.project is not None
-        return merge(self.observed.project.gates, self.spec.gates.model_dump())
+        return merge(self.observed.project.gates, self.spec.gates.thresholds())
 
     def gates(self, version: str) -> str | None:
-        """None if ``version`` passes the gates, else a message naming the failed ones."""
+        """None if ``version`` may go live (it passes the gates, or a rollback skipped
+        max_regression, or the spec's override names it), else a message naming the
+        failed gates."""
         obs = self.observed
         assert obs.project is not None
-        gates = self.effective_gates()
         # Judged against the env's current version (the one it replaces, or replaced
         # when it went live): the same one a failure would restore, so the verdict does
         # not change once the version is live.
         before = _restore_target(self.desired, obs, version)
         current = obs.manifests.get(before) if before else None
-        bad = failed(evaluate(gates, obs.manifests[version], current))
-        if not bad:
-            return None
-        return f"version {version} failed gate(s) " + "; ".join(
-            f"{r.name} ({r.detail})" for r in bad
+        given = self.spec.gates.override
+        override = None if given is None else Override(given.version, given.reason, given.by)
+        self.report = check(
+            self.effective_gates(),
+            obs.manifests[version],
+            current,
+            env=self.spec.env,
+            live_at=obs.live_at,
+            override=override,
         )
+        return None if self.report.passed else self.report.summary()
+
+    def gate_note(self) -> str:
+        """What changed the gates' verdict (a rollback's skip, an override), for the
+        status; '' when nothing did."""
+        r = self.report
+        if r is None or not r.passed or not (r.forced or r.skipped):
+            return ""
+        parts = []
+        if r.forced:
+            assert r.override is not None
+            parts.append(f"FORCED past {', '.join(g.name for g in r.failed)} ({r.override.note()})")
+        parts += [f"SKIP {g.name}: {g.detail}" for g in r.skipped]
+        return "; gates: " + "; ".join(parts)
 
     def fail(self, version: str, why: str, reason: str, deployment_id: str | None) -> Decision:
         """``version`` failed (rollout or gates): record it and restore the last good one."""
@@ -722,10 +743,7 @@ class _Planner:
                     manifest_sha256=pins.manifest_sha256,
                     object_versions=pins.objects_json(),
                     owner=self.dep.key,
-                    reason=(
-                        f"controller: {self.dep.key} generation {_gen(self.gen)}"
-                        + (f", rollback: {degraded[1][:300]}" if restoring and degraded else "")
-                    ),
+                    reason=self._pointer_reason(restoring, degraded),
                     action="rollback" if restoring else "promote",
                     # A promotion passed gates() before converging: record what judged it.
                     gates=None if restoring else gate_values(self.effective_gates()),
@@ -734,6 +752,21 @@ class _Planner:
             )
         self._versions(version, arn, restoring)
         return replace(self._conditions(version, arn, actions, degraded), task=spec)
+
+    def _pointer_reason(self, restoring: bool, degraded: tuple[str, str] | None) -> str:
+        reason = f"controller: {self.dep.key} generation {_gen(self.gen)}"
+        if restoring:
+            return reason + (f", rollback: {degraded[1][:300]}" if degraded else "")
+        r = self.report
+        if r is not None and r.rollback and r.current is not None:
+            reason += (
+                f", rollback to {r.version} (live at promotion log entry {r.live_at}; "
+                "max_regression skipped)"
+            )
+        if r is not None and r.forced:
+            assert r.override is not None
+            reason = r.forced_reason(f"{r.override.reason} (override by {r.override.by}); {reason}")
+        return reason
 
     def _versions(self, version: str, arn: str | None, restoring: bool) -> None:
         """current/previous bookkeeping: previous is the last good version before current."""
@@ -770,8 +803,9 @@ class _Planner:
             s.set(DEGRADED, True, *degraded)
         else:
             s.set(DEGRADED, False, "AsExpected")
+        note = "" if degraded is not None else self.gate_note()
         if actions:
-            message = f"deploying {version}: " + "; ".join(describe(a) for a in actions)
+            message = f"deploying {version}: " + "; ".join(describe(a) for a in actions) + note
             s.set(PROGRESSING, True, "Updating", message)
             s.set(READY, False, "Updating", message)
             poll = self.desired.polling.after_action
@@ -780,12 +814,12 @@ class _Planner:
         assert svc is not None
         rollout = svc.rollout
         if rollout is None:
-            waiting = f"{version}: waiting for ECS to start deploying {svc.task_definition}"
+            waiting = f"{version}: waiting for ECS to start deploying {svc.task_definition}{note}"
             s.set(PROGRESSING, True, "RolloutInProgress", waiting)
             s.set(READY, False, "RolloutInProgress", waiting)
             poll = self.desired.polling.rollout
             return Decision([], s.build(), poll, degraded=degraded is not None)
-        tasks = f"{rollout.running}/{rollout.desired} tasks running"
+        tasks = f"{rollout.running}/{rollout.desired} tasks running{note}"
         if rollout.rollout_state == COMPLETED:
             s.set(PROGRESSING, False, "RolloutComplete", f"{version}: {tasks}")
             s.set(READY, True, "RolloutComplete", f"{version} is live: {tasks}")

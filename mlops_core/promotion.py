@@ -19,10 +19,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mlops_core.artifacts import Manifest
 from mlops_core.claims import Claims, check_manual_write
 from mlops_core.errors import GateFailed, IntegrityError, InvalidInput, NotFound
-from mlops_core.gates import evaluate, failed, gate_values
+from mlops_core.gates import GateReport, Override, check, gate_values
 from mlops_core.pointer import ModelPointer, PointerStore, now
+from mlops_core.project import Gates
 from mlops_core.promotion_log import PromotionLog, popped, pushed
 from mlops_core.registry import Published, Registry
 
@@ -92,6 +94,7 @@ def promote(
         # Already live: nothing to write, but the live value must still be the published one.
         registry.verify(project, version, current.pins, where=f"the pointer of {project}/{env}")
         return current, []
+    given = reason
     claim, reason = check_manual_write(
         Claims(registry.platform), project, env, "promotion", force=force, reason=reason
     )
@@ -101,19 +104,28 @@ def promote(
             current_manifest = registry.get_manifest(project, current.version)
         except (NotFound, IntegrityError):
             current_manifest = None  # judged as a first promotion: absolute gates only
-    results = evaluate(config.gates, manifest, current_manifest)
-    bad = failed(results)
-    if bad and not force:
+    report = judge(
+        registry,
+        log,
+        project,
+        env,
+        manifest,
+        current,
+        current_manifest,
+        override=Override(version, given, actor or registry.platform.actor) if force else None,
+        gates=config.gates,
+    )
+    if not report.passed:
         raise GateFailed(
-            f"version {version} fails the gates of {project}/{env}: "
-            + "; ".join(str(r) for r in bad),
+            f"{project}/{env}: {report.summary()}",
             hint="train a better model, adjust 'gates' in project.yaml, or override with "
             "--force --reason TEXT (recorded in the pointer)",
         )
-    if force and not reason.strip():
+    if force and not given.strip():
         raise InvalidInput("--force needs --reason TEXT saying why the gates are overridden")
-    if force and bad:
-        reason = f"FORCED past {', '.join(r.name for r in bad)}: {reason}"
+    reason = report.forced_reason(reason)
+    if report.rollback and not reason:
+        reason = f"rollback to {version}, live at promotion log entry {report.live_at}"
     pointer = pointer_for(
         published,
         registry,
@@ -125,7 +137,30 @@ def promote(
     )
     # Entry head+1 of the log, or Conflict if another writer appended since the head
     # was read: the gates above judged against a current version that is still current.
-    return log.write(project, env, pushed(current, pointer)), results
+    return log.write(project, env, pushed(current, pointer)), list(report.results)
+
+
+def judge(
+    registry: Registry,
+    log: PromotionLog,
+    project: str,
+    env: str,
+    candidate: Manifest,
+    head: ModelPointer | None,
+    current: Manifest | None,
+    *,
+    override: Override | None = None,
+    gates: Gates | None = None,
+) -> GateReport:
+    """:func:`mlops_core.gates.check` of ``candidate`` in ``env`` with what the promotion
+    log says: whether it was live there before ``head`` (a rollback), and the project's
+    gates in force (or ``gates``, e.g. a deployment's overrides applied)."""
+    live_at = None
+    if head is not None and head.seq is not None:
+        live_at = log.live_before(project, env, candidate.version, below=head.seq + 1)
+    if gates is None:
+        gates = registry.registration(project).config.gates
+    return check(gates, candidate, current, env=env, live_at=live_at, override=override)
 
 
 def rollback(

@@ -73,6 +73,11 @@ class PromotionLog:
         self.platform = platform
         self.store = store or PointerStore(self.platform)
         self.key = self.platform.promotion_signing_key
+        #: Entries below a head, read by :meth:`live_before`: written once, never
+        #: rewritten, so each is read at most once per instance (None: a gap).
+        self._below_head: dict[tuple[str, str, int], ModelPointer | None] = {}
+        #: GETs of entries (for the controller's read counters).
+        self.entry_reads = 0
 
     @property
     def _s3(self):
@@ -102,6 +107,7 @@ class PromotionLog:
     def entry(self, project: str, env: str, seq: int) -> ModelPointer | None:
         """Entry ``seq``, or None if the log has none there (yet). IntegrityError for one
         that is not genuine, saying what it blocks and how it is cleared."""
+        self.entry_reads += 1
         try:
             return self._entry(project, env, seq)
         except IntegrityError as exc:
@@ -221,6 +227,26 @@ class PromotionLog:
         if head is not None and head != cached:
             self._publish(project, env, head)
         return head
+
+    def live_before(self, project: str, env: str, version: str, below: int) -> int | None:
+        """The newest entry under ``below`` (the head's seq) at which ``version`` was live
+        in ``env``, or None: the gates' test for a rollback (:func:`mlops_core.gates.check`).
+
+        Reads entries ``below - 1`` down to 1 until one names ``version``; each entry is
+        read once per instance (they never change), so a controller asking again each pass
+        reads nothing new. An entry that fails its signature is not trusted: it counts as
+        never live there (the stricter verdict)."""
+        for seq in range(below - 1, 0, -1):
+            key = (project, env, seq)
+            if key not in self._below_head:
+                try:
+                    self._below_head[key] = self.entry(project, env, seq)
+                except IntegrityError:
+                    self._below_head[key] = None
+            found = self._below_head[key]
+            if found is not None and found.version == version:
+                return seq
+        return None
 
     def history(self, project: str, env: str, limit: int | None = None) -> list[ModelPointer]:
         """The log's entries, newest first (``limit`` of them, or all). Reads only."""

@@ -8,10 +8,12 @@
     mlopsctl history --env prod the promotion log: every pointer change, newest first
     mlopsctl status
     mlopsctl policy show|set|history   the envs and gates in force, versioned
+    mlopsctl gates check VERSION --env prod   would it pass? exit 0, or 6 (for CI)
     mlopsctl logs --env prod    the service's task output, from CloudWatch Logs
     mlopsctl cost               per deployment: estimate, billed cost, cost per 1k requests
     mlopsctl serve --env prod
-    mlopsctl deploy --env prod  declare the desired state; the controller converges AWS
+    mlopsctl deploy --env prod  declare the desired state (default: the live version
+                                again; --version V, --latest); the controller converges AWS
     mlopsctl drift --env prod   compare captured inferences with the baseline
     mlopsctl dev up|down        the embedded local AWS endpoint
 
@@ -29,6 +31,7 @@ from mlopsctl import (
     cmd_cost,
     cmd_dev,
     cmd_drift,
+    cmd_gates,
     cmd_logs,
     cmd_models,
     cmd_policy,
@@ -78,6 +81,7 @@ app.command("prices")(cmd_cost.prices)
 app.command("drift")(cmd_drift.drift)
 app.add_typer(cmd_dev.app, name="dev")
 app.add_typer(cmd_policy.app, name="policy")
+app.add_typer(cmd_gates.app, name="gates")
 
 
 @app.command("crd")

@@ -10,6 +10,16 @@ own reconciler observe and plan it (``Reconciler.dry_run``: AWS reads only), and
 the actions it would take and the monthly cost before and after. A spec over its
 ``--max-monthly-usd`` (``spec.budget.maxMonthlyUSD``) is refused there as the controller
 would refuse it (exit 6, BudgetExceeded).
+
+Which version: ``--version V``; with none, the env's live version again (never "the
+newest": right after a rollback that would undo it); ``--latest`` for the newest
+published one. A version live in the env before is a rollback, which the controller does
+not judge by max_regression (``mlops_core.gates.check``). ``--force --reason TEXT``
+records ``spec.gates.override`` for that one version, so it goes live although gates
+fail; the override is recorded in the pointer and the promotion log.
+
+Exit codes follow :mod:`mlops_core.exits`: a gate failure is 6 (GateFailed), whether
+the dry run or ``--wait`` sees it.
 """
 
 from __future__ import annotations
@@ -22,8 +32,9 @@ from pathlib import Path
 import typer
 
 from mlops_core import aws
-from mlops_core.errors import InvalidInput, MlopsError, NotFound
+from mlops_core.errors import GateFailed, InvalidInput, MlopsError, NotFound
 from mlops_core.naming import Platform
+from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry, sign_candidate
 from mlopsctl import context
 from mlopsctl.context import (
@@ -39,6 +50,12 @@ from mlopsctl.context import (
 
 SOURCE_ENV = "MLOPS_DEPLOY_SOURCE"
 IMAGE_ENV = "MLOPS_SERVING_IMAGE"
+
+
+GATE_HINT = (
+    "'mlopsctl gates check VERSION --env ENV' shows every gate; train a better model, or "
+    "deploy --force --reason TEXT to override for this version (recorded)"
+)
 
 
 class DeployFailed(MlopsError):
@@ -76,6 +93,7 @@ def _desired(
     serving: dict,
     budget: dict | None = None,
     monitoring: dict | None = None,
+    override: dict | None = None,
 ):
     from controller.api import ModelDeployment
 
@@ -95,6 +113,12 @@ def _desired(
         doc["spec"].setdefault("budget", {}).update(budget)
     if monitoring:
         doc["spec"].setdefault("monitoring", {}).update(monitoring)
+    # An override is bound to the version it was given with: a deploy without --force
+    # drops an earlier one.
+    gates = doc["spec"].setdefault("gates", {})
+    gates.pop("override", None)
+    if override:
+        gates["override"] = override
     try:
         return ModelDeployment.model_validate(doc)
     except ValueError as exc:
@@ -103,7 +127,10 @@ def _desired(
 
 def deploy(
     env: str = typer.Option(..., "--env", "-e", help="Environment, e.g. prod."),
-    version: str = typer.Option(None, help="Published version (default: the newest)."),
+    version: str = typer.Option(
+        None, help="Published version (default: the one live in ENV; see --latest)."
+    ),
+    latest: bool = typer.Option(False, "--latest", help="Declare the newest published version."),
     candidate: str = typer.Option(
         None,
         help="Trained artifacts folder (s3:// or path) for the controller to publish; "
@@ -143,6 +170,13 @@ def deploy(
         "--dry-run",
         help="Print the controller's plan and the monthly cost change; write nothing.",
     ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Let this version go live although gates fail (needs --reason; recorded in "
+        "spec.gates.override, the pointer and the promotion log).",
+    ),
+    reason: str = typer.Option("", "--reason", help="With --force: why, recorded."),
     output: Output = output_option(),
 ) -> None:
     """Declare that ENV serves a model version; the controller makes it so."""
@@ -150,8 +184,18 @@ def deploy(
 
     if until not in ("applied", "ready"):
         raise InvalidInput(f"--until must be 'applied' or 'ready', not {until!r}")
-    if version and candidate:
-        raise InvalidInput("give --version or --candidate, not both")
+    if sum(map(bool, (version, candidate, latest))) > 1:
+        raise InvalidInput("give one of --version, --latest or --candidate")
+    if force and not reason.strip():
+        raise InvalidInput(
+            "--force needs --reason TEXT saying why the gates are overridden",
+            hint="the reason is recorded in spec.gates.override, the pointer and the promotion log",
+        )
+    if force and candidate:
+        raise InvalidInput(
+            "--force applies to a published version",
+            hint="publish the candidate, then deploy --version V --force --reason TEXT",
+        )
     if dry_run and wait:
         raise InvalidInput("--dry-run writes nothing, so there is nothing to --wait for")
     name = project_name(project, project_dir_)
@@ -168,13 +212,27 @@ def deploy(
                 console.print(f"signed the candidate: {where}")
         model = {"candidate": candidate}
     else:
-        if version is None:
+        if latest:
             versions = registry.list_versions(name)
             if not versions:
                 raise NotFound(f"{name} has no published version", hint="mlopsctl publish")
             version = versions[-1].version
+        elif version is None:
+            live = PointerStore(registry.platform).get(name, env)
+            if live is None:
+                raise NotFound(
+                    f"nothing is live in {name}/{env} to declare again",
+                    hint="pass --version V (see 'mlopsctl models'), or --latest for the "
+                    "newest published version",
+                )
+            version = live.version
         registry.get_manifest(name, version)  # fail here, not in the controller
         model = {"version": version}
+    override = (
+        {"version": model["version"], "reason": reason.strip(), "by": registry.platform.actor}
+        if force
+        else None
+    )
 
     uri = source or settings.deploy_source
     deployment_name = registry.platform.deployment_name(name, env)
@@ -201,6 +259,7 @@ def deploy(
         serving=serving,
         budget=budget,
         monitoring=None if capture_percent is None else {"capturePercent": capture_percent},
+        override=override,
     )
     if dry_run:
         _dry_run(src, desired, output)
@@ -208,6 +267,8 @@ def deploy(
     assert src is not None
     put = src.put_manifest(desired)
     what = f"version {model['version']}" if "version" in model else f"candidate {candidate}"
+    if override is not None:
+        what += f" (gates overridden by {override['by']}: {override['reason']})"
     console.print(f"{deployment_name} now declares {what}, in {put.where}")
     if wait:
         _wait(src, put, until=until, timeout=timeout, version=model.get("version"))
@@ -271,6 +332,10 @@ def _dry_run(src, desired, output: Output) -> None:
     if dry.degraded and degraded is not None and degraded.status == "True":
         if degraded.reason == BudgetExceeded.reason:
             raise BudgetExceeded(f"{deployment.key} would be refused: {degraded.message}")
+        if degraded.reason == GateFailed.reason:
+            raise GateFailed(
+                f"{deployment.key} would be refused: {degraded.message}", hint=GATE_HINT
+            )
         raise DeployFailed(
             f"the controller would not deploy {deployment.key}: "
             f"{degraded.reason}: {degraded.message}"
@@ -325,6 +390,8 @@ def _wait(src, put, *, until: str, timeout: float, version: str | None) -> None:
                 last = line
             degraded = conds.get("Degraded")
             if degraded is not None and degraded.status == "True":
+                if degraded.reason == GateFailed.reason:
+                    raise GateFailed(f"{put.name}: {degraded.message}", hint=GATE_HINT)
                 raise DeployFailed(
                     f"{put.name} is Degraded: {degraded.reason}: {degraded.message}",
                     hint="fix the deployment and run deploy again; "

@@ -15,6 +15,9 @@ from mlopsctl import context
 from mlopsctl.context import PROJECT_DIR_HELP, console, err, project_dir
 
 TEMPLATE = "templates/project"
+#: The CI workflow init scaffolds (GitHub Actions): train + gates on a pull request;
+#: train, gates, publish and deploy on a merge to main.
+WORKFLOW = ".github/workflows/mlops.yaml"
 
 
 def init(
@@ -22,7 +25,8 @@ def init(
     directory: Path = typer.Option(None, "--dir", help="Where to create it (default: ./NAME)."),
     rows: int = typer.Option(2000, help="Rows of synthetic sample data to write."),
 ) -> None:
-    """Scaffold a project: project.yaml, data/ with sample data, Makefile, README."""
+    """Scaffold a project: project.yaml, data/ with sample data, Makefile, README and a
+    GitHub Actions workflow (.github/workflows/mlops.yaml)."""
     check_project(name)
     target = (directory or Path(name)).resolve()
     if target.exists() and any(target.iterdir()):
@@ -41,8 +45,10 @@ def init(
         for path in staging.rglob("*"):
             if path.is_file() and path.suffix in {".yaml", ".md", ""}:
                 path.write_text(path.read_text().replace("{{ name }}", name))
-        # Packaging drops dotfiles, so the template ships it under another name.
+        # Packaging drops dotfiles, so the template ships them under other names.
         (staging / "gitignore.txt").rename(staging / ".gitignore")
+        (staging / WORKFLOW).parent.mkdir(parents=True)
+        (staging / "github-workflow.yaml").rename(staging / WORKFLOW)
         (staging / "data").mkdir(exist_ok=True)
         sample_data.write(rows, 0, staging / "data" / "usedcars.csv")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -52,6 +58,7 @@ def init(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     console.print(f"created project [bold]{name}[/] in {target}")
+    console.print(f"  CI: {WORKFLOW} (set MLOPS_AWS_ROLE_ARN and AWS_REGION in the repo)")
     console.print(f"next: cd {target} && mlopsctl train && mlopsctl publish")
 
 

@@ -37,10 +37,12 @@ def _deploy(capsys, *argv: str) -> tuple[int, str]:
 
 def test_deploy_writes_and_updates_the_manifest_only(versions, tmp_path, capsys):
     source = tmp_path / "deployments"
-    code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--image", IMAGE)
+    code, out = _deploy(
+        capsys, "--env", "prod", "--source", str(source), "--image", IMAGE, "--latest"
+    )
     assert code == 0, out
     doc = yaml.safe_load((source / "usedcar-price-prod.yaml").read_text())
-    assert doc["spec"]["model"] == {"version": versions[-1]}  # the newest by default
+    assert doc["spec"]["model"] == {"version": versions[-1]}  # --latest: the newest
     assert doc["spec"]["serving"]["image"] == IMAGE
     # Nothing in AWS moved: that is the controller's job.
     assert PointerStore(env_platform()).get("usedcar-price", "prod") is None
@@ -83,7 +85,15 @@ def test_deploy_wait_follows_the_controller_until_applied(
     [
         (["--env", "qa"], 2, "unknown env 'qa'"),
         (["--env", "prod", "--version", "20990101T000000Z-0000000"], 3, "not published"),
-        (["--env", "prod", "--version", "v1", "--candidate", "s3://b/x/"], 2, "not both"),
+        (["--env", "prod", "--version", "v1", "--candidate", "s3://b/x/"], 2, "one of"),
+        (["--env", "prod", "--version", "v1", "--latest"], 2, "one of"),
+        (["--env", "prod"], 3, "nothing is live in usedcar-price/prod"),
+        (["--env", "prod", "--latest", "--force"], 2, "--force needs --reason"),
+        (
+            ["--env", "prod", "--candidate", "s3://b/x/", "--force", "--reason", "x"],
+            2,
+            "published version",
+        ),
         (["--env", "prod", "--wait", "--until", "soon"], 2, "--until"),
     ],
 )
@@ -92,3 +102,58 @@ def test_deploy_bad_input_writes_nothing(versions, tmp_path, capsys, argv, code,
     got, out = _deploy(capsys, *argv, "--source", str(source), "--image", IMAGE)
     assert (got, message in out) == (code, True), out
     assert not source.exists() or not list(source.iterdir())
+
+
+def test_bare_deploy_declares_the_live_version_and_force_binds_an_override(
+    versions, platform, tmp_path, capsys
+):
+    from mlops_core.promotion import promote
+
+    source = tmp_path / "deployments"
+    promote("usedcar-price", "prod", versions[0], actor="ci", registry=Registry(platform))
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--image", IMAGE)
+    assert code == 0, out
+    doc = yaml.safe_load((source / "usedcar-price-prod.yaml").read_text())
+    assert doc["spec"]["model"] == {"version": versions[0]}  # never "the newest"
+    code, out = _deploy(
+        capsys, "--env", "prod", "--source", str(source), "--version", versions[1],
+        "--force", "--reason", "incident 9",
+    )  # fmt: skip
+    assert code == 0 and "gates overridden" in out, out
+    doc = yaml.safe_load((source / "usedcar-price-prod.yaml").read_text())
+    override = doc["spec"]["gates"]["override"]
+    assert (override["version"], override["reason"]) == (versions[1], "incident 9")
+    assert override["by"]
+    # A later deploy without --force drops it: an override is bound to its version.
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--latest")
+    assert code == 0, out
+    doc = yaml.safe_load((source / "usedcar-price-prod.yaml").read_text())
+    assert "override" not in doc["spec"].get("gates", {})
+
+
+def test_deploy_wait_exits_6_when_the_controller_refuses_the_gates(
+    versions, platform, network_env, monkeypatch, tmp_path, capsys
+):
+    for name, value in network_env.items():
+        monkeypatch.setenv(name, value)
+    make_artifacts(tmp_path / "low", seed=7, r2=0.05)  # below the project's min_r2 0.1
+    low = Registry(platform).publish(tmp_path / "low").version
+    source = tmp_path / "deployments"
+    source.mkdir()
+    controller = Controller(
+        open_source(str(source)), env_reconciler(), poll=0.2, resync=30, workers=2
+    )
+    stop = threading.Event()
+    runner = threading.Thread(target=controller.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        code, out = _deploy(
+            capsys, "--env", "prod", "--source", str(source), "--image", IMAGE,
+            "--version", low, "--wait", "--timeout", "60",
+        )  # fmt: skip
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    assert code == 6, out
+    assert "min_r2" in out and "mlopsctl gates check" in out
+    assert PointerStore(platform).get("usedcar-price", "prod") is None

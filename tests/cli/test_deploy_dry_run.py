@@ -69,7 +69,7 @@ def test_dry_run_of_a_first_deploy_prints_the_plan_and_the_cost_and_writes_nothi
     source = tmp_path / "deployments"
     code, out, err = deploy(
         capsys, "--source", str(source), "--image", IMAGE, "--cpu", "256", "--memory", "512",
-        "--replicas", "2", "--dry-run",
+        "--replicas", "2", "--dry-run", "--latest",
     )  # fmt: skip
     assert code == 0, out + err
     assert writes == []
@@ -134,7 +134,7 @@ def test_dry_run_over_budget_is_refused_exit_6(
         monkeypatch.setenv(name, value)
     code, out, err = deploy(
         capsys, "--source", str(tmp_path / "d"), "--image", IMAGE, "--cpu", "256",
-        "--memory", "512", "--replicas", "2", "--max-monthly-usd", "30", "--dry-run",
+        "--memory", "512", "--replicas", "2", "--max-monthly-usd", "30", "--dry-run", "--latest",
     )  # fmt: skip
     assert code == 6, out + err
     assert writes == []
@@ -146,7 +146,7 @@ def test_dry_run_over_budget_is_refused_exit_6(
 def test_the_budget_option_lands_in_the_manifest(versions, tmp_path, capsys):
     source = tmp_path / "deployments"
     code, out, err = deploy(
-        capsys, "--source", str(source), "--image", IMAGE, "--max-monthly-usd", "120"
+        capsys, "--source", str(source), "--image", IMAGE, "--max-monthly-usd", "120", "--latest"
     )
     assert code == 0, out + err
     text = (source / "usedcar-price-prod.yaml").read_text()
@@ -165,3 +165,35 @@ def test_dry_run_bad_input_is_exit_2(versions, tmp_path, capsys, argv, message):
     code, out, err = deploy(capsys, "--source", str(tmp_path / "d"), "--image", IMAGE, *argv)
     assert code == 2, out + err
     assert message in err
+
+
+def test_dry_run_of_a_gate_failure_is_exit_6_and_force_needs_a_reason(
+    platform, network_env, monkeypatch, tmp_path, capsys, writes
+):
+    for name, value in network_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLOPS_PRICES", "table")
+    registry = Registry(platform)
+    registry.register_project(project_config(min_r2=0.5, max_regression=0.05))
+    make_artifacts(tmp_path / "low", seed=3, r2=0.3)
+    low = registry.publish(tmp_path / "low").version
+    writes.clear()
+    source = str(tmp_path / "d")
+    code, out, err = deploy(
+        capsys, "--source", source, "--image", IMAGE, "--version", low, "--dry-run"
+    )
+    assert code == 6, out + err
+    assert "Degraded=True (GateFailed)" in out and "min_r2" in err
+    assert "mlopsctl gates check" in err
+    code, out, err = deploy(
+        capsys, "--source", source, "--image", IMAGE, "--version", low, "--force", "--dry-run"
+    )
+    assert code == 2 and "--force needs --reason" in err, out + err
+    code, out, err = deploy(
+        capsys, "--source", source, "--image", IMAGE, "--version", low, "--force",
+        "--reason", "known-bad metrics, fixed data", "--dry-run", "-o", "json",
+    )  # fmt: skip
+    assert code == 0, out + err
+    doc = json.loads(out)
+    assert "FORCED past min_r2" in doc["conditions"]["Progressing"]["message"]
+    assert writes == []

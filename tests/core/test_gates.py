@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from factories import make_artifacts
 
-from mlops_core.gates import evaluate, failed, primary
+from mlops_core.gates import Override, check, evaluate, failed, primary
 from mlops_core.project import DEFAULT_MIN_R2, Gates, ProjectConfig
 
 
@@ -73,3 +73,37 @@ def test_a_deployment_override_of_the_wrong_task_fails_as_a_gate(tmp_path):
     classifier = make_artifacts(tmp_path / "c", task="classification")
     (result,) = evaluate(Gates(min_r2=0.5), classifier, None)
     assert result.name == "gates" and not result.passed and "min_r2" in result.detail
+
+
+def test_check_skips_regression_for_a_rollback_only(tmp_path):
+    current = make_artifacts(tmp_path / "c", r2=0.9, seed=1)
+    earlier = make_artifacts(tmp_path / "e", r2=0.6, seed=2)
+    gates = Gates(min_r2=0.5, max_regression=0.05)
+    fresh = check(gates, earlier, current, env="prod")
+    assert not fresh.passed and [r.name for r in fresh.failed] == ["max_regression"]
+    (reg,) = [r for r in fresh.results if r.name == "max_regression"]
+    assert (reg.value, reg.threshold) == (0.6, 0.85)
+    back = check(gates, earlier, current, env="prod", live_at=3)
+    assert back.passed and back.rollback and back.current == current.version
+    assert {r.name: r.verdict for r in back.results} == {
+        "min_r2": "PASS",
+        "must_beat_baseline": "PASS",
+        "max_regression": "SKIP",
+    }
+    assert "SKIP max_regression: rollback" in back.summary()
+    doc = back.to_dict()
+    assert doc["verdict"] == "PASS" and doc["rollback"] == {"promotion_log_entry": 3}
+    assert {g["name"]: (g["value"], g["threshold"]) for g in doc["gates"]}["min_r2"] == (0.6, 0.5)
+    # Absolute gates still judge a rollback.
+    strict = check(Gates(min_r2=0.7), earlier, current, env="prod", live_at=3)
+    assert not strict.passed and [r.name for r in strict.failed] == ["min_r2"]
+
+
+def test_an_override_counts_for_its_own_version_only(tmp_path):
+    low = make_artifacts(tmp_path / "l", r2=0.3, seed=1)
+    other = Override("20261128T000000Z-0000000", "incident", "alice")
+    assert not check(Gates(), low, None, env="prod", override=other).passed
+    mine = check(Gates(), low, None, env="prod", override=Override(low.version, "hotfix", "bob"))
+    assert mine.passed and mine.forced and [r.name for r in mine.failed] == ["min_r2"]
+    assert mine.forced_reason("hotfix") == "FORCED past min_r2: hotfix"
+    assert mine.to_dict()["verdict"] == "FORCED" and "override by bob" in mine.summary()

@@ -139,3 +139,35 @@ def test_a_released_claim_lets_promote_through_again(published):
     assert claims.release("usedcar-price", "prod", "ml/a") is True
     pointer, _ = promote("usedcar-price", "prod", v[0.80], registry=reg)
     assert pointer.owner is None and "FORCED" not in pointer.reason
+
+
+def test_a_version_live_before_is_a_rollback_not_judged_by_regression(published):
+    reg, v = published
+    project, env = "usedcar-price", "prod"
+    promote(project, env, v[0.60], registry=reg)
+    promote(project, env, v[0.82], registry=reg)
+    # 0.60 is 0.22 below the live 0.82 (max_regression 0.05), but it was live at entry 1.
+    pointer, results = promote(project, env, v[0.60], registry=reg, actor="oncall")
+    assert pointer.version == v[0.60] and "FORCED" not in pointer.reason
+    assert "rollback to" in pointer.reason and "entry 1" in pointer.reason
+    verdicts = {r.name: r.verdict for r in results}
+    assert verdicts["max_regression"] == "SKIP" and verdicts["min_r2"] == "PASS"
+    (skip,) = [r for r in results if r.name == "max_regression"]
+    assert "was live in prod before (promotion log entry 1)" in skip.detail
+    # Another env's history does not make it a rollback here.
+    promote(project, "staging", v[0.82], registry=reg)
+    with pytest.raises(GateFailed, match="max_regression"):
+        promote(project, "staging", v[0.60], registry=reg)
+
+
+def test_a_rollback_still_meets_the_absolute_gates(published):
+    reg, v = published
+    project, env = "usedcar-price", "prod"
+    promote(project, env, v[0.40], registry=reg, force=True, reason="bootstrap")
+    promote(project, env, v[0.82], registry=reg)
+    with pytest.raises(GateFailed) as refused:
+        promote(project, env, v[0.40], registry=reg)
+    message = refused.value.render()
+    assert "min_r2" in message and "SKIP max_regression" in message
+    assert refused.value.exit_code == 6
+    assert PointerStore(reg.platform).get(project, env).version == v[0.82]
