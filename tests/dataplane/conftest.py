@@ -74,7 +74,15 @@ class Plane:
             children = psutil.Process(self.process.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
-        return [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        return [c for c in children if alive(c)]
+
+
+def alive(process: psutil.Process) -> bool:
+    # A task can exit between two questions to psutil: a vanished process is a stopped one.
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 @pytest.fixture(scope="module")

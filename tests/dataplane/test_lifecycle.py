@@ -10,7 +10,7 @@ import sys
 
 import boto3
 import psutil
-from conftest import APP, FAST, IMAGE, wait_for
+from conftest import APP, FAST, IMAGE, alive, wait_for
 
 from mlopsctl import local_aws
 
@@ -100,13 +100,13 @@ def test_dev_up_runs_tasks_on_loopback_down_stops_them_up_reaps_orphans(tmp_path
 
         # A crashed data plane leaves its task running (its own process group)...
         os.kill(plane.pid, signal.SIGKILL)
-        wait_for(lambda: not plane.is_running() or plane.status() == psutil.STATUS_ZOMBIE)
+        wait_for(lambda: not alive(plane))
         assert task.is_running()
         # ...which the next `up` finds and stops.
         again = _cli(["dev", "up", "--port", str(port)], env)
         assert again.returncode == 0, again.stderr
         assert "stopped 1 task process(es) left by a previous data plane" in again.stderr
-        wait_for(lambda: not task.is_running() or task.status() == psutil.STATUS_ZOMBIE)
+        wait_for(lambda: not alive(task))
         plane = psutil.Process(int(_state(tmp_path, port)["pid"]))
         exports = _exports(again.stdout)  # a new endpoint: its state starts afresh
         pid = _task_pid(_ecs(exports), _start_task(_ecs(exports), exports))
@@ -115,8 +115,8 @@ def test_dev_up_runs_tasks_on_loopback_down_stops_them_up_reaps_orphans(tmp_path
         down = _cli(["dev", "down", "--port", str(port)], env)
     assert down.returncode == 0, down.stderr
     # `down` stopped the data plane and, with it, every task it ran.
-    assert not plane.is_running() or plane.status() == psutil.STATUS_ZOMBIE
-    assert not task.is_running() or task.status() == psutil.STATUS_ZOMBIE
+    assert not alive(plane)
+    assert not alive(task)
     assert not local_aws.is_up(port)
 
 
