@@ -25,6 +25,7 @@ ENV_ENV = "MLOPS_ENV"
 # Inference capture (serving.capture.CaptureSettings) and the drift job's rules
 # (monitoring.settings.DriftSettings, read from the live revision by the job).
 ENV_CAPTURE_PERCENT = "MLOPS_CAPTURE_PERCENT"
+ENV_CAPTURE_FLUSH_SECONDS = "MLOPS_CAPTURE_FLUSH_SECONDS"
 ENV_DRIFT_PREFIX = RULES_ENV_PREFIX
 
 CONTAINER_NAME = SERVING_CONTAINER
@@ -67,13 +68,43 @@ class TaskSpec:
     #: spec.monitoring: the share of requests captured (0: off, and not written) and the
     #: drift job's rules as MLOPS_DRIFT_* pairs, sorted.
     capture_percent: float = 0.0
+    #: How often serving writes its capture (0: serving's default, and not written).
+    capture_flush_seconds: float = 0.0
     drift: tuple[tuple[str, str], ...] = ()
 
     def monitoring_environment(self) -> dict[str, str]:
         env = dict(self.drift)
         if self.capture_percent:
             env[ENV_CAPTURE_PERCENT] = f"{self.capture_percent:g}"
+        if self.capture_percent and self.capture_flush_seconds:
+            env[ENV_CAPTURE_FLUSH_SECONDS] = f"{self.capture_flush_seconds:g}"
         return env
+
+
+#: Where the controller pauses a traffic-shifting deployment: before production traffic
+#: shifts (approvals), and after each production step's bake (analysis).
+APPROVAL_STAGE = "POST_TEST_TRAFFIC_SHIFT"
+ANALYSIS_STAGE = "PRODUCTION_TRAFFIC_SHIFT"
+
+
+@dataclass(frozen=True)
+class PauseHook:
+    """A PAUSE lifecycle hook: ECS holds the deployment at ``stage`` until
+    ContinueServiceDeployment, or takes ``timeout_action`` after ``timeout_minutes``."""
+
+    stage: str
+    timeout_minutes: int
+    timeout_action: str = "ROLLBACK"
+
+    def ecs(self) -> dict[str, Any]:
+        return {
+            "targetType": "PAUSE",
+            "lifecycleStages": [self.stage],
+            "timeoutConfiguration": {
+                "timeoutInMinutes": self.timeout_minutes,
+                "action": self.timeout_action,
+            },
+        }
 
 
 @dataclass(frozen=True)
@@ -85,6 +116,7 @@ class Rollout:
     canary: tuple[float, int] | None = None  # (canaryPercent, canaryBakeTimeInMinutes)
     linear: tuple[float, int] | None = None  # (stepPercent, stepBakeTimeInMinutes)
     bake_minutes: int = 0  # bakeTimeInMinutes
+    hooks: tuple[PauseHook, ...] = ()  # lifecycleHooks (PAUSE only), in stage order
 
     @property
     def shifts_traffic(self) -> bool:
@@ -105,6 +137,8 @@ class Rollout:
                 "stepPercent": self.linear[0],
                 "stepBakeTimeInMinutes": self.linear[1],
             }
+        if self.shifts_traffic:
+            out["lifecycleHooks"] = [h.ecs() for h in self.hooks]
         return out
 
     @classmethod
@@ -124,6 +158,14 @@ class Rollout:
                     int(linear.get("stepBakeTimeInMinutes", 6)))
             if linear and strategy == "LINEAR" else None,
             bake_minutes=int(config.get("bakeTimeInMinutes") or 0) if strategy != "ROLLING" else 0,
+            hooks=tuple(
+                PauseHook(stage, int(timeout.get("timeoutInMinutes", 1440)),
+                          timeout.get("action", "ROLLBACK"))
+                for h in config.get("lifecycleHooks") or []
+                if h.get("targetType") == "PAUSE"
+                for timeout in [h.get("timeoutConfiguration") or {}]
+                for stage in h.get("lifecycleStages") or []
+            ) if strategy != "ROLLING" else (),
         )  # fmt: skip
 
 
@@ -224,6 +266,8 @@ class MovePointer:
     # What judged a promotion, recorded in the pointer (None on a rollback).
     gates: Mapping[str, Any] | None = field(default=None, hash=False)
     policy_revision: int | None = None
+    # Who approved the rollout that put this version live (spec.approval), if anyone.
+    approval: Mapping[str, Any] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
@@ -240,6 +284,20 @@ class Rollback:
     reason: str
 
 
+@dataclass(frozen=True)
+class ContinueDeployment:
+    """Answer the PAUSE hook ``hook_id`` of a traffic-shifting rollout: CONTINUE it, or
+    ROLLBACK (ECS sends all traffic back to the stable revision)."""
+
+    service_deployment: str
+    hook_id: str
+    action: Literal["CONTINUE", "ROLLBACK"]
+    reason: str
+    project: str
+    env: str
+    owner: str
+
+
 Action = (
     ClaimEnv
     | AdoptService
@@ -249,6 +307,7 @@ Action = (
     | UpdateService
     | MovePointer
     | Rollback
+    | ContinueDeployment
 )
 
 
@@ -273,4 +332,7 @@ def describe(action: Action) -> str:
             return f"move pointer {p}/{e} to {v}"
         case Rollback(failed_version=f, restored_version=r):
             return f"roll back {f} to {r}"
+        case ContinueDeployment(action=what, hook_id=h, reason=why):
+            verb = "continue" if what == "CONTINUE" else "roll back"
+            return f"{verb} the rollout at hook {h} ({why[:200]})"
     return type(action).__name__

@@ -41,6 +41,12 @@ DEFAULT_NAMESPACE = "default"
 DeletePolicy = Literal["Retain", "ScaleToZero"]
 DELETE_POLICIES: tuple[DeletePolicy, ...] = ("Retain", "ScaleToZero")
 DELETE_POLICY_ANNOTATION = f"{GROUP}/delete-policy"
+# Approving a rollout from Kubernetes: 'kubectl annotate mdep NAME
+# mlops.platform.io/approve=VERSION' (or reject=VERSION), with who and why beside it.
+ANNOTATION_APPROVE = f"{GROUP}/approve"
+ANNOTATION_REJECT = f"{GROUP}/reject"
+ANNOTATION_APPROVED_BY = f"{GROUP}/approved-by"
+ANNOTATION_APPROVAL_REASON = f"{GROUP}/approval-reason"
 
 
 def deployment_key(namespace: str | None, name: str) -> str:
@@ -249,6 +255,60 @@ class Strategy(_Wire):
         return self.type != "Rolling"
 
 
+class Analysis(_Wire):
+    """How each traffic step of a Canary, Linear or BlueGreen rollout is judged.
+
+    ECS pauses after each step's bake (a PAUSE hook at PRODUCTION_TRAFFIC_SHIFT); the
+    controller compares the new revision with the stable one over the step, from the load
+    balancer's per-target-group metrics and the capture, then continues the deployment or
+    rolls it back through ECS. Below ``minRequests`` a step waits for traffic instead of
+    passing or failing; ECS takes ``timeoutAction`` if nobody judges it in time (the
+    controller is down)."""
+
+    max_error_rate_increase: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="How much higher the new revision's 5xx share may be than the stable one's.",
+    )
+    max_latency_p99_ratio: float | None = Field(
+        1.5, gt=0, description="The new revision's p99 latency over the stable one's, at most."
+    )
+    max_latency_p99_ms: float | None = Field(
+        None, gt=0, description="The new revision's p99 latency in milliseconds, at most."
+    )
+    max_prediction_shift: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Largest shift between the two revisions' captured predictions: the KS "
+        "statistic (regression) or the Jensen-Shannon distance of predicted labels "
+        "(classification). Needs monitoring.capturePercent.",
+    )
+    min_requests: int = Field(
+        50, ge=1, le=10_000_000, description="Requests the new revision needs before a verdict."
+    )
+    failure_limit: int = Field(
+        0, ge=0, le=10, description="Failed measurements tolerated before rolling back."
+    )
+    timeout_minutes: int = Field(
+        60, ge=1, le=1440, description="How long ECS waits for a verdict at each pause."
+    )
+    timeout_action: Literal["ROLLBACK", "CONTINUE"] = Field(
+        "ROLLBACK", description="What ECS does when a pause is not judged in time."
+    )
+
+
+class Approval(_Wire):
+    """A person's go-ahead before production traffic shifts (a PAUSE hook at
+    POST_TEST_TRAFFIC_SHIFT): 'mlopsctl approve' continues, 'mlopsctl reject' rolls back."""
+
+    required: bool = Field(True, description="Hold every new revision for approval.")
+    timeout_minutes: int = Field(
+        1440, ge=1, le=1440, description="How long ECS holds before rolling back unapproved."
+    )
+
+
 class GateOverride(_Wire):
     """Who let which version past its gates, and why."""
 
@@ -366,6 +426,13 @@ class Monitoring(_Wire):
         description="Share of requests serving captures for the drift job "
         "(MLOPS_CAPTURE_PERCENT); 0 = off. A change rolls a new revision.",
     )
+    capture_flush_seconds: float | None = Field(
+        None,
+        ge=1,
+        le=60,
+        description="How often serving writes what it captured (default 60 s); shorter for "
+        "analysis steps of a few minutes that judge predictions.",
+    )
     drift: DriftPolicy = DriftPolicy()
 
 
@@ -379,6 +446,35 @@ class ModelDeploymentSpec(_Wire):
     rollback: RollbackPolicy = RollbackPolicy()
     budget: Budget = Budget()
     monitoring: Monitoring = Monitoring()
+    analysis: Analysis | None = Field(
+        None, description="Judge each traffic step (Canary, Linear, BlueGreen)."
+    )
+    approval: Approval | None = Field(
+        None,
+        description="Hold before production traffic shifts until approved (default: the "
+        "project's approvalRequired envs).",
+    )
+
+    @model_validator(mode="after")
+    def _progressive(self) -> ModelDeploymentSpec:
+        if (self.analysis or (self.approval and self.approval.required)) and (
+            not self.strategy.shifts_traffic
+        ):
+            what = "analysis" if self.analysis else "approval"
+            raise ValueError(
+                f"spec.{what} needs a traffic-shifting strategy (Canary, Linear or "
+                f"BlueGreen), not {self.strategy.type}"
+            )
+        if (
+            self.analysis is not None
+            and self.analysis.max_prediction_shift is not None
+            and not self.monitoring.capture_percent
+        ):
+            raise ValueError(
+                "spec.analysis.maxPredictionShift reads the capture: set "
+                "spec.monitoring.capturePercent above 0"
+            )
+        return self
 
 
 class ObjectMeta(_Wire):
@@ -432,6 +528,67 @@ class CostStatus(_Wire):
     region: str
 
 
+class RevisionValues(_Wire):
+    """One revision's traffic over an analysis window."""
+
+    version: str | None = None
+    requests: int = 0
+    errors: int = Field(0, description="5xx answers (the target's and the load balancer's).")
+    error_rate: float | None = None
+    latency_p99_ms: float | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+
+
+class AnalysisStep(_Wire):
+    """What one pause of a rollout measured, and the verdict."""
+
+    hook: str = Field(description="The ECS lifecycle hook this step was judged at.")
+    traffic_percent: float = Field(description="The new revision's share during the step.")
+    canary: RevisionValues
+    stable: RevisionValues
+    prediction_shift: float | None = None
+    verdict: Literal["Pass", "Fail", "Inconclusive"]
+    message: str = ""
+    at: datetime
+
+
+class ApprovalRecord(_Wire):
+    decision: Literal["approve", "reject"]
+    version: str
+    by: str
+    reason: str
+    at: datetime
+    source: str = Field(description="Where it came from: the sealed record or an annotation.")
+
+
+class RolloutStatus(_Wire):
+    """A traffic-shifting rollout in progress (or the last one): both versions, the share
+    each gets, where ECS is, and every analysis step."""
+
+    service_deployment: str
+    strategy: str
+    stage: str | None = None
+    stable_version: str | None = None
+    canary_version: str
+    stable_percent: float | None = None
+    canary_percent: float | None = None
+    canary_target_group: str | None = Field(
+        None, description="Where the new revision's tasks register (the other is stable's)."
+    )
+    stable_target_group: str | None = None
+    traffic_since: datetime | None = Field(
+        None, description="When the current shares were first seen (the step's window start)."
+    )
+    failures: int = Field(0, description="Failed analysis steps so far (see failureLimit).")
+    steps: list[AnalysisStep] = Field(default_factory=list, description="Judged steps.")
+    measuring: AnalysisStep | None = Field(
+        None, description="The step being measured now (Inconclusive until it has traffic)."
+    )
+    approval: ApprovalRecord | None = None
+    outcome: Literal["Continued", "RolledBack", "Completed"] | None = None
+
+
 class ModelDeploymentStatus(_Wire):
     observed_generation: int | None = None
     current_version: str | None = None
@@ -451,6 +608,9 @@ class ModelDeploymentStatus(_Wire):
         None, description="ID of the ECS deployment that failed (already handled)."
     )
     cost: CostStatus | None = Field(None, description="The spec's monthly cost estimate.")
+    rollout: RolloutStatus | None = Field(
+        None, description="The traffic-shifting rollout in progress, or the last one."
+    )
     conditions: list[Condition] = Field(default_factory=list)
 
     def condition(self, type_: str) -> Condition | None:

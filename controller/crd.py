@@ -77,6 +77,20 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "priority": 1,
         "description": "The spec's estimated monthly cost (status.cost).",
     },
+    {
+        "name": "Canary-%",
+        "type": "number",
+        "jsonPath": ".status.rollout.canaryPercent",
+        "priority": 1,
+        "description": "The new revision's share of traffic in a progressive rollout.",
+    },
+    {
+        "name": "Rollout",
+        "type": "string",
+        "jsonPath": ".status.rollout.stage",
+        "priority": 1,
+        "description": "Where ECS is in the progressive rollout (status.rollout.stage).",
+    },
 ]
 
 # Keys of a pydantic JSON Schema that have no place in a structural schema.

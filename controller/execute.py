@@ -24,6 +24,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from botocore.exceptions import ClientError
+
 from controller import loadbalancing
 from controller.actions import (
     CONTAINER_NAME,
@@ -46,6 +48,7 @@ from controller.actions import (
     Action,
     AdoptService,
     ClaimEnv,
+    ContinueDeployment,
     CreateService,
     MovePointer,
     PublishCandidate,
@@ -177,6 +180,8 @@ class Executor:
                 self.move_pointer(action)
             case Rollback():
                 self.record_rollback(action)
+            case ContinueDeployment():
+                self.continue_deployment(action, log)
 
     # -- adapters ----------------------------------------------------------------------
     def claim(self, action: ClaimEnv, log) -> None:
@@ -491,9 +496,28 @@ class Executor:
             pins=pins,
             gates=None if action.gates is None else dict(action.gates),
             policy_revision=action.policy_revision,
+            approval=None if action.approval is None else dict(action.approval),
             **update,
         )
         self.log.write(project, env, pushed(head, value))
+
+    def continue_deployment(self, action: ContinueDeployment, log) -> None:
+        """Answer a PAUSE hook. A hook already answered (a repeat after a crash, or ECS's
+        own timeout first) is not an error: the next pass sees where ECS went."""
+        self._check_claim(action.project, action.env, action.owner, describe(action))
+        try:
+            self._ecs.continue_service_deployment(
+                serviceDeploymentArn=action.service_deployment,
+                hookId=action.hook_id,
+                action=action.action,
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) not in ("InvalidParameterException", "ConflictException"):
+                raise
+            log.info("hook already answered", hook=action.hook_id, error=str(exc)[:200])
+            return
+        log.info("hook answered", hook=action.hook_id, action=action.action,
+                 reason=action.reason[:300])  # fmt: skip
 
     def record_rollback(self, action: Rollback) -> None:
         self._ecs.tag_resource(

@@ -30,9 +30,12 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from controller import drifted
+from controller import drifted, shifts
 from controller.actions import (
+    ANALYSIS_STAGE,
+    APPROVAL_STAGE,
     CONTAINER_NAME,
+    ENV_CAPTURE_FLUSH_SECONDS,
     ENV_CAPTURE_PERCENT,
     ENV_DRIFT_PREFIX,
     ENV_ENV,
@@ -45,10 +48,21 @@ from controller.actions import (
     Rollout,
     TaskSpec,
 )
-from controller.api import ModelDeployment, ModelDeploymentStatus
+from controller.api import (
+    ANNOTATION_APPROVAL_REASON,
+    ANNOTATION_APPROVE,
+    ANNOTATION_APPROVED_BY,
+    ANNOTATION_REJECT,
+    ApprovalRecord,
+    ModelDeployment,
+    ModelDeploymentStatus,
+    RolloutStatus,
+)
 from controller.drifted import DriftObservation, monitored
 from controller.ownership import batch_winner, conflict
+from controller.shifts import ShiftState
 from mlops_core import aws
+from mlops_core.approvals import Approvals, rollout_id
 from mlops_core.artifacts import Manifest
 from mlops_core.claims import Claim, Claims
 from mlops_core.errors import IntegrityError, InvalidInput, MlopsError, NotFound
@@ -131,6 +145,8 @@ class ServiceState:
     deployment_strategy: Rollout | None = None
     #: The second target group of a traffic-shifting service (advancedConfiguration).
     alternate_target_group: str | None = None
+    #: The listener rule whose weights ECS moves (advancedConfiguration).
+    production_rule: str | None = None
 
     @property
     def primary(self) -> DeploymentState | None:
@@ -174,6 +190,10 @@ class Observed:
     # The promotion log entry, below the pointer's, at which the desired version was
     # live in this env before: declaring it is a rollback (mlops_core.gates.check).
     live_at: int | None = None
+    # A traffic-shifting rollout in progress (controller.shifts), and the approval
+    # decision recorded for it, when it waits for one.
+    shift: ShiftState | None = None
+    approval: ApprovalRecord | None = None
 
 
 def parse_task_definition(td: Mapping) -> TaskDefinitionState:
@@ -200,6 +220,7 @@ def parse_task_definition(td: Mapping) -> TaskDefinitionState:
                 memory=int(td.get("memory") or 0),
                 port=int(ports[0].get("containerPort") or 0),
                 capture_percent=float(env.get(ENV_CAPTURE_PERCENT) or 0),
+                capture_flush_seconds=float(env.get(ENV_CAPTURE_FLUSH_SECONDS) or 0),
                 drift=tuple(
                     sorted((k, v) for k, v in env.items() if k.startswith(ENV_DRIFT_PREFIX))
                 ),
@@ -262,6 +283,14 @@ def parse_service(svc: Mapping) -> ServiceState:
                 adv["alternateTargetGroupArn"]
                 for lb in svc.get("loadBalancers") or []
                 if (adv := lb.get("advancedConfiguration") or {}).get("alternateTargetGroupArn")
+            ),
+            None,
+        ),
+        production_rule=next(
+            (
+                adv["productionListenerRule"]
+                for lb in svc.get("loadBalancers") or []
+                if (adv := lb.get("advancedConfiguration") or {}).get("productionListenerRule")
             ),
             None,
         ),
@@ -356,7 +385,9 @@ class Observer:
                 if isinstance(claim, MlopsError):
                     raise claim
                 self._check_owner(deployment, base.claim, service, contenders)
-                out.append(self._registry_view(deployment, status, base))
+                out.append(
+                    self._shift(deployment, status, self._registry_view(deployment, status, base))
+                )
             except MlopsError as exc:
                 out.append(replace(base, error=exc))
         return out
@@ -623,6 +654,125 @@ class Observer:
             published=frozenset(published),
             desired_version=version,
         )
+
+    # -- progressive rollouts -----------------------------------------------------------
+    def _shift(
+        self, deployment: ModelDeployment, status: ModelDeploymentStatus | None, obs: Observed
+    ) -> Observed:
+        """The rollout in progress of a traffic-shifting service (see controller.shifts)."""
+        svc = obs.service
+        strategy = svc.deployment_strategy if svc is not None else None
+        if (
+            svc is None
+            or strategy is None
+            or not strategy.shifts_traffic
+            or svc.production_rule is None
+            or svc.rollout is None
+            or svc.rollout.rollout_state != IN_PROGRESS
+        ):
+            return obs
+        self.reads["ecs:ListServiceDeployments"] += 1
+        sd = shifts.service_deployment(self.platform, svc.arn)
+        if sd is None:
+            return obs
+        self.reads["ecs:DescribeServiceDeployments"] += 1
+        self.reads["elbv2:DescribeRules"] += 1
+        state = shifts.parse(sd, shifts.rule_weights(svc.production_rule))
+        spec = deployment.spec
+        known = status.rollout if status is not None else None
+        if known is not None and known.service_deployment != state.service_deployment:
+            known = None
+        hook = state.hook
+        if hook is not None and hook.stage == APPROVAL_STAGE:
+            return replace(obs, shift=state, approval=self._approval(deployment, state, obs))
+        if (
+            hook is not None
+            and hook.stage == ANALYSIS_STAGE
+            and spec.analysis is not None
+            and known is not None
+            and known.canary_target_group
+            and known.stable_target_group
+            and known.traffic_since is not None
+            and known.canary_percent == state.percent(known.canary_target_group)
+            and needs_measuring(known, hook.id, spec.analysis.failure_limit)
+        ):
+            canary = _version_of_arn(obs, svc.task_definition)
+            stable = next(
+                (
+                    v
+                    for d in svc.deployments
+                    if d.task_definition != svc.task_definition
+                    and (v := _version_of_arn(obs, d.task_definition))
+                ),
+                None,
+            )
+            if canary is not None and canary in obs.manifests:
+                self.reads["cloudwatch:GetMetricData"] += 1
+                measurement = shifts.measure(
+                    self.platform,
+                    spec.analysis,
+                    rule_arn=svc.production_rule,
+                    canary_group=known.canary_target_group,
+                    stable_group=known.stable_target_group,
+                    since=known.traffic_since,
+                    now=obs.now,
+                    env=spec.env,
+                    canary_manifest=obs.manifests[canary],
+                    stable_manifest=obs.manifests.get(stable) if stable else None,
+                )
+                state = replace(state, measurement=measurement)
+        return replace(obs, shift=state)
+
+    def _approval(
+        self, deployment: ModelDeployment, state: ShiftState, obs: Observed
+    ) -> ApprovalRecord | None:
+        """The decision on this rollout: a sealed record ('mlopsctl approve'/'reject'),
+        else the deployment's annotation naming the version (Kubernetes RBAC decides
+        who may set it)."""
+        s = deployment.spec
+        self.reads["s3:GetObject(approval)"] += 1
+        found = Approvals(self.platform).get(s.project, s.env, state.service_deployment)
+        if found is not None:
+            return ApprovalRecord(
+                decision=found.decision,
+                version=found.version,
+                by=found.by,
+                reason=found.reason,
+                at=found.at,
+                source=f"s3://{self.platform.artifact_bucket}/"
+                + self.platform.approval_key(
+                    s.project, s.env, rollout_id(state.service_deployment)
+                ),
+            )
+        notes = deployment.metadata.annotations
+        svc = obs.service
+        version = _version_of_arn(obs, svc.task_definition) if svc is not None else None
+        for decision, name in (("reject", ANNOTATION_REJECT), ("approve", ANNOTATION_APPROVE)):
+            if version is not None and notes.get(name, "").strip() == version:
+                return ApprovalRecord(
+                    decision=decision,  # type: ignore[arg-type]
+                    version=version,
+                    by=notes.get(ANNOTATION_APPROVED_BY, "").strip()[:200] or "an annotation",
+                    reason=notes.get(ANNOTATION_APPROVAL_REASON, "").strip()[:500]
+                    or f"annotation {name}",
+                    at=obs.now,
+                    source=f"annotation {name}",
+                )
+        return None
+
+
+def needs_measuring(known: RolloutStatus, hook_id: str, failure_limit: int) -> bool:
+    """Whether the step at ``hook_id`` still needs a measurement: not yet passed, and not
+    failed past the failure limit (then it only needs its ROLLBACK)."""
+    last = next((s for s in reversed(known.steps) if s.hook == hook_id), None)
+    if last is not None and last.verdict == "Pass":
+        return False
+    return known.failures <= failure_limit
+
+
+def _version_of_arn(obs: Observed, arn: str | None) -> str | None:
+    td = obs.task_definitions.get(arn) if arn else None
+    return td.spec.version if td is not None and td.spec is not None else None
 
 
 ServiceView = tuple[ServiceState | None, TaskDefinitionState | None]

@@ -35,6 +35,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from controller.actions import (
+    ANALYSIS_STAGE,
+    APPROVAL_STAGE,
     TAG_DEPLOYMENT,
     TAG_FAILED_GENERATION,
     TAG_FAILED_VERSION,
@@ -45,6 +47,7 @@ from controller.actions import (
     ClaimEnv,
     CreateService,
     MovePointer,
+    PauseHook,
     PublishCandidate,
     RegisterTaskDefinition,
     Rollback,
@@ -55,6 +58,8 @@ from controller.actions import (
     describe,
 )
 from controller.api import (
+    Analysis,
+    Approval,
     CanaryStep,
     LinearSteps,
     ModelDeployment,
@@ -73,6 +78,7 @@ from controller.observe import (
     TaskDefinitionState,
 )
 from controller.ownership import conflict, other_owner, service_label
+from controller.progressive import Progress, progress
 from mlops_core.artifacts import MANIFEST, Manifest, sha256_bytes
 from mlops_core.claims import Claim
 from mlops_core.config import PlatformSettings
@@ -82,7 +88,7 @@ from mlops_core.errors import IntegrityError
 from mlops_core.gates import GateReport, Override, check, gate_values, merge
 from mlops_core.naming import MANAGED_BY_TAG, Platform
 from mlops_core.pointer import ModelPointer
-from mlops_core.project import Gates
+from mlops_core.project import Gates, ProjectConfig
 from mlops_core.publication import SIGNATURE, Pins
 
 # How soon to look again: while a rollout runs, and right after acting (defaults of
@@ -192,6 +198,9 @@ def task_spec(
         manifest_sha256=pins.manifest_sha256,
         object_versions=pins.objects_json(),
         capture_percent=s.monitoring.capture_percent,
+        capture_flush_seconds=(s.monitoring.capture_flush_seconds or 0.0)
+        if s.monitoring.capture_percent
+        else 0.0,
         drift=tuple(sorted(s.monitoring.drift.job_environment().items())),
     )
 
@@ -205,7 +214,10 @@ def _pinned_as(spec: TaskSpec, pins: Pins | None) -> bool:
 
 
 def service_spec(
-    platform: Platform, deployment: ModelDeployment, network: NetworkConfig | None = None
+    platform: Platform,
+    deployment: ModelDeployment,
+    network: NetworkConfig | None = None,
+    project: ProjectConfig | None = None,
 ) -> ServiceSpec:
     s = deployment.spec
     return ServiceSpec(
@@ -214,17 +226,33 @@ def service_spec(
         min_healthy_percent=s.strategy.min_healthy_percent,
         max_percent=s.strategy.max_percent,
         load_balanced=network is not None and network.load_balancers != "none",
-        rollout=rollout(s.strategy),
+        rollout=rollout(s.strategy, analysis=s.analysis, approval=approval(deployment, project)),
     )
+
+
+def approval(deployment: ModelDeployment, project: ProjectConfig | None) -> Approval | None:
+    """The approval a new revision needs: the spec's, else the project's default for the
+    env (its registered ``approval_required``), for traffic-shifting strategies only."""
+    s = deployment.spec
+    if not s.strategy.shifts_traffic:
+        return None
+    if s.approval is not None:
+        return s.approval if s.approval.required else None
+    if project is not None and s.env in project.approval_required:
+        return Approval()
+    return None
 
 
 ECS_STRATEGIES = {"Rolling": "ROLLING", "Canary": "CANARY", "Linear": "LINEAR",
                   "BlueGreen": "BLUE_GREEN"}  # fmt: skip
 
 
-def rollout(strategy: Strategy) -> Rollout:
+def rollout(
+    strategy: Strategy, *, analysis: Analysis | None = None, approval: Approval | None = None
+) -> Rollout:
     """``spec.strategy`` as ECS's deployment configuration (the spec's defaults filled in,
-    so that what ECS reports back compares equal)."""
+    so that what ECS reports back compares equal), with the PAUSE hooks that approval and
+    analysis need."""
     canary = linear = None
     if strategy.type == "Canary":
         c = strategy.canary or CanaryStep()
@@ -232,11 +260,17 @@ def rollout(strategy: Strategy) -> Rollout:
     elif strategy.type == "Linear":
         step = strategy.linear or LinearSteps()
         linear = (step.step_percent, step.step_bake_minutes)
+    hooks: list[PauseHook] = []
+    if strategy.shifts_traffic and approval is not None:
+        hooks.append(PauseHook(APPROVAL_STAGE, approval.timeout_minutes, "ROLLBACK"))
+    if strategy.shifts_traffic and analysis is not None:
+        hooks.append(PauseHook(ANALYSIS_STAGE, analysis.timeout_minutes, analysis.timeout_action))
     return Rollout(
         strategy=ECS_STRATEGIES[strategy.type],
         canary=canary,
         linear=linear,
         bake_minutes=strategy.bake_minutes,
+        hooks=tuple(hooks),
     )
 
 
@@ -317,6 +351,7 @@ def _failure(desired: Desired, observed: Observed, version: str) -> tuple[str | 
             continue
         if d.rollout_state == FAILED:
             why = d.rollout_reason or "the ECS deployment circuit breaker stopped it"
+            why += _judged(st, version)
             return d.id, (
                 f"the rollout of {version} failed: {why} "
                 f"({d.failed_tasks} failed tasks, {d.running}/{d.desired} running)"
@@ -338,6 +373,20 @@ def _failure(desired: Desired, observed: Observed, version: str) -> tuple[str | 
         f"the rollout of {version} did not complete within "
         f"progressDeadlineSeconds={deadline} ({running} tasks running)"
     )
+
+
+def _judged(status: ModelDeploymentStatus | None, version: str) -> str:
+    """What judged a rolled-back progressive rollout of ``version``: the rejection, or
+    the failed analysis step (from the status the pauses wrote)."""
+    r = status.rollout if status is not None else None
+    if r is None or r.canary_version != version:
+        return ""
+    if r.approval is not None and r.approval.decision == "reject":
+        return f" (rejected by {r.approval.by}: {r.approval.reason})"
+    failed = [s for s in r.steps if s.verdict == "Fail"]
+    if failed:
+        return f" (analysis at {failed[-1].traffic_percent:g}%: {failed[-1].message})"
+    return ""
 
 
 def _live_version(observed: Observed) -> str | None:
@@ -651,7 +700,7 @@ class _Planner:
         else:
             spec = task_spec(platform, self.dep, manifest, pins)
             arn = _find_td(obs, spec, [svc.task_definition if svc else None])
-        service = service_spec(platform, self.dep, self.desired.network)
+        service = service_spec(platform, self.dep, self.desired.network, obs.project)
         actions: list[Action] = []
 
         if arn is None:
@@ -748,10 +797,69 @@ class _Planner:
                     # A promotion passed gates() before converging: record what judged it.
                     gates=None if restoring else gate_values(self.effective_gates()),
                     policy_revision=None if restoring else obs.policy_revision,
+                    approval=None if restoring else self._approval_of(version),
                 )
             )
+        moving = None
+        if not any(isinstance(a, CreateService | UpdateService) for a in actions):
+            moving = self._progress(version, arn, restoring)
+            if moving is not None:
+                actions.extend(moving.actions)
         self._versions(version, arn, restoring)
-        return replace(self._conditions(version, arn, actions, degraded), task=spec)
+        return replace(self._conditions(version, arn, actions, degraded, moving), task=spec)
+
+    def _approval_of(self, version: str) -> dict | None:
+        """The approval of the rollout that made ``version`` live, for the pointer."""
+        known = self.st.rollout if self.st is not None else None
+        if known is None or known.canary_version != version or known.approval is None:
+            return None
+        return known.approval.model_dump(mode="json", by_alias=True)
+
+    def _progress(self, version: str, arn: str | None, restoring: bool) -> Progress | None:
+        """A traffic-shifting rollout of ``arn`` in progress: its status and the answer to
+        its pause (controller.progressive). Once it is over, the status keeps the last
+        rollout with its outcome."""
+        obs, f = self.observed, self.status.fields
+        svc, shift = obs.service, obs.shift
+        known = self.st.rollout if self.st is not None else None
+        if svc is None or shift is None or svc.task_definition != arn:
+            if known is not None and known.outcome is None and svc is not None:
+                rolled = svc.rollout
+                live = _version_of(obs, svc.task_definition)
+                if live != known.canary_version or (rolled and rolled.rollout_state == FAILED):
+                    f["rollout"] = {**known.model_dump(), "outcome": "RolledBack"}
+                elif rolled is not None and rolled.rollout_state == COMPLETED:
+                    f["rollout"] = {**known.model_dump(), "outcome": "Completed"}
+            return None
+        stable = next(
+            (
+                v
+                for d in svc.deployments
+                if d.task_definition != arn and (v := _version_of(obs, d.task_definition))
+            ),
+            None,
+        )
+        r = self.report
+        no_gate = None
+        if restoring:
+            no_gate = "a restore of the last good version is neither held nor analysed"
+        elif r is not None and r.rollback and r.current is not None:
+            no_gate = f"a rollback to {version}, live here before, is neither held nor analysed"
+        moving = progress(
+            self.spec,
+            svc,
+            shift,
+            known,
+            canary_version=version,
+            stable_version=stable,
+            approval_needed=approval(self.dep, obs.project) is not None,
+            no_gate_reason=no_gate,
+            approval=obs.approval,
+            owner=self.dep.key,
+            now=obs.now,
+        )
+        f["rollout"] = moving.rollout.model_dump()
+        return moving
 
     def _pointer_reason(self, restoring: bool, degraded: tuple[str, str] | None) -> str:
         reason = f"controller: {self.dep.key} generation {_gen(self.gen)}"
@@ -797,6 +905,7 @@ class _Planner:
         arn: str | None,
         actions: list[Action],
         degraded: tuple[str, str] | None,
+        moving: Progress | None = None,
     ) -> Decision:
         s = self.status
         if degraded is not None:
@@ -804,6 +913,14 @@ class _Planner:
         else:
             s.set(DEGRADED, False, "AsExpected")
         note = "" if degraded is not None else self.gate_note()
+        if moving is not None:
+            # Progressing names where the shift is, who gets what, and the pause's verdict.
+            message = f"{version}: {moving.message}"
+            s.set(PROGRESSING, True, moving.reason, message[:1500])
+            s.set(READY, False, moving.reason, message[:1500])
+            soon = bool(actions) or moving.soon
+            poll = self.desired.polling.after_action if soon else self.desired.polling.rollout
+            return Decision(actions, s.build(), poll, degraded=degraded is not None)
         if actions:
             message = f"deploying {version}: " + "; ".join(describe(a) for a in actions) + note
             s.set(PROGRESSING, True, "Updating", message)

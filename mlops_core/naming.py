@@ -24,6 +24,8 @@ DEFAULT_ENVS = ("dev", "staging", "prod")
 PLATFORM_RE = re.compile(r"^[a-z][a-z0-9-]{1,20}[a-z0-9]$")
 PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 ENV_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+#: The id of an ECS service deployment (the last part of its ARN).
+ROLLOUT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 MANAGED_BY_TAG = ("managed-by", "mlops-controller")
 
@@ -220,6 +222,19 @@ class Platform:
         if seq < 1:
             raise InvalidInput(f"promotion log entries start at 1, not {seq}")
         return f"{self.promotions_prefix(project, env)}{seq:012d}.json"
+
+    def approvals_root(self, project: str) -> str:
+        """Key prefix of every env's rollout approvals (``mlops_core.approvals``)."""
+        return f"{check_project(project)}/approvals/"
+
+    def approval_key(self, project: str, env: str, rollout_id: str) -> str:
+        """The approval (or rejection) of one ECS service deployment: written once."""
+        if not ROLLOUT_ID_RE.fullmatch(rollout_id):
+            raise InvalidInput(
+                f"not an ECS service deployment id: {rollout_id[:80]!r}",
+                hint="the last part of a service deployment ARN (letters, digits, - and _)",
+            )
+        return f"{self.approvals_root(project)}{check_env(env)}/{rollout_id}.json"
 
     def claims_root(self, project: str) -> str:
         """Key prefix of every env's ownership claim (``mlops_core.claims``)."""

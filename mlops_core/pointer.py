@@ -61,6 +61,11 @@ class ModelPointer(BaseModel):
     policy_revision: int | None = Field(
         None, ge=0, description="The project registration revision the gates came from."
     )
+    # Who approved the progressive rollout that put this version live (decision,
+    # version, by, reason, at, source); None when the rollout needed no approval.
+    approval: dict[str, Any] | None = Field(
+        None, description="The approval of the rollout that made this value live."
+    )
     # The claim in force when the value was written (mlops_core.claims); None: no
     # deployment owned the env, or the value predates claims.
     owner: str | None = Field(

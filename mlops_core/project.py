@@ -121,6 +121,11 @@ class ProjectConfig(_Strict):
     evaluation: Evaluation = Evaluation()
     gates: Gates = Gates()
     envs: list[str] = Field(default_factory=lambda: list(DEFAULT_ENVS), min_length=1)
+    approval_required: list[str] = Field(
+        default_factory=list,
+        description="Envs where a traffic-shifting rollout waits for 'mlopsctl approve' "
+        "before production traffic shifts (a deployment's spec.approval overrides).",
+    )
 
     @field_validator("envs")
     @classmethod
@@ -138,6 +143,9 @@ class ProjectConfig(_Strict):
             raise ValueError(f"duplicate feature names: {sorted(dup)}")
         if self.target in names:
             raise ValueError(f"target {self.target!r} is also listed as a feature")
+        unknown = [e for e in self.approval_required if e not in self.envs]
+        if unknown:
+            raise ValueError(f"approval_required names envs not in 'envs': {unknown}")
         # A gate of the other task is a mistake worth naming, not a silent no-op.
         checked = self.gates.for_task(self.task)
         if checked is not self.gates:

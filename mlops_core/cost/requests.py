@@ -33,8 +33,12 @@ class RequestCount:
 
 def load_balancer_dimension(arn: str) -> str:
     """``app/{name}/{id}``: the LoadBalancer dimension of an ALB's metrics, from the ARN of
-    the load balancer or of one of its listeners."""
-    tail = arn.partition(":loadbalancer/")[2] or arn.partition(":listener/")[2]
+    the load balancer, of one of its listeners or of a listener rule."""
+    tail = (
+        arn.partition(":loadbalancer/")[2]
+        or arn.partition(":listener/")[2]
+        or arn.partition(":listener-rule/")[2]
+    )
     return "/".join(tail.split("/")[:3])
 
 

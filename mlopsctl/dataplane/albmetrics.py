@@ -27,28 +27,33 @@ from mlops_core.logs import get_logger
 
 log = get_logger("dataplane.lb.metrics")
 
-# put_metric_data takes at most 1,000 datums per call.
+# put_metric_data takes at most 1,000 datums per call, and 150 values per datum.
 MAX_DATUMS = 1000
+MAX_VALUES = 150
 
 
 @dataclass
 class _Times:
-    """A statistic set (what ``StatisticValues`` carries): one datum per flush, however
-    many requests, so the local CloudWatch stores a bounded amount under load."""
+    """Response times as CloudWatch receives a distribution (``Values`` and ``Counts``):
+    rounded to 0.1 ms, so a flush sends a bounded number of values however many requests
+    there were, and CloudWatch can still answer percentiles (p99) over them."""
 
-    count: int = 0
-    total: float = 0.0
-    low: float = float("inf")
-    high: float = 0.0
+    counts: Counter[float] = field(default_factory=Counter)
 
     def add(self, seconds: float) -> None:
-        self.count += 1
-        self.total += seconds
-        self.low = min(self.low, seconds)
-        self.high = max(self.high, seconds)
+        self.counts[round(seconds, 4)] += 1
 
     def __bool__(self) -> bool:
-        return self.count > 0
+        return bool(self.counts)
+
+    def batches(self) -> list[tuple[list[float], list[float]]]:
+        """(Values, Counts) pairs of at most MAX_VALUES each."""
+        items = sorted(self.counts.items())
+        return [
+            ([v for v, _ in items[i : i + MAX_VALUES]],
+             [float(c) for _, c in items[i : i + MAX_VALUES]])
+            for i in range(0, len(items), MAX_VALUES)
+        ]  # fmt: skip
 
 
 @dataclass
@@ -112,18 +117,14 @@ class AlbMetrics:
                         "Unit": "Count",
                     }
                 )
-            if series.times:
+            for values, counts in series.times.batches():
                 out.append(
                     {
                         "MetricName": "TargetResponseTime",
                         "Dimensions": dims,
                         "Timestamp": at,
-                        "StatisticValues": {
-                            "SampleCount": float(series.times.count),
-                            "Sum": series.times.total,
-                            "Minimum": series.times.low,
-                            "Maximum": series.times.high,
-                        },
+                        "Values": values,
+                        "Counts": counts,
                         "Unit": "Seconds",
                     }
                 )

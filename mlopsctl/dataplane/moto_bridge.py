@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import random
+import re
 import threading
 import time
 import uuid
@@ -869,7 +870,81 @@ def _install_cloudwatch_hooks() -> None:
         )
 
     CloudWatchBackend.get_metric_statistics = get_metric_statistics  # type: ignore[method-assign]
+    _install_percentiles()
     _cloudwatch_hooked = True
+
+
+PERCENTILE_RE = re.compile(r"^p(\d{1,2}(\.\d{1,2})?|100)$")
+
+
+def _install_percentiles() -> None:
+    """Percentile statistics (``p99``, ``p99.9``...) of GetMetricData, which moto lacks.
+
+    CloudWatch computes them from the values a metric received; an ALB's
+    TargetResponseTime has them. Values sent as ``Values``/``Counts`` are kept as one
+    weighted datum per call (moto would store one object per count, which grows without
+    bound under load), and a percentile is the nearest-rank value over a period's data."""
+    from moto.cloudwatch.models import (
+        CloudWatchBackend,
+        MetricAggregatedDatum,
+        MetricDatum,
+        Statistics,
+    )
+
+    class Distribution(MetricAggregatedDatum):
+        def __init__(self, namespace: str, member: dict[str, Any]):
+            values = [float(v) for v in member["Values"]]
+            counts = [float(c) for c in member.get("Counts") or [1.0] * len(values)]
+            super().__init__(
+                namespace,
+                member["MetricName"],
+                min_stat=min(values),
+                max_stat=max(values),
+                sample_count=sum(counts),
+                sum_stat=sum(v * c for v, c in zip(values, counts, strict=True)),
+                dimensions=member.get("Dimensions") or [],
+                timestamp=member.get("Timestamp"),
+                unit=member.get("Unit"),
+            )
+            self.weighted = list(zip(values, counts, strict=True))
+
+    original_put = CloudWatchBackend.put_metric_data
+
+    def put_metric_data(self: Any, namespace: str, metric_data: list[dict[str, Any]]) -> None:
+        plain = [m for m in metric_data if not m.get("Values")]
+        weighted = [m for m in metric_data if m.get("Values")]
+        if weighted:
+            for i, member in enumerate(metric_data):
+                self._validate_parameters_put_metric_data(member, i + 1)
+            self.metric_data.extend(Distribution(namespace, m) for m in weighted)
+        if plain:
+            original_put(self, namespace, plain)
+
+    original_stat = Statistics.get_statistics_for_type
+
+    def get_statistics_for_type(self: Any, stat: str) -> Any:
+        found = PERCENTILE_RE.fullmatch(stat)
+        if found is None:
+            return original_stat(self, stat)
+        pairs: list[tuple[float, float]] = []
+        for m in self.metric_data or []:
+            if isinstance(m, Distribution):
+                pairs.extend(m.weighted)
+            elif isinstance(m, MetricDatum):
+                pairs.append((float(m.value), 1.0))
+        if not pairs:
+            return None
+        pairs.sort()
+        rank = float(found.group(1)) / 100.0 * sum(c for _, c in pairs)
+        seen = 0.0
+        for value, count in pairs:
+            seen += count
+            if seen >= rank - 1e-9:
+                return value
+        return pairs[-1][0]
+
+    CloudWatchBackend.put_metric_data = put_metric_data  # type: ignore[method-assign]
+    Statistics.get_statistics_for_type = get_statistics_for_type  # type: ignore[method-assign]
 
 
 def _install_elb_hooks(deregistration_delay: Callable[[float], float]) -> None:

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from reconcile_support import cond, make_deployment
 
 from controller.actions import Rollout
-from controller.api import Strategy
+from controller.api import Analysis, Approval, ModelDeploymentSpec, Strategy
 from controller.plan import rollout
 
 STRATEGIES = [
@@ -40,6 +40,8 @@ def test_the_defaults_are_ecs_defaults_written_out():
         "strategy": "CANARY",
         "bakeTimeInMinutes": 0,
         "canaryConfiguration": {"canaryPercent": 5.0, "canaryBakeTimeInMinutes": 10},
+        # Written out empty, so that dropping analysis or approval removes ECS's hooks.
+        "lifecycleHooks": [],
     }
     assert rollout(Strategy(type="Linear")).ecs()["linearConfiguration"] == {
         "stepPercent": 10.0,
@@ -74,3 +76,53 @@ def test_a_traffic_shifting_type_without_load_balancers_is_invalid_with_zero_wri
     assert cond(result.status, "Degraded") == ("True", "InvalidSpec")
     assert "MLOPS_LOAD_BALANCERS=none" in result.status.condition("Degraded").message
     assert sum(mutations.values()) == 0, mutations
+
+
+def test_approval_and_analysis_pause_where_they_judge_and_round_trip_through_ecs():
+    strategy = Strategy(type="Linear")
+    wanted = rollout(
+        strategy,
+        analysis=Analysis(timeoutMinutes=30, timeoutAction="CONTINUE"),
+        approval=Approval(timeoutMinutes=120),
+    )
+    assert wanted.ecs()["lifecycleHooks"] == [
+        {
+            "targetType": "PAUSE",
+            "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
+            "timeoutConfiguration": {"timeoutInMinutes": 120, "action": "ROLLBACK"},
+        },
+        {
+            "targetType": "PAUSE",
+            "lifecycleStages": ["PRODUCTION_TRAFFIC_SHIFT"],
+            "timeoutConfiguration": {"timeoutInMinutes": 30, "action": "CONTINUE"},
+        },
+    ]
+    assert Rollout.from_ecs(wanted.ecs()) == wanted
+    # Hooks that are not PAUSE hooks (a Lambda someone added) are not the controller's.
+    lam = {**wanted.ecs(), "lifecycleHooks": [{"targetType": "AWS_LAMBDA",
+                                                "lifecycleStages": ["SCALE_UP"]}]}  # fmt: skip
+    assert Rollout.from_ecs(lam).hooks == ()
+
+
+@pytest.mark.parametrize(
+    "extra, says",
+    [
+        ({"analysis": {}}, "spec.analysis needs a traffic-shifting strategy"),
+        ({"approval": {}}, "spec.approval needs a traffic-shifting strategy"),
+        (
+            {"strategy": {"type": "Canary"}, "analysis": {"maxPredictionShift": 0.2}},
+            "maxPredictionShift reads the capture",
+        ),
+        ({"strategy": {"type": "Canary"}, "analysis": {"minRequests": 0}}, "greater than"),
+    ],
+)
+def test_analysis_and_approval_are_refused_where_they_cannot_work(extra, says):
+    spec = {
+        "project": "demo",
+        "env": "prod",
+        "model": {"version": "20260101T000000Z-abcdef0"},
+        "serving": {"image": "img:1"},
+        **extra,
+    }
+    with pytest.raises(ValidationError, match=says):
+        ModelDeploymentSpec.model_validate(spec)
