@@ -155,7 +155,7 @@ def progress(
         record = approval
         version = record.version if record is not None else None
         if record is not None and version == canary_version:
-            rollout.approval = record
+            rollout = rollout.model_copy(update={"approval": record})
             who = f"{PAST[record.decision]} by {record.by}: {record.reason}"
             action = "CONTINUE" if record.decision == "approve" else "ROLLBACK"
             return Progress(rollout, SHIFTING, f"{base}; {who}", [answer(action, who)])
@@ -201,12 +201,13 @@ def progress(
         at=now,
     )
     if verdict.verdict == INCONCLUSIVE:
-        rollout.measuring = step
+        rollout = rollout.model_copy(update={"measuring": step})
         return Progress(rollout, ANALYSING, f"{base}; {verdict.message}")
-    rollout.steps.append(step)
+    update: dict = {"steps": [*rollout.steps, step]}
     if verdict.verdict == FAIL:
-        rollout.failures += 1
-        rollout.traffic_since = now  # a failure within the limit is judged afresh
+        # A failure within the limit is judged afresh, over a new window.
+        update |= {"failures": rollout.failures + 1, "traffic_since": now}
+    rollout = rollout.model_copy(update=update)
     return Progress(
         rollout,
         ANALYSING,
