@@ -822,7 +822,9 @@ class _Planner:
         obs, f = self.observed, self.status.fields
         svc, shift = obs.service, obs.shift
         known = self.st.rollout if self.st is not None else None
-        if svc is None or shift is None or svc.task_definition != arn:
+        # A restore is ECS's own rollback (or the controller's, to the revision that kept
+        # serving): the status keeps the rollout that failed, with its steps.
+        if svc is None or shift is None or svc.task_definition != arn or restoring:
             if known is not None and known.outcome is None and svc is not None:
                 rolled = svc.rollout
                 live = _version_of(obs, svc.task_definition)
@@ -841,9 +843,7 @@ class _Planner:
         )
         r = self.report
         no_gate = None
-        if restoring:
-            no_gate = "a restore of the last good version is neither held nor analysed"
-        elif r is not None and r.rollback and r.current is not None:
+        if r is not None and r.rollback and r.current is not None:
             no_gate = f"a rollback to {version}, live here before, is neither held nor analysed"
         moving = progress(
             self.spec,

@@ -98,7 +98,11 @@ def find_drift(
         match action:
             case MovePointer(version=v) if observed.pointer is not None:
                 p = observed.pointer
-                if v == status.current_version and p.version != v:
+                # A traffic-shifting rollout moves the pointer only once it completes:
+                # until then the pointer names the stable version, by design.
+                r = status.rollout
+                followed = r is not None and r.canary_version == v and p.version == r.stable_version
+                if v == status.current_version and p.version != v and not followed:
                     when = f"{p.promoted_at:%Y-%m-%dT%H:%M:%SZ}"
                     found = f"{p.version} (by {p.promoted_by} at {when})"
                     out.append(Drift("pointer", found, v))

@@ -66,12 +66,14 @@ def make_artifacts(
     rows: int = 300,
     task: Task = "regression",
     f1: float = 0.8,
+    offset: float = 0.0,
 ) -> Manifest:
     """Write a complete artifacts folder, as training writes one (model.pkl, model.onnx
     with its parity report, baseline, metrics, manifest). The holdout metrics are chosen
     by the caller so gate tests can pick them: ``r2`` for regression, ``f1`` (macro F1;
     accuracy and AUC follow it) for ``task="classification"``, whose labels are
-    ``CLASSES``. Different seeds give different models and versions."""
+    ``CLASSES``. Different seeds give different models and versions; ``offset`` moves
+    every price (a model whose predictions shift away from the others')."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     records = [
@@ -86,6 +88,7 @@ def make_artifacts(
     ]
     x = FeatureEncoder(FEATURES).encode_records(records)
     price = 30_000 - 0.05 * x[:, 1] + 800 * (x[:, 0] - 2000) + rng.normal(0, 1000, rows)
+    price = price + offset
     classifier = task == "classification"
     if classifier:
         y = np.asarray(CLASSES, dtype=object)[
