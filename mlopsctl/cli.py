@@ -106,10 +106,12 @@ def _mount_optional() -> None:
         if (exc.name or "").split(".")[0] not in OPTIONAL_DEPENDENCIES:
             raise
         return
-    from mlopsctl import cmd_deploy
+    from mlopsctl import cmd_approve, cmd_deploy
 
     app.add_typer(cmd_controller.app, name="controller")
     app.command("deploy")(cmd_deploy.deploy)
+    app.command("approve")(cmd_approve.approve)
+    app.command("reject")(cmd_approve.reject)
 
 
 _mount_optional()

@@ -1,0 +1,127 @@
+"""A BlueGreen ModelDeployment with spec.approval, end to end on the local data plane.
+
+Each new revision starts beside the live one and waits, before any production traffic
+moves, for 'mlopsctl approve' (then ECS switches all traffic, the controller judges the
+step, the pointer moves and records the approval) or 'mlopsctl reject' (the new revision
+never takes production traffic). A rollback to an earlier version that scores below the
+live one is neither held nor analysed. Steady predictions flow through the load balancer
+the whole time, and none of them fails.
+"""
+
+from __future__ import annotations
+
+import time
+
+from conftest import wait_for
+from factories import make_artifacts, project_config
+from progressive_support import (
+    NAME,
+    PROJECT,
+    Predictions,
+    deployment,
+    drive,
+    endpoint,
+    grace,
+    ready,
+    reason,
+    reconciler,
+)
+
+from controller.sources.directory import DirectorySource
+from mlops_core.pointer import PointerStore
+from mlops_core.promotion_log import PromotionLog
+from mlops_core.registry import Registry
+from mlopsctl.cli import main
+
+SPEC = {
+    "strategy": {"type": "BlueGreen", "bakeMinutes": 1},
+    "approval": {"timeoutMinutes": 60},
+    "analysis": {"minRequests": 40, "maxLatencyP99Ratio": 20, "timeoutMinutes": 60},
+}
+
+
+def _degraded(status) -> bool:
+    d = status.condition("Degraded")
+    return d is not None and d.status == "True"
+
+
+def test_blue_green_waits_for_approval_a_rejection_never_takes_traffic_and_a_rollback_is_not_held(
+    env, tmp_path, monkeypatch, capsys
+):
+    grace(monkeypatch)
+    monkeypatch.setenv("MLOPS_ACTOR", "ana@example.com")
+    platform = env.platform
+    registry = Registry(platform)
+    registry.register_project(project_config())
+
+    def publish(seed: int, r2: float) -> str:
+        folder = tmp_path / f"v{seed}"
+        make_artifacts(folder, seed=seed, r2=r2)
+        return registry.publish(folder).version
+
+    v1, v2, v3 = publish(1, 0.7), publish(2, 0.8), publish(3, 0.8)
+    source = DirectorySource(tmp_path / "manifests", create=True)
+    rec = reconciler(env)
+
+    def declare(version: str, generation: int):
+        dep = deployment(version, generation, **SPEC)
+        source.put_manifest(dep)
+        return dep
+
+    def cli(*args: str) -> int:
+        return main([*args, "--source", str(source.path)])
+
+    status = drive(rec, declare(v1, 1), None, ready)  # the first revision takes all at once
+    with Predictions(endpoint(env)) as load:
+        # -- v2 waits for approval, with no production traffic.
+        dep2 = declare(v2, 2)
+        status = drive(rec, dep2, status, lambda s: reason(s) == "True:AwaitingApproval")
+        message = status.condition("Progressing").message
+        assert f"mlopsctl approve {NAME} --version {v2}" in message
+        held_from = time.monotonic()
+        for _ in range(5):
+            status = rec.reconcile(dep2, status).status
+            time.sleep(0.3)
+        assert reason(status) == "True:AwaitingApproval"
+        assert load.share(v2, held_from, time.monotonic())[0] == 0.0
+        assert PointerStore(platform).get(PROJECT, "prod").version == v1
+
+        # The caller names the version they approve; another one is refused (exit 4).
+        assert cli("approve", NAME, "--version", v3, "--reason", "x") == 4
+        assert cli("approve", NAME, "--reason", "") == 2
+        assert cli("approve", NAME, "--version", v2, "--reason", "reviewed the canary") == 0
+        assert "approved" in capsys.readouterr().out
+        assert cli("reject", NAME, "--reason", "too late") == 4  # decided once
+        status = drive(rec, dep2, status, ready)
+        assert status.rollout.approval.by == "ana@example.com"
+        assert [s.verdict for s in status.rollout.steps] == ["Pass"]
+        assert status.rollout.steps[0].traffic_percent == 100.0
+        live = PointerStore(platform).get(PROJECT, "prod")
+        assert live.version == v2
+        assert live.approval["by"] == "ana@example.com"
+        assert live.approval["reason"] == "reviewed the canary"
+        assert PromotionLog(platform).head(PROJECT, "prod").approval == live.approval
+
+        # -- v3 is rejected: rolled back before it ever serves production.
+        dep3 = declare(v3, 3)
+        status = drive(rec, dep3, status, lambda s: reason(s) == "True:AwaitingApproval")
+        v3_from = time.monotonic()
+        assert cli("reject", NAME, "--version", v3, "--reason", "not this week") == 0
+        status = drive(rec, dep3, status, _degraded)
+        degraded = status.condition("Degraded")
+        assert "rejected by ana@example.com: not this week" in degraded.message, degraded
+        assert status.failed_version == v3 and status.rollout.outcome == "RolledBack"
+        assert PointerStore(platform).get(PROJECT, "prod").version == v2
+        wait_for(lambda: not env.tasks(platform.service_name(PROJECT, "prod"))[1:], 60,
+                 "the rejected revision's task to stop")  # fmt: skip
+
+        # -- back to v1, which scores below v2 but was live here: not held, not analysed.
+        dep1 = declare(v1, 4)
+        status = drive(rec, dep1, status, ready)
+        assert PointerStore(platform).get(PROJECT, "prod").version == v1
+        messages = [c.message for c in status.conditions]
+        assert any("max_regression" in m or "live" in m for m in messages), messages
+        assert status.rollout.canary_version == v1 and status.rollout.steps == []
+        assert status.rollout.approval is None
+    assert load.failed == 0, (load.codes, load.errors[:5])
+    assert load.share(v3, v3_from, time.monotonic())[0] == 0.0
