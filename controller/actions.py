@@ -117,6 +117,10 @@ class Rollout:
     linear: tuple[float, int] | None = None  # (stepPercent, stepBakeTimeInMinutes)
     bake_minutes: int = 0  # bakeTimeInMinutes
     hooks: tuple[PauseHook, ...] = ()  # lifecycleHooks (PAUSE only), in stage order
+    #: deploymentConfiguration.alarms: ECS rolls back when one is in ALARM.
+    alarms: tuple[str, ...] = ()
+    #: The 5xx share the canary alarm fires above (not an ECS field: the alarm's own).
+    alarm_error_rate: float = field(default=0.05, compare=False)
 
     @property
     def shifts_traffic(self) -> bool:
@@ -139,6 +143,11 @@ class Rollout:
             }
         if self.shifts_traffic:
             out["lifecycleHooks"] = [h.ecs() for h in self.hooks]
+            out["alarms"] = {
+                "alarmNames": list(self.alarms),
+                "enable": bool(self.alarms),
+                "rollback": bool(self.alarms),
+            }
         return out
 
     @classmethod
@@ -166,6 +175,8 @@ class Rollout:
                 for timeout in [h.get("timeoutConfiguration") or {}]
                 for stage in h.get("lifecycleStages") or []
             ) if strategy != "ROLLING" else (),
+            alarms=tuple((config.get("alarms") or {}).get("alarmNames") or ())
+            if strategy != "ROLLING" and (config.get("alarms") or {}).get("enable") else (),
         )  # fmt: skip
 
 

@@ -61,7 +61,9 @@ def judge(
     rate = error_rate(canary) or 0.0
     base = error_rate(stable) or 0.0
     seen.append(f"5xx {rate:.2%} vs {base:.2%}")
-    if rate - base > analysis.max_error_rate_increase + 1e-12:
+    if rate > analysis.max_error_rate + 1e-12:
+        failed.append(f"5xx share {rate:.2%} is above {analysis.max_error_rate:.2%} (maxErrorRate)")
+    elif rate - base > analysis.max_error_rate_increase + 1e-12:
         failed.append(
             f"5xx share {rate:.2%} exceeds the stable {base:.2%} by more than "
             f"{analysis.max_error_rate_increase:.2%} (maxErrorRateIncrease)"

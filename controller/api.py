@@ -271,6 +271,14 @@ class Analysis(_Wire):
         le=1,
         description="How much higher the new revision's 5xx share may be than the stable one's.",
     )
+    max_error_rate: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="The new revision's 5xx share at most; also the threshold of the "
+        "CloudWatch alarm on its target group that ECS rolls back on by itself (when the "
+        "controller is down).",
+    )
     max_latency_p99_ratio: float | None = Field(
         1.5, gt=0, description="The new revision's p99 latency over the stable one's, at most."
     )

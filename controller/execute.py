@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
-from controller import loadbalancing
+from controller import alarms, loadbalancing
 from controller.actions import (
     CONTAINER_NAME,
     CPU_ARCHITECTURE,
@@ -175,6 +175,7 @@ class Executor:
                     if action.attach_load_balancer
                     else {}
                 )
+                self._guard(action.task, action.service.rollout, log)
                 self.update_service(action.service, arn, action.force, action.scale, **attach)
             case MovePointer():
                 self.move_pointer(action)
@@ -355,6 +356,16 @@ class Executor:
             "healthCheckGracePeriodSeconds": loadbalancing.HEALTH_CHECK_GRACE_SECONDS,
         }
 
+    def _guard(self, task: TaskSpec, rollout: Rollout, log) -> None:
+        """Point the rollout's alarm at the target group the new revision will take, before
+        ECS starts it (controller.alarms)."""
+        if not rollout.alarms:
+            return
+        name = alarms.point_canary_alarm(
+            self.platform, task.project, task.env, rollout.alarm_error_rate
+        )
+        log.info("rollout alarm set", alarm=name, threshold=rollout.alarm_error_rate)
+
     def create_service(self, action: CreateService, arn: str, log) -> None:
         s = action.service
         if self._describe_service(s.name) is not None:
@@ -362,6 +373,7 @@ class Executor:
             self.update_service(s, arn, force=False, scale=True)
             return
         extra = self._load_balancing(action.task, s.rollout) if s.load_balanced else {}
+        self._guard(action.task, s.rollout, log)
         net = self.network
         self._ecs.create_service(
             cluster=self.platform.ecs_cluster,

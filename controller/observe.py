@@ -194,6 +194,9 @@ class Observed:
     # decision recorded for it, when it waits for one.
     shift: ShiftState | None = None
     approval: ApprovalRecord | None = None
+    # How the rollout the status follows ended, when it is over: (ECS service deployment
+    # status, statusReason), e.g. ("ROLLBACK_SUCCESSFUL", "alarm ... triggered").
+    rollout_end: tuple[str, str] | None = None
 
 
 def parse_task_definition(td: Mapping) -> TaskDefinitionState:
@@ -659,8 +662,10 @@ class Observer:
     def _shift(
         self, deployment: ModelDeployment, status: ModelDeploymentStatus | None, obs: Observed
     ) -> Observed:
-        """The rollout in progress of a traffic-shifting service (see controller.shifts)."""
+        """The rollout in progress of a traffic-shifting service (see controller.shifts),
+        and how the last one the status names ended, if it ended while nobody looked."""
         svc = obs.service
+        obs = self._rollout_end(status, obs)
         strategy = svc.deployment_strategy if svc is not None else None
         if (
             svc is None
@@ -722,6 +727,30 @@ class Observer:
                 )
                 state = replace(state, measurement=measurement)
         return replace(obs, shift=state)
+
+    def _rollout_end(self, status: ModelDeploymentStatus | None, obs: Observed) -> Observed:
+        """A rollout the status follows that is no longer active (ECS rolled it back, by an
+        alarm or a hook's timeout, while no controller looked): its final status."""
+        known = status.rollout if status is not None else None
+        svc = obs.service
+        if known is None or known.outcome is not None or svc is None:
+            return obs
+        if (
+            svc.rollout is not None
+            and svc.rollout.rollout_state == IN_PROGRESS
+            and (_version_of_arn(obs, svc.task_definition) == known.canary_version)
+        ):
+            return obs  # still under way: _shift reads it
+        self.reads["ecs:DescribeServiceDeployments"] += 1
+        found = (
+            aws.client("ecs")
+            .describe_service_deployments(serviceDeploymentArns=[known.service_deployment])
+            .get("serviceDeployments", [])
+        )
+        if not found:
+            return obs
+        sd = found[0]
+        return replace(obs, rollout_end=(sd.get("status", ""), sd.get("statusReason", "")))
 
     def _approval(
         self, deployment: ModelDeployment, state: ShiftState, obs: Observed

@@ -98,6 +98,8 @@ AFTER_ACTION_SECONDS = 5.0
 RETRY_SECONDS = 30.0
 
 RETRY_HINT = ". Change the spec to try again."
+# How an ECS service deployment ends when it did not go through.
+ROLLED_BACK = ("ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED", "ROLLBACK_IN_PROGRESS", "STOPPED")
 
 READY = "Ready"
 PROGRESSING = "Progressing"
@@ -226,7 +228,12 @@ def service_spec(
         min_healthy_percent=s.strategy.min_healthy_percent,
         max_percent=s.strategy.max_percent,
         load_balanced=network is not None and network.load_balancers != "none",
-        rollout=rollout(s.strategy, analysis=s.analysis, approval=approval(deployment, project)),
+        rollout=rollout(
+            s.strategy,
+            analysis=s.analysis,
+            approval=approval(deployment, project),
+            alarm=platform.canary_alarm(s.project, s.env),
+        ),
     )
 
 
@@ -248,7 +255,11 @@ ECS_STRATEGIES = {"Rolling": "ROLLING", "Canary": "CANARY", "Linear": "LINEAR",
 
 
 def rollout(
-    strategy: Strategy, *, analysis: Analysis | None = None, approval: Approval | None = None
+    strategy: Strategy,
+    *,
+    analysis: Analysis | None = None,
+    approval: Approval | None = None,
+    alarm: str | None = None,
 ) -> Rollout:
     """``spec.strategy`` as ECS's deployment configuration (the spec's defaults filled in,
     so that what ECS reports back compares equal), with the PAUSE hooks that approval and
@@ -271,6 +282,10 @@ def rollout(
         linear=linear,
         bake_minutes=strategy.bake_minutes,
         hooks=tuple(hooks),
+        # With analysis, an alarm on the new revision's 5xx share rolls back by ECS
+        # itself, so a rollout is guarded while no controller judges it.
+        alarms=(alarm,) if strategy.shifts_traffic and analysis is not None and alarm else (),
+        alarm_error_rate=analysis.max_error_rate if analysis is not None else 0.05,
     )
 
 
@@ -356,6 +371,16 @@ def _failure(desired: Desired, observed: Observed, version: str) -> tuple[str | 
                 f"the rollout of {version} failed: {why} "
                 f"({d.failed_tasks} failed tasks, {d.running}/{d.desired} running)"
             )
+    known = st.rollout if st is not None else None
+    end = observed.rollout_end
+    if (
+        known is not None
+        and known.canary_version == version
+        and end is not None
+        and end[0] in ROLLED_BACK
+    ):
+        why = end[1] or f"ECS ended it {end[0]}"
+        return None, f"the rollout of {version} was rolled back by ECS: {why}{_judged(st, version)}"
     if _version_of(observed, svc.task_definition) != version:
         return None
     rollout = svc.rollout

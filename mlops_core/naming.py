@@ -247,6 +247,11 @@ class Platform:
     def service_name(self, project: str, env: str) -> str:
         return service_name(project, env)
 
+    def canary_alarm(self, project: str, env: str) -> str:
+        """The CloudWatch alarm on the 5xx share of the env's new revision during a
+        progressive rollout, which ECS rolls back on (Terraform grants it by name)."""
+        return f"{service_name(project, env)}-canary-errors"
+
     def task_family(self, project: str, env: str) -> str:
         return service_name(project, env)
 

@@ -488,6 +488,38 @@ data "aws_iam_policy_document" "controller" {
     }
   }
   statement {
+    # Progressive rollouts: the controller reads where ECS's service deployment is and
+    # answers its PAUSE hooks (approval, analysis).
+    sid     = "ProgressiveRollouts"
+    actions = ["ecs:ContinueServiceDeployment", "ecs:DescribeServiceDeployments", "ecs:ListServiceDeployments"]
+    resources = concat(
+      local.service_arns,
+      [for env in var.envs : "arn:${local.partition}:ecs:${local.region}:${local.account_id}:service-deployment/${local.ecs_cluster_name}/${local.env_names[env].service}/*"],
+    )
+  }
+  statement {
+    # checkov:skip=CKV_AWS_111: ELB Describe* and GetMetricData have no resource-level permissions
+    # checkov:skip=CKV_AWS_356: ELB Describe* and GetMetricData have no resource-level permissions
+    # Finding the envs' target groups and the production rule's weights, and the
+    # per-target-group metrics a rollout step is judged on.
+    sid = "ReadTrafficAndMetrics"
+    actions = [
+      "cloudwatch:GetMetricData",
+      "elasticloadbalancing:DescribeListeners",
+      "elasticloadbalancing:DescribeLoadBalancers",
+      "elasticloadbalancing:DescribeRules",
+      "elasticloadbalancing:DescribeTargetGroups",
+    ]
+    resources = ["*"]
+  }
+  statement {
+    # The alarm on the new revision's target group that rolls a rollout back by ECS
+    # itself, when the controller is down (one per env, re-pointed per rollout).
+    sid       = "RolloutAlarms"
+    actions   = ["cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"]
+    resources = [for env in var.envs : "arn:${local.partition}:cloudwatch:${local.region}:${local.account_id}:alarm:${local.env_names[env].service}-canary-errors"]
+  }
+  statement {
     # The budget gate prices a spec from the Price List API (else a shipped table);
     # pricing:GetProducts has no resource-level permissions.
     sid       = "Prices"

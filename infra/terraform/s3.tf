@@ -53,6 +53,7 @@ locals {
     "${aws_s3_bucket.artifacts.arn}/*/registration/*",
     "${aws_s3_bucket.artifacts.arn}/*/promotions/*",
     "${aws_s3_bucket.artifacts.arn}/*/claims/*",
+    "${aws_s3_bucket.artifacts.arn}/*/approvals/*",
   ]
 }
 
@@ -96,9 +97,9 @@ data "aws_iam_policy_document" "artifacts_bucket" {
   }
 
   statement {
-    # Registration revisions, promotion-log entries and ownership claims are append-only
-    # records: each is created once (If-None-Match), so an unconditional write could only
-    # rewrite history (or take an env from its owner).
+    # Registration revisions, promotion-log entries, ownership claims and rollout
+    # approvals are append-only records: each is created once (If-None-Match), so an
+    # unconditional write could only rewrite history (or take an env from its owner).
     sid       = "DenyRecordOverwrites"
     effect    = "Deny"
     actions   = ["s3:PutObject"]

@@ -142,7 +142,7 @@ def test_too_little_traffic_waits_instead_of_passing_or_failing():
 
 
 def test_a_failed_step_rolls_back_on_the_next_pass_naming_what_failed():
-    spec = _spec(analysis={"maxErrorRateIncrease": 0.01})
+    spec = _spec(analysis={"maxErrorRateIncrease": 0.01, "maxErrorRate": 0.5})
     first = _run(spec, _shift(ANALYSIS_STAGE, 200)).rollout
     bad = Measurement(canary=_values(200, 40), stable=_values(800, 8))
     judged = _run(spec, _shift(ANALYSIS_STAGE, 200, "h1", bad), first)
@@ -204,6 +204,7 @@ def test_a_rollback_is_neither_held_nor_analysed():
         ((100, 0, 30.0), (100, 0, 10.0), None, {}, "Fail", "more than 1.5x the stable"),
         ((100, 0, 30.0), (100, 0, 25.0), None, {}, "Pass", "p99 30.0 ms vs 25.0 ms"),
         ((100, 2, 30.0), (100, 1, 25.0), None, {}, "Pass", "5xx 2.00% vs 1.00%"),
+        ((100, 9, 30.0), (100, 9, 25.0), None, {}, "Fail", "9.00% is above 5.00% (maxErrorRate)"),
         (
             (100, 0, 30.0),
             (100, 0, 25.0),

@@ -42,6 +42,7 @@ def test_the_defaults_are_ecs_defaults_written_out():
         "canaryConfiguration": {"canaryPercent": 5.0, "canaryBakeTimeInMinutes": 10},
         # Written out empty, so that dropping analysis or approval removes ECS's hooks.
         "lifecycleHooks": [],
+        "alarms": {"alarmNames": [], "enable": False, "rollback": False},
     }
     assert rollout(Strategy(type="Linear")).ecs()["linearConfiguration"] == {
         "stepPercent": 10.0,
@@ -82,9 +83,17 @@ def test_approval_and_analysis_pause_where_they_judge_and_round_trip_through_ecs
     strategy = Strategy(type="Linear")
     wanted = rollout(
         strategy,
-        analysis=Analysis(timeoutMinutes=30, timeoutAction="CONTINUE"),
+        analysis=Analysis(timeoutMinutes=30, timeoutAction="CONTINUE", maxErrorRate=0.02),
         approval=Approval(timeoutMinutes=120),
+        alarm="demo-prod-canary-errors",
     )
+    # With analysis, ECS rolls back by itself on the canary alarm (the controller down).
+    assert wanted.ecs()["alarms"] == {
+        "alarmNames": ["demo-prod-canary-errors"],
+        "enable": True,
+        "rollback": True,
+    }
+    assert wanted.alarm_error_rate == 0.02
     assert wanted.ecs()["lifecycleHooks"] == [
         {
             "targetType": "PAUSE",

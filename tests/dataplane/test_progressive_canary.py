@@ -25,6 +25,8 @@ from progressive_support import (
     reconciler,
 )
 
+from mlops_core import aws
+from mlops_core.cost.requests import target_group_dimension
 from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry
 
@@ -133,3 +135,62 @@ def test_a_canary_waits_for_traffic_passes_its_analysis_across_a_restart_and_a_b
     assert status.failed_version == bad
     assert status.rollout.outcome == "RolledBack"
     assert PointerStore(platform).get(PROJECT, "prod").version == v2
+
+
+def test_with_the_controller_down_mid_shift_the_canary_alarm_rolls_back_by_ecs_itself(
+    env, tmp_path, monkeypatch
+):
+    grace(monkeypatch)
+    platform = env.platform
+    registry = Registry(platform)
+    registry.register_project(project_config())
+    versions = []
+    for seed in (1, 2):
+        make_artifacts(tmp_path / f"v{seed}", seed=seed, r2=0.8)
+        versions.append(registry.publish(tmp_path / f"v{seed}").version)
+    v1, v2 = versions
+    spec = {"strategy": CANARY, "analysis": {**ANALYSIS, "maxErrorRate": 0.02}}
+    rec = reconciler(env)
+    status = drive(rec, deployment(v1, 1, **spec), None, ready)
+    service = platform.service_name(PROJECT, "prod")
+    alarm = platform.canary_alarm(PROJECT, "prod")
+    assert env.describe(service)["deploymentConfiguration"]["alarms"] == {
+        "alarmNames": [alarm], "enable": True, "rollback": True,
+    }  # fmt: skip
+
+    # v2 reaches its pause (no traffic: the step waits), then the controller goes away.
+    dep2 = deployment(v2, 2, **spec)
+    status = drive(rec, dep2, status, lambda s: reason(s) == "True:AnalysisRunning")
+    cw = aws.client("cloudwatch")
+    (found,) = cw.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]
+    # The alarm watches the target group the new revision took (not the stable one).
+    groups = {
+        d["Value"]
+        for m in found["Metrics"]
+        if "MetricStat" in m
+        for d in m["MetricStat"]["Metric"]["Dimensions"]
+        if d["Name"] == "TargetGroup"
+    }
+    assert groups == {target_group_dimension(status.rollout.canary_target_group)}
+    assert found["Threshold"] == 0.02
+    cw.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="5xx share above 2%")
+    canary_td = status.task_definition
+
+    def rolled_back() -> bool:
+        primary = env.primary(service)
+        return primary["taskDefinition"] != canary_td and primary["rolloutState"] == "COMPLETED"
+
+    wait_for(rolled_back, 60, "ECS to roll back by itself", show=lambda: env.deployments(service))
+    cw.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="back to normal")
+
+    # A controller started afterwards finds the rollback ECS made and records it.
+    status = drive(
+        reconciler(env),
+        dep2,
+        status,
+        lambda s: (d := s.condition("Degraded")) is not None and d.status == "True",
+    )
+    degraded = status.condition("Degraded")
+    assert degraded.reason == "RolloutFailed" and "alarm" in degraded.message, degraded
+    assert status.failed_version == v2 and status.rollout.outcome == "RolledBack"
+    assert PointerStore(platform).get(PROJECT, "prod").version == v1
