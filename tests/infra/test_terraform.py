@@ -54,6 +54,12 @@ UNSCOPABLE_ACTIONS = {
     "ecs:ListTaskDefinitions",
     "ecs:RegisterTaskDefinition",
     "pricing:GetProducts",
+    # Reads of load balancers and metrics a progressive rollout is judged on.
+    "cloudwatch:GetMetricData",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeRules",
+    "elasticloadbalancing:DescribeTargetGroups",
 }
 
 CONTROLLER_ACTIONS = {
@@ -82,6 +88,17 @@ CONTROLLER_ACTIONS = {
     "kms:GetPublicKey",
     "kms:DescribeKey",
     "pricing:GetProducts",
+    # Progressive rollouts: ECS's service deployments and hooks, traffic and metrics.
+    "ecs:ListServiceDeployments",
+    "ecs:DescribeServiceDeployments",
+    "ecs:ContinueServiceDeployment",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeRules",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "cloudwatch:GetMetricData",
+    "cloudwatch:DescribeAlarms",
+    "cloudwatch:PutMetricAlarm",
 }
 
 _OPTS = SerializationOptions(strip_string_quotes=True, with_comments=False, explicit_blocks=False)
@@ -747,6 +764,7 @@ def test_the_denies_are_tls_published_versions_and_signing(tf):
                 "*/registration/*",
                 "*/promotions/*",
                 "*/claims/*",
+                "*/approvals/*",
             ]
         elif key[0] == "artifacts_bucket" and key[1] != "DenyInsecureTransport":
             assert as_list(st["resources"]) == [models], key
