@@ -233,3 +233,62 @@ def measure(
     except (ClientError, BotoCoreError) as exc:
         log.warning("cannot measure the rollout step", error=str(exc)[:300])
         return Measurement(canary=RevisionValues(), stable=RevisionValues(), error=str(exc)[:300])
+
+
+def shift_view(platform: Platform, svc: Any) -> dict[str, Any] | None:
+    """A traffic-shifting rollout in progress as read-only views show it (``mlopsctl
+    status``): ECS's stage, the hook it waits at, and each version's share of production
+    traffic (None: no such rollout)."""
+    from controller.observe import IN_PROGRESS, parse_task_definition
+
+    strategy = svc.deployment_strategy
+    if (
+        strategy is None
+        or not strategy.shifts_traffic
+        or svc.production_rule is None
+        or svc.rollout is None
+        or svc.rollout.rollout_state != IN_PROGRESS
+    ):
+        return None
+    sd = service_deployment(platform, svc.arn)
+    if sd is None:
+        return None
+    state = parse(sd, rule_weights(svc.production_rule))
+    ecs = aws.client("ecs")
+
+    def version(arn: str) -> str | None:
+        td = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+        spec = parse_task_definition(td).spec
+        return spec.version if spec is not None else None
+
+    new = version(svc.task_definition)
+    old = next(
+        (
+            version(d.task_definition)
+            for d in svc.deployments
+            if d.task_definition != svc.task_definition
+        ),
+        None,
+    )
+    groups = [g for g in (*svc.load_balancers[:1], svc.alternate_target_group) if g]
+    shares = {g: state.percent(g) for g in groups}
+    # The new revision is in the group that gained traffic: the lighter one until the
+    # shift passes half (a BlueGreen switch is all or nothing, and then it is the heavier).
+    light = min(groups, key=lambda g: shares[g] or 0.0) if groups else None
+    heavy = next((g for g in groups if g != light), None)
+    stage = state.stage or ""
+    switched = strategy.strategy == "BLUE_GREEN" and stage in (
+        "PRODUCTION_TRAFFIC_SHIFT",
+        "POST_PRODUCTION_TRAFFIC_SHIFT",
+        "BAKE_TIME",
+        "CLEAN_UP",
+    )
+    canary, stable = (heavy, light) if switched else (light, heavy)
+    return {
+        "strategy": strategy.strategy,
+        "stage": state.stage,
+        "status": state.status,
+        "paused_at_hook": state.hook.id if state.hook else None,
+        "new": {"version": new, "percent": shares.get(canary) if canary else None},
+        "stable": {"version": old, "percent": shares.get(stable) if stable else None},
+    }

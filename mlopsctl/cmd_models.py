@@ -3,6 +3,7 @@ the pointer."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -345,6 +346,7 @@ def status(
     from controller import drifted
     from controller.loadbalancing import endpoint_url
     from controller.observe import service_views
+    from controller.shifts import shift_view
 
     name = project_name(project, project_dir_)
     registry = Registry(context.platform())
@@ -359,6 +361,12 @@ def status(
         ecs_error = f"cannot read the ECS services: {exc}"
     docs = [_env_doc(registry, store, name, env, views.get(env)) for env in config.envs]
     for doc in docs:
+        # A progressive rollout under way: both versions and the share each one gets.
+        doc["shift"] = None
+        svc = (views.get(doc["env"]) or (None, None))[0]
+        if svc is not None:
+            with contextlib.suppress(ClientError, BotoCoreError):
+                doc["shift"] = shift_view(registry.platform, svc)
         # Where the env answers: its load balancer's URL (the local data plane's loopback
         # port, or the DNS name on AWS); None without one.
         try:
@@ -417,6 +425,18 @@ def status(
         )
     console.print(table)
     for doc in docs:
+        shift = doc["shift"]
+        if shift is not None:
+            new, old = shift["new"], shift["stable"]
+            paused = (
+                f", paused at hook {shift['paused_at_hook']}" if shift["paused_at_hook"] else ""
+            )
+            console.print(
+                f"{doc['env']}: {shift['strategy']} rollout: {new['version']} gets "
+                f"{new['percent'] or 0:g}%, {old['version'] or '-'} {old['percent'] or 0:g}% "
+                f"(ECS stage {shift['stage']}{paused})",
+                soft_wrap=True,
+            )
         if doc["drifted"] is not None:
             d = doc["drifted"]
             colour = {"True": "bold red", "False": "green"}.get(d["status"], "yellow")

@@ -256,4 +256,106 @@ echo "mlopsctl drift exited $DRIFT_EXIT: drift found"
 step "12. Status: prod's live version has Drifted (drift never rolls a model back by itself)"
 mlopsctl status
 
+step "13. Progressive delivery: prod's manifest asks for a Canary judged by analysis"
+# Declared in the manifest, as a platform team would in Git: 20 % of the traffic to the
+# new version for one (scaled) minute, then ECS pauses and the controller compares the
+# two versions (5xx, p99 latency, and the shift between their captured predictions).
+python - "$DEPLOYMENTS/usedcar-price-prod.yaml" <<'PY'
+import sys
+import yaml
+path = sys.argv[1]
+doc = yaml.safe_load(open(path))
+doc["spec"]["strategy"] = {"type": "Canary", "canary": {"percent": 20, "bakeMinutes": 1}}
+doc["spec"]["analysis"] = {"minRequests": 40, "maxPredictionShift": 0.3, "maxLatencyP99Ratio": 10}
+doc["spec"]["monitoring"]["captureFlushSeconds"] = 2
+yaml.safe_dump(doc, open(path, "w"), sort_keys=False)
+print(yaml.safe_dump({"strategy": doc["spec"]["strategy"], "analysis": doc["spec"]["analysis"]}, sort_keys=False), end="")
+PY
+# Steady load again, over varied cars (v2's training data), so each version's predictions
+# have a distribution to compare.
+python - "$URL" "$V2" "$WORK/load2.json" "$WORK/load2.stop" >"$WORK/load2.log" 2>&1 <<'PY' &
+import json, os, sys, time
+from collections import Counter
+import httpx
+import pandas as pd
+from mlops_core.config import PlatformSettings
+from mlops_core.registry import Registry
+url, version, out, stop = sys.argv[1:5]
+manifest = Registry(PlatformSettings.load().names()).get_manifest("usedcar-price", version)
+integers = [f.name for f in manifest.features if f.type == "integer"]
+df = pd.read_csv("data/usedcars.csv").drop(columns=["price"]).head(2000)
+rows = [{k: int(v) if k in integers else v for k, v in r.items() if not pd.isna(v)}
+        for r in df.to_dict(orient="records")]
+codes, versions, i = Counter(), Counter(), 0
+with httpx.Client(timeout=10) as client:
+    while not os.path.exists(stop):
+        try:
+            r = client.post(f"{url}/predict", json=rows[i % len(rows)])
+            codes[str(r.status_code)] += 1
+            if r.status_code == 200:
+                versions[r.json()["model_version"]] += 1
+        except httpx.HTTPError as exc:
+            codes[type(exc).__name__] += 1
+        i += 1
+        time.sleep(0.02)
+with open(out, "w") as f:
+    json.dump({"codes": codes, "versions": versions}, f)
+PY
+LOAD_PID=$!
+
+step "14. v4, trained on fresh data, goes out as a canary and passes its analysis"
+python generate_data.py --rows 20000 --seed 9 --out data/usedcars.csv
+mlopsctl train
+mlopsctl publish
+V4=$(mlopsctl models -q | tail -n 1)
+deploy "$V4"
+rollout_report() {
+  python - "$DEPLOYMENTS/usedcar-price-prod.status.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["status"].get("rollout") or {}
+print(f"rollout {r.get('strategy')} of {r.get('canaryVersion')} (stable {r.get('stableVersion')}): {r.get('outcome')}")
+for s in r.get("steps", []):
+    c, b = s["canary"], s["stable"]
+    print(f"  step at {s['trafficPercent']:g}%: {s['verdict']}: new {c['requests']} requests, "
+          f"5xx {c['errors']}, p99 {c.get('latencyP99Ms') or 0:.1f} ms; stable {b['requests']} "
+          f"requests, p99 {b.get('latencyP99Ms') or 0:.1f} ms; prediction shift "
+          f"{s.get('predictionShift') if s.get('predictionShift') is not None else 'n/a'}")
+    print(f"    {s['message']}")
+PY
+}
+rollout_report
+
+step "15. v5 has a units bug (prices in cents): its canary fails analysis and is rolled back"
+python - <<'PY'
+import pandas as pd
+df = pd.read_csv("data/usedcars.csv")
+df["price"] = df["price"] * 100
+df.to_csv("data/usedcars.csv", index=False)
+PY
+mlopsctl train
+mlopsctl publish
+V5=$(mlopsctl models -q | tail -n 1)
+t0=$(date +%s.%N)
+if mlopsctl deploy --env prod --version "$V5" --source "$DEPLOYMENTS" --wait --timeout 300; then
+  echo "v5 was expected to fail its canary analysis" >&2
+  exit 1
+fi
+t1=$(date +%s.%N)
+python -c "print(f'canary -> rolled back by analysis in {$t1 - $t0:.1f} s')"
+rollout_report
+touch "$WORK/load2.stop"
+wait "$LOAD_PID"
+LOAD_PID=""
+python - "$WORK/load2.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+total = sum(doc["codes"].values())
+failed = total - doc["codes"].get("200", 0)
+print(f"{total} requests through the load balancer during the canaries, {failed} failed")
+for version, n in sorted(doc["versions"].items()):
+    print(f"  {n:6d} answered by {version}")
+sys.exit(1 if failed or not total else 0)
+PY
+mlopsctl status
+
 printf '\n\033[1mdemo finished in %ss\033[0m\n' "$(( $(date +%s) - START ))"

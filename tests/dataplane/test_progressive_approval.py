@@ -10,6 +10,7 @@ the whole time, and none of them fails.
 
 from __future__ import annotations
 
+import json
 import time
 
 from conftest import wait_for
@@ -85,6 +86,16 @@ def test_blue_green_waits_for_approval_a_rejection_never_takes_traffic_and_a_rol
         assert reason(status) == "True:AwaitingApproval"
         assert load.share(v2, held_from, time.monotonic())[0] == 0.0
         assert PointerStore(platform).get(PROJECT, "prod").version == v1
+
+        # `mlopsctl status` shows the rollout: both versions, their shares, the pause.
+        capsys.readouterr()
+        assert main(["status", "--project", PROJECT, "-o", "json"]) == 0
+        (prod,) = [e for e in json.loads(capsys.readouterr().out)["envs"] if e["env"] == "prod"]
+        shift = prod["shift"]
+        assert shift["strategy"] == "BLUE_GREEN" and shift["stage"] == "POST_TEST_TRAFFIC_SHIFT"
+        assert shift["new"] == {"version": v2, "percent": 0.0}
+        assert shift["stable"] == {"version": v1, "percent": 100.0}
+        assert shift["paused_at_hook"]
 
         # The caller names the version they approve; another one is refused (exit 4).
         assert cli("approve", NAME, "--version", v3, "--reason", "x") == 4
