@@ -353,7 +353,9 @@ class Executor:
             )
         return {
             "loadBalancers": [lb],
-            "healthCheckGracePeriodSeconds": loadbalancing.HEALTH_CHECK_GRACE_SECONDS,
+            "healthCheckGracePeriodSeconds": loadbalancing.HEALTH_CHECK_GRACE_SECONDS
+            if self.network.health_check_grace_seconds is None
+            else self.network.health_check_grace_seconds,
         }
 
     def _guard(self, task: TaskSpec, rollout: Rollout, log) -> None:

@@ -123,6 +123,8 @@ class NetworkConfig:
     #: Whose load balancers services attach to (controller.loadbalancing): "terraform"
     #: (found by name), "managed" (the controller creates them), "none".
     load_balancers: str = "none"
+    #: healthCheckGracePeriodSeconds of load-balanced services (None: the default).
+    health_check_grace_seconds: int | None = None
 
     @property
     def load_balancers_on(self) -> bool:
@@ -141,6 +143,7 @@ class NetworkConfig:
             task_role_arn=s.task_role_arn or None,
             infrastructure_role_arn=s.infrastructure_role_arn or None,
             load_balancers=s.load_balancers,
+            health_check_grace_seconds=s.health_check_grace_seconds,
         )
 
 

@@ -102,6 +102,14 @@ class PlatformSettings(BaseSettings):
         description="The role ECS shifts traffic with (Canary, Linear, BlueGreen).",
     )
     load_balancers: LoadBalancers = Field("none", validation_alias="MLOPS_LOAD_BALANCERS")
+    health_check_grace_seconds: int = Field(
+        60,
+        ge=0,
+        le=2_147_483_647,
+        validation_alias="MLOPS_HEALTH_CHECK_GRACE_SECONDS",
+        description="How long ECS ignores a new task's failing health checks while its "
+        "model loads (healthCheckGracePeriodSeconds of the services the controller makes).",
+    )
     # Where cost estimates take their prices (mlops_core.cost.prices).
     prices: Literal["auto", "api", "table"] = Field("auto", validation_alias="MLOPS_PRICES")
     price_cache_seconds: float = Field(86400.0, ge=0, validation_alias="MLOPS_PRICE_CACHE_SECONDS")

@@ -266,7 +266,7 @@ import yaml
 path = sys.argv[1]
 doc = yaml.safe_load(open(path))
 doc["spec"]["strategy"] = {"type": "Canary", "canary": {"percent": 20, "bakeMinutes": 1}}
-doc["spec"]["analysis"] = {"minRequests": 40, "maxPredictionShift": 0.3, "maxLatencyP99Ratio": 10}
+doc["spec"]["analysis"] = {"minRequests": 100, "maxPredictionShift": 0.5, "maxLatencyP99Ratio": 10}
 doc["spec"]["monitoring"]["captureFlushSeconds"] = 2
 yaml.safe_dump(doc, open(path, "w"), sort_keys=False)
 print(yaml.safe_dump({"strategy": doc["spec"]["strategy"], "analysis": doc["spec"]["analysis"]}, sort_keys=False), end="")
@@ -319,7 +319,7 @@ for s in r.get("steps", []):
     print(f"  step at {s['trafficPercent']:g}%: {s['verdict']}: new {c['requests']} requests, "
           f"5xx {c['errors']}, p99 {c.get('latencyP99Ms') or 0:.1f} ms; stable {b['requests']} "
           f"requests, p99 {b.get('latencyP99Ms') or 0:.1f} ms; prediction shift "
-          f"{s.get('predictionShift') if s.get('predictionShift') is not None else 'n/a'}")
+          f"{'n/a' if s.get('predictionShift') is None else format(s['predictionShift'], '.3f')}")
     print(f"    {s['message']}")
 PY
 }

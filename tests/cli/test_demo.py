@@ -13,10 +13,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# The whole demo trains two models, rolls out four revisions and waits for capture to
+# The whole demo trains four models, rolls out six revisions and waits for capture to
 # reach S3; on a loaded 2-core machine it can take well over ten minutes.
 @pytest.mark.e2e
-@pytest.mark.timeout(1260)
+@pytest.mark.timeout(1500)
 def test_demo_reaches_ready_survives_a_broken_rollout_and_finds_drift(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLOPS_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
@@ -27,7 +27,7 @@ def test_demo_reaches_ready_survives_a_broken_rollout_and_finds_drift(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=1440,
     )
     out, err = result.stdout, result.stderr
     assert result.returncode == 0, out[-4000:] + err[-4000:]
@@ -74,6 +74,20 @@ def test_demo_reaches_ready_survives_a_broken_rollout_and_finds_drift(tmp_path):
     status = out.split("==> 12.")[1]
     assert re.search(r"^prod: Drifted=True \(Drifted\) " + versions[1], status, re.M), status
     assert report.group(1) in status
+    # Progressive delivery: v4's canary passed its analysis, v5's (a units bug) failed it
+    # and was rolled back, with every value in the status and no failed request.
+    canaries = out.split("==> 14.")[1]
+    v4 = re.search(r"usedcar-price-prod is Ready at (\S+)", canaries).group(1)
+    assert re.search(rf"rollout CANARY of {v4} \(stable {versions[1]}\): Completed", canaries)
+    assert re.search(r"step at 20%: Pass: new (\d+) requests", canaries)
+    assert "canary -> rolled back by analysis in" in canaries
+    assert re.search(r"rollout CANARY of (\S+) \(stable " + v4 + r"\): RolledBack", canaries)
+    assert re.search(r"step at 20%: Fail: .*prediction shift 1\.000", canaries)
+    assert "is above 0.5 (maxPredictionShift)" in err
+    (total2, failed2) = re.search(
+        r"(\d+) requests through the load balancer during the canaries, (\d+) failed", out
+    ).groups()
+    assert int(total2) > 100 and int(failed2) == 0
     assert "demo finished" in out
     # Everything it started is gone: its work folder (with the data plane's state) too.
     assert list(tmp_path.iterdir()) == []
