@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlops_core import aws
 from mlops_core.config import PlatformSettings
@@ -52,6 +52,14 @@ SOURCE_TABLE: PriceSource = "shipped-table"
 TABLE_FILE = "price_table.json"
 # The Price List API's endpoint region (it serves the prices of every region).
 PRICING_REGION = "us-east-1"
+# No unit priced here costs this much (the dearest, a vCPU-hour, is a few cents): a
+# larger, infinite or NaN price is a broken answer, not a price to multiply.
+MAX_UNIT_PRICE = 100.0
+# How much of the Price List API one region's prices may take: its answers for one
+# region's Fargate, ALB, S3 and log products are a few pages, so more pages (a token
+# that never ends) or more time than this is an API not answering, and the table is used.
+MAX_PAGES = 50
+FETCH_SECONDS = 60.0
 
 
 class PricesUnavailable(NotFound):
@@ -62,19 +70,23 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: A unit price in USD: positive, finite and below MAX_UNIT_PRICE.
+UnitPrice = Annotated[float, Field(gt=0, lt=MAX_UNIT_PRICE, allow_inf_nan=False)]
+
+
 class FargateRates(_Frozen):
-    vcpu_hour: float = Field(gt=0, description="USD per vCPU-hour.")
-    gb_hour: float = Field(gt=0, description="USD per GB-hour of memory.")
+    vcpu_hour: UnitPrice = Field(description="USD per vCPU-hour.")
+    gb_hour: UnitPrice = Field(description="USD per GB-hour of memory.")
 
 
 class RegionPrices(_Frozen):
     """On-demand USD prices of one region."""
 
     fargate: dict[Architecture, FargateRates]
-    alb_hour: float = Field(gt=0, description="Application Load Balancer, per hour.")
-    lcu_hour: float = Field(gt=0, description="Load Balancer Capacity Unit, per hour.")
-    s3_gb_month: float = Field(gt=0, description="S3 Standard storage, per GB-month.")
-    logs_ingested_gb: float = Field(gt=0, description="CloudWatch Logs ingestion, per GB.")
+    alb_hour: UnitPrice = Field(description="Application Load Balancer, per hour.")
+    lcu_hour: UnitPrice = Field(description="Load Balancer Capacity Unit, per hour.")
+    s3_gb_month: UnitPrice = Field(description="S3 Standard storage, per GB-month.")
+    logs_ingested_gb: UnitPrice = Field(description="CloudWatch Logs ingestion, per GB.")
 
 
 class PriceTable(_Frozen):
@@ -125,7 +137,9 @@ def from_table(region: str, *, note: str = "", table: PriceTable | None = None) 
 
 # -- the Price List API -----------------------------------------------------------------
 class PriceListIncomplete(Exception):
-    """The API answered, but without a product the estimate needs."""
+    """The API answered, but without a product the estimate needs, or with something
+    that is not a price list (a malformed document, an implausible price, pages without
+    end)."""
 
 
 def _on_demand_usd(product: dict[str, Any]) -> float:
@@ -160,13 +174,32 @@ def _filters(region: str, **terms: str) -> list[dict[str, str]]:
     return out
 
 
-def _products(client, service_code: str, filters: list[dict[str, str]]) -> list[dict]:
+def _products(
+    client, service_code: str, filters: list[dict[str, str]], deadline: float
+) -> list[dict]:
+    """The product documents of every page, as dicts; PriceListIncomplete for pages
+    that are not lists of JSON documents, or that do not end by MAX_PAGES or
+    ``deadline`` (a ``time.monotonic`` value)."""
     out: list[dict] = []
     paginator = client.get_paginator("get_products")
-    for page in paginator.paginate(
-        ServiceCode=service_code, Filters=filters, FormatVersion="aws_v1"
-    ):
-        out.extend(json.loads(doc) for doc in page.get("PriceList", []))
+    pages = paginator.paginate(ServiceCode=service_code, Filters=filters, FormatVersion="aws_v1")
+    for n, page in enumerate(pages, 1):
+        docs = page.get("PriceList", [])
+        if not isinstance(docs, list) or not all(isinstance(d, str) for d in docs):
+            raise PriceListIncomplete(f"{service_code}: PriceList is not a list of documents")
+        for doc in docs:
+            try:
+                product = json.loads(doc)
+            except ValueError as exc:
+                raise PriceListIncomplete(f"{service_code}: a product is not JSON: {exc}") from None
+            if not isinstance(product, dict):
+                raise PriceListIncomplete(f"{service_code}: a product is not a JSON object")
+            out.append(product)
+        if n >= MAX_PAGES or time.monotonic() > deadline:
+            raise PriceListIncomplete(
+                f"{service_code}: no last page after {n} pages (at most {MAX_PAGES} pages "
+                f"and {FETCH_SECONDS:.0f}s for a region)"
+            )
     return out
 
 
@@ -178,16 +211,38 @@ def _published(products: Iterable[dict[str, Any]]) -> date | None:
 def fetch_region_prices(region: str) -> tuple[RegionPrices, date]:
     """One region's prices from the Price List API and their publication date. Raises
     ClientError/BotoCoreError when it is unreachable or refused, PriceListIncomplete
-    when a product is missing."""
+    when a product is missing or the answer is not a usable price list (malformed
+    documents, a price that is not positive and finite or above MAX_UNIT_PRICE, pages
+    without end)."""
     client = aws.client("pricing", region=PRICING_REGION, config=aws.FAIL_FAST_CONFIG)
-    ecs = _products(client, "AmazonECS", _filters(region, usagetype="CONTAINS:Fargate"))
-    elb = _products(
-        client, "AWSELB", _filters(region, productFamily="TERM_MATCH:Load Balancer-Application")
-    )
-    s3 = _products(client, "AmazonS3", _filters(region, usagetype="CONTAINS:TimedStorage-ByteHrs"))
-    logs = _products(
-        client, "AmazonCloudWatch", _filters(region, usagetype="CONTAINS:DataProcessing-Bytes")
-    )
+    deadline = time.monotonic() + FETCH_SECONDS
+
+    def products(service_code: str, **terms: str) -> list[dict]:
+        return _products(client, service_code, _filters(region, **terms), deadline)
+
+    ecs = products("AmazonECS", usagetype="CONTAINS:Fargate")
+    elb = products("AWSELB", productFamily="TERM_MATCH:Load Balancer-Application")
+    s3 = products("AmazonS3", usagetype="CONTAINS:TimedStorage-ByteHrs")
+    logs = products("AmazonCloudWatch", usagetype="CONTAINS:DataProcessing-Bytes")
+    try:
+        return _region_prices(ecs, elb, s3, logs)
+    except PriceListIncomplete:
+        raise
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise PriceListIncomplete(
+            f"implausible price {where}={first.get('input')!r}: {first['msg']}"
+        ) from None
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        raise PriceListIncomplete(
+            f"malformed product document ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _region_prices(
+    ecs: list[dict], elb: list[dict], s3: list[dict], logs: list[dict]
+) -> tuple[RegionPrices, date]:
     prices = RegionPrices(
         fargate={
             "X86_64": FargateRates(

@@ -1,0 +1,176 @@
+"""A hostile or broken Price List API and Cost Explorer, over HTTP: every answer that is
+not a usable price list falls back to the shipped table and says why; every answer that
+is not a usable bill leaves the estimate alone with a note. Never a traceback."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from price_list_server import product
+
+from mlops_core.cost import prices as prices_module
+from mlops_core.cost.prices import (
+    SOURCE_TABLE,
+    PriceListIncomplete,
+    PriceResolver,
+    PricesUnavailable,
+    fetch_region_prices,
+)
+
+REGION = "us-east-1"
+GOOD = [
+    product("AmazonECS", "USE1-Fargate-vCPU-Hours:perCPU", 0.05),
+    product("AmazonECS", "USE1-Fargate-GB-Hours", 0.005),
+    product("AmazonECS", "USE1-Fargate-ARM-vCPU-Hours:perCPU", 0.04),
+    product("AmazonECS", "USE1-Fargate-ARM-GB-Hours", 0.004),
+    product("AWSELB", "USE1-LoadBalancerUsage", 0.03, family="Load Balancer-Application"),
+    product("AWSELB", "USE1-LCUUsage", 0.01, family="Load Balancer-Application"),
+    product("AmazonS3", "TimedStorage-ByteHrs", 0.03),
+    product("AmazonCloudWatch", "USE1-DataProcessing-Bytes", 0.6),
+]
+
+#: (status, content type, body) for one request's JSON body.
+Answer = Callable[[dict], tuple[int, str, bytes]]
+JSON = "application/x-amz-json-1.1"
+
+
+@contextmanager
+def http_server(answer: Answer) -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+            code, ctype, data = answer(body)
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def _docs(body: dict) -> list[dict]:
+    """The good products of the service asked for (filters ignored: _pick chooses)."""
+    return [json.loads(json.dumps(d)) for d in GOOD if d["serviceCode"] == body["ServiceCode"]]
+
+
+def _list(docs: list) -> tuple[int, str, bytes]:
+    return 200, JSON, json.dumps({"PriceList": docs}).encode()
+
+
+def _priced(value: str) -> Answer:
+    def answer(body: dict):
+        docs = _docs(body)
+        for d in docs:
+            for term in d["terms"]["OnDemand"].values():
+                for dim in term["priceDimensions"].values():
+                    dim["pricePerUnit"]["USD"] = value
+        return _list([json.dumps(d) for d in docs])
+
+    return answer
+
+
+def _endless() -> Answer:
+    tokens = itertools.count()
+
+    def answer(body: dict):
+        doc = {"PriceList": [json.dumps(d) for d in _docs(body)], "NextToken": f"t{next(tokens)}"}
+        return 200, JSON, json.dumps(doc).encode()
+
+    return answer
+
+
+PRICE_LIST_ANSWERS: dict[str, tuple[Answer, str]] = {
+    "an HTML page": (lambda b: (200, "text/html", b"<html>Welcome to nginx</html>"), "no Fargate"),
+    "a 502 HTML page": (lambda b: (502, "text/html", b"<html>Bad Gateway</html>"), "HTTP 502"),
+    "partial JSON": (lambda b: (200, JSON, b'{"PriceList": ["{\\"prod'), "no Fargate"),
+    "documents that are not JSON": (lambda b: _list(["not json", "{"]), "not JSON"),
+    "documents that are numbers": (lambda b: _list([json.dumps(1), "[1]"]), "not a JSON object"),
+    "a list of numbers": (lambda b: _list([1, 2]), "not a list of documents"),
+    "a product without attributes": (
+        lambda b: _list([json.dumps({"product": {}})]),
+        "malformed product document (KeyError",
+    ),
+    "terms as a list": (
+        lambda b: _list([json.dumps(dict(d, terms={"OnDemand": []})) for d in _docs(b)]),
+        "malformed product document (AttributeError",
+    ),
+    "a bad publication date": (
+        lambda b: _list([json.dumps(dict(d, publicationDate="yesterday")) for d in _docs(b)]),
+        "malformed product document (ValueError",
+    ),
+    "a price that is not a number": (_priced("abc"), "malformed product document"),
+    "a negative price": (_priced("-1"), "implausible price vcpu_hour=-1.0"),
+    "a zero price": (_priced("0"), "implausible price vcpu_hour=0.0"),
+    "a NaN price": (_priced("NaN"), "finite number"),
+    "an infinite price": (_priced("Infinity"), "finite number"),
+    "an absurd price": (_priced("1e308"), "less than 100"),
+    "pages without end": (_endless(), "no last page after 3 pages"),
+    "access denied": (
+        lambda b: (400, JSON, b'{"__type": "AccessDeniedException", "Message": "no pricing"}'),
+        "AccessDeniedException: no pricing",
+    ),
+}
+
+
+@pytest.fixture
+def credentials(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setattr(prices_module, "MAX_PAGES", 3)
+
+
+def test_the_good_answer_is_used(credentials, monkeypatch):
+    with http_server(lambda b: _list([json.dumps(d) for d in _docs(b)])) as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", url)
+        prices, _ = fetch_region_prices(REGION)
+    assert prices.fargate["X86_64"].vcpu_hour == 0.05
+
+
+@pytest.mark.parametrize("case", list(PRICE_LIST_ANSWERS))
+def test_a_broken_price_list_falls_back_to_the_table_saying_why(case, credentials, monkeypatch):
+    answer, why = PRICE_LIST_ANSWERS[case]
+    with http_server(answer) as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", url)
+        got = PriceResolver("auto").get(REGION)
+        assert got.source == SOURCE_TABLE
+        assert got.note.startswith("Price List API unavailable: ")
+        assert why in got.note
+        assert "\n" not in got.note
+        # mode api: a clear error naming the same reason, not a traceback
+        with pytest.raises(PricesUnavailable, match="Price List API unavailable"):
+            PriceResolver("api").get(REGION)
+
+
+def test_an_unreachable_price_list_falls_back(credentials, monkeypatch):
+    with http_server(lambda b: (200, JSON, b"{}")) as url:
+        pass  # closed: nothing listens there any more
+    monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", url)
+    got = PriceResolver("auto").get(REGION)
+    assert got.source == SOURCE_TABLE and "Could not connect" in got.note
+
+
+def test_endless_pages_stop_at_the_deadline_too(credentials, monkeypatch):
+    monkeypatch.setattr(prices_module, "MAX_PAGES", 10**6)
+    monkeypatch.setattr(prices_module, "FETCH_SECONDS", 0.3)
+    with http_server(_endless()) as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", url)
+        with pytest.raises(PriceListIncomplete, match="no last page"):
+            fetch_region_prices(REGION)
