@@ -9,12 +9,15 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from price_list_server import product
 
+from mlops_core.cost import actual as actual_module
 from mlops_core.cost import prices as prices_module
+from mlops_core.cost.actual import actual_costs
 from mlops_core.cost.prices import (
     SOURCE_TABLE,
     PriceListIncomplete,
@@ -174,3 +177,80 @@ def test_endless_pages_stop_at_the_deadline_too(credentials, monkeypatch):
         monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", url)
         with pytest.raises(PriceListIncomplete, match="no last page"):
             fetch_region_prices(REGION)
+
+
+# -- Cost Explorer ------------------------------------------------------------------------
+def _day(groups: list, **extra) -> dict:
+    return {"TimePeriod": {"Start": "2026-11-30", "End": "2026-12-01"}, "Groups": groups, **extra}
+
+
+def _group(key: str, amount: str) -> dict:
+    return {"Keys": [f"mlops:deployment${key}"], "Metrics": {"UnblendedCost": {"Amount": amount}}}
+
+
+def _bill(*results: dict, **extra) -> Answer:
+    return lambda b: (200, JSON, json.dumps({"ResultsByTime": list(results), **extra}).encode())
+
+
+def _ce_error(code: str, message: str) -> Answer:
+    return lambda b: (400, JSON, json.dumps({"__type": code, "Message": message}).encode())
+
+
+def _endless_bill() -> Answer:
+    tokens = itertools.count()
+
+    def answer(body: dict):
+        doc = {
+            "ResultsByTime": [_day([_group("a-prod", "0.01")])],
+            "NextPageToken": f"t{next(tokens)}",
+        }
+        return 200, JSON, json.dumps(doc).encode()
+
+    return answer
+
+
+CE_ANSWERS: dict[str, tuple[Answer, str]] = {
+    "access denied": (
+        _ce_error("AccessDeniedException", "not authorized to perform: ce:GetCostAndUsage"),
+        "allow ce:GetCostAndUsage",
+    ),
+    "Cost Explorer not enabled": (
+        _ce_error("AccessDeniedException", "User not enabled for cost explorer access"),
+        "enable Cost Explorer in the Billing console",
+    ),
+    "data unavailable": (
+        _ce_error("DataUnavailableException", "Data is not available."),
+        "no data for this window yet",
+    ),
+    "an amount that is not a number": (
+        _bill(_day([_group("a-prod", "abc")])),
+        "not a cost report (ValueError",
+    ),
+    "a NaN amount": (_bill(_day([_group("a-prod", "NaN")])), "an amount of nan USD"),
+    "an infinite amount": (_bill(_day([_group("a-prod", "Infinity")])), "an amount of inf USD"),
+    "a group without keys": (_bill(_day([{"Metrics": {}}])), "KeyError"),
+    "a group with empty keys": (_bill(_day([{"Keys": [], "Metrics": {}}])), "IndexError"),
+    "results that are a string": (lambda b: (200, JSON, b'{"ResultsByTime": "x"}'), "not a cost"),
+    "an HTML page": (lambda b: (200, "text/html", b"<html>oops</html>"), "no data for the window"),
+    "pages without end": (_endless_bill(), "no last page after 3 pages"),
+}
+
+
+@pytest.mark.parametrize("case", list(CE_ANSWERS))
+def test_a_broken_or_refused_bill_is_a_reason_not_a_crash(case, credentials, monkeypatch):
+    answer, why = CE_ANSWERS[case]
+    monkeypatch.setattr(actual_module, "MAX_PAGES", 3)
+    with http_server(answer) as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_COST_EXPLORER", url)
+        got = actual_costs("mlops", "a", date(2026, 11, 1), date(2026, 12, 1))
+    assert not got.available and got.by_deployment == {}
+    assert why in got.reason, got.reason
+    assert "\n" not in got.reason
+
+
+def test_credits_are_negative_amounts_and_kept(credentials, monkeypatch):
+    bill = _bill(_day([_group("a-prod", "2.5"), _group("a-prod", "-1.25"), _group("", "0.5")]))
+    with http_server(bill) as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_COST_EXPLORER", url)
+        got = actual_costs("mlops", "a", date(2026, 11, 1), date(2026, 12, 1))
+    assert got.available and got.by_deployment == {"a-prod": 1.25} and got.shared == 0.5
