@@ -376,6 +376,7 @@ def _read_existing(src, name: str):
 
 def _wait(src, put, *, until: str, timeout: float, version: str | None) -> None:
     from controller.sources import is_observed
+    from mlops_core.cost.estimate import BudgetExceeded
 
     deadline = time.monotonic() + timeout
     last = None
@@ -392,6 +393,9 @@ def _wait(src, put, *, until: str, timeout: float, version: str | None) -> None:
             if degraded is not None and degraded.status == "True":
                 if degraded.reason == GateFailed.reason:
                     raise GateFailed(f"{put.name}: {degraded.message}", hint=GATE_HINT)
+                if degraded.reason == BudgetExceeded.reason:
+                    # A gate failure like the others (exit 6); the message has the hint.
+                    raise BudgetExceeded(f"{put.name}: {degraded.message}")
                 raise DeployFailed(
                     f"{put.name} is Degraded: {degraded.reason}: {degraded.message}",
                     hint="fix the deployment and run deploy again; "
