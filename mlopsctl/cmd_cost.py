@@ -5,6 +5,8 @@ month (``mlops_core.cost.estimate``, with the traffic measured over the window),
 Cost Explorer billed over the window grouped by the ``mlops:deployment`` tag, and the
 cost per 1,000 requests: the billed cost when Cost Explorer has it, else the estimate for
 the window, over the load balancer's ``RequestCount`` (``mlops_core.cost.requests``).
+The estimate's share and the measured request rate are over the part of the window the
+service existed (``served_since``), so a service made an hour ago is not charged a month.
 Every figure says where it came from; nothing here writes anything.
 
 ``-o json`` prints one document::
@@ -12,6 +14,7 @@ Every figure says where it came from; nothing here writes anything.
     {"window": {"since", "start", "end"},
      "prices": {"source", "as_of", "region", "note"} | null,
      "deployments": [{"project", "env", "deployment", "service": {...} | null,
+                      "served_since": str (the window's start, or the service's creation),
                       "estimate": {"monthly_usd", "items", ...} | null,
                       "actual_usd": float | null, "requests": float | null,
                       "usd_per_1k_requests": float | null, "per_1k_basis": "actual" | "estimate",
@@ -144,7 +147,19 @@ def deployment_cost(
     if counted.reason:
         notes.append(f"requests: {counted.reason}")
     doc["requests"] = counted.requests
-    seconds = (end - start).total_seconds()
+    # The traffic rate and the estimate's share of the window are over the part of the
+    # window the service existed: a service created an hour ago has not cost a month.
+    served_from = start
+    served = counted
+    if live.created_at is not None and live.created_at > start:
+        served_from = min(live.created_at.astimezone(UTC).replace(microsecond=0), end)
+        served = request_count(platform, project, env, served_from, end)
+        notes.append(
+            f"the service exists since {served_from.isoformat(timespec='seconds')}: its "
+            "request rate and the estimate for the window are over that time"
+        )
+    doc["served_since"] = served_from.isoformat()
+    seconds = max((end - served_from).total_seconds(), 1.0)
     pointer = PointerStore(platform).get(project, env)
     version = live.environment(ENV_MODEL_VERSION) or (pointer.version if pointer else None)
     capture = platform.capture_env_prefix(project, env)
@@ -153,7 +168,7 @@ def deployment_cost(
         memory=live.memory,
         tasks=live.desired_count,
         architecture=live.architecture if live.architecture in ARCHITECTURES else "X86_64",
-        requests_per_second=(counted.requests or 0.0) / seconds,
+        requests_per_second=(served.requests or 0.0) / seconds,
         artifact_bytes=_artifact_bytes(registry, project, version),
         capture_bytes=_prefix_bytes(platform.artifact_bucket, capture),
     )
@@ -162,11 +177,13 @@ def deployment_cost(
     est = estimate(workload, book)
     doc["estimate"] = est.to_dict()
     if doc["actual_usd"] is not None and doc["actual_usd"] > 0:
-        basis, usd = "actual", doc["actual_usd"]
+        # The bill covers the deployment over the window (earlier services too).
+        basis, usd, requests = "actual", doc["actual_usd"], counted.requests
     else:
         basis, usd = "estimate", est.total * seconds / 3600 / HOURS_PER_MONTH
+        requests = served.requests
     doc["per_1k_basis"] = basis
-    doc["usd_per_1k_requests"] = per_thousand(usd, counted.requests or 0.0)
+    doc["usd_per_1k_requests"] = per_thousand(usd, requests or 0.0)
     return doc
 
 

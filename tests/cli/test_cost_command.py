@@ -270,3 +270,36 @@ def test_prices_write_table_refuses_without_the_api(aws_env, tmp_path, capsys):
     code, out, err = run(capsys, "prices", "--write-table", str(target))
     assert code == 3, out + err
     assert "cannot refresh" in err and not target.exists()
+
+
+def test_a_service_younger_than_the_window_is_priced_over_its_own_time(
+    deployed, platform, capsys, monkeypatch
+):
+    """A service created two days ago in a 30-day window: its request rate and the
+    estimate's share of the window are over those two days, not 30 (which would put a
+    month's cost on two days' requests)."""
+    import dataclasses
+
+    from mlopsctl import cmd_cost
+
+    load_balancer_with_requests(platform, requests=3 * 172_800)  # 1, 5 and 20 days ago
+    created = datetime.now(UTC) - timedelta(days=2)
+    real = cmd_cost.live_service
+    monkeypatch.setattr(
+        cmd_cost,
+        "live_service",
+        lambda *a: dataclasses.replace(real(*a), created_at=created),
+    )
+    code, out, err = run(capsys, "cost", "-p", PROJECT, "-e", "prod", "-o", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)["deployments"]
+    assert row["requests"] == pytest.approx(3 * 172_800)  # the window's, as billed
+    assert row["served_since"].startswith(created.date().isoformat())
+    assert any("the service exists since" in n for n in row["notes"])
+    # 172,800 requests in its 2 days: 1 request/s, 1/25 LCU an hour.
+    items = {i["name"]: i["usd"] for i in row["estimate"]["items"]}
+    assert items["load balancer LCUs"] == pytest.approx(0.04 * 730 * 0.008, rel=1e-3)
+    # Its estimate for 48 of the month's 730 hours, over its 172,800 requests.
+    monthly = sum(items.values())
+    assert row["per_1k_basis"] == "estimate"
+    assert row["usd_per_1k_requests"] == pytest.approx(monthly * 48 / 730 / 172.8, rel=1e-3)
