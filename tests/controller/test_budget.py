@@ -178,3 +178,41 @@ def test_unknown_region_prices_block_only_a_budgeted_deployment(
     r = make_reconciler(prices=prices)
     result = r.reconcile(make_deployment(version=versions.good, budget={"maxMonthlyUSD": 99}), None)
     assert cond(result.status, "Degraded") == ("True", "PricesUnavailable") and mutations == {}
+
+
+# -- what a budget may be -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [
+        ({"maxMonthlyUSD": 0}, "greater than 0"),
+        ({"maxMonthlyUSD": -5}, "greater than 0"),
+        ({"maxMonthlyUSD": "fifty"}, "valid number"),
+        ({"maxMonthlyUSD": float("nan")}, "finite number"),
+        # infinity is no limit by another name, and JSON (the CRD, S3) cannot carry it
+        ({"maxMonthlyUSD": float("inf")}, "finite number"),
+        ({"maxMonthlyUSD": "1e999"}, "finite number"),
+        ({"maxMonthlyUSD": True}, "not a boolean"),  # YAML's `yes` is not $1
+        ({"expectedRequestsPerSecond": float("inf")}, "finite number"),
+        ({"expectedRequestsPerSecond": 1e308}, "less than or equal to 10000000"),
+        ({"expectedRequestsPerSecond": -1}, "greater than or equal to 0"),
+    ],
+)
+def test_a_budget_that_is_not_a_finite_positive_number_is_invalid(budget, message):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        make_deployment(version=GOOD.version, budget=budget)
+
+
+def test_a_huge_budget_and_the_largest_traffic_price_finitely():
+    dep = make_deployment(
+        version=GOOD.version,
+        budget={"maxMonthlyUSD": 1e308, "expectedRequestsPerSecond": 10_000_000},
+    )
+    d = decide(replace(desired(dep), prices=from_table("us-east-1")), observed())
+    assert not d.degraded and d.cost is not None
+    # 10M requests/s: 400,000 LCUs an hour (2,336,000 USD) and 7.3 PB of access log a
+    # month (3.67 M USD): absurd, but a number the status and the budget can carry.
+    lcus = 10_000_000 / 25 * 730 * 0.008
+    logs = 10_000_000 * 300 * 730 * 3600 / 2**30 * 0.5
+    assert d.cost.total == pytest.approx(TWO_SMALL_TASKS + lcus + logs, rel=1e-6)
