@@ -489,7 +489,7 @@ class _Planner:
         self.cost = estimate(spec_workload(self.spec, self.observed.manifests.get(version)), prices)
         self.status.fields["cost"] = cost_status(self.cost).model_dump()
         try:
-            check_budget(self.cost, limit)
+            check_budget(self.cost, limit, serving=self.st.current_version if self.st else None)
         except BudgetExceeded as exc:
             return self.blocked(exc.reason, exc.render())
         return None

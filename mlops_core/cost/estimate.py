@@ -152,14 +152,18 @@ def estimate(workload: Workload, book: PriceBook) -> Estimate:
     )
 
 
-def check_budget(estimate_: Estimate, max_monthly_usd: float | None) -> None:
+def check_budget(
+    estimate_: Estimate, max_monthly_usd: float | None, *, serving: str | None = None
+) -> None:
     """Raise BudgetExceeded when the estimate is over ``max_monthly_usd`` (None: no
-    budget). Compared in cents, as the status shows it."""
+    budget). Compared in cents, as the status shows it. ``serving``: the version that
+    stays live meanwhile, for the message."""
     if max_monthly_usd is None or round(estimate_.total, 2) <= max_monthly_usd:
         return
+    kept = f" ({serving} is still served, as it was)" if serving else ""
     raise BudgetExceeded(
-        f"the estimated monthly cost {estimate_.summary()} exceeds "
-        f"spec.budget.maxMonthlyUSD ${max_monthly_usd:,.2f}; nothing changed",
+        f"the estimated monthly cost {estimate_.summary()} exceeds the budget "
+        f"${max_monthly_usd:,.2f}; nothing changed{kept}",
         where="spec.budget.maxMonthlyUSD",
         hint="lower serving.replicas, cpu or memory, or raise the budget "
         f"(prices: {estimate_.price_source}, as of {estimate_.prices_as_of})",

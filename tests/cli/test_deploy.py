@@ -185,6 +185,6 @@ def test_deploy_wait_exits_6_when_the_controller_refuses_the_budget(
         stop.set()
         runner.join(timeout=30)
     assert code == 6, out
-    assert "BudgetExceeded" in out or "exceeds spec.budget.maxMonthlyUSD $50.00" in out
+    assert "exceeds the budget $50.00; nothing changed" in out
     assert "$52.47/month" in out and "lower serving.replicas" in out
     assert PointerStore(platform).get("usedcar-price", "prod") is None

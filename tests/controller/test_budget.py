@@ -24,6 +24,7 @@ from controller.plan import decide
 from controller.reconcile import Reconciler
 from mlops_core import naming
 from mlops_core.cost.prices import PriceResolver, PricesUnavailable, from_table
+from mlops_core.pointer import PointerStore
 
 TWO_SMALL_TASKS = 34.45
 ONE_SMALL_TASK = 0.25 * 730 * 0.04048 + 0.5 * 730 * 0.004445  # 9.010025
@@ -104,6 +105,35 @@ def test_a_live_deployment_keeps_running_when_a_change_would_exceed_its_budget(
     # 4 tasks: 2 x 9.010025 more.
     four_tasks = round(TWO_SMALL_TASKS + 2 * ONE_SMALL_TASK, 2)
     assert result.status.cost.estimated_monthly_usd == four_tasks
+
+
+def test_a_budget_below_what_already_runs_leaves_it_running_and_says_why(
+    make_reconciler, table_prices, versions, mutations, platform
+):
+    """A budget added to a live deployment that already costs more: nothing is torn down
+    or scaled, the status says the spec is refused and what is still served; raising the
+    budget again is a converged, quiet pass."""
+    r = make(make_reconciler, table_prices)
+    dep = make_deployment(version=versions.good)
+    status = r.reconcile(dep, None).status
+    mutations.clear()
+    capped = make_deployment(version=versions.good, generation=2, budget={"maxMonthlyUSD": 20})
+    result = r.reconcile(capped, status)
+    assert mutations == {}, mutations
+    assert result.actions == [] and result.degraded
+    assert cond(result.status, "Degraded") == ("True", "BudgetExceeded")
+    message = result.status.condition("Degraded").message
+    assert "$34.45/month" in message and "exceeds the budget $20.00" in message
+    assert f"nothing changed ({versions.good} is still served, as it was)" in message
+    svc = ecs_service(platform)
+    assert (svc["status"], svc["desiredCount"]) == ("ACTIVE", 2)
+    assert PointerStore(platform).get(PROJECT, "prod").version == versions.good
+    assert result.status.current_version == versions.good
+    # Within budget again: nothing to do but say so.
+    fits = make_deployment(version=versions.good, generation=3, budget={"maxMonthlyUSD": 35})
+    result = r.reconcile(fits, result.status)
+    assert mutations == {} and not result.degraded
+    assert cond(result.status, "Degraded") == ("False", "AsExpected")
 
 
 def test_status_estimate_is_stable_so_the_steady_state_stays_quiet(
