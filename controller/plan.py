@@ -486,7 +486,12 @@ class _Planner:
                 f"{self.desired.prices_error or 'no prices'}; nothing changed",
                 RETRY_SECONDS,
             )
-        self.cost = estimate(spec_workload(self.spec, self.observed.manifests.get(version)), prices)
+        workload = spec_workload(
+            self.spec,
+            self.observed.manifests.get(version),
+            load_balanced=self.desired.network.load_balancers_on,
+        )
+        self.cost = estimate(workload, prices)
         self.status.fields["cost"] = cost_status(self.cost).model_dump()
         try:
             check_budget(self.cost, limit, serving=self.st.current_version if self.st else None)

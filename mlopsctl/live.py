@@ -44,6 +44,8 @@ class LiveService:
     revisions: tuple[dict[str, Any], ...]  # of every deployment, current first
     #: When ECS created the service (None: not reported).
     created_at: datetime | None = None
+    #: The service is attached to a target group (of the env's load balancer).
+    load_balanced: bool = False
 
     @property
     def cpu(self) -> int:
@@ -116,4 +118,5 @@ def live_service(platform: Platform, project: str, env: str) -> LiveService | No
         task_definition=current,
         revisions=tuple(revisions),
         created_at=created if isinstance(created := svc.get("createdAt"), datetime) else None,
+        load_balanced=any(lb.get("targetGroupArn") for lb in svc.get("loadBalancers") or []),
     )

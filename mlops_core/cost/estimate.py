@@ -7,7 +7,8 @@ What a deployment costs, per month of 730 hours (AWS's own convention, 8,760 h /
   region's rates for the task's CPU architecture (1024 CPU units = 1 vCPU, 1024 MiB of
   memory = 1 GB, as Fargate bills them).
 - **Load balancer**: its share of the ALB's hours (``load_balancer_share``: 1 when the
-  deployment has the load balancer to itself, as Terraform's one-ALB-per-env does) plus
+  deployment has the load balancer to itself, as Terraform's one-ALB-per-env does; 0 when
+  its services attach to none, as with ``MLOPS_LOAD_BALANCERS=none``) plus
   the LCU-hours of its own request rate. An LCU is 25 new connections/s, 3,000 active
   connections/min, 1 GB processed/h or 1,000 rule evaluations/s, and an hour is billed
   at the largest of the four. Counted here: new connections, taking every request as a

@@ -3,7 +3,8 @@ controller created, Cost Explorer results seeded through moto's own API, and the
 balancer's RequestCount put into the local CloudWatch, as AWS would publish it.
 
 The deployment runs 2 tasks of 256 CPU units / 512 MiB in us-east-1 (shipped table):
-Fargate 14.7752 + 3.24485, its load balancer 16.425: 34.45 USD a month before traffic.
+Fargate 14.7752 + 3.24485 = 18.02 USD a month; with the env's load balancer (the tests
+that create it, as Terraform names it) 16.425 more: 34.45 USD a month before traffic.
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ def test_cost_estimates_what_runs_and_says_which_prices_it_used(deployed, capsys
     assert row["deployment"] == "usedcar-price-prod"
     assert row["service"]["tasks"] == 2 and row["service"]["cpu"] == 256
     est = row["estimate"]
-    assert est["monthly_usd"] == 34.45
+    # No load balancer for this env: none is billed.
+    assert est["monthly_usd"] == 18.02
+    assert {i["name"]: i["usd"] for i in est["items"]}["load balancer"] == 0
     items = {i["name"]: i for i in est["items"]}
     assert items["fargate vCPU"]["quantity"] == pytest.approx(365)  # vCPU-hours
     assert items["fargate vCPU"]["usd"] == pytest.approx(14.7752)

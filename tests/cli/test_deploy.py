@@ -176,15 +176,15 @@ def test_deploy_wait_exits_6_when_the_controller_refuses_the_budget(
     runner = threading.Thread(target=controller.run, args=(stop,), daemon=True)
     runner.start()
     try:
-        # 2 tasks of 0.5 vCPU / 1 GB and the ALB: $52.47 a month in us-east-1.
+        # 2 tasks of 0.5 vCPU / 1 GB, no load balancer here: $36.04 a month in us-east-1.
         code, out = _deploy(
             capsys, "--env", "prod", "--source", str(source), "--image", IMAGE,
-            "--version", versions[1], "--max-monthly-usd", "50", "--wait", "--timeout", "60",
+            "--version", versions[1], "--max-monthly-usd", "30", "--wait", "--timeout", "60",
         )  # fmt: skip
     finally:
         stop.set()
         runner.join(timeout=30)
     assert code == 6, out
-    assert "exceeds the budget $50.00; nothing changed" in out
-    assert "$52.47/month" in out and "lower serving.replicas" in out
+    assert "exceeds the budget $30.00; nothing changed" in out
+    assert "$36.04/month" in out and "lower serving.replicas" in out
     assert PointerStore(platform).get("usedcar-price", "prod") is None
