@@ -50,7 +50,7 @@ from mlops_core.cost.prices import (
 )
 from mlops_core.cost.requests import request_count
 from mlops_core.errors import InvalidInput, NotFound
-from mlops_core.naming import Platform, check_project, deployment_name
+from mlops_core.naming import Platform, check_env, check_project, deployment_name
 from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry
 from mlopsctl import context
@@ -177,6 +177,13 @@ def deployment_cost(
     )
     if book is None:
         return doc
+    if workload.cpu <= 0 or workload.memory <= 0:
+        # A revision gone (deregistered and deleted) or without a task-level size.
+        notes.append(
+            f"the task size of {doc['service']['revision'] or 'its revision'} is unknown: "
+            "not estimated"
+        )
+        return doc
     est = estimate(workload, book)
     doc["estimate"] = est.to_dict()
     if doc["actual_usd"] is not None and doc["actual_usd"] > 0:
@@ -218,9 +225,18 @@ def cost(
         prices_error = exc.render()
     rows: list[dict[str, Any]] = []
     actuals: dict[str, ActualCost] = {}
-    for name in _projects(project, project_dir_, registry):
-        config = registry.get_project(name)
-        envs = [config.check_env(env)] if env else list(config.envs)
+    names = _projects(project, project_dir_, registry)
+    configs = [registry.get_project(name) for name in names]
+    if env:
+        check_env(env)
+        # Across every project, those with the env; one project named must have it.
+        having = [c for c in configs if env in c.envs]
+        if not having and configs:
+            configs[0].check_env(env)  # the unknown-env error, with the envs it has
+        configs = having
+    for config in configs:
+        name = config.name
+        envs = [env] if env else list(config.envs)
         # Cost Explorer's days are UTC dates, the end exclusive: through today.
         actual = actual_costs(platform.platform, name, start.date(), end.date() + timedelta(days=1))
         actuals[name] = actual
@@ -283,6 +299,12 @@ def _print_table(doc: dict[str, Any], since: str, *, wide: bool = False) -> None
             cells.append(", ".join(p for p in parts if not p.endswith("$0.00")) or "-")
         table.add_row(*cells)
     console.print(table)
+    if not doc["deployments"]:
+        console.print(
+            "no deployments: no project is registered yet ('mlopsctl publish' registers one)"
+            if not doc["actual"]
+            else "no deployments"
+        )
     prices = doc["prices"]
     if prices is None:
         err.print(f"prices: none: {escape(doc['prices_error'] or '')}")

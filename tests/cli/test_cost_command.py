@@ -306,3 +306,46 @@ def test_a_service_younger_than_the_window_is_priced_over_its_own_time(
     monthly = sum(items.values())
     assert row["per_1k_basis"] == "estimate"
     assert row["usd_per_1k_requests"] == pytest.approx(monthly * 48 / 730 / 172.8, rel=1e-3)
+
+
+def test_cost_with_nothing_registered_says_so(aws_env, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no project.yaml here
+    monkeypatch.setenv("MLOPS_PRICES", "table")
+    code, out, err = run(capsys, "cost", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["deployments"] == []
+    code, out, err = run(capsys, "cost", "--env", "prod")
+    assert code == 0, err
+    assert "no deployments: no project is registered yet" in out
+
+
+def test_cost_env_across_projects_lists_those_that_have_it(platform, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLOPS_PRICES", "table")
+    registry = Registry(platform)
+    registry.register_project(project_config())  # dev, staging, prod
+    other = project_config("fraud-score").model_copy(update={"envs": ["dev", "qa"]})
+    registry.register_project(other)
+    code, out, err = run(capsys, "cost", "--env", "qa", "-o", "json")
+    assert code == 0, err
+    assert [r["deployment"] for r in json.loads(out)["deployments"]] == ["fraud-score-qa"]
+    code, out, err = run(capsys, "cost", "--env", "uat")
+    assert code == 2 and "unknown env 'uat'" in err
+
+
+def test_a_revision_whose_size_cannot_be_read_is_not_estimated_as_free(
+    deployed, capsys, monkeypatch
+):
+    import dataclasses
+
+    from mlopsctl import cmd_cost
+
+    real = cmd_cost.live_service
+    monkeypatch.setattr(
+        cmd_cost, "live_service", lambda *a: dataclasses.replace(real(*a), task_definition={})
+    )
+    code, out, err = run(capsys, "cost", "-p", PROJECT, "-e", "prod", "-o", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)["deployments"]
+    assert row["estimate"] is None and row["usd_per_1k_requests"] is None
+    assert any("task size" in n and "unknown" in n for n in row["notes"])
