@@ -59,7 +59,7 @@ MAX_UNIT_PRICE = 100.0
 # region's Fargate, ALB, S3 and log products are a few pages, so more pages (a token
 # that never ends) or more time than this is an API not answering, and the table is used.
 MAX_PAGES = 50
-FETCH_SECONDS = 60.0
+FETCH_SECONDS = 30.0
 
 
 class PricesUnavailable(NotFound):
@@ -281,6 +281,29 @@ def _why(exc: BaseException) -> str:
     return f"Price List API unavailable: {type(exc).__name__}: {exc}"[:200]
 
 
+def _within(fetch: Callable[[str], PriceBook], region: str, seconds: float) -> PriceBook:
+    """``fetch(region)``, or PriceListIncomplete after ``seconds``. The fetch runs in a
+    daemon thread, which a hung answer leaves behind until its socket gives up; it holds
+    nothing but that socket."""
+    done = threading.Event()
+    out: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            out["book"] = fetch(region)
+        except BaseException as exc:  # handed to the caller, who decides
+            out["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name=f"prices-{region}", daemon=True).start()
+    if not done.wait(seconds):
+        raise PriceListIncomplete(f"no complete answer within {seconds:g}s")
+    if "error" in out:
+        raise out["error"]
+    return out["book"]
+
+
 # -- choosing, with a cache -------------------------------------------------------------
 class PriceResolver:
     """Price books by region: ``mode`` ``auto`` (the API, else the table, saying why),
@@ -295,8 +318,12 @@ class PriceResolver:
         retry_seconds: float = 3600.0,
         fetch: Callable[[str], PriceBook] = from_price_list_api,
         clock: Callable[[], float] = time.monotonic,
+        deadline_seconds: float = FETCH_SECONDS + 10.0,
     ):
         self.mode = mode
+        #: The longest one region's fetch may take, a body that trickles in included
+        #: (botocore's read timeout bounds each read, not a response).
+        self.deadline_seconds = deadline_seconds
         self.cache_seconds = cache_seconds
         self.retry_seconds = retry_seconds
         self.fetch = fetch
@@ -338,7 +365,7 @@ class PriceResolver:
         if self.mode == "table":
             return from_table(region), self.cache_seconds
         try:
-            return self.fetch(region), self.cache_seconds
+            return _within(self.fetch, region, self.deadline_seconds), self.cache_seconds
         except (ClientError, BotoCoreError, PriceListIncomplete, KeyError, ValueError) as exc:
             if self.mode == "api":
                 raise PricesUnavailable(

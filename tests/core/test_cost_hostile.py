@@ -254,3 +254,28 @@ def test_credits_are_negative_amounts_and_kept(credentials, monkeypatch):
         monkeypatch.setenv("AWS_ENDPOINT_URL_COST_EXPLORER", url)
         got = actual_costs("mlops", "a", date(2026, 11, 1), date(2026, 12, 1))
     assert got.available and got.by_deployment == {"a-prod": 1.25} and got.shared == 0.5
+
+
+def test_an_answer_that_trickles_in_is_given_up_at_the_deadline():
+    """botocore's read timeout bounds each read, so a body sent a byte at a time never
+    trips it; the resolver's deadline bounds the whole fetch."""
+    import time
+
+    def trickle(region):
+        time.sleep(5)
+        raise AssertionError("waited for")
+
+    started = time.monotonic()
+    got = PriceResolver("auto", fetch=trickle, deadline_seconds=0.2).get(REGION)
+    assert time.monotonic() - started < 2
+    assert got.source == SOURCE_TABLE and "no complete answer within 0.2s" in got.note
+    with pytest.raises(PricesUnavailable, match="no complete answer"):
+        PriceResolver("api", fetch=trickle, deadline_seconds=0.2).get(REGION)
+
+
+def test_errors_of_the_fetch_reach_the_resolver_through_the_deadline():
+    def refused(region):
+        raise PriceListIncomplete("no LCUUsage product")
+
+    got = PriceResolver("auto", fetch=refused).get(REGION)
+    assert got.source == SOURCE_TABLE and "no LCUUsage product" in got.note
