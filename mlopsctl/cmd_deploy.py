@@ -279,8 +279,10 @@ def _open_for_dry_run(uri: str, platform: Platform):
     declared there, and a dry run creates nothing)."""
     from controller.sources import open_source
 
-    if uri != "s3" and not uri.startswith("s3://") and not Path(uri).expanduser().is_dir():
+    folder = "://" not in uri and uri not in ("s3", "kube") or uri.startswith("file://")
+    if folder and not Path(uri.removeprefix("file://")).expanduser().is_dir():
         return None
+    # Anything else as deploy would open it: kube and unknown schemes are refused there.
     return open_source(uri, platform=platform, create=False)
 
 

@@ -201,3 +201,30 @@ def test_dry_run_of_a_gate_failure_is_exit_6_and_force_needs_a_reason(
     doc = json.loads(out)
     assert "FORCED past min_r2" in doc["conditions"]["Progressing"]["message"]
     assert writes == []
+
+
+def test_dry_run_reads_the_source_deploy_would_write(
+    versions, network_env, monkeypatch, tmp_path, capsys, writes
+):
+    """A file:// folder is the folder (its manifest's 5 replicas are what is priced);
+    kube and unknown schemes are refused as deploy refuses them, not planned as a first
+    deploy of the defaults."""
+    for name, value in network_env.items():
+        monkeypatch.setenv(name, value)
+    source = tmp_path / "deployments"
+    code, out, err = deploy(
+        capsys, "--source", str(source), "--image", IMAGE, "--replicas", "5", "--latest"
+    )
+    assert code == 0, out + err
+    writes.clear()
+    code, out, err = deploy(
+        capsys, "--source", f"file://{source}", "--dry-run", "--latest", "-o", "json"
+    )
+    assert code == 0, out + err
+    vcpu = json.loads(out)["cost"]["desired"]["items"][0]
+    assert (vcpu["name"], vcpu["quantity"]) == ("fargate vCPU", 5 * 0.5 * 730)
+    assert writes == []
+    for uri, message in (("kube", "not a manifest store"), ("gs://b/x", "unsupported source")):
+        code, out, err = deploy(capsys, "--source", uri, "--dry-run", "--latest")
+        assert code == 2 and message in err, out + err
+    assert writes == []
