@@ -13,8 +13,9 @@ The rules, in order:
    is labelled its own next (AdoptService), before any other action.
    So does a spec whose estimated monthly cost (``controller.costing``, at
    ``Desired.prices``) exceeds ``spec.budget.maxMonthlyUSD``: BudgetExceeded, nothing
-   changes. Every status carries the spec's estimate (``status.cost``) when prices are
-   known.
+   changes, except that a failed or stuck rollout is still rolled back (2, 3): that
+   returns to what ran before. Every status carries the spec's estimate
+   (``status.cost``) when prices are known.
 2. A version that failed at this generation (status ``failedVersion``/``failedGeneration``,
    or the service's failed-version tags) is held: the restored version is kept converged,
    the failed one is not retried until the spec changes.
@@ -443,9 +444,10 @@ class _Planner:
             )
         version = obs.desired_version
         assert version is not None
-        budget = self.budget(version)
-        if budget is not None:
-            return budget
+        # Priced first (every status carries the estimate), refused after the failure
+        # handling: a rollback returns to what ran before, so a budget (lowered during a
+        # rollout, or a spec over it) never keeps a failed or stuck rollout in place.
+        refused = self.budget(version)
         on_failure = self.spec.rollback.on_failure
 
         restored = _held(self.desired, obs, version)
@@ -456,6 +458,9 @@ class _Planner:
         if failure is not None:
             deployment_id, why = failure
             return self.fail(version, why, "RolloutFailed", deployment_id)
+
+        if refused is not None:
+            return refused
 
         gate_failure = self.gates(version)
         if gate_failure is not None:

@@ -16,6 +16,7 @@ and behind its env's load balancer (MLOPS_LOAD_BALANCERS terraform or managed) a
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from reconcile_support import PROJECT, cond, ecs_service, make_deployment, task_definition
@@ -260,3 +261,21 @@ def test_a_huge_budget_and_the_largest_traffic_price_finitely():
     lcus = 10_000_000 / 25 * 730 * 0.008
     logs = 10_000_000 * 300 * 730 * 3600 / 2**30 * 0.5
     assert d.cost.total == pytest.approx(TWO_SMALL_TASKS + lcus + logs, rel=1e-6)
+
+
+def test_a_budget_never_keeps_a_failed_rollout_in_place():
+    """The budget lowered (generation 3) while the rollout of BETTER fails or hangs: the
+    rollback to GOOD still happens, since it returns to what ran before."""
+    from test_plan import FAILED, IN_PROGRESS, NOW, _rolled_to_better, kinds
+
+    for state in (FAILED, IN_PROGRESS):
+        dep2, status2, obs2, _ = _rolled_to_better(state, deadline=300)
+        obs2 = replace(obs2, now=NOW + timedelta(seconds=301))
+        dep3 = make_deployment(
+            version=dep2.spec.model.version, generation=3, deadline=300,
+            budget={"maxMonthlyUSD": 5},
+        )  # fmt: skip
+        d = decide(replace(desired(dep3, status2), prices=from_table("us-east-1")), obs2)
+        assert kinds(d.actions) == ["Rollback", "UpdateService", "MovePointer"], state
+        assert cond(d.status, "Degraded") == ("True", "RolloutFailed")
+        assert d.status.cost is not None  # still priced
