@@ -440,8 +440,9 @@ class CostStatus(_Wire):
     """The monthly cost estimate of the spec at ``observedGeneration``."""
 
     estimated_monthly_usd: float = Field(alias="estimatedMonthlyUSD", ge=0)
-    price_source: Literal["price-list-api", "shipped-table"] = Field(
-        description="Where the prices came from: the AWS Price List API or the shipped table."
+    price_source: Literal["price-list-api", "shipped-table", "table-file"] = Field(
+        description="Where the prices came from: the AWS Price List API, the shipped table "
+        "or the table file MLOPS_PRICE_TABLE."
     )
     prices_as_of: str = Field(description="Publication (API) or taken (table) date of the prices.")
     region: str

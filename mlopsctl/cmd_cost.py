@@ -12,7 +12,7 @@ Every figure says where it came from; nothing here writes anything.
 ``-o json`` prints one document::
 
     {"window": {"since", "start", "end"},
-     "prices": {"source", "as_of", "region", "note"} | null,
+     "prices": {"source", "as_of", "region", "note", "table"} | null,
      "deployments": [{"project", "env", "deployment", "service": {...} | null,
                       "served_since": str (the window's start, or the service's creation),
                       "estimate": {"monthly_usd", "items", ...} | null,
@@ -39,7 +39,8 @@ from mlops_core.cost.actual import ActualCost, actual_costs
 from mlops_core.cost.estimate import HOURS_PER_MONTH, Workload, estimate, per_thousand
 from mlops_core.cost.prices import (
     ARCHITECTURES,
-    SOURCE_TABLE,
+    SOURCE_API,
+    SOURCE_FILE,
     PriceBook,
     PriceListIncomplete,
     PriceResolver,
@@ -252,6 +253,7 @@ def cost(
             "as_of": book.as_of.isoformat(),
             "region": book.region,
             "note": book.note,
+            "table": book.origin or None,
         },
         "prices_error": prices_error or None,
         "deployments": rows,
@@ -310,9 +312,11 @@ def _print_table(doc: dict[str, Any], since: str, *, wide: bool = False) -> None
         err.print(f"prices: none: {escape(doc['prices_error'] or '')}")
     else:
         where = (
-            f"shipped price table taken {prices['as_of']}"
-            if prices["source"] == SOURCE_TABLE
-            else f"AWS Price List API, published {prices['as_of']}"
+            f"AWS Price List API, published {prices['as_of']}"
+            if prices["source"] == SOURCE_API
+            else f"price table {escape(prices['table'])} taken {prices['as_of']}"
+            if prices["source"] == SOURCE_FILE
+            else f"shipped price table taken {prices['as_of']}"
         )
         note = f" ({escape(prices['note'])})" if prices["note"] else ""
         console.print(f"prices: {where}, {prices['region']}{note}")

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -41,13 +42,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlops_core import aws
 from mlops_core.config import PlatformSettings
-from mlops_core.errors import NotFound
+from mlops_core.errors import InvalidInput, NotFound
 
 Architecture = Literal["X86_64", "ARM64"]
 ARCHITECTURES: tuple[Architecture, ...] = ("X86_64", "ARM64")
-PriceSource = Literal["price-list-api", "shipped-table"]
+PriceSource = Literal["price-list-api", "shipped-table", "table-file"]
 SOURCE_API: PriceSource = "price-list-api"
 SOURCE_TABLE: PriceSource = "shipped-table"
+#: A table of the shipped table's layout given as ``MLOPS_PRICE_TABLE`` (negotiated
+#: prices, a region the shipped table lacks), used instead of the shipped one.
+SOURCE_FILE: PriceSource = "table-file"
+# A price table is a few KB; a file much larger than this is not one.
+MAX_TABLE_BYTES = 1 << 20
 
 TABLE_FILE = "price_table.json"
 # The Price List API's endpoint region (it serves the prices of every region).
@@ -106,12 +112,19 @@ class PriceBook:
     as_of: date
     #: Why the table was used instead of the API, when it was.
     note: str = ""
+    #: The table file, for SOURCE_FILE.
+    origin: str = ""
 
     def describe(self) -> str:
         if self.source == SOURCE_API:
             return f"AWS Price List API ({self.region}, published {self.as_of})"
         why = f"; {self.note}" if self.note else ""
-        return f"shipped price table taken {self.as_of} ({self.region}){why}"
+        return f"{self.table_name()} taken {self.as_of} ({self.region}){why}"
+
+    def table_name(self) -> str:
+        if self.source == SOURCE_FILE:
+            return f"price table {self.origin}"
+        return "shipped price table"
 
 
 # -- the shipped table ------------------------------------------------------------------
@@ -121,18 +134,52 @@ def shipped_table() -> PriceTable:
     return PriceTable.model_validate_json(text)
 
 
-def from_table(region: str, *, note: str = "", table: PriceTable | None = None) -> PriceBook:
+def from_table(
+    region: str, *, note: str = "", table: PriceTable | None = None, origin: str = ""
+) -> PriceBook:
+    """``region``'s prices from ``table`` (default: the shipped one); ``origin``: the file
+    ``table`` was read from (MLOPS_PRICE_TABLE)."""
     table = table or shipped_table()
+    name = f"the price table {origin}" if origin else "the shipped price table"
     prices = table.regions.get(region)
     if prices is None:
         raise PricesUnavailable(
-            f"the shipped price table has no prices for region {region!r}"
-            + (f" ({note})" if note else ""),
+            f"{name} has no prices for region {region!r}" + (f" ({note})" if note else ""),
             hint=f"it covers {', '.join(sorted(table.regions))}; allow pricing:GetProducts "
-            "so the AWS Price List API is used, or add the region to the table "
-            "('mlopsctl prices --write-table')",
+            "so the AWS Price List API is used, or give a table with the region as "
+            "MLOPS_PRICE_TABLE (the layout of mlops_core/cost/price_table.json)",
         )
-    return PriceBook(region, prices, SOURCE_TABLE, table.taken, note)
+    return PriceBook(
+        region, prices, SOURCE_FILE if origin else SOURCE_TABLE, table.taken, note, origin
+    )
+
+
+def load_table(path: Path) -> PriceTable:
+    """A price table file (``MLOPS_PRICE_TABLE``), in the shipped table's layout.
+    InvalidInput, naming the variable, when it is not a readable regular file of at most
+    MAX_TABLE_BYTES holding a valid table (every price positive, finite, plausible)."""
+    where = f"MLOPS_PRICE_TABLE={path}"
+    hint = "give a file written by 'mlopsctl prices --write-table FILE', or unset it"
+    try:
+        if not path.exists():
+            raise InvalidInput(f"{where}: no such file", hint=hint)
+        if not path.is_file():  # a directory, a device, a pipe: nothing to read a table from
+            raise InvalidInput(f"{where}: not a regular file", hint=hint)
+        if path.stat().st_size > MAX_TABLE_BYTES:
+            raise InvalidInput(f"{where}: larger than {MAX_TABLE_BYTES} bytes", hint=hint)
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"{where}: cannot read it: {exc.strerror or exc}", hint=hint) from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{where}: not UTF-8 text", hint=hint) from None
+    try:
+        return PriceTable.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        at = ".".join(str(part) for part in first["loc"]) or "the document"
+        raise InvalidInput(
+            f"{where} is not a price table: {at}: {first['msg']}", hint=hint
+        ) from None
 
 
 # -- the Price List API -----------------------------------------------------------------
@@ -319,8 +366,13 @@ class PriceResolver:
         fetch: Callable[[str], PriceBook] = from_price_list_api,
         clock: Callable[[], float] = time.monotonic,
         deadline_seconds: float = FETCH_SECONDS + 10.0,
+        table: PriceTable | None = None,
+        table_origin: str = "",
     ):
         self.mode = mode
+        #: The table used instead of the shipped one (MLOPS_PRICE_TABLE), and its file.
+        self.table = table
+        self.table_origin = table_origin if table is not None else ""
         #: The longest one region's fetch may take, a body that trickles in included
         #: (botocore's read timeout bounds each read, not a response).
         self.deadline_seconds = deadline_seconds
@@ -334,12 +386,16 @@ class PriceResolver:
     @classmethod
     def from_settings(cls, settings: PlatformSettings) -> PriceResolver:
         """``MLOPS_PRICES`` (auto | api | table), ``MLOPS_PRICE_CACHE_SECONDS`` (how long a
-        resolved book is kept) and ``MLOPS_PRICE_RETRY_SECONDS`` (when a fallback to the
-        table tries the API again)."""
+        resolved book is kept), ``MLOPS_PRICE_RETRY_SECONDS`` (when a fallback to the
+        table tries the API again) and ``MLOPS_PRICE_TABLE`` (a table file used instead
+        of the shipped table; read here, so a bad one fails at start)."""
+        path = settings.price_table
         return cls(
             settings.prices,
             cache_seconds=settings.price_cache_seconds,
             retry_seconds=settings.price_retry_seconds,
+            table=load_table(path) if path is not None else None,
+            table_origin=str(path) if path is not None else "",
         )
 
     def get(self, region: str) -> PriceBook:
@@ -363,7 +419,7 @@ class PriceResolver:
 
     def _resolve(self, region: str) -> tuple[PriceBook, float]:
         if self.mode == "table":
-            return from_table(region), self.cache_seconds
+            return self._table(region), self.cache_seconds
         try:
             return _within(self.fetch, region, self.deadline_seconds), self.cache_seconds
         except (ClientError, BotoCoreError, PriceListIncomplete, KeyError, ValueError) as exc:
@@ -373,4 +429,7 @@ class PriceResolver:
                     hint="allow pricing:GetProducts, or set MLOPS_PRICES=auto to fall back "
                     "to the shipped table",
                 ) from None
-            return from_table(region, note=_why(exc)), self.retry_seconds
+            return self._table(region, note=_why(exc)), self.retry_seconds
+
+    def _table(self, region: str, note: str = "") -> PriceBook:
+        return from_table(region, note=note, table=self.table, origin=self.table_origin)

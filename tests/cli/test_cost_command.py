@@ -129,6 +129,7 @@ def test_cost_estimates_what_runs_and_says_which_prices_it_used(deployed, capsys
     assert items["fargate vCPU"]["usd"] == pytest.approx(14.7752)
     assert doc["prices"] == {
         "source": "shipped-table", "as_of": "2026-12-01", "region": "us-east-1", "note": "",
+        "table": None,
     }  # fmt: skip
     # No load balancer here, and Cost Explorer has nothing: said, not guessed.
     assert row["requests"] is None and row["usd_per_1k_requests"] is None
@@ -349,3 +350,21 @@ def test_a_revision_whose_size_cannot_be_read_is_not_estimated_as_free(
     (row,) = json.loads(out)["deployments"]
     assert row["estimate"] is None and row["usd_per_1k_requests"] is None
     assert any("task size" in n and "unknown" in n for n in row["notes"])
+
+
+def test_a_price_table_file_is_named_in_the_output_and_a_bad_one_is_exit_2(
+    deployed, capsys, tmp_path, monkeypatch
+):
+    table = tmp_path / "prices.json"
+    table.write_text(shipped_table().model_dump_json())
+    monkeypatch.setenv("MLOPS_PRICE_TABLE", str(table))
+    code, out, err = run(capsys, "cost", "-p", PROJECT, "-e", "prod", "-o", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert (doc["prices"]["source"], doc["prices"]["table"]) == ("table-file", str(table))
+    code, out, err = run(capsys, "cost", "-p", PROJECT, "-e", "prod")
+    assert code == 0 and f"prices: price table {table} taken 2026-12-01, us-east-1" in out
+    table.write_text("{")
+    code, out, err = run(capsys, "cost", "-p", PROJECT)
+    assert code == 2 and f"MLOPS_PRICE_TABLE={table} is not a price table" in err
+    assert "Traceback" not in err

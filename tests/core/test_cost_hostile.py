@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,16 +16,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from price_list_server import product
 
+from mlops_core.config import PlatformSettings
 from mlops_core.cost import actual as actual_module
 from mlops_core.cost import prices as prices_module
 from mlops_core.cost.actual import actual_costs
 from mlops_core.cost.prices import (
+    SOURCE_FILE,
     SOURCE_TABLE,
     PriceListIncomplete,
     PriceResolver,
     PricesUnavailable,
     fetch_region_prices,
+    shipped_table,
 )
+from mlops_core.errors import InvalidInput
 
 REGION = "us-east-1"
 GOOD = [
@@ -279,3 +284,78 @@ def test_errors_of_the_fetch_reach_the_resolver_through_the_deadline():
 
     got = PriceResolver("auto", fetch=refused).get(REGION)
     assert got.source == SOURCE_TABLE and "no LCUUsage product" in got.note
+
+
+# -- MLOPS_PRICE_TABLE: a table file instead of the shipped one -----------------------------
+def _table_doc() -> dict:
+    doc = json.loads(shipped_table().model_dump_json())
+    doc["regions"]["ap-south-1"] = dict(doc["regions"]["us-east-1"], alb_hour=0.0239)
+    return doc
+
+
+def test_a_table_file_is_used_instead_of_the_shipped_one(tmp_path, monkeypatch):
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps(_table_doc()))
+    monkeypatch.setenv("MLOPS_PRICE_TABLE", str(path))
+    monkeypatch.setenv("MLOPS_PRICES", "table")
+    resolver = PriceResolver.from_settings(PlatformSettings())
+    got = resolver.get("ap-south-1")  # a region the shipped table lacks
+    assert (got.source, got.origin, got.prices.alb_hour) == (SOURCE_FILE, str(path), 0.0239)
+    assert got.describe().startswith(f"price table {path} taken 2026-12-01 (ap-south-1)")
+    with pytest.raises(PricesUnavailable, match=f"the price table {path} has no prices"):
+        resolver.get("ap-east-1")
+
+    # auto: the file is the fallback, saying why the API was not used
+    def refused(region):
+        raise PriceListIncomplete("no LCUUsage product")
+
+    auto = PriceResolver("auto", fetch=refused, table=resolver.table, table_origin=str(path))
+    got = auto.get("ap-south-1")
+    assert got.source == SOURCE_FILE and "no LCUUsage product" in got.note
+
+
+def _write(path, content: str | bytes) -> None:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+
+
+def _negative() -> str:
+    doc = _table_doc()
+    doc["regions"]["us-east-1"]["lcu_hour"] = -1
+    return json.dumps(doc)
+
+
+BAD_TABLES: dict[str, tuple[Callable[..., None] | None, str]] = {
+    "missing": (None, "no such file"),
+    "a directory": (lambda p: p.mkdir(), "not a regular file"),
+    "a pipe": (lambda p: os.mkfifo(p), "not a regular file"),
+    "too large": (lambda p: _write(p, " " * (prices_module.MAX_TABLE_BYTES + 1)), "larger than"),
+    "not UTF-8": (lambda p: _write(p, b"\xff\xfe\x00"), "not UTF-8 text"),
+    "truncated": (lambda p: _write(p, json.dumps(_table_doc())[:300]), "Invalid JSON"),
+    "a negative price": (lambda p: _write(p, _negative()), "lcu_hour: Input should be greater"),
+    "an infinite price": (
+        lambda p: _write(
+            p, json.dumps(_table_doc()).replace('"alb_hour": 0.0225', '"alb_hour": 1e999', 1)
+        ),
+        "alb_hour: Input should be a finite number",
+    ),
+    "an unknown field": (
+        lambda p: _write(p, json.dumps({**_table_doc(), "discount": 0.5})),
+        "discount: Extra inputs are not permitted",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TABLES))
+def test_a_bad_table_file_is_a_clear_error_naming_the_variable(case, tmp_path, monkeypatch):
+    make, message = BAD_TABLES[case]
+    path = tmp_path / "prices.json"
+    if make is not None:
+        make(path)
+    monkeypatch.setenv("MLOPS_PRICE_TABLE", str(path))
+    with pytest.raises(InvalidInput) as info:
+        PriceResolver.from_settings(PlatformSettings())
+    assert f"MLOPS_PRICE_TABLE={path}" in info.value.what
+    assert message in info.value.what and info.value.exit_code == 2
