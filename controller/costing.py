@@ -37,7 +37,7 @@ def spec_workload(
         architecture=CPU_ARCHITECTURE,
         requests_per_second=spec.budget.expected_requests_per_second,
         artifact_bytes=artifact_bytes(manifest),
-        load_balancer_share=1.0 if load_balanced else 0.0,
+        load_balanced=load_balanced,
     )
 
 
@@ -60,7 +60,7 @@ def live_workload(observed: Observed, spec: ModelDeploymentSpec) -> Workload | N
         architecture=CPU_ARCHITECTURE,
         requests_per_second=spec.budget.expected_requests_per_second,
         artifact_bytes=artifact_bytes(observed.manifests.get(pinned.version) if pinned else None),
-        load_balancer_share=1.0 if svc.load_balancers else 0.0,
+        load_balanced=bool(svc.load_balancers),
     )
 
 

@@ -174,7 +174,7 @@ def deployment_cost(
         capture_bytes=_prefix_bytes(platform.artifact_bucket, capture),
         # The env's load balancer is billed by the hour while it exists; with none (and
         # no target group) there is nothing to share.
-        load_balancer_share=1.0 if counted.load_balancer or live.load_balanced else 0.0,
+        load_balanced=counted.load_balancer or live.load_balanced,
     )
     if book is None:
         return doc

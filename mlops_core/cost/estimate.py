@@ -7,8 +7,9 @@ What a deployment costs, per month of 730 hours (AWS's own convention, 8,760 h /
   region's rates for the task's CPU architecture (1024 CPU units = 1 vCPU, 1024 MiB of
   memory = 1 GB, as Fargate bills them).
 - **Load balancer**: its share of the ALB's hours (``load_balancer_share``: 1 when the
-  deployment has the load balancer to itself, as Terraform's one-ALB-per-env does; 0 when
-  its services attach to none, as with ``MLOPS_LOAD_BALANCERS=none``) plus
+  deployment has the load balancer to itself, as Terraform's one-ALB-per-env does; none
+  at all, LCUs included, when it is not ``load_balanced``: services attached to no load
+  balancer, as with ``MLOPS_LOAD_BALANCERS=none``) plus
   the LCU-hours of its own request rate. An LCU is 25 new connections/s, 3,000 active
   connections/min, 1 GB processed/h or 1,000 rule evaluations/s, and an hour is billed
   at the largest of the four. Counted here: new connections, taking every request as a
@@ -65,6 +66,8 @@ class Workload:
     artifact_bytes: int = 0
     capture_bytes: int = 0
     load_balancer_share: float = 1.0
+    #: Behind a load balancer at all; without one, neither its hours nor LCUs are billed.
+    load_balanced: bool = True
 
 
 @dataclass(frozen=True)
@@ -125,9 +128,10 @@ def estimate(workload: Workload, book: PriceBook) -> Estimate:
     rates = p.fargate[w.architecture]
     vcpu_hours = w.tasks * w.cpu / CPU_UNITS_PER_VCPU * HOURS_PER_MONTH
     gb_hours = w.tasks * w.memory / MIB_PER_GB * HOURS_PER_MONTH
-    lb_hours = w.load_balancer_share * HOURS_PER_MONTH
+    lb = 1.0 if w.load_balanced else 0.0
+    lb_hours = lb * w.load_balancer_share * HOURS_PER_MONTH
     # The deployment's own traffic drives its LCUs; only the hourly charge is shared.
-    lcu_hours = lcu_per_hour(w.requests_per_second, w.bytes_per_request) * HOURS_PER_MONTH
+    lcu_hours = lb * lcu_per_hour(w.requests_per_second, w.bytes_per_request) * HOURS_PER_MONTH
     storage_gb = (w.artifact_bytes + w.capture_bytes) / GIB
     log_gb = w.requests_per_second * w.log_bytes_per_request * SECONDS_PER_MONTH / GIB
 

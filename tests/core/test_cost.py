@@ -308,3 +308,11 @@ def test_hand_computed_totals():
     assert lcu_per_hour(10, 1024) == pytest.approx(0.4)
     e = estimate(Workload(256, 512, 1, requests_per_second=10, log_bytes_per_request=0), us)
     assert e.usd("load balancer LCUs") == pytest.approx(2.336)
+
+
+def test_without_a_load_balancer_neither_its_hours_nor_lcus_are_billed():
+    w = Workload(512, 1024, 2, requests_per_second=10, load_balanced=False)
+    e = estimate(w, book())
+    assert e.usd("load balancer") == 0 and e.usd("load balancer LCUs") == 0
+    # 29.5504 + 6.4897 and the logs of 10 requests/s: 7.3425 GB x 0.5 = 3.6713
+    assert e.total == pytest.approx(29.5504 + 6.4897 + 10 * 300 * 730 * 3600 / 2**30 * 0.5)
