@@ -24,6 +24,9 @@ METRIC = "UnblendedCost"
 CE_REGION = "us-east-1"
 # A year of daily results is a few pages; a token that never ends is not a bill.
 MAX_PAGES = 100
+# The longest the bill may take to arrive, every page (an answer that trickles in
+# included; botocore's read timeout bounds each read, not a response).
+DEADLINE_SECONDS = 40.0
 
 
 class NotACostReport(Exception):
@@ -64,6 +67,13 @@ def actual_costs(platform: str, project: str, start: date, end: date) -> ActualC
     """The project's billed cost per deployment over [start, end). Never raises for what
     an account may lack (Cost Explorer off, no permission) or a broken answer: ``reason``
     says it."""
+    try:
+        return aws.within(DEADLINE_SECONDS, lambda: _actual_costs(platform, project, start, end))
+    except aws.CallTimedOut as exc:
+        return ActualCost(start, end, reason=f"Cost Explorer unavailable: {exc}")
+
+
+def _actual_costs(platform: str, project: str, start: date, end: date) -> ActualCost:
     ce = aws.client("ce", region=CE_REGION, config=aws.FAIL_FAST_CONFIG)
     request = _request(platform, project, start, end)
     by_deployment: dict[str, float] = {}

@@ -328,29 +328,6 @@ def _why(exc: BaseException) -> str:
     return f"Price List API unavailable: {type(exc).__name__}: {exc}"[:200]
 
 
-def _within(fetch: Callable[[str], PriceBook], region: str, seconds: float) -> PriceBook:
-    """``fetch(region)``, or PriceListIncomplete after ``seconds``. The fetch runs in a
-    daemon thread, which a hung answer leaves behind until its socket gives up; it holds
-    nothing but that socket."""
-    done = threading.Event()
-    out: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            out["book"] = fetch(region)
-        except BaseException as exc:  # handed to the caller, who decides
-            out["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=work, name=f"prices-{region}", daemon=True).start()
-    if not done.wait(seconds):
-        raise PriceListIncomplete(f"no complete answer within {seconds:g}s")
-    if "error" in out:
-        raise out["error"]
-    return out["book"]
-
-
 # -- choosing, with a cache -------------------------------------------------------------
 class PriceResolver:
     """Price books by region: ``mode`` ``auto`` (the API, else the table, saying why),
@@ -420,16 +397,21 @@ class PriceResolver:
     def _resolve(self, region: str) -> tuple[PriceBook, float]:
         if self.mode == "table":
             return self._table(region), self.cache_seconds
+        error: BaseException
         try:
-            return _within(self.fetch, region, self.deadline_seconds), self.cache_seconds
+            book = aws.within(self.deadline_seconds, lambda: self.fetch(region))
+            return book, self.cache_seconds
+        except aws.CallTimedOut as exc:
+            error = PriceListIncomplete(str(exc))
         except (ClientError, BotoCoreError, PriceListIncomplete, KeyError, ValueError) as exc:
-            if self.mode == "api":
-                raise PricesUnavailable(
-                    f"no prices for {region}: {_why(exc)}",
-                    hint="allow pricing:GetProducts, or set MLOPS_PRICES=auto to fall back "
-                    "to the shipped table",
-                ) from None
-            return self._table(region, note=_why(exc)), self.retry_seconds
+            error = exc
+        if self.mode == "api":
+            raise PricesUnavailable(
+                f"no prices for {region}: {_why(error)}",
+                hint="allow pricing:GetProducts, or set MLOPS_PRICES=auto to fall back "
+                "to the shipped table",
+            )
+        return self._table(region, note=_why(error)), self.retry_seconds
 
     def _table(self, region: str, note: str = "") -> PriceBook:
         return from_table(region, note=note, table=self.table, origin=self.table_origin)
