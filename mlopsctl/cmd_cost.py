@@ -160,6 +160,8 @@ def deployment_cost(
             "request rate and the estimate for the window are over that time"
         )
     doc["served_since"] = served_from.isoformat()
+    if live.architecture not in ARCHITECTURES:
+        notes.append(f"CPU architecture {live.architecture} has no prices here: priced as X86_64")
     seconds = max((end - served_from).total_seconds(), 1.0)
     pointer = PointerStore(platform).get(project, env)
     version = live.environment(ENV_MODEL_VERSION) or (pointer.version if pointer else None)

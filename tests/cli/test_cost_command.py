@@ -368,3 +368,38 @@ def test_a_price_table_file_is_named_in_the_output_and_a_bad_one_is_exit_2(
     code, out, err = run(capsys, "cost", "-p", PROJECT)
     assert code == 2 and f"MLOPS_PRICE_TABLE={table} is not a price table" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("arch", "tasks", "fargate"),
+    [
+        # Graviton: 0.25 vCPU x 2 x 730 x 0.03238 + 0.5 GB x 2 x 730 x 0.00356
+        ("ARM64", 2, 365 * 0.03238 + 730 * 0.00356),
+        ("X86_64", 0, 0.0),  # scaled to zero: nothing for Fargate
+        ("WINDOWS_X86", 2, 365 * 0.04048 + 730 * 0.004445),  # unknown: priced as x86
+    ],
+)
+def test_cost_prices_the_live_architecture_and_task_count(
+    deployed, capsys, monkeypatch, arch, tasks, fargate
+):
+    import dataclasses
+
+    from mlopsctl import cmd_cost
+
+    real = cmd_cost.live_service
+
+    def live(*a):
+        svc = real(*a)
+        td = {**svc.task_definition, "runtimePlatform": {"cpuArchitecture": arch}}
+        return dataclasses.replace(svc, task_definition=td, desired_count=tasks)
+
+    monkeypatch.setattr(cmd_cost, "live_service", live)
+    code, out, err = run(capsys, "cost", "-p", PROJECT, "-e", "prod", "-o", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)["deployments"]
+    items = {i["name"]: i["usd"] for i in row["estimate"]["items"]}
+    assert items["fargate vCPU"] + items["fargate memory"] == pytest.approx(fargate)
+    assert row["service"]["tasks"] == tasks and row["service"]["architecture"] == arch
+    assert any("no prices here: priced as X86_64" in n for n in row["notes"]) == (
+        arch == "WINDOWS_X86"
+    )
