@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -358,12 +358,17 @@ class RollbackPolicy(_Wire):
     )
 
 
+# Far above what one load balancer serves: a bound that keeps every estimate finite.
+MAX_EXPECTED_REQUESTS_PER_SECOND = 10_000_000
+
+
 class Budget(_Wire):
     """A cost limit, checked against the spec's estimated monthly cost before any change."""
 
     max_monthly_usd: float | None = Field(
         None,
         gt=0,
+        allow_inf_nan=False,
         alias="maxMonthlyUSD",
         description="Refuse (Degraded, BudgetExceeded) a spec whose estimated monthly cost "
         "exceeds this many USD; unset: no limit.",
@@ -371,10 +376,20 @@ class Budget(_Wire):
     expected_requests_per_second: float = Field(
         0.0,
         ge=0,
+        le=MAX_EXPECTED_REQUESTS_PER_SECOND,
+        allow_inf_nan=False,
         alias="expectedRequestsPerSecond",
         description="Traffic the estimate assumes (load balancer LCUs, log ingestion); "
         "0 estimates the fixed costs only.",
     )
+
+    @field_validator("max_monthly_usd", "expected_requests_per_second", mode="before")
+    @classmethod
+    def _a_number_not_a_flag(cls, value: Any) -> Any:
+        # YAML's true/yes would otherwise be a budget of 1 USD.
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not a boolean")
+        return value
 
 
 # EventBridge schedule expressions, as Terraform's drift_schedule_expression takes them.
@@ -529,8 +544,9 @@ class CostStatus(_Wire):
     """The monthly cost estimate of the spec at ``observedGeneration``."""
 
     estimated_monthly_usd: float = Field(alias="estimatedMonthlyUSD", ge=0)
-    price_source: Literal["price-list-api", "shipped-table"] = Field(
-        description="Where the prices came from: the AWS Price List API or the shipped table."
+    price_source: Literal["price-list-api", "shipped-table", "table-file"] = Field(
+        description="Where the prices came from: the AWS Price List API, the shipped table "
+        "or the table file MLOPS_PRICE_TABLE."
     )
     prices_as_of: str = Field(description="Publication (API) or taken (table) date of the prices.")
     region: str

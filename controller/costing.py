@@ -24,8 +24,12 @@ def artifact_bytes(manifest: Manifest | None) -> int:
     return sum(f.size for f in manifest.files.values()) if manifest is not None else 0
 
 
-def spec_workload(spec: ModelDeploymentSpec, manifest: Manifest | None) -> Workload:
-    """What the spec asks for: its replicas of its task size, serving ``manifest``."""
+def spec_workload(
+    spec: ModelDeploymentSpec, manifest: Manifest | None, *, load_balanced: bool = True
+) -> Workload:
+    """What the spec asks for: its replicas of its task size, serving ``manifest``,
+    behind the env's load balancer if the controller attaches services to one
+    (``MLOPS_LOAD_BALANCERS`` not ``none``; without one there is no ALB to pay for)."""
     return Workload(
         cpu=spec.serving.cpu,
         memory=spec.serving.memory,
@@ -33,6 +37,7 @@ def spec_workload(spec: ModelDeploymentSpec, manifest: Manifest | None) -> Workl
         architecture=CPU_ARCHITECTURE,
         requests_per_second=spec.budget.expected_requests_per_second,
         artifact_bytes=artifact_bytes(manifest),
+        load_balanced=load_balanced,
     )
 
 
@@ -40,7 +45,8 @@ def live_workload(observed: Observed, spec: ModelDeploymentSpec) -> Workload | N
     """What ECS runs now for the deployment (None: no live service, nothing is billed).
 
     The task size is the live revision's; a revision the controller cannot read (gone,
-    or not one of its own) is taken to have the spec's size.
+    or not one of its own) is taken to have the spec's size. A service attached to no
+    target group has no load balancer share.
     """
     svc = observed.service
     if svc is None or svc.status != ACTIVE:
@@ -54,6 +60,7 @@ def live_workload(observed: Observed, spec: ModelDeploymentSpec) -> Workload | N
         architecture=CPU_ARCHITECTURE,
         requests_per_second=spec.budget.expected_requests_per_second,
         artifact_bytes=artifact_bytes(observed.manifests.get(pinned.version) if pinned else None),
+        load_balanced=bool(svc.load_balancers),
     )
 
 

@@ -13,8 +13,9 @@ The rules, in order:
    is labelled its own next (AdoptService), before any other action.
    So does a spec whose estimated monthly cost (``controller.costing``, at
    ``Desired.prices``) exceeds ``spec.budget.maxMonthlyUSD``: BudgetExceeded, nothing
-   changes. Every status carries the spec's estimate (``status.cost``) when prices are
-   known.
+   changes, except that a failed or stuck rollout is still rolled back (2, 3): that
+   returns to what ran before. Every status carries the spec's estimate
+   (``status.cost``) when prices are known.
 2. A version that failed at this generation (status ``failedVersion``/``failedGeneration``,
    or the service's failed-version tags) is held: the restored version is kept converged,
    the failed one is not retried until the spec changes.
@@ -520,9 +521,10 @@ class _Planner:
             )
         version = obs.desired_version
         assert version is not None
-        budget = self.budget(version)
-        if budget is not None:
-            return budget
+        # Priced first (every status carries the estimate), refused after the failure
+        # handling: a rollback returns to what ran before, so a budget (lowered during a
+        # rollout, or a spec over it) never keeps a failed or stuck rollout in place.
+        refused = self.budget(version)
         on_failure = self.spec.rollback.on_failure
 
         restored = _held(self.desired, obs, version)
@@ -533,6 +535,9 @@ class _Planner:
         if failure is not None:
             deployment_id, why = failure
             return self.fail(version, why, "RolloutFailed", deployment_id)
+
+        if refused is not None:
+            return refused
 
         gate_failure = self.gates(version)
         if gate_failure is not None:
@@ -563,10 +568,15 @@ class _Planner:
                 f"{self.desired.prices_error or 'no prices'}; nothing changed",
                 RETRY_SECONDS,
             )
-        self.cost = estimate(spec_workload(self.spec, self.observed.manifests.get(version)), prices)
+        workload = spec_workload(
+            self.spec,
+            self.observed.manifests.get(version),
+            load_balanced=self.desired.network.load_balancers_on,
+        )
+        self.cost = estimate(workload, prices)
         self.status.fields["cost"] = cost_status(self.cost).model_dump()
         try:
-            check_budget(self.cost, limit)
+            check_budget(self.cost, limit, serving=self.st.current_version if self.st else None)
         except BudgetExceeded as exc:
             return self.blocked(exc.reason, exc.render())
         return None

@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -139,3 +139,35 @@ def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ClientError, or '' for anything else."""
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
+
+
+T = TypeVar("T")
+
+
+class CallTimedOut(Exception):
+    """A call made with :func:`within` did not return in time."""
+
+
+def within(seconds: float, call: Callable[[], T]) -> T:
+    """``call()``'s result (or the exception it raised), or CallTimedOut after
+    ``seconds``. For optional reads (prices, the bill) whose answer may trickle in:
+    botocore's read timeout bounds each read of a response, not the response. The call
+    runs in a daemon thread, left behind on a timeout until its socket gives up; give it
+    nothing but a read."""
+    done = threading.Event()
+    out: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            out["value"] = call()
+        except BaseException as exc:  # handed to the caller, who decides
+            out["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="aws-within", daemon=True).start()
+    if not done.wait(seconds):
+        raise CallTimedOut(f"no complete answer within {seconds:g}s")
+    if "error" in out:
+        raise out["error"]
+    return out["value"]

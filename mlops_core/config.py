@@ -114,6 +114,8 @@ class PlatformSettings(BaseSettings):
     prices: Literal["auto", "api", "table"] = Field("auto", validation_alias="MLOPS_PRICES")
     price_cache_seconds: float = Field(86400.0, ge=0, validation_alias="MLOPS_PRICE_CACHE_SECONDS")
     price_retry_seconds: float = Field(3600.0, ge=0, validation_alias="MLOPS_PRICE_RETRY_SECONDS")
+    # A price table file used instead of the shipped one (mlops_core.cost.prices.load_table).
+    price_table: Path | None = Field(None, validation_alias="MLOPS_PRICE_TABLE")
     # The CLI's defaults.
     serving_image: str | None = Field(None, validation_alias="MLOPS_SERVING_IMAGE")
     training_image: str | None = Field(None, validation_alias="MLOPS_TRAINING_IMAGE")

@@ -5,6 +5,8 @@
     mlopsctl controller run --source s3                       the platform's default prefix
     mlopsctl controller run --source kube                     the Kubernetes operator
     mlopsctl controller run --source DIR --once               one pass; exit 1 if any Degraded
+                                                              (6 if every one is refused by its
+                                                              gates or budget)
 
 The same runtime serves every source (``controller.runtime``). Runs until SIGTERM or
 SIGINT, then finishes in-flight reconciles, releases its lease and exits 0.
@@ -30,7 +32,8 @@ from controller.launch import (
 from controller.runtime import Outcome
 from controller.settings import ControllerSettings
 from mlops_core import aws, logs
-from mlops_core.errors import MlopsError
+from mlops_core.cost.estimate import BudgetExceeded
+from mlops_core.errors import GateFailed, MlopsError
 from mlopsctl.context import console
 
 app = typer.Typer(
@@ -45,6 +48,36 @@ class DeploymentsDegraded(MlopsError):
 
     reason = "Degraded"
     exit_code = 1
+
+
+class DeploymentsRefused(GateFailed):
+    """``--once`` found deployments refused by their gates or budget, and nothing else
+    wrong: a gate failure, exit 6, as ``deploy --dry-run`` and ``deploy --wait`` exit."""
+
+
+#: The Degraded reasons that are gate refusals (a spec judged and refused, nothing broken).
+GATE_REASONS = frozenset({GateFailed.reason, BudgetExceeded.reason})
+
+
+def _degraded_reason(o: Outcome) -> str | None:
+    degraded = o.status.condition("Degraded") if o.status else None
+    return degraded.reason if degraded is not None and degraded.status == "True" else None
+
+
+def once_failure(outcomes: Sequence[Outcome], where: str) -> MlopsError | None:
+    """What ``--once`` exits with: None when nothing failed; DeploymentsRefused (6) when
+    every failure is a gate refusal (GateFailed, BudgetExceeded); else
+    DeploymentsDegraded (1)."""
+    failed = [o for o in outcomes if o.failed]
+    if not failed:
+        return None
+    what = f"{len(failed)} of {len(outcomes)} deployment(s) Degraded or failed: " + ", ".join(
+        o.key for o in failed
+    )
+    hint = "see the REASON column above and each deployment's status"
+    if all(o.error is None and _degraded_reason(o) in GATE_REASONS for o in failed):
+        return DeploymentsRefused(what, where=where, hint=hint)
+    return DeploymentsDegraded(what, where=where, hint=hint)
 
 
 SOURCE_HELP = (
@@ -91,7 +124,10 @@ def run(
         None, min=1, max=64, help="Deployments reconciled in parallel (default 4)."
     ),
     once: bool = typer.Option(
-        False, "--once", help="One full pass, print a table, exit 1 if any deployment is Degraded."
+        False,
+        "--once",
+        help="One full pass, print a table, exit 1 if any deployment is Degraded (6 if "
+        "every Degraded one is refused by its gates or budget).",
     ),
     poll: float = typer.Option(
         None, min=0.05, help="Seconds between change checks (default: 0.5 folder, 5 S3)."
@@ -127,14 +163,9 @@ def run(
     if once:
         outcomes = controller.run_once()
         console.print(outcome_table(outcomes))
-        failed = [o for o in outcomes if o.failed]
-        if failed:
-            raise DeploymentsDegraded(
-                f"{len(failed)} of {len(outcomes)} deployment(s) Degraded or failed: "
-                + ", ".join(o.key for o in failed),
-                where=src.uri,
-                hint="see the REASON column above and each deployment's status",
-            )
+        failure = once_failure(outcomes, src.uri)
+        if failure is not None:
+            raise failure
         return
     serve_metrics(settings, controller.metrics, controller.poll)
     stop = threading.Event()

@@ -5,13 +5,16 @@ month (``mlops_core.cost.estimate``, with the traffic measured over the window),
 Cost Explorer billed over the window grouped by the ``mlops:deployment`` tag, and the
 cost per 1,000 requests: the billed cost when Cost Explorer has it, else the estimate for
 the window, over the load balancer's ``RequestCount`` (``mlops_core.cost.requests``).
+The estimate's share and the measured request rate are over the part of the window the
+service existed (``served_since``), so a service made an hour ago is not charged a month.
 Every figure says where it came from; nothing here writes anything.
 
 ``-o json`` prints one document::
 
     {"window": {"since", "start", "end"},
-     "prices": {"source", "as_of", "region", "note"} | null,
+     "prices": {"source", "as_of", "region", "note", "table"} | null,
      "deployments": [{"project", "env", "deployment", "service": {...} | null,
+                      "served_since": str (the window's start, or the service's creation),
                       "estimate": {"monthly_usd", "items", ...} | null,
                       "actual_usd": float | null, "requests": float | null,
                       "usd_per_1k_requests": float | null, "per_1k_basis": "actual" | "estimate",
@@ -36,7 +39,8 @@ from mlops_core.cost.actual import ActualCost, actual_costs
 from mlops_core.cost.estimate import HOURS_PER_MONTH, Workload, estimate, per_thousand
 from mlops_core.cost.prices import (
     ARCHITECTURES,
-    SOURCE_TABLE,
+    SOURCE_API,
+    SOURCE_FILE,
     PriceBook,
     PriceListIncomplete,
     PriceResolver,
@@ -47,7 +51,7 @@ from mlops_core.cost.prices import (
 )
 from mlops_core.cost.requests import request_count
 from mlops_core.errors import InvalidInput, NotFound
-from mlops_core.naming import Platform, check_project, deployment_name
+from mlops_core.naming import Platform, check_env, check_project, deployment_name
 from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry
 from mlopsctl import context
@@ -144,7 +148,21 @@ def deployment_cost(
     if counted.reason:
         notes.append(f"requests: {counted.reason}")
     doc["requests"] = counted.requests
-    seconds = (end - start).total_seconds()
+    # The traffic rate and the estimate's share of the window are over the part of the
+    # window the service existed: a service created an hour ago has not cost a month.
+    served_from = start
+    served = counted
+    if live.created_at is not None and live.created_at > start:
+        served_from = min(live.created_at.astimezone(UTC).replace(microsecond=0), end)
+        served = request_count(platform, project, env, served_from, end)
+        notes.append(
+            f"the service exists since {served_from.isoformat(timespec='seconds')}: its "
+            "request rate and the estimate for the window are over that time"
+        )
+    doc["served_since"] = served_from.isoformat()
+    if live.architecture not in ARCHITECTURES:
+        notes.append(f"CPU architecture {live.architecture} has no prices here: priced as X86_64")
+    seconds = max((end - served_from).total_seconds(), 1.0)
     pointer = PointerStore(platform).get(project, env)
     version = live.environment(ENV_MODEL_VERSION) or (pointer.version if pointer else None)
     capture = platform.capture_env_prefix(project, env)
@@ -153,20 +171,32 @@ def deployment_cost(
         memory=live.memory,
         tasks=live.desired_count,
         architecture=live.architecture if live.architecture in ARCHITECTURES else "X86_64",
-        requests_per_second=(counted.requests or 0.0) / seconds,
+        requests_per_second=(served.requests or 0.0) / seconds,
         artifact_bytes=_artifact_bytes(registry, project, version),
         capture_bytes=_prefix_bytes(platform.artifact_bucket, capture),
+        # The env's load balancer is billed by the hour while it exists; with none (and
+        # no target group) there is nothing to share.
+        load_balanced=counted.load_balancer or live.load_balanced,
     )
     if book is None:
+        return doc
+    if workload.cpu <= 0 or workload.memory <= 0:
+        # A revision gone (deregistered and deleted) or without a task-level size.
+        notes.append(
+            f"the task size of {doc['service']['revision'] or 'its revision'} is unknown: "
+            "not estimated"
+        )
         return doc
     est = estimate(workload, book)
     doc["estimate"] = est.to_dict()
     if doc["actual_usd"] is not None and doc["actual_usd"] > 0:
-        basis, usd = "actual", doc["actual_usd"]
+        # The bill covers the deployment over the window (earlier services too).
+        basis, usd, requests = "actual", doc["actual_usd"], counted.requests
     else:
         basis, usd = "estimate", est.total * seconds / 3600 / HOURS_PER_MONTH
+        requests = served.requests
     doc["per_1k_basis"] = basis
-    doc["usd_per_1k_requests"] = per_thousand(usd, counted.requests or 0.0)
+    doc["usd_per_1k_requests"] = per_thousand(usd, requests or 0.0)
     return doc
 
 
@@ -198,9 +228,18 @@ def cost(
         prices_error = exc.render()
     rows: list[dict[str, Any]] = []
     actuals: dict[str, ActualCost] = {}
-    for name in _projects(project, project_dir_, registry):
-        config = registry.get_project(name)
-        envs = [config.check_env(env)] if env else list(config.envs)
+    names = _projects(project, project_dir_, registry)
+    configs = [registry.get_project(name) for name in names]
+    if env:
+        check_env(env)
+        # Across every project, those with the env; one project named must have it.
+        having = [c for c in configs if env in c.envs]
+        if not having and configs:
+            configs[0].check_env(env)  # the unknown-env error, with the envs it has
+        configs = having
+    for config in configs:
+        name = config.name
+        envs = [env] if env else list(config.envs)
         # Cost Explorer's days are UTC dates, the end exclusive: through today.
         actual = actual_costs(platform.platform, name, start.date(), end.date() + timedelta(days=1))
         actuals[name] = actual
@@ -216,6 +255,7 @@ def cost(
             "as_of": book.as_of.isoformat(),
             "region": book.region,
             "note": book.note,
+            "table": book.origin or None,
         },
         "prices_error": prices_error or None,
         "deployments": rows,
@@ -263,14 +303,22 @@ def _print_table(doc: dict[str, Any], since: str, *, wide: bool = False) -> None
             cells.append(", ".join(p for p in parts if not p.endswith("$0.00")) or "-")
         table.add_row(*cells)
     console.print(table)
+    if not doc["deployments"]:
+        console.print(
+            "no deployments: no project is registered yet ('mlopsctl publish' registers one)"
+            if not doc["actual"]
+            else "no deployments"
+        )
     prices = doc["prices"]
     if prices is None:
         err.print(f"prices: none: {escape(doc['prices_error'] or '')}")
     else:
         where = (
-            f"shipped price table taken {prices['as_of']}"
-            if prices["source"] == SOURCE_TABLE
-            else f"AWS Price List API, published {prices['as_of']}"
+            f"AWS Price List API, published {prices['as_of']}"
+            if prices["source"] == SOURCE_API
+            else f"price table {escape(prices['table'])} taken {prices['as_of']}"
+            if prices["source"] == SOURCE_FILE
+            else f"shipped price table taken {prices['as_of']}"
         )
         note = f" ({escape(prices['note'])})" if prices["note"] else ""
         console.print(f"prices: {where}, {prices['region']}{note}")

@@ -279,8 +279,10 @@ def _open_for_dry_run(uri: str, platform: Platform):
     declared there, and a dry run creates nothing)."""
     from controller.sources import open_source
 
-    if uri != "s3" and not uri.startswith("s3://") and not Path(uri).expanduser().is_dir():
+    folder = "://" not in uri and uri not in ("s3", "kube") or uri.startswith("file://")
+    if folder and not Path(uri.removeprefix("file://")).expanduser().is_dir():
         return None
+    # Anything else as deploy would open it: kube and unknown schemes are refused there.
     return open_source(uri, platform=platform, create=False)
 
 
@@ -376,6 +378,7 @@ def _read_existing(src, name: str):
 
 def _wait(src, put, *, until: str, timeout: float, version: str | None) -> None:
     from controller.sources import is_observed
+    from mlops_core.cost.estimate import BudgetExceeded
 
     deadline = time.monotonic() + timeout
     last = None
@@ -392,6 +395,9 @@ def _wait(src, put, *, until: str, timeout: float, version: str | None) -> None:
             if degraded is not None and degraded.status == "True":
                 if degraded.reason == GateFailed.reason:
                     raise GateFailed(f"{put.name}: {degraded.message}", hint=GATE_HINT)
+                if degraded.reason == BudgetExceeded.reason:
+                    # A gate failure like the others (exit 6); the message has the hint.
+                    raise BudgetExceeded(f"{put.name}: {degraded.message}")
                 raise DeployFailed(
                     f"{put.name} is Degraded: {degraded.reason}: {degraded.message}",
                     hint="fix the deployment and run deploy again; "

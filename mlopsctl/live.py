@@ -9,6 +9,7 @@ registered it (Terraform's first revision too).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from mlops_core import aws
@@ -41,6 +42,10 @@ class LiveService:
     running_count: int
     task_definition: dict[str, Any]  # the service's current revision
     revisions: tuple[dict[str, Any], ...]  # of every deployment, current first
+    #: When ECS created the service (None: not reported).
+    created_at: datetime | None = None
+    #: The service is attached to a target group (of the env's load balancer).
+    load_balanced: bool = False
 
     @property
     def cpu(self) -> int:
@@ -112,4 +117,6 @@ def live_service(platform: Platform, project: str, env: str) -> LiveService | No
         running_count=int(svc.get("runningCount") or 0),
         task_definition=current,
         revisions=tuple(revisions),
+        created_at=created if isinstance(created := svc.get("createdAt"), datetime) else None,
+        load_balanced=any(lb.get("targetGroupArn") for lb in svc.get("loadBalancers") or []),
     )

@@ -10,6 +10,7 @@ deployment, reported as the project's shared cost.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -21,6 +22,15 @@ from mlops_core.naming import COST_TAG_DEPLOYMENT, COST_TAG_PLATFORM, COST_TAG_P
 METRIC = "UnblendedCost"
 # Cost Explorer's endpoint region (its data covers every region).
 CE_REGION = "us-east-1"
+# A year of daily results is a few pages; a token that never ends is not a bill.
+MAX_PAGES = 100
+# The longest the bill may take to arrive, every page (an answer that trickles in
+# included; botocore's read timeout bounds each read, not a response).
+DEADLINE_SECONDS = 40.0
+
+
+class NotACostReport(Exception):
+    """Cost Explorer answered something that is not a GetCostAndUsage result."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,15 @@ def _request(platform: str, project: str, start: date, end: date) -> dict:
 
 def actual_costs(platform: str, project: str, start: date, end: date) -> ActualCost:
     """The project's billed cost per deployment over [start, end). Never raises for what
-    an account may lack (Cost Explorer off, no permission): ``reason`` says it."""
+    an account may lack (Cost Explorer off, no permission) or a broken answer: ``reason``
+    says it."""
+    try:
+        return aws.within(DEADLINE_SECONDS, lambda: _actual_costs(platform, project, start, end))
+    except aws.CallTimedOut as exc:
+        return ActualCost(start, end, reason=f"Cost Explorer unavailable: {exc}")
+
+
+def _actual_costs(platform: str, project: str, start: date, end: date) -> ActualCost:
     ce = aws.client("ce", region=CE_REGION, config=aws.FAIL_FAST_CONFIG)
     request = _request(platform, project, start, end)
     by_deployment: dict[str, float] = {}
@@ -64,14 +82,16 @@ def actual_costs(platform: str, project: str, start: date, end: date) -> ActualC
     periods = 0
     token = None
     try:
-        while True:
+        for _ in range(MAX_PAGES):
             page = ce.get_cost_and_usage(**request, **({"NextPageToken": token} if token else {}))
             for result in page.get("ResultsByTime", []):
                 periods += 1
                 estimated = estimated or bool(result.get("Estimated"))
-                for group in result.get("Groups", []):
+                for group in result.get("Groups") or []:
                     value = group["Keys"][0].partition("$")[2]
                     amount = float(group["Metrics"][METRIC]["Amount"])
+                    if not math.isfinite(amount):
+                        raise NotACostReport(f"an amount of {amount} USD for {value!r}")
                     if value:
                         by_deployment[value] = by_deployment.get(value, 0.0) + amount
                     else:
@@ -79,9 +99,16 @@ def actual_costs(platform: str, project: str, start: date, end: date) -> ActualC
             token = page.get("NextPageToken")
             if not token:
                 break
+        else:
+            raise NotACostReport(f"no last page after {MAX_PAGES} pages")
     except (ClientError, BotoCoreError) as exc:
-        code = aws.error_code(exc) or type(exc).__name__
-        return ActualCost(start, end, reason=f"Cost Explorer unavailable ({code}): {exc}")
+        return ActualCost(start, end, reason=_unavailable(exc))
+    except (NotACostReport, KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        # AttributeError/TypeError also come from botocore parsing a body of another shape.
+        what = str(exc) if isinstance(exc, NotACostReport) else f"{type(exc).__name__}: {exc}"
+        return ActualCost(
+            start, end, reason=f"Cost Explorer's answer is not a cost report ({what})"[:300]
+        )
     if periods == 0:
         return ActualCost(
             start,
@@ -91,3 +118,23 @@ def actual_costs(platform: str, project: str, start: date, end: date) -> ActualC
             "as cost allocation tags?)",
         )
     return ActualCost(start, end, by_deployment, shared, True, estimated)
+
+
+def _unavailable(exc: ClientError | BotoCoreError) -> str:
+    """Why there is no bill, and what would give one."""
+    code = aws.error_code(exc)
+    if not code:
+        return f"Cost Explorer unavailable ({type(exc).__name__}): {exc}"[:300]
+    message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", "")).strip()
+    if code == "AccessDeniedException" and "not enabled" in message.lower():
+        hint = "enable Cost Explorer in the Billing console; its data follows within a day"
+    elif code == "AccessDeniedException":
+        hint = "allow ce:GetCostAndUsage to the caller"
+    elif code == "DataUnavailableException":
+        hint = "Cost Explorer has no data for this window yet"
+    else:
+        hint = ""
+    detail = message if message and not message.startswith("<") else ""
+    return "; ".join(
+        part for part in (f"Cost Explorer unavailable ({code}): {detail}"[:300], hint) if part
+    )

@@ -7,7 +7,9 @@ What a deployment costs, per month of 730 hours (AWS's own convention, 8,760 h /
   region's rates for the task's CPU architecture (1024 CPU units = 1 vCPU, 1024 MiB of
   memory = 1 GB, as Fargate bills them).
 - **Load balancer**: its share of the ALB's hours (``load_balancer_share``: 1 when the
-  deployment has the load balancer to itself, as Terraform's one-ALB-per-env does) plus
+  deployment has the load balancer to itself, as Terraform's one-ALB-per-env does; none
+  at all, LCUs included, when it is not ``load_balanced``: services attached to no load
+  balancer, as with ``MLOPS_LOAD_BALANCERS=none``) plus
   the LCU-hours of its own request rate. An LCU is 25 new connections/s, 3,000 active
   connections/min, 1 GB processed/h or 1,000 rule evaluations/s, and an hour is billed
   at the largest of the four. Counted here: new connections, taking every request as a
@@ -64,6 +66,8 @@ class Workload:
     artifact_bytes: int = 0
     capture_bytes: int = 0
     load_balancer_share: float = 1.0
+    #: Behind a load balancer at all; without one, neither its hours nor LCUs are billed.
+    load_balanced: bool = True
 
 
 @dataclass(frozen=True)
@@ -124,9 +128,10 @@ def estimate(workload: Workload, book: PriceBook) -> Estimate:
     rates = p.fargate[w.architecture]
     vcpu_hours = w.tasks * w.cpu / CPU_UNITS_PER_VCPU * HOURS_PER_MONTH
     gb_hours = w.tasks * w.memory / MIB_PER_GB * HOURS_PER_MONTH
-    lb_hours = w.load_balancer_share * HOURS_PER_MONTH
+    lb = 1.0 if w.load_balanced else 0.0
+    lb_hours = lb * w.load_balancer_share * HOURS_PER_MONTH
     # The deployment's own traffic drives its LCUs; only the hourly charge is shared.
-    lcu_hours = lcu_per_hour(w.requests_per_second, w.bytes_per_request) * HOURS_PER_MONTH
+    lcu_hours = lb * lcu_per_hour(w.requests_per_second, w.bytes_per_request) * HOURS_PER_MONTH
     storage_gb = (w.artifact_bytes + w.capture_bytes) / GIB
     log_gb = w.requests_per_second * w.log_bytes_per_request * SECONDS_PER_MONTH / GIB
 
@@ -152,14 +157,18 @@ def estimate(workload: Workload, book: PriceBook) -> Estimate:
     )
 
 
-def check_budget(estimate_: Estimate, max_monthly_usd: float | None) -> None:
+def check_budget(
+    estimate_: Estimate, max_monthly_usd: float | None, *, serving: str | None = None
+) -> None:
     """Raise BudgetExceeded when the estimate is over ``max_monthly_usd`` (None: no
-    budget). Compared in cents, as the status shows it."""
+    budget). Compared in cents, as the status shows it. ``serving``: the version that
+    stays live meanwhile, for the message."""
     if max_monthly_usd is None or round(estimate_.total, 2) <= max_monthly_usd:
         return
+    kept = f" ({serving} is still served, as it was)" if serving else ""
     raise BudgetExceeded(
-        f"the estimated monthly cost {estimate_.summary()} exceeds "
-        f"spec.budget.maxMonthlyUSD ${max_monthly_usd:,.2f}; nothing changed",
+        f"the estimated monthly cost {estimate_.summary()} exceeds the budget "
+        f"${max_monthly_usd:,.2f}; nothing changed{kept}",
         where="spec.budget.maxMonthlyUSD",
         hint="lower serving.replicas, cpu or memory, or raise the budget "
         f"(prices: {estimate_.price_source}, as of {estimate_.prices_as_of})",

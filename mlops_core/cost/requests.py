@@ -29,6 +29,8 @@ class RequestCount:
     requests: float | None  # None: unknown (see reason)
     source: str  # what was read
     reason: str = ""
+    #: The env's load balancer exists (and is billed by the hour, traffic or not).
+    load_balancer: bool = True
 
 
 def load_balancer_dimension(arn: str) -> str:
@@ -58,7 +60,7 @@ def request_count(
         found = elbv2.describe_load_balancers(Names=[name])["LoadBalancers"]
     except ClientError as exc:
         if aws.error_code(exc) == "LoadBalancerNotFound":
-            return RequestCount(None, source, f"no load balancer {name}")
+            return RequestCount(None, source, f"no load balancer {name}", load_balancer=False)
         raise
     dimension = load_balancer_dimension(found[0]["LoadBalancerArn"])
     # Whole days, so that a 30-day window is 30 datapoints (the API returns at most 1440).

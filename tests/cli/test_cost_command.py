@@ -3,7 +3,8 @@ controller created, Cost Explorer results seeded through moto's own API, and the
 balancer's RequestCount put into the local CloudWatch, as AWS would publish it.
 
 The deployment runs 2 tasks of 256 CPU units / 512 MiB in us-east-1 (shipped table):
-Fargate 14.7752 + 3.24485, its load balancer 16.425: 34.45 USD a month before traffic.
+Fargate 14.7752 + 3.24485 = 18.02 USD a month; with the env's load balancer (the tests
+that create it, as Terraform names it) 16.425 more: 34.45 USD a month before traffic.
 """
 
 from __future__ import annotations
@@ -120,12 +121,15 @@ def test_cost_estimates_what_runs_and_says_which_prices_it_used(deployed, capsys
     assert row["deployment"] == "usedcar-price-prod"
     assert row["service"]["tasks"] == 2 and row["service"]["cpu"] == 256
     est = row["estimate"]
-    assert est["monthly_usd"] == 34.45
+    # No load balancer for this env: none is billed.
+    assert est["monthly_usd"] == 18.02
+    assert {i["name"]: i["usd"] for i in est["items"]}["load balancer"] == 0
     items = {i["name"]: i for i in est["items"]}
     assert items["fargate vCPU"]["quantity"] == pytest.approx(365)  # vCPU-hours
     assert items["fargate vCPU"]["usd"] == pytest.approx(14.7752)
     assert doc["prices"] == {
         "source": "shipped-table", "as_of": "2026-12-01", "region": "us-east-1", "note": "",
+        "table": None,
     }  # fmt: skip
     # No load balancer here, and Cost Explorer has nothing: said, not guessed.
     assert row["requests"] is None and row["usd_per_1k_requests"] is None
@@ -270,3 +274,132 @@ def test_prices_write_table_refuses_without_the_api(aws_env, tmp_path, capsys):
     code, out, err = run(capsys, "prices", "--write-table", str(target))
     assert code == 3, out + err
     assert "cannot refresh" in err and not target.exists()
+
+
+def test_a_service_younger_than_the_window_is_priced_over_its_own_time(
+    deployed, platform, capsys, monkeypatch
+):
+    """A service created two days ago in a 30-day window: its request rate and the
+    estimate's share of the window are over those two days, not 30 (which would put a
+    month's cost on two days' requests)."""
+    import dataclasses
+
+    from mlopsctl import cmd_cost
+
+    load_balancer_with_requests(platform, requests=3 * 172_800)  # 1, 5 and 20 days ago
+    created = datetime.now(UTC) - timedelta(days=2)
+    real = cmd_cost.live_service
+    monkeypatch.setattr(
+        cmd_cost,
+        "live_service",
+        lambda *a: dataclasses.replace(real(*a), created_at=created),
+    )
+    code, out, err = run(capsys, "cost", "-p", PROJECT, "-e", "prod", "-o", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)["deployments"]
+    assert row["requests"] == pytest.approx(3 * 172_800)  # the window's, as billed
+    assert row["served_since"].startswith(created.date().isoformat())
+    assert any("the service exists since" in n for n in row["notes"])
+    # 172,800 requests in its 2 days: 1 request/s, 1/25 LCU an hour.
+    items = {i["name"]: i["usd"] for i in row["estimate"]["items"]}
+    assert items["load balancer LCUs"] == pytest.approx(0.04 * 730 * 0.008, rel=1e-3)
+    # Its estimate for 48 of the month's 730 hours, over its 172,800 requests.
+    monthly = sum(items.values())
+    assert row["per_1k_basis"] == "estimate"
+    assert row["usd_per_1k_requests"] == pytest.approx(monthly * 48 / 730 / 172.8, rel=1e-3)
+
+
+def test_cost_with_nothing_registered_says_so(aws_env, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no project.yaml here
+    monkeypatch.setenv("MLOPS_PRICES", "table")
+    code, out, err = run(capsys, "cost", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["deployments"] == []
+    code, out, err = run(capsys, "cost", "--env", "prod")
+    assert code == 0, err
+    assert "no deployments: no project is registered yet" in out
+
+
+def test_cost_env_across_projects_lists_those_that_have_it(platform, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLOPS_PRICES", "table")
+    registry = Registry(platform)
+    registry.register_project(project_config())  # dev, staging, prod
+    other = project_config("fraud-score").model_copy(update={"envs": ["dev", "qa"]})
+    registry.register_project(other)
+    code, out, err = run(capsys, "cost", "--env", "qa", "-o", "json")
+    assert code == 0, err
+    assert [r["deployment"] for r in json.loads(out)["deployments"]] == ["fraud-score-qa"]
+    code, out, err = run(capsys, "cost", "--env", "uat")
+    assert code == 2 and "unknown env 'uat'" in err
+
+
+def test_a_revision_whose_size_cannot_be_read_is_not_estimated_as_free(
+    deployed, capsys, monkeypatch
+):
+    import dataclasses
+
+    from mlopsctl import cmd_cost
+
+    real = cmd_cost.live_service
+    monkeypatch.setattr(
+        cmd_cost, "live_service", lambda *a: dataclasses.replace(real(*a), task_definition={})
+    )
+    code, out, err = run(capsys, "cost", "-p", PROJECT, "-e", "prod", "-o", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)["deployments"]
+    assert row["estimate"] is None and row["usd_per_1k_requests"] is None
+    assert any("task size" in n and "unknown" in n for n in row["notes"])
+
+
+def test_a_price_table_file_is_named_in_the_output_and_a_bad_one_is_exit_2(
+    deployed, capsys, tmp_path, monkeypatch
+):
+    table = tmp_path / "prices.json"
+    table.write_text(shipped_table().model_dump_json())
+    monkeypatch.setenv("MLOPS_PRICE_TABLE", str(table))
+    code, out, err = run(capsys, "cost", "-p", PROJECT, "-e", "prod", "-o", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert (doc["prices"]["source"], doc["prices"]["table"]) == ("table-file", str(table))
+    code, out, err = run(capsys, "cost", "-p", PROJECT, "-e", "prod")
+    assert code == 0 and f"prices: price table {table} taken 2026-12-01, us-east-1" in out
+    table.write_text("{")
+    code, out, err = run(capsys, "cost", "-p", PROJECT)
+    assert code == 2 and f"MLOPS_PRICE_TABLE={table} is not a price table" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("arch", "tasks", "fargate"),
+    [
+        # Graviton: 0.25 vCPU x 2 x 730 x 0.03238 + 0.5 GB x 2 x 730 x 0.00356
+        ("ARM64", 2, 365 * 0.03238 + 730 * 0.00356),
+        ("X86_64", 0, 0.0),  # scaled to zero: nothing for Fargate
+        ("WINDOWS_X86", 2, 365 * 0.04048 + 730 * 0.004445),  # unknown: priced as x86
+    ],
+)
+def test_cost_prices_the_live_architecture_and_task_count(
+    deployed, capsys, monkeypatch, arch, tasks, fargate
+):
+    import dataclasses
+
+    from mlopsctl import cmd_cost
+
+    real = cmd_cost.live_service
+
+    def live(*a):
+        svc = real(*a)
+        td = {**svc.task_definition, "runtimePlatform": {"cpuArchitecture": arch}}
+        return dataclasses.replace(svc, task_definition=td, desired_count=tasks)
+
+    monkeypatch.setattr(cmd_cost, "live_service", live)
+    code, out, err = run(capsys, "cost", "-p", PROJECT, "-e", "prod", "-o", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)["deployments"]
+    items = {i["name"]: i["usd"] for i in row["estimate"]["items"]}
+    assert items["fargate vCPU"] + items["fargate memory"] == pytest.approx(fargate)
+    assert row["service"]["tasks"] == tasks and row["service"]["architecture"] == arch
+    assert any("no prices here: priced as X86_64" in n for n in row["notes"]) == (
+        arch == "WINDOWS_X86"
+    )

@@ -157,3 +157,34 @@ def test_deploy_wait_exits_6_when_the_controller_refuses_the_gates(
     assert code == 6, out
     assert "min_r2" in out and "mlopsctl gates check" in out
     assert PointerStore(platform).get("usedcar-price", "prod") is None
+
+
+def test_deploy_wait_exits_6_when_the_controller_refuses_the_budget(
+    versions, platform, network_env, monkeypatch, tmp_path, capsys
+):
+    """BudgetExceeded is a gate failure (GateFailed's exit 6) under --wait too, as in the
+    dry run; nothing is written to AWS."""
+    for name, value in network_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLOPS_PRICES", "table")
+    source = tmp_path / "deployments"
+    source.mkdir()
+    controller = Controller(
+        open_source(str(source)), env_reconciler(), poll=0.2, resync=30, workers=2
+    )
+    stop = threading.Event()
+    runner = threading.Thread(target=controller.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        # 2 tasks of 0.5 vCPU / 1 GB, no load balancer here: $36.04 a month in us-east-1.
+        code, out = _deploy(
+            capsys, "--env", "prod", "--source", str(source), "--image", IMAGE,
+            "--version", versions[1], "--max-monthly-usd", "30", "--wait", "--timeout", "60",
+        )  # fmt: skip
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    assert code == 6, out
+    assert "exceeds the budget $30.00; nothing changed" in out
+    assert "$36.04/month" in out and "lower serving.replicas" in out
+    assert PointerStore(platform).get("usedcar-price", "prod") is None

@@ -3,7 +3,9 @@ prints the controller's plan and the monthly cost change; `--max-monthly-usd` is
 budget the controller enforces, and the dry run refuses what it would refuse.
 
 Prices: the shipped table (us-east-1). One task of 256 CPU units / 512 MiB is
-0.25 x 730 x 0.04048 + 0.5 x 730 x 0.004445 = 9.01 USD a month; the load balancer 16.425.
+0.25 x 730 x 0.04048 + 0.5 x 730 x 0.004445 = 9.01 USD a month; the env's load balancer
+16.425 where services attach to one (MLOPS_LOAD_BALANCERS terraform or managed; the
+tests' network has none unless a test sets it).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def test_dry_run_of_a_first_deploy_prints_the_plan_and_the_cost_and_writes_nothi
     assert "2. register task definition usedcar-price-prod" in out
     assert "3. create service usedcar-price-prod" in out
     assert "4. move pointer usedcar-price/prod" in out
-    total = 2 * ONE_TASK + 16.425
+    total = 2 * ONE_TASK  # no load balancer in this network
     assert f"monthly cost: $0.00 -> ${total:,.2f} (+{total:,.2f} USD/month)" in out
     assert "prices: shipped-table, as of 2026-12-01" in out
 
@@ -122,8 +124,8 @@ def test_dry_run_of_a_change_prices_the_delta_against_what_runs(
     assert doc["written"] is False and doc["generation"] == 2
     assert [a.split(" ")[0] for a in doc["actions"]] == ["register", "update", "move"]
     assert f"to {versions[1]} x4" in doc["actions"][1]
-    assert doc["cost"]["current"]["monthly_usd"] == round(2 * ONE_TASK + 16.425, 2)
-    assert doc["cost"]["desired"]["monthly_usd"] == round(4 * ONE_TASK + 16.425, 2)
+    assert doc["cost"]["current"]["monthly_usd"] == round(2 * ONE_TASK, 2)
+    assert doc["cost"]["desired"]["monthly_usd"] == round(4 * ONE_TASK, 2)
     assert doc["cost"]["monthly_delta_usd"] == round(2 * ONE_TASK, 2)
 
 
@@ -132,6 +134,8 @@ def test_dry_run_over_budget_is_refused_exit_6(
 ):
     for name, value in network_env.items():
         monkeypatch.setenv(name, value)
+    # Behind the env's load balancer: 2 x 9.01 + 16.425 = 34.45 a month.
+    monkeypatch.setenv("MLOPS_LOAD_BALANCERS", "managed")
     code, out, err = deploy(
         capsys, "--source", str(tmp_path / "d"), "--image", IMAGE, "--cpu", "256",
         "--memory", "512", "--replicas", "2", "--max-monthly-usd", "30", "--dry-run", "--latest",
@@ -196,4 +200,31 @@ def test_dry_run_of_a_gate_failure_is_exit_6_and_force_needs_a_reason(
     assert code == 0, out + err
     doc = json.loads(out)
     assert "FORCED past min_r2" in doc["conditions"]["Progressing"]["message"]
+    assert writes == []
+
+
+def test_dry_run_reads_the_source_deploy_would_write(
+    versions, network_env, monkeypatch, tmp_path, capsys, writes
+):
+    """A file:// folder is the folder (its manifest's 5 replicas are what is priced);
+    kube and unknown schemes are refused as deploy refuses them, not planned as a first
+    deploy of the defaults."""
+    for name, value in network_env.items():
+        monkeypatch.setenv(name, value)
+    source = tmp_path / "deployments"
+    code, out, err = deploy(
+        capsys, "--source", str(source), "--image", IMAGE, "--replicas", "5", "--latest"
+    )
+    assert code == 0, out + err
+    writes.clear()
+    code, out, err = deploy(
+        capsys, "--source", f"file://{source}", "--dry-run", "--latest", "-o", "json"
+    )
+    assert code == 0, out + err
+    vcpu = json.loads(out)["cost"]["desired"]["items"][0]
+    assert (vcpu["name"], vcpu["quantity"]) == ("fargate vCPU", 5 * 0.5 * 730)
+    assert writes == []
+    for uri, message in (("kube", "not a manifest store"), ("gs://b/x", "unsupported source")):
+        code, out, err = deploy(capsys, "--source", uri, "--dry-run", "--latest")
+        assert code == 2 and message in err, out + err
     assert writes == []

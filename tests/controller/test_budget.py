@@ -2,30 +2,34 @@
 
 Prices come from the shipped table (``PriceResolver("table")``), so the figures below can
 be computed by hand: the test deployment runs 2 tasks of 256 CPU units / 512 MiB in
-us-east-1 behind its own load balancer, which is
+us-east-1, attached to no load balancer (the tests' network has none), which is
 
     0.25 vCPU x 2 x 730 h x 0.04048  = 14.7752   (Fargate vCPU)
     0.5 GB   x 2 x 730 h x 0.004445 =  3.24485  (Fargate memory)
-    730 h x 0.0225                  = 16.425    (load balancer)
                                       ------- + a few KB of artifacts in S3
-                                      34.45 USD a month
+                                      18.02 USD a month
+
+and behind its env's load balancer (MLOPS_LOAD_BALANCERS terraform or managed) another
+730 h x 0.0225 = 16.425: 34.45 USD a month.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from reconcile_support import PROJECT, cond, ecs_service, make_deployment, task_definition
 from test_plan import GOOD, desired, observed
 
 from controller.actions import MovePointer
-from controller.plan import decide
+from controller.plan import NetworkConfig, decide
 from controller.reconcile import Reconciler
 from mlops_core import naming
 from mlops_core.cost.prices import PriceResolver, PricesUnavailable, from_table
+from mlops_core.pointer import PointerStore
 
-TWO_SMALL_TASKS = 34.45
+TWO_SMALL_TASKS = 18.02
 ONE_SMALL_TASK = 0.25 * 730 * 0.04048 + 0.5 * 730 * 0.004445  # 9.010025
 
 
@@ -40,21 +44,33 @@ def make(make_reconciler, table_prices) -> Reconciler:
 
 # -- pure: the planner's rule -----------------------------------------------------------
 def test_plan_refuses_a_spec_over_budget_with_no_actions():
-    dep = make_deployment(version=GOOD.version, budget={"maxMonthlyUSD": 30})
+    dep = make_deployment(version=GOOD.version, budget={"maxMonthlyUSD": 15})
     d = decide(replace(desired(dep), prices=from_table("us-east-1")), observed())
     assert d.actions == [] and d.degraded
     assert cond(d.status, "Degraded") == ("True", "BudgetExceeded")
-    assert "$34.45/month" in d.status.condition("Degraded").message
+    assert "$18.02/month" in d.status.condition("Degraded").message
     assert d.status.cost.estimated_monthly_usd == TWO_SMALL_TASKS
     assert d.cost is not None and round(d.cost.total, 2) == TWO_SMALL_TASKS
 
 
 def test_plan_within_budget_converges_and_records_the_estimate():
-    dep = make_deployment(version=GOOD.version, budget={"maxMonthlyUSD": 34.45})
+    dep = make_deployment(version=GOOD.version, budget={"maxMonthlyUSD": 18.02})
     d = decide(replace(desired(dep), prices=from_table("us-east-1")), observed())
     assert any(isinstance(a, MovePointer) for a in d.actions)
     assert d.status.cost.price_source == "shipped-table"
     assert d.status.cost.prices_as_of == "2026-12-01"
+
+
+def test_the_load_balancer_is_priced_only_where_services_attach_to_one():
+    dep = make_deployment(version=GOOD.version, budget={"maxMonthlyUSD": 30})
+    prices = from_table("us-east-1")
+    d = decide(replace(desired(dep), prices=prices), observed())
+    assert not d.degraded and d.cost is not None and d.cost.usd("load balancer") == 0
+    behind = replace(desired(dep, network=NetworkConfig(load_balancers="managed")), prices=prices)
+    d = decide(behind, observed())
+    assert d.cost is not None and d.cost.usd("load balancer") == pytest.approx(16.425)
+    assert cond(d.status, "Degraded") == ("True", "BudgetExceeded")
+    assert "$34.45/month" in d.status.condition("Degraded").message
 
 
 def test_plan_cannot_judge_a_budget_without_prices_and_changes_nothing():
@@ -72,7 +88,7 @@ def test_budget_exceeded_makes_zero_aws_writes_then_a_raised_budget_deploys(
     make_reconciler, table_prices, versions, mutations, platform
 ):
     r = make(make_reconciler, table_prices)
-    dep = make_deployment(version=versions.good, budget={"maxMonthlyUSD": 30})
+    dep = make_deployment(version=versions.good, budget={"maxMonthlyUSD": 15})
     result = r.reconcile(dep, None)
     assert mutations == {}, mutations
     assert result.actions == [] and result.degraded
@@ -80,7 +96,7 @@ def test_budget_exceeded_makes_zero_aws_writes_then_a_raised_budget_deploys(
     assert result.status.cost.estimated_monthly_usd == TWO_SMALL_TASKS
     assert ecs_service(platform) is None
 
-    raised = make_deployment(version=versions.good, generation=2, budget={"maxMonthlyUSD": 40})
+    raised = make_deployment(version=versions.good, generation=2, budget={"maxMonthlyUSD": 20})
     result = r.reconcile(raised, result.status)
     assert not result.degraded
     assert mutations.get("CreateService") == 1
@@ -91,11 +107,11 @@ def test_a_live_deployment_keeps_running_when_a_change_would_exceed_its_budget(
     make_reconciler, table_prices, versions, mutations, platform
 ):
     r = make(make_reconciler, table_prices)
-    dep = make_deployment(version=versions.good, budget={"maxMonthlyUSD": 40})
+    dep = make_deployment(version=versions.good, budget={"maxMonthlyUSD": 30})
     status = r.reconcile(dep, None).status
     mutations.clear()
     bigger = make_deployment(
-        version=versions.better, generation=2, replicas=4, budget={"maxMonthlyUSD": 40}
+        version=versions.better, generation=2, replicas=4, budget={"maxMonthlyUSD": 30}
     )
     result = r.reconcile(bigger, status)
     assert mutations == {}, mutations
@@ -104,6 +120,35 @@ def test_a_live_deployment_keeps_running_when_a_change_would_exceed_its_budget(
     # 4 tasks: 2 x 9.010025 more.
     four_tasks = round(TWO_SMALL_TASKS + 2 * ONE_SMALL_TASK, 2)
     assert result.status.cost.estimated_monthly_usd == four_tasks
+
+
+def test_a_budget_below_what_already_runs_leaves_it_running_and_says_why(
+    make_reconciler, table_prices, versions, mutations, platform
+):
+    """A budget added to a live deployment that already costs more: nothing is torn down
+    or scaled, the status says the spec is refused and what is still served; raising the
+    budget again is a converged, quiet pass."""
+    r = make(make_reconciler, table_prices)
+    dep = make_deployment(version=versions.good)
+    status = r.reconcile(dep, None).status
+    mutations.clear()
+    capped = make_deployment(version=versions.good, generation=2, budget={"maxMonthlyUSD": 10})
+    result = r.reconcile(capped, status)
+    assert mutations == {}, mutations
+    assert result.actions == [] and result.degraded
+    assert cond(result.status, "Degraded") == ("True", "BudgetExceeded")
+    message = result.status.condition("Degraded").message
+    assert "$18.02/month" in message and "exceeds the budget $10.00" in message
+    assert f"nothing changed ({versions.good} is still served, as it was)" in message
+    svc = ecs_service(platform)
+    assert (svc["status"], svc["desiredCount"]) == ("ACTIVE", 2)
+    assert PointerStore(platform).get(PROJECT, "prod").version == versions.good
+    assert result.status.current_version == versions.good
+    # Within budget again: nothing to do but say so.
+    fits = make_deployment(version=versions.good, generation=3, budget={"maxMonthlyUSD": 19})
+    result = r.reconcile(fits, result.status)
+    assert mutations == {} and not result.degraded
+    assert cond(result.status, "Degraded") == ("False", "AsExpected")
 
 
 def test_status_estimate_is_stable_so_the_steady_state_stays_quiet(
@@ -178,3 +223,59 @@ def test_unknown_region_prices_block_only_a_budgeted_deployment(
     r = make_reconciler(prices=prices)
     result = r.reconcile(make_deployment(version=versions.good, budget={"maxMonthlyUSD": 99}), None)
     assert cond(result.status, "Degraded") == ("True", "PricesUnavailable") and mutations == {}
+
+
+# -- what a budget may be -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [
+        ({"maxMonthlyUSD": 0}, "greater than 0"),
+        ({"maxMonthlyUSD": -5}, "greater than 0"),
+        ({"maxMonthlyUSD": "fifty"}, "valid number"),
+        ({"maxMonthlyUSD": float("nan")}, "finite number"),
+        # infinity is no limit by another name, and JSON (the CRD, S3) cannot carry it
+        ({"maxMonthlyUSD": float("inf")}, "finite number"),
+        ({"maxMonthlyUSD": "1e999"}, "finite number"),
+        ({"maxMonthlyUSD": True}, "not a boolean"),  # YAML's `yes` is not $1
+        ({"expectedRequestsPerSecond": float("inf")}, "finite number"),
+        ({"expectedRequestsPerSecond": 1e308}, "less than or equal to 10000000"),
+        ({"expectedRequestsPerSecond": -1}, "greater than or equal to 0"),
+    ],
+)
+def test_a_budget_that_is_not_a_finite_positive_number_is_invalid(budget, message):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        make_deployment(version=GOOD.version, budget=budget)
+
+
+def test_a_huge_budget_and_the_largest_traffic_price_finitely():
+    dep = make_deployment(
+        version=GOOD.version,
+        budget={"maxMonthlyUSD": 1e308, "expectedRequestsPerSecond": 10_000_000},
+    )
+    d = decide(replace(desired(dep), prices=from_table("us-east-1")), observed())
+    assert not d.degraded and d.cost is not None
+    # 10M requests/s: 7.3 PB of access log a month (3.67 M USD; no LCUs, as the tests'
+    # network has no load balancer): absurd, but a number the status and the budget carry.
+    logs = 10_000_000 * 300 * 730 * 3600 / 2**30 * 0.5
+    assert d.cost.usd("load balancer LCUs") == 0
+    assert d.cost.total == pytest.approx(TWO_SMALL_TASKS + logs, rel=1e-6)
+
+
+def test_a_budget_never_keeps_a_failed_rollout_in_place():
+    """The budget lowered (generation 3) while the rollout of BETTER fails or hangs: the
+    rollback to GOOD still happens, since it returns to what ran before."""
+    from test_plan import FAILED, IN_PROGRESS, NOW, _rolled_to_better, kinds
+
+    for state in (FAILED, IN_PROGRESS):
+        dep2, status2, obs2, _ = _rolled_to_better(state, deadline=300)
+        obs2 = replace(obs2, now=NOW + timedelta(seconds=301))
+        dep3 = make_deployment(
+            version=dep2.spec.model.version, generation=3, deadline=300,
+            budget={"maxMonthlyUSD": 5},
+        )  # fmt: skip
+        d = decide(replace(desired(dep3, status2), prices=from_table("us-east-1")), obs2)
+        assert kinds(d.actions) == ["Rollback", "UpdateService", "MovePointer"], state
+        assert cond(d.status, "Degraded") == ("True", "RolloutFailed")
+        assert d.status.cost is not None  # still priced

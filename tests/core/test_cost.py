@@ -265,3 +265,54 @@ def test_settings_choose_the_mode(monkeypatch):
     monkeypatch.setenv("MLOPS_PRICES", "sometimes")
     with pytest.raises(InvalidInput, match="MLOPS_PRICES: invalid value 'sometimes'"):
         PlatformSettings.load()
+
+
+# -- three sizes in two regions, by hand ----------------------------------------------------
+@pytest.mark.parametrize(
+    ("region", "architecture", "cpu", "memory", "tasks", "vcpu_usd", "memory_usd", "alb_usd"),
+    [
+        # us-east-1 x86: 0.04048 per vCPU-h, 0.004445 per GB-h, ALB 0.0225 x 730 = 16.425
+        ("us-east-1", "X86_64", 256, 512, 1, 182.5 * 0.04048, 365 * 0.004445, 16.425),
+        ("us-east-1", "X86_64", 1024, 2048, 3, 2190 * 0.04048, 4380 * 0.004445, 16.425),
+        ("us-east-1", "X86_64", 4096, 16384, 2, 5840 * 0.04048, 23360 * 0.004445, 16.425),
+        # eu-central-1 x86: 0.04656, 0.00511, ALB 0.027 x 730 = 19.71
+        ("eu-central-1", "X86_64", 256, 512, 1, 182.5 * 0.04656, 365 * 0.00511, 19.71),
+        ("eu-central-1", "X86_64", 1024, 2048, 3, 2190 * 0.04656, 4380 * 0.00511, 19.71),
+        ("eu-central-1", "X86_64", 4096, 16384, 2, 5840 * 0.04656, 23360 * 0.00511, 19.71),
+        # eu-central-1 Graviton: 0.03725, 0.00409
+        ("eu-central-1", "ARM64", 4096, 16384, 2, 5840 * 0.03725, 23360 * 0.00409, 19.71),
+    ],
+)
+def test_three_sizes_in_two_regions_match_the_hand_computed_figures(
+    region, architecture, cpu, memory, tasks, vcpu_usd, memory_usd, alb_usd
+):
+    e = estimate(Workload(cpu, memory, tasks, architecture), book(region))
+    assert e.usd("fargate vCPU") == pytest.approx(vcpu_usd)
+    assert e.usd("fargate memory") == pytest.approx(memory_usd)
+    assert e.usd("load balancer") == pytest.approx(alb_usd)
+    assert e.total == pytest.approx(vcpu_usd + memory_usd + alb_usd)
+
+
+def test_hand_computed_totals():
+    """The figures above, added up once by hand (USD a month)."""
+    us, eu = book("us-east-1"), book("eu-central-1")
+    assert estimate(Workload(256, 512, 1), us).total == pytest.approx(25.435025)
+    assert estimate(Workload(1024, 2048, 3), us).total == pytest.approx(124.5453)
+    assert estimate(Workload(4096, 16384, 2), us).total == pytest.approx(356.6634)
+    assert estimate(Workload(256, 512, 1), eu).total == pytest.approx(30.07235)
+    assert estimate(Workload(1024, 2048, 3), eu).total == pytest.approx(144.0582)
+    assert estimate(Workload(4096, 16384, 2), eu).total == pytest.approx(410.99)
+    assert estimate(Workload(4096, 16384, 2, "ARM64"), eu).total == pytest.approx(332.7924)
+    # 10 requests/s of 1 KiB: new connections 10/25 = 0.4 LCU, bytes 0.0343 GB/h; the
+    # larger, 0.4 x 730 = 292 LCU-hours x 0.008 = 2.336 USD.
+    assert lcu_per_hour(10, 1024) == pytest.approx(0.4)
+    e = estimate(Workload(256, 512, 1, requests_per_second=10, log_bytes_per_request=0), us)
+    assert e.usd("load balancer LCUs") == pytest.approx(2.336)
+
+
+def test_without_a_load_balancer_neither_its_hours_nor_lcus_are_billed():
+    w = Workload(512, 1024, 2, requests_per_second=10, load_balanced=False)
+    e = estimate(w, book())
+    assert e.usd("load balancer") == 0 and e.usd("load balancer LCUs") == 0
+    # 29.5504 + 6.4897 and the logs of 10 requests/s: 7.3425 GB x 0.5 = 3.6713
+    assert e.total == pytest.approx(29.5504 + 6.4897 + 10 * 300 * 730 * 3600 / 2**30 * 0.5)

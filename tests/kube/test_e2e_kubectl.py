@@ -135,10 +135,11 @@ def test_kubectl_apply_patch_rollback_and_invalid_spec(
     assert state["pointer"] == v1 and state["served"] == v1
     assert wait_for("the liveness endpoint", lambda: liveness_ok(operator.liveness))
     wide = kubectl("get", "modeldeployment", NAME, "-o", "wide", record=True).splitlines()
-    # The estimate of the example (2 tasks of 0.5 vCPU / 1 GB and a load balancer in
-    # us-east-1, shipped prices since moto has no Price List API) in its own column.
+    # The estimate of the example (2 tasks of 0.5 vCPU / 1 GB in us-east-1, shipped
+    # prices since moto has no Price List API; no load balancer here, as the operator
+    # attaches none: 29.55 + 6.49) in its own column.
     column = wide[0].index("MONTHLY-USD")
-    assert wide[1][column:].split()[0] == "52.47", wide
+    assert wide[1][column:].split()[0] == "36.04", wide
     kubectl("get", "modeldeployment", NAME, "-o", f"jsonpath={CONDITIONS}", record=True)
 
     # Every action taken was posted as an Event on the object.
