@@ -779,7 +779,7 @@ class Observer:
         for decision, name in (("reject", ANNOTATION_REJECT), ("approve", ANNOTATION_APPROVE)):
             if version is not None and notes.get(name, "").strip() == version:
                 return ApprovalRecord(
-                    decision=decision,  # type: ignore[arg-type]
+                    decision=decision,
                     version=version,
                     by=notes.get(ANNOTATION_APPROVED_BY, "").strip()[:200] or "an annotation",
                     reason=notes.get(ANNOTATION_APPROVAL_REASON, "").strip()[:500]

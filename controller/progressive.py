@@ -196,7 +196,7 @@ def progress(
         canary=m.canary,
         stable=m.stable,
         prediction_shift=m.prediction_shift,
-        verdict=verdict.verdict,  # type: ignore[arg-type]
+        verdict=verdict.verdict,
         message=verdict.message,
         at=now,
     )
