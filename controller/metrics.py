@@ -139,8 +139,11 @@ class ControllerMetrics:
             outcome = "ok" if status < 400 else (code or str(status))
             self.aws_calls.labels(service, model.name, outcome).inc()
 
-        def error(exception: BaseException | None = None, model: Any = None, **_: Any):
-            self.aws_calls.labels(service, model.name, type(exception).__name__).inc()
+        # botocore hands "after-call-error" (a connection that failed, a timeout) no
+        # operation model: the operation is the event name's last part.
+        def error(exception: BaseException | None = None, event_name: str = "", **_: Any):
+            operation = event_name.rsplit(".", 1)[-1] or "unknown"
+            self.aws_calls.labels(service, operation, type(exception).__name__).inc()
 
         client.meta.events.register("after-call", after)
         client.meta.events.register("after-call-error", error)

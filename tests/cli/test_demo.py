@@ -31,8 +31,9 @@ def test_demo_reaches_ready_survives_a_broken_rollout_and_finds_drift(tmp_path):
     )
     out, err = result.stdout, result.stderr
     assert result.returncode == 0, out[-4000:] + err[-4000:]
-    # Ready through the controller three times: v1, v2 rolled out, v2 again with capture.
-    assert out.count("usedcar-price-prod is Ready at") == 3
+    # Ready through the controller three times before the canaries: v1, v2 rolled out, v2
+    # again with capture (the canaries' Ready is checked below).
+    assert out.split("==> 13.")[0].count("usedcar-price-prod is Ready at") == 3
     assert len(re.findall(r"deploy -> Ready in [\d.]+ s", out)) == 3
     served = re.findall(r"-> price ([\d,]+) USD\s+\(model (\S+)\)", out)
     versions = [v for _, v in served]

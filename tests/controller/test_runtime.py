@@ -19,6 +19,7 @@ import kopf
 import pytest
 import structlog
 import yaml
+from botocore.exceptions import EndpointConnectionError
 from configured import env_platform
 from factories import make_artifacts, project_config
 
@@ -427,3 +428,21 @@ def test_metrics_and_readiness_are_served(platform, versions, network, tmp_path)
     finally:
         server.shutdown()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_an_aws_call_that_cannot_connect_is_counted_not_raised_over(monkeypatch):
+    # botocore's "after-call-error" carries no operation model: counting must not turn a
+    # connection error into an AttributeError of its own.
+    metrics = ControllerMetrics()
+    metrics.count_aws_calls()
+    with socket.socket() as s:  # a port nothing listens on any more
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "unreachable-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "unreachable-test")
+    ssm = aws.client("ssm", config=aws.FAIL_FAST_CONFIG)
+    with pytest.raises(EndpointConnectionError):
+        ssm.get_parameter(Name="/nothing")
+    labels = {"service": "ssm", "operation": "GetParameter", "outcome": "EndpointConnectionError"}
+    assert metrics.registry.get_sample_value("mlops_controller_aws_calls_total", labels) == 1.0

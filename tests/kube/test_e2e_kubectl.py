@@ -320,7 +320,8 @@ def test_one_replica_acts_through_the_lease_and_a_restart_resumes_at_once(
         "patch", "modeldeployment", NAME, "--type=merge",
         "-p", json.dumps({"spec": {"model": {"version": versions[0]}}}),
     )  # fmt: skip
-    wait_for("the restarted replica to resume", _converged(kubectl, 3), timeout=20,
+    # 45 s: room for a loaded machine's start and rollout, still short of the lease's 60 s.
+    wait_for("the restarted replica to resume", _converged(kubectl, 3), timeout=45,
              operators=[restarted])  # fmt: skip
     assert '"lease acquired"' in restarted.logs()
     assert '"status written"' not in standby.logs()
@@ -332,7 +333,7 @@ def test_one_replica_acts_through_the_lease_and_a_restart_resumes_at_once(
         "patch", "modeldeployment", NAME, "--type=merge",
         "-p", json.dumps({"spec": {"model": {"version": versions[1]}}}),
     )  # fmt: skip
-    wait_for("the standby to take over", _converged(kubectl, 4), timeout=20, operators=[standby])
+    wait_for("the standby to take over", _converged(kubectl, 4), timeout=45, operators=[standby])
     assert _leases(cluster)["holderIdentity"] == "pod-b"
     assert "mlops_controller_leader 1.0" in httpx.get(standby.metrics + "/metrics").text
 
