@@ -70,6 +70,9 @@ class Snapshot:
     #: (target group ARN, target id) -> TargetHealth state
     health: dict[tuple[str, str], str] = field(default_factory=dict)
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: Targets whose health checks got an HTTP answer (a wrong status code): their
+    #: process is up, its start is over.
+    answering: set[tuple[str, str]] = field(default_factory=set)
 
 
 class EcsScheduler:
@@ -81,6 +84,7 @@ class EcsScheduler:
         self._finished: set[str] = set()  # STOPPED tasks already handled
         self._counted: set[str] = set()  # failed tasks already counted
         self._was_healthy: set[str] = set()
+        self._answered: dict[str, datetime] = {}  # task -> when its checks first got an answer
         self._registered: set[tuple[str, str]] = set()  # (target group, task)
         self._breaker: dict[str, int] = {}  # deployment id -> failures
         self._rollbacks: dict[str, str] = {}  # rollback deployment -> the failed one
@@ -146,6 +150,8 @@ class EcsScheduler:
                 key = (group, d["Target"]["Id"])
                 snap.health[key] = d["TargetHealth"]["State"]
                 snap.reasons[key] = d["TargetHealth"].get("Description", "")
+                if d["TargetHealth"].get("Reason") == "Target.ResponseCodeMismatch":
+                    snap.answering.add(key)
         return snap
 
     # -- one pass ----------------------------------------------------------------------
@@ -309,17 +315,21 @@ class ServiceContext:
                 bridge.update_task(arn, lastStatus="STOPPING")
 
     def _failures(self) -> None:
-        """Count failed tasks per deployment; stop tasks failing their health checks."""
-        grace = self.s.settings.scaled(
-            float(self.service.get("healthCheckGracePeriodSeconds") or 0),
-            floor=self.s.settings.min_grace_seconds,
-        )
+        """Count failed tasks per deployment; stop tasks failing their health checks.
+
+        The service's grace period is floored for a local process's start (imports, the
+        model's download) until its health checks get an HTTP answer; from then on the
+        scaled period counts, as on ECS, plus ``answered_grace_seconds`` of answers."""
+        settings = self.s.settings
+        scaled = settings.scaled(float(self.service.get("healthCheckGracePeriodSeconds") or 0))
+        grace = max(scaled, settings.min_grace_seconds)
         now = bridge.utcnow()
         for t in self.stopped:
             arn = t["taskArn"]
             if t.get("stopCode") in FAILED_STOP_CODES:
                 self._count_failure(t)
             self.s._finished.add(arn)
+            self.s._answered.pop(arn, None)
         for t in self.live():
             if self.healthy(t):
                 if t["taskArn"] not in self.s._was_healthy:
@@ -331,7 +341,15 @@ class ServiceContext:
             started = t.get("startedAt")
             if t.get("lastStatus") != "RUNNING" or started is None:
                 continue
-            if (now - _as_datetime(started)).total_seconds() < grace:
+            up = (now - _as_datetime(started)).total_seconds()
+            address = private_ip(t) or ""
+            groups = [lb["targetGroupArn"] for lb in self.target_groups(t)]
+            if any((group, address) in self.snap.answering for group in groups):
+                answered = self.s._answered.setdefault(t["taskArn"], now)
+                since_answer = (now - answered).total_seconds()
+                if up < scaled or since_answer < settings.answered_grace_seconds:
+                    continue
+            elif up < grace:
                 continue
             for group, state in self.states(t):
                 if state == "unhealthy":

@@ -48,6 +48,14 @@ class DataPlaneSettings(PlatformSettings):
         "over 30 s on a busy 2-core machine. Only a task that neither exits nor passes its "
         "checks waits this long to be counted as failed.",
     )
+    answered_grace_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description="How long a task whose health checks get an HTTP answer (its process "
+        "started) may keep failing them before the scaled grace period alone counts: a "
+        "model that cannot load is found in seconds, not after min_grace_seconds.",
+    )
     lb_metrics_seconds: float = Field(
         5.0,
         gt=0,

@@ -35,6 +35,7 @@ FAST = {
     "MLOPS_DATAPLANE_LOOP_SECONDS": "0.1",
     "MLOPS_DATAPLANE_LB_REFRESH_SECONDS": "0.1",
     "MLOPS_DATAPLANE_MIN_GRACE_SECONDS": "2",
+    "MLOPS_DATAPLANE_ANSWERED_GRACE_SECONDS": "1",
     "MLOPS_DATAPLANE_MIN_TIMEOUT_SECONDS": "0.5",
     "MLOPS_DATAPLANE_LOG_FLUSH_SECONDS": "0.2",
     "MLOPS_DATAPLANE_LB_METRICS_SECONDS": "0.5",
@@ -86,12 +87,13 @@ def alive(process: psutil.Process) -> bool:
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory) -> Iterator[Plane]:
+def plane(tmp_path_factory, request) -> Iterator[Plane]:
+    """The module's data plane: FAST, with the module's ``PLANE_SETTINGS`` over it."""
     port = local_aws.free_port()
     root = tmp_path_factory.mktemp("plane")
     log = root / "dataplane.log"
     saved = dict(os.environ)
-    os.environ.update(FAST)
+    os.environ.update({**FAST, **getattr(request.module, "PLANE_SETTINGS", {})})
     try:
         process = local_aws.start_dataplane(port, root / "state", log_path=log)
     finally:

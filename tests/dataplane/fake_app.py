@@ -6,6 +6,7 @@ milliseconds), configured by its environment like a container:
     READY           status of GET /ready (200: healthy; 503: never ready)
     EXIT_AT_START   exit at once with this code (a crash on start)
     SLOW_SECONDS    GET /slow answers after this long (draining tests)
+    LISTEN_AFTER    seconds before it listens (a slow start: imports, a model download)
 
 SIGTERM stops it after the requests in flight, as a well-behaved server does.
 """
@@ -85,6 +86,7 @@ class Handler(BaseHTTPRequestHandler):
         print(f"{self.command} {self.path}", flush=True)
 
 
+time.sleep(float(os.environ.get("LISTEN_AFTER", "0")))
 server = ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler)
 server.daemon_threads = False  # finish the requests in flight on shutdown
 
