@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from controller.api import Analysis, RevisionValues
-from monitoring.stats import js_distance, ks_2samp_sorted
 
 PASS, FAIL, INCONCLUSIVE = "Pass", "Fail", "Inconclusive"
 #: Predictions each revision needs before a shift is computed.
@@ -104,6 +103,10 @@ def prediction_shift(
     canary: Sequence[float] | Sequence[str], stable: Sequence[float] | Sequence[str], task: str
 ) -> float | None:
     """How far apart two revisions' predictions are (None: too few of either)."""
+    # SciPy takes over a second to import: every mlopsctl command imports this module
+    # (through the controller), only a judged step needs it.
+    from monitoring.stats import js_distance, ks_2samp_sorted
+
     if len(canary) < MIN_PREDICTIONS or len(stable) < MIN_PREDICTIONS:
         return None
     if task == "classification":
