@@ -382,6 +382,11 @@ def _failure(desired: Desired, observed: Observed, version: str) -> tuple[str | 
         and known.canary_version == version
         and end is not None
         and end[0] in ROLLED_BACK
+        # Of this spec: a rollout ECS ended while nobody looked, of a generation the
+        # spec has moved on from since, is that generation's failure, not this one's
+        # (which is then tried, as any changed spec is).
+        and st is not None
+        and _gen(st.observed_generation) == _gen(desired.deployment.metadata.generation)
     ):
         why = end[1] or f"ECS ended it {end[0]}"
         return None, f"the rollout of {version} was rolled back by ECS: {why}{_judged(st, version)}"
@@ -843,6 +848,12 @@ class _Planner:
             moving = self._progress(version, arn, restoring)
             if moving is not None:
                 actions.extend(moving.actions)
+        else:
+            # A new rollout starts: one ECS ended while nobody looked keeps its outcome.
+            known = self.st.rollout if self.st is not None else None
+            end = self.observed.rollout_end
+            if known is not None and known.outcome is None and end and end[0] in ROLLED_BACK:
+                self.status.fields["rollout"] = {**known.model_dump(), "outcome": "RolledBack"}
         self._versions(version, arn, restoring)
         return replace(self._conditions(version, arn, actions, degraded, moving), task=spec)
 

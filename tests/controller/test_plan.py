@@ -23,7 +23,7 @@ from controller.actions import (
     Rollback,
     UpdateService,
 )
-from controller.api import ModelDeploymentStatus
+from controller.api import ModelDeploymentStatus, RolloutStatus
 from controller.observe import (
     COMPLETED,
     FAILED,
@@ -456,6 +456,43 @@ def test_failed_version_is_retried_once_the_spec_changes():
     status = decide(desired(dep2, d.status), after).status
     dep3 = make_deployment(version=BETTER.version, generation=3)
     assert kinds(plan(desired(dep3, status), after)) == ["UpdateService", "MovePointer"]
+
+
+def _ended_unseen(generation: int):
+    """BETTER's progressive rollout, started at generation 2, was rolled back by ECS (a
+    hook's timeout) while no controller looked; the deployment is now at ``generation``."""
+    dep2, status2, obs2, _ = _rolled_to_better(IN_PROGRESS)
+    rollout = RolloutStatus(
+        service_deployment="arn:aws:ecs:us-east-1:1:service-deployment/c/s/sd1",
+        strategy="CANARY",
+        stable_version=GOOD.version,
+        canary_version=BETTER.version,
+    )
+    status2 = status2.model_copy(update={"rollout": rollout})
+    assert status2.observed_generation == 2
+    _, _, back = deploy()  # ECS restored GOOD's revision
+    back = replace(
+        back,
+        task_definitions={**obs2.task_definitions, **back.task_definitions},
+        desired_version=BETTER.version,
+        rollout_end=("ROLLBACK_SUCCESSFUL", "hook timed out"),
+    )
+    dep = make_deployment(version=BETTER.version, generation=generation)
+    return decide(desired(dep, status2), back)
+
+
+def test_a_rollout_ecs_rolled_back_unseen_fails_its_own_generation_only():
+    same = _ended_unseen(2)
+    assert same.degraded and cond(same.status, "Degraded") == ("True", "RolloutFailed")
+    assert "rolled back by ECS: hook timed out" in same.status.condition("Degraded").message
+    assert same.status.failed_generation == 2
+    # The spec changed while nobody looked (e.g. a longer timeout): the new generation
+    # is tried, not held as failed; the old rollout is recorded as rolled back.
+    edited = _ended_unseen(3)
+    assert not edited.degraded, edited.status.condition("Degraded")
+    assert "UpdateService" in kinds(edited.actions)
+    assert edited.status.failed_version is None
+    assert edited.status.rollout.outcome == "RolledBack"
 
 
 def test_stuck_rollout_past_the_deadline_rolls_back():
