@@ -46,6 +46,7 @@ from controller.actions import (
     Action,
     AdoptService,
     ClaimEnv,
+    ContinueDeployment,
     CreateService,
     MovePointer,
     PauseHook,
@@ -557,7 +558,49 @@ class _Planner:
                 f"{gate_failure}; nothing changed"
                 + (f" ({serving} is still served)" if serving else ""),
             )
+        superseded = self.supersede(version)
+        if superseded is not None:
+            return superseded
         return self.converge(version)
+
+    def supersede(self, version: str) -> Decision | None:
+        """A traffic-shifting rollout of another version is in progress: ECS would start a
+        second one beside it (both new revisions in the group that gets the canary's
+        share, neither judged on its own), so the one in progress is rolled back first,
+        at its pause; ``version`` is deployed once it has ended."""
+        obs = self.observed
+        svc, shift = obs.service, obs.shift
+        if svc is None or shift is None or shift.status not in ("PENDING", "IN_PROGRESS"):
+            return None
+        rolling = _version_of(obs, svc.task_definition)
+        if rolling is None or rolling == version:
+            return None
+        actions: list[Action] = []
+        message = f"{version} is declared while ECS's rollout of {rolling} is in progress"
+        if shift.hook is not None:
+            actions.append(
+                ContinueDeployment(
+                    service_deployment=shift.service_deployment,
+                    hook_id=shift.hook.id,
+                    action="ROLLBACK",
+                    reason=f"superseded by {version} (generation {_gen(self.gen)})",
+                    project=self.spec.project,
+                    env=self.spec.env,
+                    owner=self.dep.key,
+                )
+            )
+            message += f": it is rolled back at its pause (ECS stage {shift.stage})"
+        else:
+            message += (
+                f": waiting for it to pause (then it is rolled back) or to end (ECS stage "
+                f"{shift.stage or 'unknown'})"
+            )
+        message += f"; then {version} is deployed, never beside it"
+        s = self.status
+        s.set(DEGRADED, False, "AsExpected")
+        s.set(PROGRESSING, True, "Superseding", message)
+        s.set(READY, False, "Superseding", message)
+        return Decision(actions, s.build(), self.desired.polling.after_action, degraded=False)
 
     def budget(self, version: str) -> Decision | None:
         """Price the spec (into the status); a Decision if it is over its budget or

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from reconcile_support import make_deployment
 
 from controller.actions import (
+    ANALYSIS_STAGE,
     TAG_DEPLOYMENT,
     CreateService,
     MovePointer,
@@ -32,6 +33,7 @@ from controller.observe import (
     ProjectNotFound,
 )
 from controller.plan import Desired, NetworkConfig, Polling, apply, decide, plan, task_spec
+from controller.shifts import Hook, ShiftState
 from mlops_core.artifacts import DataInfo, FileEntry, Manifest
 from mlops_core.claims import Claim
 from mlops_core.naming import Platform
@@ -493,6 +495,31 @@ def test_a_rollout_ecs_rolled_back_unseen_fails_its_own_generation_only():
     assert "UpdateService" in kinds(edited.actions)
     assert edited.status.failed_version is None
     assert edited.status.rollout.outcome == "RolledBack"
+
+
+def test_a_version_declared_mid_shift_rolls_the_shift_back_first_and_never_runs_two():
+    dep2, status2, obs2, _ = _rolled_to_better(IN_PROGRESS)
+    hook = Hook("h1", ANALYSIS_STAGE, None)
+    shift = ShiftState(service_deployment="sd-2", status="IN_PROGRESS", stage=ANALYSIS_STAGE,
+                       hook=hook)  # fmt: skip
+    dep3 = make_deployment(version=GOOD.version, generation=3)
+    paused = replace(obs2, shift=shift, desired_version=GOOD.version)
+    d = decide(desired(dep3, status2), paused)
+    assert kinds(d.actions) == ["ContinueDeployment"], d.actions
+    (answer,) = d.actions
+    assert (answer.hook_id, answer.action) == ("h1", "ROLLBACK")
+    assert "superseded by " + GOOD.version in answer.reason
+    assert cond(d.status, "Progressing") == ("True", "Superseding") and not d.degraded
+    # Between pauses: nothing is answered, and no second rollout is started either.
+    moving = replace(paused, shift=replace(shift, hook=None, stage="BAKE_TIME"))
+    d = decide(desired(dep3, status2), moving)
+    assert (
+        d.actions == [] and "waiting for it to pause" in d.status.condition("Progressing").message
+    )
+    # The same version with another spec (replicas) is not superseded by this rule.
+    dep2b = make_deployment(version=BETTER.version, generation=3, replicas=3)
+    d = decide(desired(dep2b, status2), replace(obs2, shift=shift))
+    assert cond(d.status, "Progressing")[1] != "Superseding"
 
 
 def test_stuck_rollout_past_the_deadline_rolls_back():
