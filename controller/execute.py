@@ -341,6 +341,10 @@ class Executor:
             subnets=self.network.subnets,
             security_groups=self.network.security_groups,
         )
+        if not rollout.shifts_traffic:
+            # After a Canary, Linear or BlueGreen rollout production traffic may go to the
+            # green group: a Rolling service registers where the production rule forwards.
+            group = loadbalancing.live_target_group(self.platform, task.project, task.env) or group
         lb: dict = {"targetGroupArn": group, "containerName": CONTAINER_NAME,
                     "containerPort": task.port}  # fmt: skip
         if rollout.shifts_traffic:

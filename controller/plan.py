@@ -821,6 +821,9 @@ class _Planner:
             attach = service.load_balanced and (
                 not svc.load_balancers
                 or (service.rollout.shifts_traffic and svc.alternate_target_group is None)
+                # Back to Rolling: the service's target group becomes the one production
+                # traffic goes to (after a shift, possibly the green one).
+                or (not service.rollout.shifts_traffic and svc.alternate_target_group is not None)
             )
             if (
                 arn is None
@@ -1167,9 +1170,13 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
                     circuit_breaker=True,
                     load_balancers=(_SIM_TARGET_GROUP,) if lb else service.load_balancers,
                     deployment_strategy=s.rollout,
-                    alternate_target_group=_SIM_ALTERNATE
-                    if (lb or service.load_balancers) and s.rollout.shifts_traffic
-                    else service.alternate_target_group,
+                    alternate_target_group=(
+                        _SIM_ALTERNATE
+                        if (lb or service.load_balancers) and s.rollout.shifts_traffic
+                        else None
+                        if lb
+                        else service.alternate_target_group
+                    ),
                 )
             case MovePointer(
                 version=v,

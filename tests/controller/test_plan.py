@@ -24,7 +24,7 @@ from controller.actions import (
     Rollback,
     UpdateService,
 )
-from controller.api import ModelDeploymentStatus, RolloutStatus
+from controller.api import ModelDeployment, ModelDeploymentStatus, RolloutStatus
 from controller.observe import (
     COMPLETED,
     FAILED,
@@ -520,6 +520,27 @@ def test_a_version_declared_mid_shift_rolls_the_shift_back_first_and_never_runs_
     dep2b = make_deployment(version=BETTER.version, generation=3, replicas=3)
     d = decide(desired(dep2b, status2), replace(obs2, shift=shift))
     assert cond(d.status, "Progressing")[1] != "Superseding"
+
+
+def test_back_to_rolling_after_a_shift_re_attaches_the_load_balancer_once():
+    lbs = replace(NETWORK, load_balancers="managed")
+    rolling = make_deployment(version=GOOD.version, generation=2)
+    data = rolling.model_dump(by_alias=True)
+    data["spec"]["strategy"] = {"type": "Canary"}
+    data["metadata"]["generation"] = 1
+    canary = ModelDeployment.model_validate(data)
+    obs = observed(version=GOOD.version)
+    d = decide(desired(canary, None, lbs), obs)
+    obs = settle(apply(obs, d.actions), COMPLETED)
+    status = decide(desired(canary, d.status, lbs), obs).status
+    assert obs.service.alternate_target_group is not None
+    d = decide(desired(rolling, status, lbs), obs)
+    (update,) = [a for a in d.actions if isinstance(a, UpdateService)]
+    # The executor then registers the service in the group production traffic goes to.
+    assert update.attach_load_balancer and not update.service.rollout.shifts_traffic
+    after = settle(apply(obs, d.actions), COMPLETED)
+    assert after.service.alternate_target_group is None
+    assert decide(desired(rolling, d.status, lbs), after).actions == []
 
 
 def test_stuck_rollout_past_the_deadline_rolls_back():
