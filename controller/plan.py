@@ -55,6 +55,7 @@ from controller.actions import (
     Rollback,
     Rollout,
     ServiceSpec,
+    StopDeployment,
     TaskSpec,
     UpdateService,
     describe,
@@ -590,11 +591,21 @@ class _Planner:
                 )
             )
             message += f": it is rolled back at its pause (ECS stage {shift.stage})"
-        else:
-            message += (
-                f": waiting for it to pause (then it is rolled back) or to end (ECS stage "
-                f"{shift.stage or 'unknown'})"
+        elif shift.status == "IN_PROGRESS":
+            # No pause to answer (no analysis, no approval): ECS's own stop rolls it back
+            # now, rather than after its whole shift (a rollback in an incident).
+            actions.append(
+                StopDeployment(
+                    service_deployment=shift.service_deployment,
+                    reason=f"superseded by {version} (generation {_gen(self.gen)})",
+                    project=self.spec.project,
+                    env=self.spec.env,
+                    owner=self.dep.key,
+                )
             )
+            message += f": it is stopped and rolled back (ECS stage {shift.stage or 'unknown'})"
+        else:
+            message += ": waiting for ECS to start it, then it is rolled back"
         message += f"; then {version} is deployed, never beside it"
         s = self.status
         s.set(DEGRADED, False, "AsExpected")

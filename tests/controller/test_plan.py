@@ -510,12 +510,20 @@ def test_a_version_declared_mid_shift_rolls_the_shift_back_first_and_never_runs_
     assert (answer.hook_id, answer.action) == ("h1", "ROLLBACK")
     assert "superseded by " + GOOD.version in answer.reason
     assert cond(d.status, "Progressing") == ("True", "Superseding") and not d.degraded
-    # Between pauses: nothing is answered, and no second rollout is started either.
+    # Between pauses (or with none: no analysis, no approval): ECS's stop rolls it back
+    # now, not after its whole shift; no second rollout is started either.
     moving = replace(paused, shift=replace(shift, hook=None, stage="BAKE_TIME"))
     d = decide(desired(dep3, status2), moving)
-    assert (
-        d.actions == [] and "waiting for it to pause" in d.status.condition("Progressing").message
-    )
+    assert kinds(d.actions) == ["StopDeployment"], d.actions
+    (stop,) = d.actions
+    assert stop.service_deployment == "sd-2" and "superseded by " + GOOD.version in stop.reason
+    assert "stopped and rolled back" in d.status.condition("Progressing").message
+    # Not started yet: nothing to stop; it waits.
+    pending = replace(paused, shift=replace(shift, hook=None, status="PENDING", stage=None))
+    d = decide(desired(dep3, status2), pending)
+    assert d.actions == [] and "waiting for ECS to start it" in d.status.condition(
+        "Progressing"
+    ).message
     # The same version with another spec (replicas) is not superseded by this rule.
     dep2b = make_deployment(version=BETTER.version, generation=3, replicas=3)
     d = decide(desired(dep2b, status2), replace(obs2, shift=shift))
