@@ -422,6 +422,10 @@ def _judged(status: ModelDeploymentStatus | None, version: str) -> str:
     failed = [s for s in r.steps if s.verdict == "Fail"]
     if failed:
         return f" (analysis at {failed[-1].traffic_percent:g}%: {failed[-1].message})"
+    if r.measuring is not None:
+        # No verdict came (too little traffic, say) before ECS's timeout or an alarm.
+        m = r.measuring
+        return f" (the step at {m.traffic_percent:g}% had no verdict yet: {m.message})"
     return ""
 
 

@@ -58,3 +58,20 @@ def test_a_deployment_that_needs_no_approval_is_refused(platform, tmp_path, caps
     assert code == 4, out
     text = out.err + out.out
     assert "needs no approval" in text and why in text, text
+
+
+@pytest.mark.parametrize("by_project", [False, True])
+def test_a_rollout_that_needs_approval_but_has_no_service_says_so(
+    platform, tmp_path, capsys, by_project
+):
+    config = project_config()
+    if by_project:  # project.yaml's approval_required: [prod], no spec.approval
+        config = config.model_copy(update={"approval_required": ["prod"]})
+    Registry(platform).register_project(config)
+    spec = {"strategy": {"type": "Canary"}}
+    if not by_project:
+        spec["approval"] = {"required": True}
+    code = main(["approve", NAME, "--reason", "ok", "--source", _source(tmp_path, **spec)])
+    out = capsys.readouterr()
+    assert code == 3, out
+    assert "has no rollout in progress" in out.err + out.out

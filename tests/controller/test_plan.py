@@ -755,3 +755,26 @@ def test_a_deployment_can_set_classification_gates():
     assert "min_f1" in message and "min_auc" not in message
     lenient = make_deployment(version=clf.version, gates={"minF1": 0.6, "minAccuracy": 0.75})
     assert kinds(plan(desired(lenient), obs))[-1] == "MovePointer"
+
+
+def test_a_rollback_with_no_verdict_says_the_step_was_still_waiting():
+    from controller.api import AnalysisStep, RevisionValues
+    from controller.plan import _judged
+
+    waiting = AnalysisStep(
+        hook="h1",
+        traffic_percent=30.0,
+        canary=RevisionValues(requests=0),
+        stable=RevisionValues(requests=0),
+        verdict="Inconclusive",
+        message="waiting for traffic: the new revision served 0 of the 40 requests",
+        at=NOW,
+    )
+    rollout = RolloutStatus(
+        service_deployment="sd1", strategy="CANARY", canary_version=BETTER.version,
+        measuring=waiting,
+    )  # fmt: skip
+    status = ModelDeploymentStatus(rollout=rollout)
+    said = _judged(status, BETTER.version)
+    assert "30% had no verdict yet: waiting for traffic: the new revision served 0" in said
+    assert _judged(status, GOOD.version) == ""

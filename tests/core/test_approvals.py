@@ -127,3 +127,15 @@ def test_a_promotion_key_that_does_not_exist_names_its_setting(platform):
     Approvals(platform).record("demo", "prod", service_deployment=SD, decision="approve",
                                version=V2, by="ana", reason="ok")  # fmt: skip
     refused(lambda: wrong.get("demo", "prod", SD))
+
+
+def test_a_forged_record_at_the_pause_says_the_rollout_is_held_and_what_to_do(platform):
+    state = ShiftState(service_deployment=SD, status="IN_PROGRESS", stage=None, hook=None)
+    key = platform.approval_key("demo", "prod", "r1")
+    aws.client("s3").put_object(Bucket=platform.artifact_bucket, Key=key, Body=b"{}")
+    with pytest.raises(IntegrityError) as caught:
+        Observer(platform)._approval(_deployment({}), state, _observed(V2))
+    hint = caught.value.hint or ""
+    assert f"ECS holds the rollout of {V2} at its approval pause" in hint
+    assert "'mlopsctl approve' or 'reject' records a genuine decision" in hint
+    assert key in (caught.value.where or "")
