@@ -82,6 +82,7 @@ from controller.observe import (
 )
 from controller.ownership import conflict, other_owner, service_label
 from controller.progressive import Progress, progress
+from controller.shifts import ACTIVE_STATUSES
 from mlops_core.artifacts import MANIFEST, Manifest, sha256_bytes
 from mlops_core.claims import Claim
 from mlops_core.config import PlatformSettings
@@ -571,43 +572,57 @@ class _Planner:
     def supersede(self, version: str) -> Decision | None:
         """A traffic-shifting rollout of another version is in progress: ECS would start a
         second one beside it (both new revisions in the group that gets the canary's
-        share, neither judged on its own), so the one in progress is rolled back first,
-        at its pause; ``version`` is deployed once it has ended."""
+        share, neither judged on its own), so the one in progress is rolled back first
+        (at its pause, or by ECS's stop when it has none) and ``version`` is deployed once
+        it has ended. Only the rollout this deployment's status names is stopped: one
+        ECS started itself (a rollback) is waited for."""
         obs = self.observed
         svc, shift = obs.service, obs.shift
-        if svc is None or shift is None or shift.status not in ("PENDING", "IN_PROGRESS"):
+        if svc is None or shift is None or shift.status not in ACTIVE_STATUSES:
             return None
         rolling = _version_of(obs, svc.task_definition)
         if rolling is None or rolling == version:
             return None
+        known = self.st.rollout if self.st is not None else None
+        own = (
+            known is not None
+            and known.service_deployment == shift.service_deployment
+            and known.outcome is None
+        )
         actions: list[Action] = []
         message = f"{version} is declared while ECS's rollout of {rolling} is in progress"
-        if shift.hook is not None:
+        why = f"superseded by {version} (generation {_gen(self.gen)})"
+        stage = shift.stage or "unknown"
+        if shift.status not in ("PENDING", "IN_PROGRESS"):
+            message += f": ECS is rolling it back ({shift.status})"
+        elif not own:
+            message += f": waiting for it to end (ECS stage {stage})"
+        elif shift.hook is not None:
             actions.append(
                 ContinueDeployment(
                     service_deployment=shift.service_deployment,
                     hook_id=shift.hook.id,
                     action="ROLLBACK",
-                    reason=f"superseded by {version} (generation {_gen(self.gen)})",
+                    reason=why,
                     project=self.spec.project,
                     env=self.spec.env,
                     owner=self.dep.key,
                 )
             )
-            message += f": it is rolled back at its pause (ECS stage {shift.stage})"
+            message += f": it is rolled back at its pause (ECS stage {stage})"
         elif shift.status == "IN_PROGRESS":
             # No pause to answer (no analysis, no approval): ECS's own stop rolls it back
             # now, rather than after its whole shift (a rollback in an incident).
             actions.append(
                 StopDeployment(
                     service_deployment=shift.service_deployment,
-                    reason=f"superseded by {version} (generation {_gen(self.gen)})",
+                    reason=why,
                     project=self.spec.project,
                     env=self.spec.env,
                     owner=self.dep.key,
                 )
             )
-            message += f": it is stopped and rolled back (ECS stage {shift.stage or 'unknown'})"
+            message += f": it is stopped and rolled back (ECS stage {stage})"
         else:
             message += ": waiting for ECS to start it, then it is rolled back"
         message += f"; then {version} is deployed, never beside it"

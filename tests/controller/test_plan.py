@@ -504,6 +504,16 @@ def test_a_version_declared_mid_shift_rolls_the_shift_back_first_and_never_runs_
                        hook=hook)  # fmt: skip
     dep3 = make_deployment(version=GOOD.version, generation=3)
     paused = replace(obs2, shift=shift, desired_version=GOOD.version)
+    # A rollout of ECS's own (not the one the status names) is never stopped: waited for.
+    d = decide(desired(dep3, status2), paused)
+    assert d.actions == [] and "waiting for it to end" in d.status.condition("Progressing").message
+    status2 = status2.model_copy(
+        update={
+            "rollout": RolloutStatus(
+                service_deployment="sd-2", strategy="CANARY", canary_version=BETTER.version
+            )
+        }
+    )
     d = decide(desired(dep3, status2), paused)
     assert kinds(d.actions) == ["ContinueDeployment"], d.actions
     (answer,) = d.actions
@@ -521,9 +531,14 @@ def test_a_version_declared_mid_shift_rolls_the_shift_back_first_and_never_runs_
     # Not started yet: nothing to stop; it waits.
     pending = replace(paused, shift=replace(shift, hook=None, status="PENDING", stage=None))
     d = decide(desired(dep3, status2), pending)
-    assert d.actions == [] and "waiting for ECS to start it" in d.status.condition(
-        "Progressing"
-    ).message
+    assert (
+        d.actions == []
+        and "waiting for ECS to start it" in d.status.condition("Progressing").message
+    )
+    # Once stopped, ECS rolls it back: nothing is stopped again, nothing deployed yet.
+    back = replace(paused, shift=replace(shift, hook=None, status="ROLLBACK_IN_PROGRESS"))
+    d = decide(desired(dep3, status2), back)
+    assert d.actions == [] and "ECS is rolling it back" in d.status.condition("Progressing").message
     # The same version with another spec (replicas) is not superseded by this rule.
     dep2b = make_deployment(version=BETTER.version, generation=3, replicas=3)
     d = decide(desired(dep2b, status2), replace(obs2, shift=shift))

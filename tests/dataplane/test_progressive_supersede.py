@@ -29,9 +29,7 @@ from mlops_core.registry import Registry
 CANARY = {"type": "Canary", "canary": {"percent": 30, "bakeMinutes": 10}}
 
 
-def test_a_version_declared_mid_canary_stops_it_and_then_goes_out_alone(
-    env, tmp_path, monkeypatch
-):
+def test_a_version_declared_mid_canary_stops_it_and_then_goes_out_alone(env, tmp_path, monkeypatch):
     grace(monkeypatch)
     platform = env.platform
     registry = Registry(platform)
@@ -79,8 +77,8 @@ def test_a_version_declared_mid_canary_stops_it_and_then_goes_out_alone(
     assert "both" not in served  # v2 and v3 never answered side by side
     assert PointerStore(platform).get(PROJECT, "prod").version == v3
     assert status.rollout.canary_version == v3 and status.rollout.outcome == "Completed"
-    deployments = env.ecs().list_service_deployments(
-        cluster=platform.ecs_cluster, service=service
-    )["serviceDeployments"]
+    deployments = env.ecs().list_service_deployments(cluster=platform.ecs_cluster, service=service)[
+        "serviceDeployments"
+    ]
     statuses = sorted(d["status"] for d in deployments)
     assert "ROLLBACK_SUCCESSFUL" in statuses, statuses
