@@ -309,6 +309,19 @@ class ContinueDeployment:
     owner: str
 
 
+@dataclass(frozen=True)
+class StopDeployment:
+    """Roll back a traffic-shifting rollout that has no pause to answer
+    (StopServiceDeployment with ROLLBACK): ECS sends all traffic back to the stable
+    revision, whose tasks never stopped."""
+
+    service_deployment: str
+    reason: str
+    project: str
+    env: str
+    owner: str
+
+
 Action = (
     ClaimEnv
     | AdoptService
@@ -319,6 +332,7 @@ Action = (
     | MovePointer
     | Rollback
     | ContinueDeployment
+    | StopDeployment
 )
 
 
@@ -346,4 +360,6 @@ def describe(action: Action) -> str:
         case ContinueDeployment(action=what, hook_id=h, reason=why):
             verb = "continue" if what == "CONTINUE" else "roll back"
             return f"{verb} the rollout at hook {h} ({why[:200]})"
+        case StopDeployment(reason=why):
+            return f"stop the rollout in progress and roll it back ({why[:200]})"
     return type(action).__name__

@@ -56,6 +56,7 @@ from controller.actions import (
     Rollback,
     Rollout,
     ServiceSpec,
+    StopDeployment,
     TaskSpec,
     UpdateService,
     describe,
@@ -183,6 +184,8 @@ class Executor:
                 self.record_rollback(action)
             case ContinueDeployment():
                 self.continue_deployment(action, log)
+            case StopDeployment():
+                self.stop_deployment(action, log)
 
     # -- adapters ----------------------------------------------------------------------
     def claim(self, action: ClaimEnv, log) -> None:
@@ -341,6 +344,10 @@ class Executor:
             subnets=self.network.subnets,
             security_groups=self.network.security_groups,
         )
+        if not rollout.shifts_traffic:
+            # After a Canary, Linear or BlueGreen rollout production traffic may go to the
+            # green group: a Rolling service registers where the production rule forwards.
+            group = loadbalancing.live_target_group(self.platform, task.project, task.env) or group
         lb: dict = {"targetGroupArn": group, "containerName": CONTAINER_NAME,
                     "containerPort": task.port}  # fmt: skip
         if rollout.shifts_traffic:
@@ -532,6 +539,22 @@ class Executor:
             return
         log.info("hook answered", hook=action.hook_id, action=action.action,
                  reason=action.reason[:300])  # fmt: skip
+
+    def stop_deployment(self, action: StopDeployment, log) -> None:
+        """Roll back a rollout in progress. One that has ended meanwhile (or is already
+        stopping: a repeat after a crash) is not an error: the next pass sees where ECS
+        went."""
+        self._check_claim(action.project, action.env, action.owner, describe(action))
+        try:
+            self._ecs.stop_service_deployment(
+                serviceDeploymentArn=action.service_deployment, stopType="ROLLBACK"
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) not in ("InvalidParameterException", "ConflictException"):
+                raise
+            log.info("rollout already ended or stopping", error=str(exc)[:200])
+            return
+        log.info("rollout stopped", action="ROLLBACK", reason=action.reason[:300])
 
     def record_rollback(self, action: Rollback) -> None:
         self._ecs.tag_resource(

@@ -187,6 +187,23 @@ def production_rule(platform: Platform, project: str, env: str) -> str | None:
     return None
 
 
+def live_target_group(platform: Platform, project: str, env: str) -> str | None:
+    """The target group the env's production listener rule sends (most) traffic to, if
+    the env has such a rule (a traffic-shifting strategy made or used it); else None."""
+    rule = production_rule(platform, project, env)
+    if rule is None:
+        return None
+    (found,) = aws.client("elbv2").describe_rules(RuleArns=[rule])["Rules"]
+    weights = {
+        g["TargetGroupArn"]: int(g.get("Weight", 1))
+        for a in found.get("Actions") or []
+        for g in (a.get("ForwardConfig") or {}).get("TargetGroups") or []
+    }
+    if not weights or not any(weights.values()):
+        return None
+    return max(weights, key=lambda g: weights[g])
+
+
 def traffic_shifting(
     mode: Mode, platform: Platform, project: str, env: str, *, role_arn: str | None
 ) -> dict[str, str]:

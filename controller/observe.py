@@ -760,7 +760,19 @@ class Observer:
         who may set it)."""
         s = deployment.spec
         self.reads["s3:GetObject(approval)"] += 1
-        found = Approvals(self.platform).get(s.project, s.env, state.service_deployment)
+        try:
+            found = Approvals(self.platform).get(s.project, s.env, state.service_deployment)
+        except IntegrityError as exc:
+            # Not a decision: the rollout stays where it is, and the status says so.
+            held = _version_of_arn(obs, obs.service.task_definition) if obs.service else None
+            raise IntegrityError(
+                exc.what,
+                where=exc.where,
+                hint=f"{exc.hint or 'find out who wrote this object'}. Meanwhile ECS holds "
+                f"the rollout of {held or 'the new revision'} at its approval pause (it rolls "
+                "back after spec.approval.timeoutMinutes); once the object is removed, "
+                "'mlopsctl approve' or 'reject' records a genuine decision",
+            ) from None
         if found is not None:
             return ApprovalRecord(
                 decision=found.decision,

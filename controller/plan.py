@@ -46,6 +46,7 @@ from controller.actions import (
     Action,
     AdoptService,
     ClaimEnv,
+    ContinueDeployment,
     CreateService,
     MovePointer,
     PauseHook,
@@ -54,6 +55,7 @@ from controller.actions import (
     Rollback,
     Rollout,
     ServiceSpec,
+    StopDeployment,
     TaskSpec,
     UpdateService,
     describe,
@@ -80,6 +82,7 @@ from controller.observe import (
 )
 from controller.ownership import conflict, other_owner, service_label
 from controller.progressive import Progress, progress
+from controller.shifts import ACTIVE_STATUSES
 from mlops_core.artifacts import MANIFEST, Manifest, sha256_bytes
 from mlops_core.claims import Claim
 from mlops_core.config import PlatformSettings
@@ -382,6 +385,11 @@ def _failure(desired: Desired, observed: Observed, version: str) -> tuple[str | 
         and known.canary_version == version
         and end is not None
         and end[0] in ROLLED_BACK
+        # Of this spec: a rollout ECS ended while nobody looked, of a generation the
+        # spec has moved on from since, is that generation's failure, not this one's
+        # (which is then tried, as any changed spec is).
+        and st is not None
+        and _gen(st.observed_generation) == _gen(desired.deployment.metadata.generation)
     ):
         why = end[1] or f"ECS ended it {end[0]}"
         return None, f"the rollout of {version} was rolled back by ECS: {why}{_judged(st, version)}"
@@ -415,6 +423,10 @@ def _judged(status: ModelDeploymentStatus | None, version: str) -> str:
     failed = [s for s in r.steps if s.verdict == "Fail"]
     if failed:
         return f" (analysis at {failed[-1].traffic_percent:g}%: {failed[-1].message})"
+    if r.measuring is not None:
+        # No verdict came (too little traffic, say) before ECS's timeout or an alarm.
+        m = r.measuring
+        return f" (the step at {m.traffic_percent:g}% had no verdict yet: {m.message})"
     return ""
 
 
@@ -552,7 +564,73 @@ class _Planner:
                 f"{gate_failure}; nothing changed"
                 + (f" ({serving} is still served)" if serving else ""),
             )
+        superseded = self.supersede(version)
+        if superseded is not None:
+            return superseded
         return self.converge(version)
+
+    def supersede(self, version: str) -> Decision | None:
+        """A traffic-shifting rollout of another version is in progress: ECS would start a
+        second one beside it (both new revisions in the group that gets the canary's
+        share, neither judged on its own), so the one in progress is rolled back first
+        (at its pause, or by ECS's stop when it has none) and ``version`` is deployed once
+        it has ended. Only the rollout this deployment's status names is stopped: one
+        ECS started itself (a rollback) is waited for."""
+        obs = self.observed
+        svc, shift = obs.service, obs.shift
+        if svc is None or shift is None or shift.status not in ACTIVE_STATUSES:
+            return None
+        rolling = _version_of(obs, svc.task_definition)
+        if rolling is None or rolling == version:
+            return None
+        known = self.st.rollout if self.st is not None else None
+        own = (
+            known is not None
+            and known.service_deployment == shift.service_deployment
+            and known.outcome is None
+        )
+        actions: list[Action] = []
+        message = f"{version} is declared while ECS's rollout of {rolling} is in progress"
+        why = f"superseded by {version} (generation {_gen(self.gen)})"
+        stage = shift.stage or "unknown"
+        if shift.status not in ("PENDING", "IN_PROGRESS"):
+            message += f": ECS is rolling it back ({shift.status})"
+        elif not own:
+            message += f": waiting for it to end (ECS stage {stage})"
+        elif shift.hook is not None:
+            actions.append(
+                ContinueDeployment(
+                    service_deployment=shift.service_deployment,
+                    hook_id=shift.hook.id,
+                    action="ROLLBACK",
+                    reason=why,
+                    project=self.spec.project,
+                    env=self.spec.env,
+                    owner=self.dep.key,
+                )
+            )
+            message += f": it is rolled back at its pause (ECS stage {stage})"
+        elif shift.status == "IN_PROGRESS":
+            # No pause to answer (no analysis, no approval): ECS's own stop rolls it back
+            # now, rather than after its whole shift (a rollback in an incident).
+            actions.append(
+                StopDeployment(
+                    service_deployment=shift.service_deployment,
+                    reason=why,
+                    project=self.spec.project,
+                    env=self.spec.env,
+                    owner=self.dep.key,
+                )
+            )
+            message += f": it is stopped and rolled back (ECS stage {stage})"
+        else:
+            message += ": waiting for ECS to start it, then it is rolled back"
+        message += f"; then {version} is deployed, never beside it"
+        s = self.status
+        s.set(DEGRADED, False, "AsExpected")
+        s.set(PROGRESSING, True, "Superseding", message)
+        s.set(READY, False, "Superseding", message)
+        return Decision(actions, s.build(), self.desired.polling.after_action, degraded=False)
 
     def budget(self, version: str) -> Decision | None:
         """Price the spec (into the status); a Decision if it is over its budget or
@@ -773,6 +851,9 @@ class _Planner:
             attach = service.load_balanced and (
                 not svc.load_balancers
                 or (service.rollout.shifts_traffic and svc.alternate_target_group is None)
+                # Back to Rolling: the service's target group becomes the one production
+                # traffic goes to (after a shift, possibly the green one).
+                or (not service.rollout.shifts_traffic and svc.alternate_target_group is not None)
             )
             if (
                 arn is None
@@ -843,6 +924,12 @@ class _Planner:
             moving = self._progress(version, arn, restoring)
             if moving is not None:
                 actions.extend(moving.actions)
+        else:
+            # A new rollout starts: one ECS ended while nobody looked keeps its outcome.
+            known = self.st.rollout if self.st is not None else None
+            end = self.observed.rollout_end
+            if known is not None and known.outcome is None and end and end[0] in ROLLED_BACK:
+                self.status.fields["rollout"] = {**known.model_dump(), "outcome": "RolledBack"}
         self._versions(version, arn, restoring)
         return replace(self._conditions(version, arn, actions, degraded, moving), task=spec)
 
@@ -1113,9 +1200,13 @@ def apply(observed: Observed, actions: list[Action], *, actor: str = "controller
                     circuit_breaker=True,
                     load_balancers=(_SIM_TARGET_GROUP,) if lb else service.load_balancers,
                     deployment_strategy=s.rollout,
-                    alternate_target_group=_SIM_ALTERNATE
-                    if (lb or service.load_balancers) and s.rollout.shifts_traffic
-                    else service.alternate_target_group,
+                    alternate_target_group=(
+                        _SIM_ALTERNATE
+                        if (lb or service.load_balancers) and s.rollout.shifts_traffic
+                        else None
+                        if lb
+                        else service.alternate_target_group
+                    ),
                 )
             case MovePointer(
                 version=v,

@@ -73,7 +73,8 @@ class Approvals:
                 return None
             raise
         raw = signing.read_sealed(obj, where)
-        document = signing.unseal(self.key, RECORD_TYPE, raw, where, subject=key)
+        with signing.promotion_key_errors(self.key, "approvals"):
+            document = signing.unseal(self.key, RECORD_TYPE, raw, where, subject=key)
         try:
             found = ApprovalDecision.model_validate(document)
         except ValidationError as exc:
@@ -112,7 +113,8 @@ class Approvals:
             at=now or datetime.now(UTC),
         )
         key = self.platform.approval_key(project, env, rollout_id(service_deployment))
-        body = signing.seal(self.key, RECORD_TYPE, entry.model_dump(mode="json"), key)
+        with signing.promotion_key_errors(self.key, "approvals"):
+            body = signing.seal(self.key, RECORD_TYPE, entry.model_dump(mode="json"), key)
         try:
             aws.client("s3").put_object(
                 Bucket=self.platform.artifact_bucket,

@@ -29,13 +29,12 @@ and repairs SSM before it writes (:meth:`PromotionLog.head`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from mlops_core import aws, signing
-from mlops_core.errors import Conflict, IntegrityError, InvalidInput, NotFound, SigningUnavailable
+from mlops_core.errors import Conflict, IntegrityError, InvalidInput
 from mlops_core.naming import Platform
 from mlops_core.pointer import ModelPointer, PointerStore
 
@@ -83,21 +82,8 @@ class PromotionLog:
     def _s3(self):
         return aws.client("s3")
 
-    @contextlib.contextmanager
-    def _key_errors(self) -> Iterator[None]:
-        """Name the promotion-signing key, and its setting, in a key that cannot be used
-        (signing's own words are about the model-signing key)."""
-        try:
-            yield
-        except (NotFound, SigningUnavailable) as exc:
-            raise type(exc)(
-                f"the promotion-signing key: {exc.what}",
-                where=exc.where,
-                hint="promotion log entries are sealed with the promotion-signing key "
-                f"({self.key}), a {signing.KEY_SPEC} SIGN_VERIFY key that the controller "
-                "and the people who promote may sign with: run 'mlopsctl dev up' (local) or "
-                "'terraform apply' (AWS), or set MLOPS_PROMOTION_KEY to its ARN",
-            ) from None
+    def _key_errors(self) -> contextlib.AbstractContextManager[None]:
+        return signing.promotion_key_errors(self.key, "promotion log entries")
 
     def _uri(self, project: str, env: str, seq: int) -> str:
         key = self.platform.promotion_key(project, env, seq)

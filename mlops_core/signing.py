@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -243,6 +245,24 @@ def document_statement(
     if subject is not None:
         statement["subject"] = subject
     return statement
+
+
+@contextlib.contextmanager
+def promotion_key_errors(key: str, sealed: str) -> Iterator[None]:
+    """Name the promotion-signing key, and its setting, in a key that cannot be used
+    (this module's own words are about the model-signing key, MLOPS_SIGNING_KEY).
+    ``sealed``: what the key seals, e.g. "promotion log entries"."""
+    try:
+        yield
+    except (NotFound, SigningUnavailable) as exc:
+        raise type(exc)(
+            f"the promotion-signing key: {exc.what}",
+            where=exc.where,
+            hint=f"{sealed} are sealed with the promotion-signing key ({key}), a {KEY_SPEC} "
+            "SIGN_VERIFY key that the controller and the people who promote may sign with: "
+            "run 'mlopsctl dev up' (local) or 'terraform apply' (AWS), or set "
+            "MLOPS_PROMOTION_KEY to its ARN",
+        ) from None
 
 
 def seal(key: str, kind: str, document: dict[str, Any], subject: str | None = None) -> bytes:

@@ -21,15 +21,29 @@ import typer
 
 from controller import shifts
 from controller.observe import parse_task_definition
+from controller.plan import approval
 from controller.sources import open_source
 from mlops_core import aws
 from mlops_core.approvals import PAST, Approvals, rollout_id
 from mlops_core.artifacts import VERSION_RE
 from mlops_core.errors import Conflict, InvalidInput, NotFound
+from mlops_core.naming import Platform
+from mlops_core.project import ProjectConfig
+from mlops_core.registry import Registry
 from mlopsctl import context
 from mlopsctl.context import Output, console, output_option, print_document
 
+#: The longest reason a decision records (ApprovalDecision.reason).
+MAX_REASON = 500
 NAME_HELP = "The ModelDeployment, e.g. demo-prod ('mlopsctl deploy' names it PROJECT-ENV)."
+
+
+def _project(platform: Platform, project: str) -> ProjectConfig | None:
+    """The project's registered configuration (its approval_required), None if unregistered."""
+    try:
+        return Registry(platform).get_project(project)
+    except NotFound:
+        return None
 
 
 def _decide(
@@ -43,6 +57,12 @@ def _decide(
     if not reason.strip():
         raise InvalidInput(
             f"{decision} needs --reason TEXT", hint="the reason is recorded with who decided"
+        )
+    if len(reason.strip()) > MAX_REASON:
+        raise InvalidInput(
+            f"--reason is {len(reason.strip())} characters, more than the {MAX_REASON} "
+            "a decision records",
+            hint="say why in a sentence; link to the longer text (a ticket, a review)",
         )
     if version is not None and not VERSION_RE.fullmatch(version):
         raise InvalidInput(
@@ -60,6 +80,20 @@ def _decide(
             "pass --source if it is not the default",
         )
     spec = doc.deployment.spec
+    if approval(doc.deployment, _project(platform, spec.project)) is None:
+        why = (
+            f"its strategy is {spec.strategy.type}: only Canary, Linear and BlueGreen "
+            "rollouts pause for a decision"
+            if not spec.strategy.shifts_traffic
+            else "neither spec.approval nor the project's approval_required "
+            f"({spec.env}) asks for one"
+        )
+        raise Conflict(
+            f"{name} needs no approval, so nothing waits for this {decision}: {why}",
+            where=f"ModelDeployment {name} in {uri}",
+            hint="set spec.approval.required: true (or add the env to approval_required "
+            "in project.yaml) for rollouts to wait for a decision",
+        )
     service = platform.service_name(spec.project, spec.env)
     ecs = aws.client("ecs")
     found = ecs.describe_services(cluster=platform.ecs_cluster, services=[service])["services"]

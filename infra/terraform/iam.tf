@@ -488,10 +488,10 @@ data "aws_iam_policy_document" "controller" {
     }
   }
   statement {
-    # Progressive rollouts: the controller reads where ECS's service deployment is and
-    # answers its PAUSE hooks (approval, analysis).
+    # Progressive rollouts: the controller reads where ECS's service deployment is,
+    # answers its PAUSE hooks (approval, analysis) and stops one a newer spec supersedes.
     sid     = "ProgressiveRollouts"
-    actions = ["ecs:ContinueServiceDeployment", "ecs:DescribeServiceDeployments", "ecs:ListServiceDeployments"]
+    actions = ["ecs:ContinueServiceDeployment", "ecs:DescribeServiceDeployments", "ecs:ListServiceDeployments", "ecs:StopServiceDeployment"]
     resources = concat(
       local.service_arns,
       [for env in var.envs : "arn:${local.partition}:ecs:${local.region}:${local.account_id}:service-deployment/${local.ecs_cluster_name}/${local.env_names[env].service}/*"],

@@ -224,7 +224,14 @@ class ServiceContext:
         out = []
         for lb in self.load_balancers:
             adv = lb.get("advancedConfiguration")
-            if adv and color in (lb["targetGroupArn"], adv.get("alternateTargetGroupArn")):
+            pair = (lb["targetGroupArn"], adv.get("alternateTargetGroupArn")) if adv else ()
+            if color is None and pair:
+                # A task from before the service shifted traffic (a Rolling one, which
+                # may serve from green) stays where it is registered until a shift
+                # colours it, as ECS leaves running tasks alone on UpdateService.
+                address = private_ip(task) or ""
+                color = next((g for g in pair if (g, address) in self.snap.health), None)
+            if adv and color in pair:
                 out.append({**lb, "targetGroupArn": color})
             else:
                 out.append(lb)

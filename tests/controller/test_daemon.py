@@ -262,7 +262,10 @@ def test_two_controllers_on_one_folder_never_act_twice(
     wait_for(lambda: live_or_none(platform) == (v1, v1))
     (folder / f"{NAME}.yaml").write_text(manifest(v2))
     wait_for(lambda: live_or_none(platform) == (v2, v2))
-    time.sleep(1.0)  # several resyncs of both controllers over the converged state
+    # Both took part (on a loaded machine one thread may get no turn for a while), then
+    # several resyncs of both controllers over the converged state.
+    wait_for(lambda: a.stats["reconciles"] >= 1 and b.stats["reconciles"] >= 1, timeout=60)
+    time.sleep(1.0)
     for t, stop in runs:
         stop.set()
         t.join(timeout=30)

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from reconcile_support import PROJECT, cond, ecs_service, make_deployment
 
+from controller import loadbalancing
 from controller.plan import NetworkConfig
 from mlops_core import aws
 from mlops_core.config import PlatformSettings
@@ -72,3 +73,22 @@ def test_an_unknown_load_balancer_mode_is_refused(monkeypatch):
     monkeypatch.setenv("MLOPS_LOAD_BALANCERS", "yes")
     with pytest.raises(InvalidInput, match="MLOPS_LOAD_BALANCERS: invalid value 'yes'"):
         NetworkConfig.from_settings(PlatformSettings.load())
+
+
+def test_a_rolling_service_registers_where_the_production_rule_forwards(platform, network):
+    net = replace(network, load_balancers="managed")
+    assert loadbalancing.live_target_group(platform, PROJECT, "prod") is None  # no ALB yet
+    loadbalancing.ensure(platform, PROJECT, "prod", port=8080, subnets=net.subnets,
+                         security_groups=net.security_groups)  # fmt: skip
+    assert loadbalancing.live_target_group(platform, PROJECT, "prod") is None  # no rule yet
+    shifting = loadbalancing.traffic_shifting("managed", platform, PROJECT, "prod", role_arn=None)
+    rule, green = shifting["productionListenerRule"], shifting["alternateTargetGroupArn"]
+    blue = loadbalancing.find_target_group(platform, PROJECT, "prod", "blue")
+    assert loadbalancing.live_target_group(platform, PROJECT, "prod") == blue
+    # A canary or blue/green that completed left production on green (ECS moved the weights).
+    elb = aws.client("elbv2")
+    groups = [{"TargetGroupArn": blue, "Weight": 0}, {"TargetGroupArn": green, "Weight": 999}]
+    elb.modify_rule(
+        RuleArn=rule, Actions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}]
+    )
+    assert loadbalancing.live_target_group(platform, PROJECT, "prod") == green

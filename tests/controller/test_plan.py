@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from reconcile_support import make_deployment
 
 from controller.actions import (
+    ANALYSIS_STAGE,
     TAG_DEPLOYMENT,
     CreateService,
     MovePointer,
@@ -23,7 +24,7 @@ from controller.actions import (
     Rollback,
     UpdateService,
 )
-from controller.api import ModelDeploymentStatus
+from controller.api import ModelDeployment, ModelDeploymentStatus, RolloutStatus
 from controller.observe import (
     COMPLETED,
     FAILED,
@@ -32,6 +33,7 @@ from controller.observe import (
     ProjectNotFound,
 )
 from controller.plan import Desired, NetworkConfig, Polling, apply, decide, plan, task_spec
+from controller.shifts import Hook, ShiftState
 from mlops_core.artifacts import DataInfo, FileEntry, Manifest
 from mlops_core.claims import Claim
 from mlops_core.naming import Platform
@@ -458,6 +460,112 @@ def test_failed_version_is_retried_once_the_spec_changes():
     assert kinds(plan(desired(dep3, status), after)) == ["UpdateService", "MovePointer"]
 
 
+def _ended_unseen(generation: int):
+    """BETTER's progressive rollout, started at generation 2, was rolled back by ECS (a
+    hook's timeout) while no controller looked; the deployment is now at ``generation``."""
+    dep2, status2, obs2, _ = _rolled_to_better(IN_PROGRESS)
+    rollout = RolloutStatus(
+        service_deployment="arn:aws:ecs:us-east-1:1:service-deployment/c/s/sd1",
+        strategy="CANARY",
+        stable_version=GOOD.version,
+        canary_version=BETTER.version,
+    )
+    status2 = status2.model_copy(update={"rollout": rollout})
+    assert status2.observed_generation == 2
+    _, _, back = deploy()  # ECS restored GOOD's revision
+    back = replace(
+        back,
+        task_definitions={**obs2.task_definitions, **back.task_definitions},
+        desired_version=BETTER.version,
+        rollout_end=("ROLLBACK_SUCCESSFUL", "hook timed out"),
+    )
+    dep = make_deployment(version=BETTER.version, generation=generation)
+    return decide(desired(dep, status2), back)
+
+
+def test_a_rollout_ecs_rolled_back_unseen_fails_its_own_generation_only():
+    same = _ended_unseen(2)
+    assert same.degraded and cond(same.status, "Degraded") == ("True", "RolloutFailed")
+    assert "rolled back by ECS: hook timed out" in same.status.condition("Degraded").message
+    assert same.status.failed_generation == 2
+    # The spec changed while nobody looked (e.g. a longer timeout): the new generation
+    # is tried, not held as failed; the old rollout is recorded as rolled back.
+    edited = _ended_unseen(3)
+    assert not edited.degraded, edited.status.condition("Degraded")
+    assert "UpdateService" in kinds(edited.actions)
+    assert edited.status.failed_version is None
+    assert edited.status.rollout.outcome == "RolledBack"
+
+
+def test_a_version_declared_mid_shift_rolls_the_shift_back_first_and_never_runs_two():
+    dep2, status2, obs2, _ = _rolled_to_better(IN_PROGRESS)
+    hook = Hook("h1", ANALYSIS_STAGE, None)
+    shift = ShiftState(service_deployment="sd-2", status="IN_PROGRESS", stage=ANALYSIS_STAGE,
+                       hook=hook)  # fmt: skip
+    dep3 = make_deployment(version=GOOD.version, generation=3)
+    paused = replace(obs2, shift=shift, desired_version=GOOD.version)
+    # A rollout of ECS's own (not the one the status names) is never stopped: waited for.
+    d = decide(desired(dep3, status2), paused)
+    assert d.actions == [] and "waiting for it to end" in d.status.condition("Progressing").message
+    status2 = status2.model_copy(
+        update={
+            "rollout": RolloutStatus(
+                service_deployment="sd-2", strategy="CANARY", canary_version=BETTER.version
+            )
+        }
+    )
+    d = decide(desired(dep3, status2), paused)
+    assert kinds(d.actions) == ["ContinueDeployment"], d.actions
+    (answer,) = d.actions
+    assert (answer.hook_id, answer.action) == ("h1", "ROLLBACK")
+    assert "superseded by " + GOOD.version in answer.reason
+    assert cond(d.status, "Progressing") == ("True", "Superseding") and not d.degraded
+    # Between pauses (or with none: no analysis, no approval): ECS's stop rolls it back
+    # now, not after its whole shift; no second rollout is started either.
+    moving = replace(paused, shift=replace(shift, hook=None, stage="BAKE_TIME"))
+    d = decide(desired(dep3, status2), moving)
+    assert kinds(d.actions) == ["StopDeployment"], d.actions
+    (stop,) = d.actions
+    assert stop.service_deployment == "sd-2" and "superseded by " + GOOD.version in stop.reason
+    assert "stopped and rolled back" in d.status.condition("Progressing").message
+    # Not started yet: nothing to stop; it waits.
+    pending = replace(paused, shift=replace(shift, hook=None, status="PENDING", stage=None))
+    d = decide(desired(dep3, status2), pending)
+    assert (
+        d.actions == []
+        and "waiting for ECS to start it" in d.status.condition("Progressing").message
+    )
+    # Once stopped, ECS rolls it back: nothing is stopped again, nothing deployed yet.
+    back = replace(paused, shift=replace(shift, hook=None, status="ROLLBACK_IN_PROGRESS"))
+    d = decide(desired(dep3, status2), back)
+    assert d.actions == [] and "ECS is rolling it back" in d.status.condition("Progressing").message
+    # The same version with another spec (replicas) is not superseded by this rule.
+    dep2b = make_deployment(version=BETTER.version, generation=3, replicas=3)
+    d = decide(desired(dep2b, status2), replace(obs2, shift=shift))
+    assert cond(d.status, "Progressing")[1] != "Superseding"
+
+
+def test_back_to_rolling_after_a_shift_re_attaches_the_load_balancer_once():
+    lbs = replace(NETWORK, load_balancers="managed")
+    rolling = make_deployment(version=GOOD.version, generation=2)
+    data = rolling.model_dump(by_alias=True)
+    data["spec"]["strategy"] = {"type": "Canary"}
+    data["metadata"]["generation"] = 1
+    canary = ModelDeployment.model_validate(data)
+    obs = observed(version=GOOD.version)
+    d = decide(desired(canary, None, lbs), obs)
+    obs = settle(apply(obs, d.actions), COMPLETED)
+    status = decide(desired(canary, d.status, lbs), obs).status
+    assert obs.service.alternate_target_group is not None
+    d = decide(desired(rolling, status, lbs), obs)
+    (update,) = [a for a in d.actions if isinstance(a, UpdateService)]
+    # The executor then registers the service in the group production traffic goes to.
+    assert update.attach_load_balancer and not update.service.rollout.shifts_traffic
+    after = settle(apply(obs, d.actions), COMPLETED)
+    assert after.service.alternate_target_group is None
+    assert decide(desired(rolling, d.status, lbs), after).actions == []
+
+
 def test_stuck_rollout_past_the_deadline_rolls_back():
     dep2, status2, obs2, _ = _rolled_to_better(IN_PROGRESS, deadline=300)
     assert plan(desired(dep2, status2), obs2) == []
@@ -662,3 +770,26 @@ def test_a_deployment_can_set_classification_gates():
     assert "min_f1" in message and "min_auc" not in message
     lenient = make_deployment(version=clf.version, gates={"minF1": 0.6, "minAccuracy": 0.75})
     assert kinds(plan(desired(lenient), obs))[-1] == "MovePointer"
+
+
+def test_a_rollback_with_no_verdict_says_the_step_was_still_waiting():
+    from controller.api import AnalysisStep, RevisionValues
+    from controller.plan import _judged
+
+    waiting = AnalysisStep(
+        hook="h1",
+        traffic_percent=30.0,
+        canary=RevisionValues(requests=0),
+        stable=RevisionValues(requests=0),
+        verdict="Inconclusive",
+        message="waiting for traffic: the new revision served 0 of the 40 requests",
+        at=NOW,
+    )
+    rollout = RolloutStatus(
+        service_deployment="sd1", strategy="CANARY", canary_version=BETTER.version,
+        measuring=waiting,
+    )  # fmt: skip
+    status = ModelDeploymentStatus(rollout=rollout)
+    said = _judged(status, BETTER.version)
+    assert "30% had no verdict yet: waiting for traffic: the new revision served 0" in said
+    assert _judged(status, GOOD.version) == ""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -13,7 +14,7 @@ from controller.observe import Observed, Observer, ServiceState, TaskDefinitionS
 from controller.shifts import ShiftState
 from mlops_core import aws
 from mlops_core.approvals import Approvals
-from mlops_core.errors import Conflict, IntegrityError, InvalidInput
+from mlops_core.errors import Conflict, IntegrityError, InvalidInput, NotFound
 
 SD = "arn:aws:ecs:us-east-1:123456789012:service-deployment/mlops/demo-prod/r1"
 OTHER = "arn:aws:ecs:us-east-1:123456789012:service-deployment/mlops/demo-prod/r2"
@@ -109,3 +110,32 @@ def test_an_annotation_naming_the_rolling_version_approves_or_rejects_it(platfor
                                version=V2, by="bob", reason="not now")  # fmt: skip
     record = observer._approval(_deployment(notes), state, _observed(V2))
     assert record is not None and (record.decision, record.by) == ("reject", "bob")
+
+
+def test_a_promotion_key_that_does_not_exist_names_its_setting(platform):
+    wrong = Approvals(replace(platform, promotion_log_key="alias/no-such-key"))
+
+    def refused(attempt) -> None:
+        with pytest.raises(NotFound) as caught:
+            attempt()
+        assert "promotion-signing key" in caught.value.what
+        assert "MLOPS_PROMOTION_KEY" in (caught.value.hint or "")
+        assert "MLOPS_SIGNING_KEY" not in (caught.value.hint or "")
+
+    refused(lambda: wrong.record("demo", "prod", service_deployment=SD, decision="approve",
+                                 version=V2, by="ana", reason="ok"))  # fmt: skip
+    Approvals(platform).record("demo", "prod", service_deployment=SD, decision="approve",
+                               version=V2, by="ana", reason="ok")  # fmt: skip
+    refused(lambda: wrong.get("demo", "prod", SD))
+
+
+def test_a_forged_record_at_the_pause_says_the_rollout_is_held_and_what_to_do(platform):
+    state = ShiftState(service_deployment=SD, status="IN_PROGRESS", stage=None, hook=None)
+    key = platform.approval_key("demo", "prod", "r1")
+    aws.client("s3").put_object(Bucket=platform.artifact_bucket, Key=key, Body=b"{}")
+    with pytest.raises(IntegrityError) as caught:
+        Observer(platform)._approval(_deployment({}), state, _observed(V2))
+    hint = caught.value.hint or ""
+    assert f"ECS holds the rollout of {V2} at its approval pause" in hint
+    assert "'mlopsctl approve' or 'reject' records a genuine decision" in hint
+    assert key in (caught.value.where or "")

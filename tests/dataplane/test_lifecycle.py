@@ -10,6 +10,7 @@ import sys
 
 import boto3
 import psutil
+import pytest
 from conftest import APP, FAST, IMAGE, alive, wait_for
 
 from mlopsctl import local_aws
@@ -18,7 +19,9 @@ MLOPSCTL = [sys.executable, "-m", "mlopsctl.cli"]
 
 
 def _cli(args, env) -> subprocess.CompletedProcess:
-    return subprocess.run([*MLOPSCTL, *args], env=env, capture_output=True, text=True, timeout=120)
+    # dev up starts two servers and bootstraps the base resources: minutes on a loaded
+    # 2-core machine.
+    return subprocess.run([*MLOPSCTL, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def _exports(stdout: str) -> dict[str, str]:
@@ -74,6 +77,7 @@ def _task_pid(ecs, arn: str) -> int:
     return int(runtime.rpartition("-")[2])
 
 
+@pytest.mark.timeout(900)
 def test_dev_up_runs_tasks_on_loopback_down_stops_them_up_reaps_orphans(tmp_path):
     port = local_aws.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLOPS_"))}

@@ -92,6 +92,7 @@ CONTROLLER_ACTIONS = {
     "ecs:ListServiceDeployments",
     "ecs:DescribeServiceDeployments",
     "ecs:ContinueServiceDeployment",
+    "ecs:StopServiceDeployment",
     "elasticloadbalancing:DescribeListeners",
     "elasticloadbalancing:DescribeLoadBalancers",
     "elasticloadbalancing:DescribeRules",
