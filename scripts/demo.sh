@@ -40,6 +40,10 @@ cleanup() {
   exit "$status"
 }
 trap cleanup EXIT
+# A signal exits through the EXIT trap too (bash skips it on a fatal signal): Ctrl-C, or a
+# harness that times the demo out, still stops what it started.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,20 +22,32 @@ def test_demo_reaches_ready_survives_a_broken_rollout_and_finds_drift(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLOPS_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["TMPDIR"] = str(tmp_path)
-    result = subprocess.run(
+    # Its own process group: on a timeout the whole demo gets SIGTERM, and its trap
+    # stops the servers, tasks and load it started instead of leaving them behind.
+    demo = subprocess.Popen(
         ["bash", str(ROOT / "scripts" / "demo.sh")],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=1440,
+        start_new_session=True,
     )
-    out, err = result.stdout, result.stderr
-    assert result.returncode == 0, out[-4000:] + err[-4000:]
+    try:
+        out, err = demo.communicate(timeout=1440)
+    except subprocess.TimeoutExpired:
+        os.killpg(demo.pid, signal.SIGTERM)
+        try:
+            out, err = demo.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, signal.SIGKILL)
+            out, err = demo.communicate()
+        pytest.fail("the demo did not finish in 1440 s:\n" + out[-4000:] + err[-4000:])
+    assert demo.returncode == 0, out[-4000:] + err[-4000:]
     # Ready through the controller three times before the canaries: v1, v2 rolled out, v2
     # again with capture (the canaries' Ready is checked below).
     assert out.split("==> 13.")[0].count("usedcar-price-prod is Ready at") == 3
-    assert len(re.findall(r"deploy -> Ready in [\d.]+ s", out)) == 3
+    assert len(re.findall(r"deploy -> Ready in [\d.]+ s", out.split("==> 13.")[0])) == 3
     served = re.findall(r"-> price ([\d,]+) USD\s+\(model (\S+)\)", out)
     versions = [v for _, v in served]
     assert len(versions) == 3 and versions[0] != versions[1] == versions[2]  # v1, v2, v2
