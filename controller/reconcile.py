@@ -106,10 +106,14 @@ def find_drift(
                     when = f"{p.promoted_at:%Y-%m-%dT%H:%M:%SZ}"
                     found = f"{p.version} (by {p.promoted_by} at {when})"
                     out.append(Drift("pointer", found, v))
-            case UpdateService(task_definition=arn) if observed.service is not None:
+            case UpdateService(task_definition=arn, task=task) if observed.service is not None:
+                # Only a revert to the version already converged is drift: an update to
+                # another one deploys the spec (after ECS rolled a superseded rollout
+                # back, the service runs an older revision than the status names).
                 live = observed.service.task_definition
                 wanted = arn or status.task_definition
-                if status.task_definition and live != status.task_definition and wanted:
+                same = task.version == status.current_version
+                if status.task_definition and live != status.task_definition and wanted and same:
                     out.append(Drift("service", live.rpartition("/")[2], wanted.rpartition("/")[2]))
     return out
 
