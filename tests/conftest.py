@@ -68,3 +68,9 @@ def network_env(aws_env) -> dict[str, str]:
     environment Terraform's ``controller_environment`` output gives the controller."""
     subnets, group = local_aws.ensure_network(env_platform())
     return {"MLOPS_SUBNETS": ",".join(subnets), "MLOPS_SECURITY_GROUPS": group}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    # The demo takes as long as the rest of the suite on one worker: start it first, or the
+    # suite's wall time is the demo's plus however long it waited in a queue.
+    items.sort(key=lambda item: item.get_closest_marker("long_pole") is None)

@@ -14,9 +14,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def answered_by(section: str) -> dict[str, int]:
+    """The load's `N answered by VERSION` lines in one part of the demo's output."""
+    lines = re.findall(r"^\s+(\d+) answered by (\S+)$", section, re.MULTILINE)
+    return {version: int(n) for n, version in lines}
+
+
 # The whole demo trains four models, rolls out six revisions and waits for capture to
 # reach S3; on a loaded 2-core machine it can take well over ten minutes.
 @pytest.mark.e2e
+@pytest.mark.long_pole
 @pytest.mark.timeout(1500)
 def test_demo_reaches_ready_survives_a_broken_rollout_and_finds_drift(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLOPS_"))}
@@ -61,9 +68,7 @@ def test_demo_reaches_ready_survives_a_broken_rollout_and_finds_drift(tmp_path):
         r"(\d+) requests through the load balancer, (\d+) failed", out
     ).groups()
     assert int(total) > 100 and int(failed) == 0
-    answered = dict(
-        (v, int(n)) for n, v in re.findall(r"^\s+(\d+) answered by (\S+)$", out, re.MULTILINE)
-    )
+    answered = answered_by(out.split("==> 8.")[1].split("==> 9.")[0])
     assert set(answered) == {versions[0], versions[1]}  # never by v3
     # The cost of the deployment it made: 2 tasks of 0.5 vCPU / 1 GB and a load balancer
     # in us-east-1 (moto has no Price List API: the shipped table, saying so), 52.47 USD
@@ -106,6 +111,11 @@ def test_demo_reaches_ready_survives_a_broken_rollout_and_finds_drift(tmp_path):
         r"(\d+) requests through the load balancer during the canaries, (\d+) failed", out
     ).groups()
     assert int(total2) > 100 and int(failed2) == 0
+    # v2 until v4's canary completed, then v4; v5 answered only its canary's share.
+    v5 = re.search(r"rollout CANARY of (\S+) \(stable " + v4 + r"\): RolledBack", canaries).group(1)
+    during = answered_by(canaries.split("during the canaries")[1])
+    assert set(during) == {versions[1], v4, v5}, during
+    assert during[v5] < during[v4], during
     assert "demo finished" in out
     # Everything it started is gone: its work folder (with the data plane's state) too.
     assert list(tmp_path.iterdir()) == []
