@@ -43,7 +43,9 @@ def configure(level: str | None = None, json: bool | None = None) -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
-        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _Stderr())),
+        # One write per line (PrintLogger writes the line and its newline apart): a line
+        # that another thread logs through the stdlib handler cannot land inside it.
+        logger_factory=structlog.WriteLoggerFactory(file=cast(TextIO, _Stderr())),
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the standard library (uvicorn, kopf, botocore) get the
