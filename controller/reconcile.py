@@ -167,6 +167,17 @@ def invalid_status(
     return degraded_status(previous, generation, error.reason, error.render(), now)
 
 
+def _with_rollout(
+    blocked: ModelDeploymentStatus, planned: ModelDeploymentStatus
+) -> ModelDeploymentStatus:
+    """A pass whose actions failed keeps what it observed of the rollout in progress
+    (its shares, analysis steps, the approval decision): the call that failed may have
+    gone through (a lost answer), and the next pass explains ECS's outcome from it."""
+    if planned.rollout is None:
+        return blocked
+    return blocked.model_copy(update={"rollout": planned.rollout})
+
+
 class Reconciler:
     """Converges AWS onto ModelDeployments. Thread-safe; keep one per process, since its
     observer's caches (task definitions, manifests) are what make steady passes cheap.
@@ -300,15 +311,18 @@ class Reconciler:
             self.executor.execute(decision.actions, log, report, fence=fence)
         except MlopsError as exc:
             log.bind(action="execute").warning("action refused", error=exc.render())
+            blocked = degraded_status(status, gen, exc.reason, exc.render(), self.clock())
             return ReconcileResult(
                 key=deployment.key,
-                status=degraded_status(status, gen, exc.reason, exc.render(), self.clock()),
+                status=_with_rollout(blocked, decision.status),
                 actions=report.done,
                 requeue=BACKOFF,
                 degraded=True,
             )
         except (ClientError, BotoCoreError) as exc:
-            return self._aws_error(deployment, status, exc, report.done)
+            failed = self._aws_error(deployment, status, exc, report.done)
+            failed.status = _with_rollout(failed.status, decision.status)
+            return failed
         finally:
             for spec, arn in report.task_definitions.items():
                 self.observer.remember_task_definition(arn, spec)

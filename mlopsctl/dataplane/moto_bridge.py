@@ -75,9 +75,9 @@ def utcnow() -> datetime:
 # -- the server ------------------------------------------------------------------------
 def wsgi_app() -> Any:
     """moto's server application (every service on one endpoint, as ``moto_server``)."""
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from mlopsctl.motoserver import dispatcher
 
-    return DomainDispatcherApplication(create_backend_app)
+    return dispatcher()
 
 
 def request_handler() -> type:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 
+from botocore.exceptions import EndpointConnectionError
 from conftest import wait_for
 from factories import make_artifacts, project_config
 from progressive_support import (
@@ -41,9 +42,9 @@ SPEC = {
 }
 
 
-def _degraded(status) -> bool:
+def _degraded(status, reason: str | None = None) -> bool:
     d = status.condition("Degraded")
-    return d is not None and d.status == "True"
+    return d is not None and d.status == "True" and reason in (None, d.reason)
 
 
 def test_blue_green_waits_for_approval_a_rejection_never_takes_traffic_and_a_rollback_is_not_held(
@@ -117,9 +118,21 @@ def test_blue_green_waits_for_approval_a_rejection_never_takes_traffic_and_a_rol
         dep3 = declare(v3, 3)
         status = drive(rec, dep3, status, lambda s: reason(s) == "True:AwaitingApproval")
         v3_from = time.monotonic()
+        # The answer to ECS is lost once (it went through; the pass sees an error), as on a
+        # read timeout: the failed pass keeps the decision, so the rollback is explained.
+        answer, lost = rec.executor.continue_deployment, []
+
+        def answer_then_lose_the_reply(action, log):
+            answer(action, log)
+            if not lost:
+                lost.append(action.action)
+                raise EndpointConnectionError(endpoint_url="http://ecs.local/")
+
+        monkeypatch.setattr(rec.executor, "continue_deployment", answer_then_lose_the_reply)
         assert cli("reject", NAME, "--version", v3, "--reason", "not this week") == 0
-        status = drive(rec, dep3, status, _degraded)
+        status = drive(rec, dep3, status, lambda s: _degraded(s, "RolloutFailed"))
         degraded = status.condition("Degraded")
+        assert lost == ["ROLLBACK"]
         assert "rejected by ana@example.com: not this week" in degraded.message, degraded
         assert status.failed_version == v3 and status.rollout.outcome == "RolledBack"
         assert PointerStore(platform).get(PROJECT, "prod").version == v2
