@@ -367,7 +367,7 @@ def test_a_bill_that_does_not_arrive_in_time_is_a_reason(credentials, monkeypatc
     answered = threading.Event()
 
     def slow(body: dict):
-        time.sleep(10)  # under botocore's read timeout, over the deadline
+        time.sleep(8)  # under botocore's read timeout, over the deadline
         answered.set()
         return 200, JSON, b'{"ResultsByTime": []}'
 
