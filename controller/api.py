@@ -532,7 +532,7 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 
 
 class Condition(_Wire):
-    type: str = Field(description="Ready, Progressing, Degraded or Drifted.")
+    type: str = Field(description="Ready, Progressing, Degraded, Drifted or OverBudget.")
     status: ConditionStatus
     reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
     message: str = ""
@@ -550,6 +550,14 @@ class CostStatus(_Wire):
     )
     prices_as_of: str = Field(description="Publication (API) or taken (table) date of the prices.")
     region: str
+    live_monthly_usd: float | None = Field(
+        None,
+        alias="liveMonthlyUSD",
+        ge=0,
+        description="What ECS runs now, priced the same way: its task count (an autoscaler "
+        "or a hand change can differ from the spec) and its revision's task size. "
+        "Compared with spec.budget.maxMonthlyUSD in the OverBudget condition.",
+    )
 
 
 class RevisionValues(_Wire):

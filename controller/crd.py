@@ -78,6 +78,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "The spec's estimated monthly cost (status.cost).",
     },
     {
+        "name": "Live-USD",
+        "type": "number",
+        "jsonPath": ".status.cost.liveMonthlyUSD",
+        "priority": 1,
+        "description": "What ECS runs now, priced (status.cost.liveMonthlyUSD).",
+    },
+    {
         "name": "Canary-%",
         "type": "number",
         "jsonPath": ".status.rollout.canaryPercent",

@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from controller.actions import Action, MovePointer, UpdateService, describe
 from controller.api import DeletePolicy, ModelDeployment, ModelDeploymentStatus, degraded_status
-from controller.costing import live_workload
+from controller.costing import live_workload, with_live_cost
 from controller.drifted import with_drifted
 from controller.execute import ExecutionReport, Executor
 from controller.observe import Observed, Observer
@@ -329,6 +329,9 @@ class Reconciler:
         # Drifted is reported, never acted on: it plays no part in the plan above.
         new_status = with_drifted(
             decision.status, deployment.spec, observed.drift, gen, self.clock()
+        )
+        new_status = with_live_cost(
+            new_status, deployment.spec, observed, desired.prices, gen, self.clock()
         )
         if new_status.task_definition is None and decision.task in report.task_definitions:
             # The plan could not know the ARN of a revision it asked to register.

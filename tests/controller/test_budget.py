@@ -25,7 +25,7 @@ from test_plan import GOOD, desired, observed
 from controller.actions import MovePointer
 from controller.plan import NetworkConfig, decide
 from controller.reconcile import Reconciler
-from mlops_core import naming
+from mlops_core import aws, naming
 from mlops_core.cost.prices import PriceResolver, PricesUnavailable, from_table
 from mlops_core.pointer import PointerStore
 
@@ -157,11 +157,51 @@ def test_status_estimate_is_stable_so_the_steady_state_stays_quiet(
     r = make(make_reconciler, table_prices)
     dep = make_deployment(version=versions.good)
     status = r.reconcile(dep, None).status
+    assert status.cost.live_monthly_usd is None  # nothing ran before this pass created it
+    status = r.reconcile(dep, status).status
     mutations.clear()
     again = r.reconcile(dep, status)
     assert again.actions == [] and mutations == {}
     assert again.status.cost == status.cost
     assert again.status.cost.estimated_monthly_usd == TWO_SMALL_TASKS
+    assert again.status.cost.live_monthly_usd == TWO_SMALL_TASKS
+    assert again.status.condition("OverBudget") is None  # no budget, no condition
+
+
+def test_a_service_scaled_past_its_budget_outside_the_controller_is_reported_not_undone(
+    make_reconciler, table_prices, versions, mutations, platform
+):
+    """The gate judges specs; what runs can still grow past the budget (an autoscaler, a
+    person). The status prices what runs and says so, and the controller scales nothing."""
+    r = make(make_reconciler, table_prices)
+    dep = make_deployment(version=versions.good, budget={"maxMonthlyUSD": 30})
+    status = r.reconcile(dep, None).status
+    status = r.reconcile(dep, status).status
+    assert cond(status, "OverBudget") == ("False", "WithinBudget")
+    assert status.cost.live_monthly_usd == TWO_SMALL_TASKS
+    ecs = aws.client("ecs")
+    service = {"cluster": platform.ecs_cluster, "service": platform.service_name(PROJECT, "prod")}
+    ecs.update_service(**service, desiredCount=5)  # as an autoscaler would
+    mutations.clear()
+    result = r.reconcile(dep, status)
+    assert mutations == {}, mutations
+    five_tasks = round(5 * ONE_SMALL_TASK, 2)  # 45.05
+    assert result.status.cost.live_monthly_usd == five_tasks
+    assert result.status.cost.estimated_monthly_usd == TWO_SMALL_TASKS  # the spec's
+    assert cond(result.status, "OverBudget") == ("True", "LiveCostOverBudget")
+    message = result.status.condition("OverBudget").message
+    assert f"ECS runs 5 tasks (256 CPU units, 512 MiB): ${five_tasks:,.2f}/month" in message
+    assert "over spec.budget.maxMonthlyUSD $30.00" in message
+    assert not result.degraded
+    assert ecs_service(platform)["desiredCount"] == 5
+    # Scaled back: within budget again, and the condition says so.
+    ecs.update_service(**service, desiredCount=2)
+    result = r.reconcile(dep, result.status)
+    assert cond(result.status, "OverBudget") == ("False", "WithinBudget")
+    # A budget removed: no condition at all.
+    unbudgeted = make_deployment(version=versions.good, generation=2)
+    result = r.reconcile(unbudgeted, result.status)
+    assert result.status.condition("OverBudget") is None
 
 
 def test_services_and_task_definitions_carry_the_cost_allocation_tags(
