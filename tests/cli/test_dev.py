@@ -15,7 +15,7 @@ MLOPSCTL = [sys.executable, "-m", "mlopsctl.cli"]
 
 def _run(args, env, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*MLOPSCTL, *args], env=env, capture_output=True, text=True, timeout=60, **kw
+        [*MLOPSCTL, *args], env=env, capture_output=True, text=True, timeout=300, **kw
     )
 
 

@@ -149,12 +149,12 @@ def test_file_lock_excludes_another_process_until_released(tmp_path):
     q = ctx.Queue()
     p = ctx.Process(target=_try_lock, args=(str(path), q))
     p.start()
-    assert q.get(timeout=30) is False
+    assert q.get(timeout=120) is False
     p.join()
     lock.release()
     p = ctx.Process(target=_try_lock, args=(str(path), q))
     p.start()
-    assert q.get(timeout=30) is True
+    assert q.get(timeout=120) is True
     p.join()
 
 
