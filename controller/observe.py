@@ -524,12 +524,13 @@ class Observer:
         return found
 
     # -- registry ----------------------------------------------------------------------
-    def registration(self, project: str) -> Registration:
-        """The project's registration in force (its head revision)."""
+    def registration(self, project: str, *, fresh: bool = False) -> Registration:
+        """The project's registration in force (its head revision); ``fresh``: not from
+        the cache."""
         now = time.monotonic()
         with self._lock:
             hit = self._projects.get(project)
-        if hit is not None and now - hit[0] < self.project_ttl:
+        if not fresh and hit is not None and now - hit[0] < self.project_ttl:
             return hit[1]
         self.reads["s3:registration"] += 1
         try:
@@ -602,6 +603,11 @@ class Observer:
     ) -> Observed:
         spec = deployment.spec
         registration = self.registration(spec.project)
+        judged = base.pointer.policy_revision if base.pointer is not None else None
+        if judged is not None and judged > registration.revision:
+            # The live value was judged by a newer revision than the cached one: read it
+            # again before the planner takes that for deleted revisions.
+            registration = self.registration(spec.project, fresh=True)
         project = registration.config
         project.check_env(spec.env)
         manifests: dict[str, Manifest] = {}

@@ -551,6 +551,10 @@ class _Planner:
         if refused is not None:
             return refused
 
+        deleted = self.deleted_revisions()
+        if deleted is not None:
+            return self.blocked(INTEGRITY_FAILED, deleted)
+
         gate_failure = self.gates(version)
         if gate_failure is not None:
             live = _live_version(obs) == version or (
@@ -658,6 +662,23 @@ class _Planner:
         except BudgetExceeded as exc:
             return self.blocked(exc.reason, exc.render())
         return None
+
+    def deleted_revisions(self) -> str | None:
+        """Why the registration in force cannot judge: the live value was judged by a newer
+        revision than the newest one there is, so revisions were deleted and the gates
+        would be handed back to older ones (as ``promote`` refuses, mlops_core.promotion).
+        None if it can judge."""
+        p, revision = self.observed.pointer, self.observed.policy_revision
+        if p is None or revision is None or (p.policy_revision or 0) <= revision:
+            return None
+        platform = self.desired.platform
+        where = f"s3://{platform.artifact_bucket}/{platform.registration_prefix(self.spec.project)}"
+        return (
+            f"the live value of {self.spec.project}/{self.spec.env} was judged by "
+            f"registration revision {p.policy_revision}, but the newest revision in {where} "
+            f"is {revision}: revisions were deleted; nothing changed. Restore them from the "
+            "bucket's object versions (an administrator) and find out who deleted them"
+        )
 
     def effective_gates(self) -> Gates:
         """The project's gates with the deployment's overrides: what judges a version."""

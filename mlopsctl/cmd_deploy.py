@@ -95,6 +95,8 @@ def _desired(
     monitoring: dict | None = None,
     override: dict | None = None,
 ):
+    from pydantic import ValidationError
+
     from controller.api import ModelDeployment
 
     if existing is not None:
@@ -121,8 +123,33 @@ def _desired(
         gates["override"] = override
     try:
         return ModelDeployment.model_validate(doc)
-    except ValueError as exc:
-        raise InvalidInput(f"the deployment would be invalid: {exc}") from None
+    except ValidationError as exc:
+        # One line per problem, named by the flag that set it where one did (pydantic's
+        # own text ends each with a documentation URL and the input's Python repr).
+        problems = [_problem(e) for e in exc.errors(include_url=False)]
+        raise InvalidInput(
+            "the deployment would be invalid: " + "; ".join(problems),
+            hint="fix the flags above, or the existing manifest if no flag names the field",
+        ) from None
+
+
+# The flags of `deploy` that set a spec field, for its error messages.
+_FLAGS = {
+    ("spec", "serving", "cpu"): "--cpu",
+    ("spec", "serving", "memory"): "--memory",
+    ("spec", "serving", "replicas"): "--replicas",
+    ("spec", "serving", "image"): "--image",
+    ("spec", "budget", "maxMonthlyUSD"): "--max-monthly-usd",
+    ("spec", "monitoring", "capturePercent"): "--capture-percent",
+    ("spec", "gates", "override", "reason"): "--reason",
+}
+
+
+def _problem(error) -> str:
+    loc = tuple(str(p) for p in error["loc"])
+    field = ".".join(loc) or "(document)"
+    flag = next((f for path, f in _FLAGS.items() if loc[: len(path)] == path), None)
+    return f"{flag} ({field}): {error['msg']}" if flag else f"{field}: {error['msg']}"
 
 
 def deploy(

@@ -95,12 +95,16 @@ def test_deploy_wait_follows_the_controller_until_applied(
             "published version",
         ),
         (["--env", "prod", "--wait", "--until", "soon"], 2, "--until"),
+        # A spec the flags make invalid: the flag and the field, and no pydantic noise.
+        (["--env", "prod", "--latest", "--replicas", "-1"], 2, "--replicas (spec.serving."),
+        (["--env", "prod", "--latest", "--cpu", "300"], 2, "--cpu (spec.serving"),
     ],
 )
 def test_deploy_bad_input_writes_nothing(versions, tmp_path, capsys, argv, code, message):
     source = tmp_path / "deployments"
     got, out = _deploy(capsys, *argv, "--source", str(source), "--image", IMAGE)
     assert (got, message in out) == (code, True), out
+    assert "errors.pydantic.dev" not in out and "input_value" not in out, out
     assert not source.exists() or not list(source.iterdir())
 
 

@@ -793,3 +793,28 @@ def test_a_rollback_with_no_verdict_says_the_step_was_still_waiting():
     said = _judged(status, BETTER.version)
     assert "30% had no verdict yet: waiting for traffic: the new revision served 0" in said
     assert _judged(status, GOOD.version) == ""
+
+
+def test_gates_older_than_the_ones_that_judged_the_live_value_judge_nothing():
+    """A bucket writer who deletes the newest registration revisions hands the gates back
+    to older, looser ones; the live value records the revision that judged it, so the
+    controller sees the deletion and changes nothing (as `promote` refuses)."""
+    dep, status, obs = deploy(GOOD)
+    judged = replace(
+        obs, policy_revision=3, pointer=obs.pointer.model_copy(update={"policy_revision": 3})
+    )
+    assert not decide(desired(dep, status), judged).degraded
+    newer = make_deployment(version=BETTER.version, generation=2)
+    ok = decide(desired(newer, status), replace(judged, desired_version=BETTER.version))
+    assert "MovePointer" in kinds(ok.actions) or "UpdateService" in kinds(ok.actions)
+    # Revision 3 deleted: 2 is the newest left.
+    deleted = replace(judged, policy_revision=2, desired_version=BETTER.version)
+    d = decide(desired(newer, status), deleted)
+    assert d.actions == [] and d.degraded
+    c = d.status.condition("Degraded")
+    assert (c.status, c.reason) == ("True", "IntegrityFailed")
+    assert "judged by registration revision 3, but the newest revision" in c.message
+    assert "is 2: revisions were deleted; nothing changed" in c.message
+    # A rollback pointer records no revision (no gate judges one): nothing to compare.
+    rolled = replace(deleted, pointer=obs.pointer.model_copy(update={"policy_revision": None}))
+    assert not decide(desired(newer, status), rolled).degraded

@@ -10,6 +10,7 @@ import pickle
 
 import pytest
 import structlog
+from factories import project_config
 from reconcile_support import PROJECT, cond, make_deployment, pointer_version, revisions
 
 from controller.observe import COMPLETED
@@ -190,3 +191,21 @@ def test_a_pointer_naming_another_projects_version_is_not_served(
     )
     assert manager.refresh() is False and manager.current is None
     assert "project 'other-proj'" in manager.error
+
+
+def test_a_revision_newer_than_the_cached_one_is_read_again_not_taken_for_a_deletion(
+    make_reconciler, registry, versions, platform
+):
+    """`policy set` and a promotion judged by the new revision, seen by a controller whose
+    cached registration is older: it reads the registration again, and carries on."""
+    r = make_reconciler()
+    dep = make_deployment(version=versions.good)
+    status = r.reconcile(dep, None).status
+    assert r.observer.registration(PROJECT).revision == 1  # cached from here on
+    registry.policy.set(project_config(PROJECT, min_r2=0.55, max_regression=0.05), reason="x")
+    store = PointerStore(platform)
+    live = store.get(PROJECT, "prod")
+    store.put(PROJECT, "prod", live.model_copy(update={"policy_revision": 2}))  # as promote
+    result = r.reconcile(dep, status)
+    assert cond(result.status, "Degraded") != ("True", "IntegrityFailed"), result.status
+    assert r.observer.registration(PROJECT).revision == 2
