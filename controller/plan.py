@@ -92,6 +92,7 @@ from mlops_core.errors import IntegrityError
 from mlops_core.gates import GateReport, Override, check, gate_values, merge
 from mlops_core.naming import MANAGED_BY_TAG, Platform
 from mlops_core.pointer import ModelPointer
+from mlops_core.policy import check_in_force
 from mlops_core.project import Gates, ProjectConfig
 from mlops_core.publication import SIGNATURE, Pins
 
@@ -664,21 +665,24 @@ class _Planner:
         return None
 
     def deleted_revisions(self) -> str | None:
-        """Why the registration in force cannot judge: the live value was judged by a newer
-        revision than the newest one there is, so revisions were deleted and the gates
-        would be handed back to older ones (as ``promote`` refuses, mlops_core.promotion).
-        None if it can judge."""
+        """Why the registration in force cannot judge (mlops_core.policy.check_in_force:
+        the live value was judged by a newer revision than the newest there is, as
+        ``promote`` refuses); None if it can."""
         p, revision = self.observed.pointer, self.observed.policy_revision
-        if p is None or revision is None or (p.policy_revision or 0) <= revision:
+        if p is None or revision is None:
             return None
         platform = self.desired.platform
-        where = f"s3://{platform.artifact_bucket}/{platform.registration_prefix(self.spec.project)}"
-        return (
-            f"the live value of {self.spec.project}/{self.spec.env} was judged by "
-            f"registration revision {p.policy_revision}, but the newest revision in {where} "
-            f"is {revision}: revisions were deleted; nothing changed. Restore them from the "
-            "bucket's object versions (an administrator) and find out who deleted them"
-        )
+        try:
+            check_in_force(
+                p.policy_revision,
+                revision,
+                what=f"the live value of {self.spec.project}/{self.spec.env}",
+                where=f"s3://{platform.artifact_bucket}/"
+                f"{platform.registration_prefix(self.spec.project)}",
+            )
+        except IntegrityError as exc:
+            return exc.render()
+        return None
 
     def effective_gates(self) -> Gates:
         """The project's gates with the deployment's overrides: what judges a version."""

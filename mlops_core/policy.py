@@ -69,6 +69,21 @@ class Registration(BaseModel):
         return signing.seal(key, REVISION_TYPE, self.model_dump(mode="json"))
 
 
+def check_in_force(judged: int | None, newest: int, *, what: str, where: str) -> None:
+    """IntegrityError if ``what`` was judged by a newer registration revision than the
+    ``newest`` there is: the newest revisions were deleted, which would hand the gates back
+    to older ones. ``judged`` None (a rollback: no gate judged it) is never compared."""
+    if judged is None or judged <= newest:
+        return
+    raise IntegrityError(
+        f"{what} was judged by registration revision {judged}, but the newest revision is "
+        f"{newest}: revisions were deleted; nothing changed",
+        where=where,
+        hint="restore the deleted revisions from the bucket's object versions (an "
+        "administrator) and find out who deleted them",
+    )
+
+
 def policy_of(config: ProjectConfig) -> dict[str, Any]:
     """The part of a registration that judges promotions: its envs and gates."""
     return {"envs": list(config.envs), "gates": gate_values(config.gates)}

@@ -24,6 +24,7 @@ from mlops_core.claims import Claims, check_manual_write
 from mlops_core.errors import GateFailed, IntegrityError, InvalidInput, NotFound
 from mlops_core.gates import GateReport, Override, check, gate_values
 from mlops_core.pointer import ModelPointer, PointerStore, now
+from mlops_core.policy import check_in_force
 from mlops_core.project import Gates
 from mlops_core.promotion_log import PromotionLog, popped, pushed
 from mlops_core.registry import Published, Registry
@@ -79,16 +80,13 @@ def promote(
     manifest = published.manifest
     log = PromotionLog(registry.platform, store)
     current = log.head(project, env)
-    if current is not None and (current.policy_revision or 0) > registration.revision:
-        # The sealed head was judged by a newer revision than the one in force: the
-        # newest revisions were deleted, which would hand the gates back to older ones.
-        raise IntegrityError(
-            f"entry {current.seq} of {project}/{env}'s promotion log was judged by "
-            f"registration revision {current.policy_revision}, but the newest revision is "
-            f"{registration.revision}: revisions were deleted",
+    if current is not None:
+        # A sealed head judged by a newer revision than the one in force: refused.
+        check_in_force(
+            current.policy_revision,
+            registration.revision,
+            what=f"entry {current.seq} of {project}/{env}'s promotion log",
             where=f"s3://{registry.bucket}/{registry.platform.registration_prefix(project)}",
-            hint="restore the deleted revisions from the bucket's object versions (an "
-            "administrator) and find out who deleted them; nothing was written",
         )
     if current is not None and current.version == version and current.pins is not None:
         # Already live: nothing to write, but the live value must still be the published one.
