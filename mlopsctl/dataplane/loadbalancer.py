@@ -22,7 +22,8 @@ Like an ALB:
   that refuses or drops the connection, 502; one that does not answer in time, 504;
 - a deregistered target drains: no new requests, the ones in flight finish, for the target
   group's deregistration delay (kept by the endpoint; ECS waits for it before stopping the
-  task).
+  task), and until this load balancer has read it draining and has nothing in flight to
+  it, however late a busy machine lets it read.
 
 Targets are reached only through :class:`~mlopsctl.dataplane.network.LocalNetwork`, so
 nothing is ever sent beyond the loopback interface.
@@ -176,6 +177,14 @@ class LoadBalancers:
         self.http: httpx.AsyncClient | None = None
         self.ready = threading.Event()
         self.metrics = AlbMetrics()
+        # When the read applied last began (monotonic): a drain ends only after it.
+        self.viewed_at = 0.0
+
+    def in_flight(self, target_group_arn: str, target_id: str) -> int:
+        """Requests in flight to a target (for the drain: :mod:`.moto_bridge`)."""
+        group = self.groups.get(target_group_arn)
+        target = group.targets.get(target_id) if group is not None else None
+        return target.in_flight if target is not None else 0
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -192,8 +201,10 @@ class LoadBalancers:
         try:
             while not stop.is_set():
                 try:
+                    started = time.monotonic()
                     config = await asyncio.to_thread(self._read)
                     await self._apply(config)
+                    self.viewed_at = started
                 except Exception as exc:  # noqa: BLE001 - keep serving what is known
                     log.warning("cannot read the load balancers", error=str(exc))
                 self.ready.set()

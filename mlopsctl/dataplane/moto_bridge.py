@@ -16,7 +16,8 @@ moto upgrade that changes them fails loudly there, not as a strange rollout):
   any attribute named like a field of the API's shape, so fields set here (a task's
   ``stopped_reason``, a service's ``deployment_configuration``) come back in Describe*;
 - ``ELBv2Backend.describe_target_health`` and ``FakeTargetGroup.register/deregister``,
-  wrapped so that targets drain for the target group's deregistration delay and report
+  wrapped so that targets drain for the target group's deregistration delay (and until
+  the local load balancer has seen them draining, with nothing in flight) and report
   the health the local load balancer measured.
 
 Every change to ECS state happens under :data:`LOCK`, which the ECS front also holds
@@ -36,7 +37,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
-from typing import Any
+from typing import Any, Protocol
 
 from mlops_core.errors import MlopsError
 
@@ -809,11 +810,46 @@ def locked() -> Iterator[None]:
 # -- ELBv2 -----------------------------------------------------------------------------
 # Health the local load balancer measured, and targets draining, by (target group, id).
 _health: dict[tuple[str, str], tuple[str, str | None, str | None]] = {}
-_draining: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
+# Each draining target: (its registration, when the delay ends, when it began).
+_draining: dict[tuple[str, str], tuple[dict[str, Any], float, float]] = {}
 _hooks_installed = False
 _cloudwatch_hooked = False
 
 INITIAL = ("initial", "Elb.RegistrationInProgress", "Target registration is in progress")
+
+# A draining target is done once its delay is over and the local load balancer has seen it
+# draining with nothing in flight to it. The load balancer reads the endpoint between
+# requests, so a busy machine can make it see a deregistration late; without this, ECS
+# would stop a task (its drain over) that the load balancer still sends requests to.
+# Bounded, so a load balancer that cannot read the endpoint holds no task forever.
+DRAIN_VIEW_BOUND_SECONDS = 30.0
+
+
+class LoadBalancerView(Protocol):
+    """What the local load balancer tells the drain: when the read it applied last began,
+    and its requests in flight to a target."""
+
+    viewed_at: float
+
+    def in_flight(self, target_group_arn: str, target_id: str) -> int: ...
+
+
+_view: LoadBalancerView | None = None
+
+
+def watch_load_balancers(view: LoadBalancerView | None) -> None:
+    """Drains wait for ``view`` (the data plane's load balancers); None: for the delay only."""
+    global _view
+    _view = view
+
+
+def _drained(key: tuple[str, str], deadline: float, since: float, now: float) -> bool:
+    if now < deadline:
+        return False
+    view = _view
+    if view is None or now >= deadline + DRAIN_VIEW_BOUND_SECONDS:
+        return True
+    return view.viewed_at > since and view.in_flight(*key) == 0
 
 
 def set_target_health(
@@ -970,8 +1006,9 @@ def _install_elb_hooks(deregistration_delay: Callable[[float], float]) -> None:
             for t in targets:
                 registered = self.targets.get(t["Id"])
                 if registered is not None:
-                    deadline = time.monotonic() + deregistration_delay(delay)
-                    _draining[(self.arn, t["Id"])] = (dict(registered), deadline)
+                    now = time.monotonic()
+                    deadline = now + deregistration_delay(delay)
+                    _draining[(self.arn, t["Id"])] = (dict(registered), deadline, now)
                     _health.pop((self.arn, t["Id"]), None)
         original_deregister(self, targets)
 
@@ -981,10 +1018,10 @@ def _install_elb_hooks(deregistration_delay: Callable[[float], float]) -> None:
             return original_health(self, target_group_arn, targets)  # raises not-found
         with LOCK:
             now = time.monotonic()
-            for key, (_, deadline) in list(_draining.items()):
-                if key[0] == target_group_arn and deadline <= now:
+            for key, (_, deadline, since) in list(_draining.items()):
+                if key[0] == target_group_arn and _drained(key, deadline, since, now):
                     del _draining[key]
-            draining = {i: t for (arn, i), (t, _) in _draining.items() if arn == target_group_arn}
+            draining = {i: t for (arn, i), (t, *_) in _draining.items() if arn == target_group_arn}
             wanted = targets or [*group.targets.values(), *draining.values()]
             out = []
             for t in wanted:

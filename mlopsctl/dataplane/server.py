@@ -76,6 +76,7 @@ class DataPlane:
             log.warning("stopped task processes a previous data plane left", tasks=orphans)
         os.environ.setdefault("MOTO_PORT", str(self.port))  # moto builds some URLs with it
         bridge.install(self.settings.scaled)
+        bridge.watch_load_balancers(self.load_balancers)
         server = make_server(
             LOOPBACK,
             self.port,
