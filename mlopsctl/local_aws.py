@@ -122,7 +122,8 @@ def _start(
 
 def reset(port: int) -> None:
     """Drop every resource on the local server (tests use it between cases)."""
-    httpx.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=10).raise_for_status()
+    # A reset walks every service moto has loaded; a loaded machine has taken over 10 s.
+    httpx.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=120).raise_for_status()
 
 
 def bootstrap(platform: Platform) -> dict[str, str]:

@@ -20,11 +20,15 @@ def answered_by(section: str) -> dict[str, int]:
     return {version: int(n) for n, version in lines}
 
 
-# The whole demo trains four models, rolls out six revisions and waits for capture to
-# reach S3; on a loaded 2-core machine it can take well over ten minutes.
+# The whole demo trains five models, rolls out eight revisions and waits for capture to
+# reach S3: about 7 minutes alone on a 2-core machine, twice that beside the rest of the
+# suite, and CI has seen 25 minutes on a slower day. A hang still fails.
+DEMO_SECONDS = 2700
+
+
 @pytest.mark.e2e
 @pytest.mark.long_pole
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(DEMO_SECONDS + 200)
 def test_demo_reaches_ready_survives_a_broken_rollout_and_finds_drift(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLOPS_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
@@ -41,7 +45,7 @@ def test_demo_reaches_ready_survives_a_broken_rollout_and_finds_drift(tmp_path):
         start_new_session=True,
     )
     try:
-        out, err = demo.communicate(timeout=1440)
+        out, err = demo.communicate(timeout=DEMO_SECONDS)
     except subprocess.TimeoutExpired:
         os.killpg(demo.pid, signal.SIGTERM)
         try:
@@ -49,7 +53,7 @@ def test_demo_reaches_ready_survives_a_broken_rollout_and_finds_drift(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(demo.pid, signal.SIGKILL)
             out, err = demo.communicate()
-        pytest.fail("the demo did not finish in 1440 s:\n" + out[-4000:] + err[-4000:])
+        pytest.fail(f"the demo did not finish in {DEMO_SECONDS} s:\n" + out[-4000:] + err[-4000:])
     assert demo.returncode == 0, out[-4000:] + err[-4000:]
     # Ready through the controller three times before the canaries: v1, v2 rolled out, v2
     # again with capture (the canaries' Ready is checked below).
