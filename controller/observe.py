@@ -683,7 +683,7 @@ class Observer:
         ):
             return obs
         self.reads["ecs:ListServiceDeployments"] += 1
-        sd = shifts.service_deployment(self.platform, svc.arn)
+        sd = shifts.service_deployment(self.platform, svc.arn, svc.task_definition)
         if sd is None:
             return obs
         self.reads["ecs:DescribeServiceDeployments"] += 1

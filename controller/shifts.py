@@ -4,7 +4,9 @@ Only for a service whose ECS deployment shifts traffic (Canary, Linear, BlueGree
 in progress, so a converged fleet costs nothing more:
 
 - ECS: the service deployment (``ListServiceDeployments`` + ``DescribeServiceDeployments``):
-  its lifecycle stage and the PAUSE hook awaiting action, if any;
+  its lifecycle stage and the PAUSE hook awaiting action, if any, and once per revision
+  (``DescribeServiceRevisions``) the task definition it deploys, so a rollback ECS started
+  between two reads is never taken for the rollout the service was read with;
 - ELB: the production listener rule's weights (``DescribeRules``): the share of traffic
   each revision gets;
 - at an analysis pause: CloudWatch (``GetMetricData``, one call) for both target groups'
@@ -75,8 +77,14 @@ class ShiftState:
         return 100.0 * self.weights.get(target_group, 0) / total if total else None
 
 
-def service_deployment(platform: Platform, service_arn: str) -> dict[str, Any] | None:
-    """The service's newest active service deployment, described (None: none active)."""
+def service_deployment(
+    platform: Platform, service_arn: str, task_definition: str
+) -> dict[str, Any] | None:
+    """The service's newest active service deployment, described, if it deploys
+    ``task_definition``, the one the service was read with (None: none active, or the
+    newest deploys another: ECS started a rollback after the service was read, and this
+    pass must not take the rollback for the rollout it knows; the next pass reads both
+    again)."""
     ecs = aws.client("ecs")
     listed = ecs.list_service_deployments(
         cluster=platform.ecs_cluster, service=service_arn, status=ACTIVE_STATUSES
@@ -87,7 +95,37 @@ def service_deployment(platform: Platform, service_arn: str) -> dict[str, Any] |
     found = ecs.describe_service_deployments(
         serviceDeploymentArns=[newest["serviceDeploymentArn"]]
     ).get("serviceDeployments", [])
-    return found[0] if found else None
+    if not found:
+        return None
+    target = (found[0].get("targetServiceRevision") or {}).get("arn")
+    if target and _revision_task_definition(target) != task_definition:
+        log.info(
+            "rollout read mid-change: waiting for the next pass",
+            service_deployment=newest["serviceDeploymentArn"],
+            task_definition=task_definition,
+        )
+        return None
+    return found[0]
+
+
+#: Service revision ARN -> the task definition it runs. Revisions never change.
+_revision_task_definitions: dict[str, str] = {}
+
+
+def _revision_task_definition(revision_arn: str) -> str | None:
+    """The task definition a service revision runs, read once per process
+    (DescribeServiceRevisions); None while ECS does not describe it."""
+    if revision_arn not in _revision_task_definitions:
+        ecs = aws.client("ecs")
+        found = ecs.describe_service_revisions(serviceRevisionArns=[revision_arn]).get(
+            "serviceRevisions"
+        )
+        if not found or not found[0].get("taskDefinition"):
+            return None
+        if len(_revision_task_definitions) >= 1024:  # bounded: a long-lived controller
+            _revision_task_definitions.clear()
+        _revision_task_definitions[revision_arn] = found[0]["taskDefinition"]
+    return _revision_task_definitions[revision_arn]
 
 
 def parse(sd: Mapping[str, Any], weights: Mapping[str, int]) -> ShiftState:
@@ -250,7 +288,7 @@ def shift_view(platform: Platform, svc: Any) -> dict[str, Any] | None:
         or svc.rollout.rollout_state != IN_PROGRESS
     ):
         return None
-    sd = service_deployment(platform, svc.arn)
+    sd = service_deployment(platform, svc.arn, svc.task_definition)
     if sd is None:
         return None
     state = parse(sd, rule_weights(svc.production_rule))

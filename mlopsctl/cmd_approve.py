@@ -98,7 +98,11 @@ def _decide(
     ecs = aws.client("ecs")
     found = ecs.describe_services(cluster=platform.ecs_cluster, services=[service])["services"]
     live = next((s for s in found if s.get("status") == "ACTIVE"), None)
-    sd = shifts.service_deployment(platform, live["serviceArn"]) if live else None
+    sd = (
+        shifts.service_deployment(platform, live["serviceArn"], live["taskDefinition"])
+        if live
+        else None
+    )
     if live is None or sd is None:
         raise NotFound(
             f"{name} has no rollout in progress to {decision}",

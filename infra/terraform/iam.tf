@@ -491,10 +491,11 @@ data "aws_iam_policy_document" "controller" {
     # Progressive rollouts: the controller reads where ECS's service deployment is,
     # answers its PAUSE hooks (approval, analysis) and stops one a newer spec supersedes.
     sid     = "ProgressiveRollouts"
-    actions = ["ecs:ContinueServiceDeployment", "ecs:DescribeServiceDeployments", "ecs:ListServiceDeployments", "ecs:StopServiceDeployment"]
+    actions = ["ecs:ContinueServiceDeployment", "ecs:DescribeServiceDeployments", "ecs:DescribeServiceRevisions", "ecs:ListServiceDeployments", "ecs:StopServiceDeployment"]
     resources = concat(
       local.service_arns,
       [for env in var.envs : "arn:${local.partition}:ecs:${local.region}:${local.account_id}:service-deployment/${local.ecs_cluster_name}/${local.env_names[env].service}/*"],
+      [for env in var.envs : "arn:${local.partition}:ecs:${local.region}:${local.account_id}:service-revision/${local.ecs_cluster_name}/${local.env_names[env].service}/*"],
     )
   }
   statement {

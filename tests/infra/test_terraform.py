@@ -91,6 +91,7 @@ CONTROLLER_ACTIONS = {
     # Progressive rollouts: ECS's service deployments and hooks, traffic and metrics.
     "ecs:ListServiceDeployments",
     "ecs:DescribeServiceDeployments",
+    "ecs:DescribeServiceRevisions",
     "ecs:ContinueServiceDeployment",
     "ecs:StopServiceDeployment",
     "elasticloadbalancing:DescribeListeners",
