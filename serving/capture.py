@@ -52,6 +52,15 @@ if TYPE_CHECKING:
 log = get_logger("serving.capture")
 
 METRIC_PREFIX = "mlops_serving_capture"
+#: How often the writer thread reports the buffered-records gauge, at least.
+GAUGE_SECONDS = 1.0
+
+
+def preload() -> None:
+    """Pay pyarrow's one-off cost of a first conversion (it imports pandas: 0.2 s of
+    CPU) in the process that forks the workers, rather than in every worker at its first
+    flush, under traffic."""
+    pa.array([0])
 
 
 class CaptureSettings(BaseSettings):
@@ -73,7 +82,7 @@ class CaptureSettings(BaseSettings):
         return self.percent > 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass' __init__ costs the request path 2x
 class _Request:
     """One submitted request, as the request path handed it over (not converted yet)."""
 
@@ -187,7 +196,8 @@ class CaptureWriter:
             if full:
                 self.metrics.dropped.labels("buffer_full").inc(n)
                 return
-            self.metrics.buffered.set(buffered)
+            # The buffered gauge is the writer thread's to set (a multiprocess gauge
+            # write per request is a cost the request path need not pay).
             if buffered >= self.settings.batch_records:
                 self._wake.set()
         except Exception:  # noqa: BLE001 - capture must never fail a request
@@ -218,12 +228,14 @@ class CaptureWriter:
     def _run(self) -> None:
         deadline = time.monotonic() + self.settings.flush_seconds
         while True:
-            self._wake.wait(max(0.0, deadline - time.monotonic()))
+            # Awake at least every GAUGE_SECONDS to report what is buffered.
+            self._wake.wait(min(GAUGE_SECONDS, max(0.0, deadline - time.monotonic())))
             self._wake.clear()
             with self._lock:
                 stop, buffered = self._stop, self._buffered
             if stop:
                 return  # close() flushes the rest
+            self.metrics.buffered.set(buffered)
             if buffered >= self.settings.batch_records or time.monotonic() >= deadline:
                 try:
                     self.flush()

@@ -23,6 +23,7 @@ keep-alive connection stays open.
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import shutil
@@ -161,6 +162,13 @@ class Supervisor:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)
         import serving.app  # noqa: F401
         import serving.protocol  # noqa: F401
+        from serving.capture import CaptureSettings, preload
+
+        if CaptureSettings().enabled:
+            preload()
+        # What was imported lives as long as the workers: frozen, the cyclic GC never
+        # scans it again, nor writes to its pages (which the fork shares copy-on-write).
+        gc.freeze()
 
     def _start(self) -> Worker:
         pid = os.fork()

@@ -6,6 +6,7 @@ drops and counts in /metrics and never fails a request."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -179,7 +180,12 @@ def test_a_full_buffer_drops_and_counts_and_every_request_answers(
     with httpx.Client(base_url=server.url, timeout=10) as client:
         statuses = [client.post("/predict", json=records(4, seed=i)).status_code for i in range(5)]
         assert statuses == [200] * 5
-        text = client.get("/metrics").text
+        # The writer thread reports what is buffered within a second or so.
+        deadline = time.monotonic() + 10
+        while _metric(text := client.get("/metrics").text,
+                      "mlops_serving_capture_buffered_records") != 8:  # fmt: skip
+            assert time.monotonic() < deadline, text
+            time.sleep(0.2)
     # 4 + 4 fit in 10; the other three requests' 12 records are dropped and counted.
     name = "mlops_serving_capture_dropped_records_total"
     assert _metric(text, name, reason="buffer_full") == 12
