@@ -159,6 +159,12 @@ def test_version_and_help_render_as_designed(capsys):
     assert code == 0 and "--once" in out
     code, out, _ = run(capsys, "status", "--help")
     assert "--output" in out and "table|wide|json|yaml" in out
+    # Metavars are click's names (TEXT), and a flag takes no value: what Typer >= 0.27
+    # renders as <str> and, from 0.29, "--wait <bool>" (pyproject pins below 0.27).
+    for command in ("status", "deploy", "promote"):
+        code, out, _ = run(capsys, command, "--help")
+        assert code == 0 and "<bool>" not in out and "<str>" not in out, out
+    assert "TEXT" in out
 
 
 def test_optional_commands_fail_loudly_on_a_broken_import(monkeypatch):

@@ -96,3 +96,33 @@ def test_same_python_minor_as_serving():
     ours = {python_minor(i, DOCKERFILE) for i in base_images(DOCKERFILE)}
     theirs = {python_minor(i, SERVING_DOCKERFILE) for i in base_images(SERVING_DOCKERFILE)}
     assert ours == theirs
+
+
+def test_pins_satisfy_the_projects_own_requirements():
+    """The image installs what the tests ran with: a pin outside pyproject's range (a
+    Typer that renders help otherwise, say) is a mismatch to fix in one place or the
+    other."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {
+        canonicalize_name(name): version
+        for name, version in (
+            line.split("==")
+            for line in CONSTRAINTS.read_text().splitlines()
+            if line and not line.startswith("#")
+        )
+    }
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    checked = 0
+    for line in project["dependencies"]:
+        req = Requirement(line)
+        pinned = pins.get(canonicalize_name(req.name))
+        if pinned is not None and (req.marker is None or req.marker.evaluate()):
+            assert req.specifier.contains(pinned, prereleases=True), (
+                f"{CONSTRAINTS.name} pins {req.name}=={pinned}, outside pyproject's {line!r}"
+            )
+            checked += 1
+    assert checked >= 10, "the constraints pin few of the runtime dependencies"
