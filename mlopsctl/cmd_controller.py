@@ -7,6 +7,7 @@
     mlopsctl controller run --source DIR --once               one pass; exit 1 if any Degraded
                                                               (6 if every one is refused by its
                                                               gates or budget)
+    mlopsctl controller run --source DIR --once -o json       the pass's outcomes as a document
 
 The same runtime serves every source (``controller.runtime``). Runs until SIGTERM or
 SIGINT, then finishes in-flight reconciles, releases its lease and exits 0.
@@ -33,8 +34,8 @@ from controller.runtime import Outcome
 from controller.settings import ControllerSettings
 from mlops_core import aws, logs
 from mlops_core.cost.estimate import BudgetExceeded
-from mlops_core.errors import GateFailed, MlopsError
-from mlopsctl.context import console
+from mlops_core.errors import GateFailed, InvalidInput, MlopsError
+from mlopsctl.context import Output, console, output_option, print_document
 
 app = typer.Typer(
     name="controller",
@@ -74,7 +75,7 @@ def once_failure(outcomes: Sequence[Outcome], where: str) -> MlopsError | None:
     what = f"{len(failed)} of {len(outcomes)} deployment(s) Degraded or failed: " + ", ".join(
         o.key for o in failed
     )
-    hint = "see the REASON column above and each deployment's status"
+    hint = "see each deployment's reason above and its status"
     if all(o.error is None and _degraded_reason(o) in GATE_REASONS for o in failed):
         return DeploymentsRefused(what, where=where, hint=hint)
     return DeploymentsDegraded(what, where=where, hint=hint)
@@ -91,27 +92,63 @@ def _group() -> None:
     """Run the controller that converges AWS onto ModelDeployment manifests."""
 
 
-def outcome_table(outcomes: Sequence[Outcome]) -> Table:
-    table = Table("KEY", "GENERATION", "VERSION", "READY", "REASON", "ACTIONS", box=None)
+def _reason(o: Outcome) -> str:
+    status = o.status
+    ready = status.condition("Ready") if status else None
+    degraded = status.condition("Degraded") if status else None
+    if o.error:
+        return f"Error: {o.error.splitlines()[0]}"
+    if degraded is not None and degraded.status == "True":
+        return degraded.reason
+    return ready.reason if ready else "-"
+
+
+def outcome_table(outcomes: Sequence[Outcome], *, wide: bool = False) -> Table:
+    columns = ["KEY", "GENERATION", "VERSION", "READY", "REASON", "ACTIONS"]
+    table = Table(*columns, *(["MESSAGE", "TAKEN"] if wide else []), box=None)
     for o in outcomes:
         status = o.status
         ready = status.condition("Ready") if status else None
-        degraded = status.condition("Degraded") if status else None
-        if o.error:
-            reason = f"Error: {o.error.splitlines()[0]}"
-        elif degraded is not None and degraded.status == "True":
-            reason = degraded.reason
-        else:
-            reason = ready.reason if ready else "-"
-        table.add_row(
+        row = [
             o.key,
             str(o.generation) if o.generation is not None else "-",
             (status.current_version if status else None) or "-",
             ready.status if ready else "Unknown",
-            reason,
+            _reason(o),
             str(len(o.actions)),
-        )
+        ]
+        if wide:
+            shown = next(
+                (c for c in (status.conditions if status else ()) if c.status == "True"
+                 and c.type == "Degraded"), ready)  # fmt: skip
+            row += [(shown.message if shown else None) or "-", "; ".join(o.actions) or "-"]
+        table.add_row(*row)
     return table
+
+
+def outcome_document(outcomes: Sequence[Outcome], where: str) -> dict[str, Any]:
+    """``--once -o json|yaml``: each deployment's outcome and its whole status."""
+    return {
+        "source": where,
+        "deployments": [
+            {
+                "name": o.name,
+                "key": o.key,
+                "generation": o.generation,
+                "version": o.status.current_version if o.status else None,
+                "reason": _reason(o),
+                "failed": o.failed,
+                "error": o.error,
+                "actions": list(o.actions),
+                "status": (
+                    o.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+                    if o.status
+                    else None
+                ),
+            }
+            for o in outcomes
+        ],
+    }
 
 
 @app.command("run")
@@ -126,8 +163,8 @@ def run(
     once: bool = typer.Option(
         False,
         "--once",
-        help="One full pass, print a table, exit 1 if any deployment is Degraded (6 if "
-        "every Degraded one is refused by its gates or budget).",
+        help="One full pass, print its outcome (-o), exit 1 if any deployment is Degraded "
+        "(6 if every Degraded one is refused by its gates or budget).",
     ),
     poll: float = typer.Option(
         None, min=0.05, help="Seconds between change checks (default: 0.5 folder, 5 S3)."
@@ -138,6 +175,7 @@ def run(
     metrics_port: int = typer.Option(
         None, min=0, max=65535, help="Port of /metrics and /readyz (default 9090; 0: any)."
     ),
+    output: Output = output_option(),
 ) -> None:
     """Converge AWS onto the ModelDeployments of a source, until SIGTERM/SIGINT."""
     flags: dict[str, Any] = {
@@ -150,6 +188,12 @@ def run(
     settings = ControllerSettings.load(**flags)
     # Every AWS call of the controller ends well within its lease (see controller.leases).
     aws.configure(aws.CONTROLLER)
+    if output is not Output.table and not once:
+        raise InvalidInput(
+            f"-o {output.value} shows the outcome of one pass: it needs --once",
+            hint="add --once, or drop -o (a running controller reports through its logs, "
+            "/metrics and each deployment's status)",
+        )
     if once:
         check_once_source(source)
         settings = settings.model_copy(update={"metrics": False})
@@ -162,7 +206,8 @@ def run(
     controller = make_controller(settings, src)
     if once:
         outcomes = controller.run_once()
-        console.print(outcome_table(outcomes))
+        if not print_document(outcome_document(outcomes, src.uri), output):
+            console.print(outcome_table(outcomes, wide=output is Output.wide))
         failure = once_failure(outcomes, src.uri)
         if failure is not None:
             raise failure

@@ -7,6 +7,7 @@ resync; AWS errors back off per key.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -433,6 +434,31 @@ def test_once_prints_a_table_and_fails_on_a_degraded_deployment(
     row = next(line for line in out.splitlines() if "typo" in line)
     assert "InvalidSpec" in row and "False" in row
     assert "1 of 2 deployment(s) Degraded or failed: default/typo" in err
+
+    # The same pass as a document (-o json), and the wide table with the messages.
+    proc = mlopsctl("controller", "run", "--source", str(folder), "--once", "-o", "json")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (out, err)
+    doc = json.loads(out)
+    assert doc["source"].endswith("deployments")
+    by_name = {d["name"]: d for d in doc["deployments"]}
+    assert by_name["typo"]["failed"] and by_name["typo"]["reason"] == "InvalidSpec"
+    assert not by_name[NAME]["failed"] and by_name[NAME]["version"] == versions[0]
+    ready = next(c for c in by_name[NAME]["status"]["conditions"] if c["type"] == "Ready")
+    assert by_name[NAME]["reason"] == ready["reason"]  # the table's REASON, from the status
+    assert by_name[NAME]["status"]["currentVersion"] == versions[0]
+    proc = mlopsctl("controller", "run", "--source", str(folder), "--once", "-o", "wide")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "MESSAGE" in out, (out, err)
+    assert "typo.yaml:19" in out and "replica" in out  # the InvalidSpec message, wrapped
+
+
+@pytest.mark.e2e
+def test_output_without_once_is_refused(aws_env, tmp_path):
+    proc = mlopsctl("controller", "run", "--source", str(tmp_path), "-o", "json")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, (out, err)
+    assert "needs --once" in err and "Traceback" not in err
 
 
 @pytest.mark.e2e
