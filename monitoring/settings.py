@@ -34,7 +34,10 @@ def parse_duration(text: str) -> timedelta:
     match = DURATION_RE.match(str(text))
     if not match or float(match.group(1)) <= 0:
         raise ValueError(f"{text!r} is not a duration like 30m, 24h or 7d")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    except OverflowError:
+        raise ValueError(f"{text!r} is longer than a timedelta can hold") from None
 
 
 class DriftSettings(PlatformSettings):

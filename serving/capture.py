@@ -258,13 +258,15 @@ class CaptureWriter:
 
     def _write_group(self, requests: list[_Request]) -> int:
         schema = requests[0].schema
-        n = sum(len(r) for r in requests)
         try:
             table = to_table(schema, requests)
-        except Exception as exc:  # noqa: BLE001 - a conversion bug must not kill the thread
-            log.error("capture conversion failed", version=schema.version, error=str(exc)[:300])
-            self.metrics.dropped.labels("error").inc(n)
-            return 0
+        except Exception:  # noqa: BLE001 - a conversion bug must not kill the thread
+            # One request's values (e.g. an integer beyond int64, which validation allows
+            # up to float32's range) must not cost every other request of the batch:
+            # convert them one by one and drop only those that fail.
+            table = self._convert_each(schema, requests)
+            if table is None:
+                return 0
         written = 0
         batch = self.settings.batch_records
         for offset in range(0, table.num_rows, batch):
@@ -288,6 +290,20 @@ class CaptureWriter:
             self.metrics.files.inc()
             written += part.num_rows
         return written
+
+    def _convert_each(self, schema: CaptureSchema, requests: list[_Request]) -> pa.Table | None:
+        tables, lost, error = [], 0, ""
+        for r in requests:
+            try:
+                tables.append(to_table(schema, [r]))
+            except Exception as exc:  # noqa: BLE001 - see _write_group
+                lost += len(r)
+                error = error or str(exc)[:300]
+        if lost:
+            log.error("capture conversion failed", version=schema.version, records=lost,
+                      error=error)  # fmt: skip
+            self.metrics.dropped.labels("error").inc(lost)
+        return pa.concat_tables(tables) if tables else None
 
 
 def for_service(
