@@ -302,3 +302,14 @@ def test_the_deployments_rules_come_from_its_live_revision_and_options_win(live,
     # What the command line (or the job's own environment) sets wins.
     assert main([*base, "--drift-share", "0.5"]) == 0
     assert json.loads(capsys.readouterr().out)["config"]["drift_share"] == 0.5
+
+
+def test_invalid_deployed_rules_name_the_variable_and_why():
+    """A rule the controller let through but the job refuses: the message says which
+    variable and why, not only "1 validation error for DriftSettings"."""
+    from mlops_core.errors import InvalidInput
+    from monitoring.settings import DriftSettings, with_deployed
+
+    with pytest.raises(InvalidInput) as info:
+        with_deployed(DriftSettings(project=PROJECT, env="prod"), {"MLOPS_DRIFT_WINDOW": "0h"})
+    assert "MLOPS_DRIFT_WINDOW='0h'" in str(info.value) and "not a duration" in str(info.value)
