@@ -38,11 +38,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops_core import capture
 from mlops_core.capture import CaptureSchema
+from mlops_core.errors import InvalidInput
 from mlops_core.logs import get_logger
 from mlops_core.naming import Platform
 
@@ -80,6 +81,22 @@ class CaptureSettings(BaseSettings):
     @property
     def enabled(self) -> bool:
         return self.percent > 0
+
+
+def check_settings() -> CaptureSettings:
+    """The environment's capture settings, or :class:`InvalidInput` naming the variable
+    (the entry point checks them before forking workers, which would raise a traceback)."""
+    try:
+        return CaptureSettings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        raise InvalidInput(
+            f"invalid capture settings: {err['msg'].removeprefix('Value error, ')} "
+            f"(got {err.get('input')!r})",
+            where=f"MLOPS_CAPTURE_{field.upper()}",
+            hint="see serving/README.md for the environment variables",
+        ) from None
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass' __init__ costs the request path 2x

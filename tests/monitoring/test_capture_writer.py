@@ -248,3 +248,15 @@ def test_one_unconvertible_request_costs_only_its_own_records(platform, schema):
     dropped = "mlops_serving_capture_dropped_records_total"
     assert value(registry, dropped, reason="error") == 1
     assert value(registry, "mlops_serving_capture_written_records_total") == 20
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "150", "-1"])
+def test_bad_capture_settings_are_a_clear_error(monkeypatch, value):
+    """python -m serving checks them before forking (it printed pydantic's traceback)."""
+    from mlops_core.errors import InvalidInput
+    from serving.capture import check_settings
+
+    monkeypatch.setenv("MLOPS_CAPTURE_PERCENT", value)
+    with pytest.raises(InvalidInput) as info:
+        check_settings()
+    assert "MLOPS_CAPTURE_PERCENT" in info.value.render() and value in str(info.value)
