@@ -216,3 +216,17 @@ def test_an_integer_beyond_float64_precision_does_not_fail_the_run():
     result = run(cols)
     items = next(c for c in result.features if c.name == "items")
     assert items.rows == 500 and items.test is not None
+
+
+def test_unreadable_capture_files_are_said_in_the_summary():
+    """The CLI's last line and the Drifted condition's message: "too few rows" alone would
+    send the operator to wait for traffic when the writer is what is broken."""
+    table = window_table(SCHEMA, columns(FEATURES, 0, 7), START, timedelta(hours=1))
+    window = Window(START, START + timedelta(hours=1), table, files=0, skipped=["a", "b"])
+    result = drift.compute(
+        project="drift-demo", env="prod", version=SCHEMA.version, baseline=BASELINE,
+        features=FEATURES, window=window, config=config(), computed_at=START,
+    )  # fmt: skip
+    assert result.verdict == "insufficient_data"
+    assert "2 capture files unreadable" in result.summary()
+    assert "unreadable" not in run(columns(FEATURES, 500, 7)).summary()
