@@ -215,7 +215,13 @@ def check_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
             f"empty window: {start.isoformat()} is not before {end.isoformat()}",
             hint="--from must be earlier than --to",
         )
-    return start.astimezone(UTC), end.astimezone(UTC)
+    try:
+        return start.astimezone(UTC), end.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            f"window bound out of range: {start.isoformat()} .. {end.isoformat()}",
+            hint="use times between years 1 and 9999 in UTC",
+        ) from None
 
 
 def _hours(start: datetime, end: datetime) -> Iterator[datetime]:

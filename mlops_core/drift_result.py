@@ -175,10 +175,16 @@ class DriftResult(BaseModel):
     def summary(self) -> str:
         """One line, e.g. for a condition message."""
         window = f"{self.window_start:%Y-%m-%d %H:%M}..{self.window_end:%Y-%m-%d %H:%M}Z"
+        # Unreadable capture files change what to do (fix the writer, not wait for traffic).
+        skipped = (
+            f"; {len(self.skipped_files)} capture files unreadable, left out"
+            if self.skipped_files
+            else ""
+        )
         if self.verdict == "insufficient_data":
             return (
                 f"too few captured rows to test ({self.rows} in {window}; "
-                f"{self.config.min_rows} per feature needed)"
+                f"{self.config.min_rows} per feature needed){skipped}"
             )
         parts = [
             f"{len(self.drifted_features)} of {self.tested_features} features drifted"
@@ -186,7 +192,7 @@ class DriftResult(BaseModel):
         ]
         if self.prediction_drift:
             parts.append("predictions drifted")
-        return f"{'; '.join(parts)} in {self.rows} rows, {window}"
+        return f"{'; '.join(parts)} in {self.rows} rows, {window}{skipped}"
 
 
 # -- layout -----------------------------------------------------------------------------

@@ -146,7 +146,9 @@ class _Column:
 
 def _as_float(column: pa.ChunkedArray) -> np.ndarray:
     """A fresh, writable float array (nulls as NaN): the job sorts it in place."""
-    floats = column.cast(pa.float64())
+    # Unchecked: an integer above 2**53 (which serving accepts and captures as int64)
+    # rounds to the nearest double rather than failing the run.
+    floats = column.cast(pa.float64(), safe=False)
     if floats.null_count:
         floats = floats.fill_null(float("nan"))
     values = floats.to_numpy()

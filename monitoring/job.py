@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -33,6 +33,8 @@ log = get_logger("monitoring.job")
 EXIT_NO_DRIFT = 0
 EXIT_DRIFT = 1
 EXIT_INSUFFICIENT = NotFound.exit_code
+#: How far past now a window may end (clocks differ a little).
+FUTURE_SKEW = timedelta(minutes=5)
 #: CloudWatch accepts at most 1000 values per PutMetricData call.
 METRICS_PER_CALL = 1000
 
@@ -58,9 +60,25 @@ def window_bounds(
     end: datetime | None,
     now: datetime,
 ) -> tuple[datetime, datetime]:
-    """``[start, end)``: given bounds, else the settings' window ending ``now``."""
+    """``[start, end)``: given bounds, else the settings' window ending ``now``.
+
+    The end may not be later than ``now`` (give or take :data:`FUTURE_SKEW`): a result is
+    filed under its window's end, and :func:`mlops_core.drift_result.latest` reads the
+    newest end, so a window ending next month would hide every run until next month."""
     end = end or now
-    start = start or end - settings.window
+    if end > now + FUTURE_SKEW:
+        raise InvalidInput(
+            f"the window ends in the future: {end.isoformat()} is later than now "
+            f"({now.isoformat(timespec='seconds')})",
+            hint="leave --to out (the window ends now) or give a time in the past",
+        )
+    try:
+        start = start or end - settings.window
+    except OverflowError:
+        raise InvalidInput(
+            f"the window starts before year 1: {settings.window} before {end.isoformat()}",
+            hint="use a shorter --since / MLOPS_DRIFT_WINDOW",
+        ) from None
     return capture.check_window(start, end)
 
 

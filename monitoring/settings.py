@@ -34,7 +34,10 @@ def parse_duration(text: str) -> timedelta:
     match = DURATION_RE.match(str(text))
     if not match or float(match.group(1)) <= 0:
         raise ValueError(f"{text!r} is not a duration like 30m, 24h or 7d")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    except OverflowError:
+        raise ValueError(f"{text!r} is longer than a timedelta can hold") from None
 
 
 class DriftSettings(PlatformSettings):
@@ -102,8 +105,11 @@ def with_deployed(settings: DriftSettings, deployed: dict[str, str]) -> DriftSet
     try:
         return DriftSettings.model_validate({**settings.model_dump(exclude_unset=True), **extra})
     except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
         raise InvalidInput(
-            f"the deployment's drift rules are invalid: {str(exc).splitlines()[0]}",
+            f"the deployment's drift rules are invalid: MLOPS_DRIFT_{field.upper()}="
+            f"{err.get('input')!r}: {err['msg'].removeprefix('Value error, ')}",
             where="spec.monitoring.drift (the live serving revision's MLOPS_DRIFT_*)",
             hint="fix spec.monitoring.drift; the controller validates it on apply",
         ) from None

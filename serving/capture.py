@@ -38,11 +38,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops_core import capture
 from mlops_core.capture import CaptureSchema
+from mlops_core.errors import InvalidInput
 from mlops_core.logs import get_logger
 from mlops_core.naming import Platform
 
@@ -80,6 +81,22 @@ class CaptureSettings(BaseSettings):
     @property
     def enabled(self) -> bool:
         return self.percent > 0
+
+
+def check_settings() -> CaptureSettings:
+    """The environment's capture settings, or :class:`InvalidInput` naming the variable
+    (the entry point checks them before forking workers, which would raise a traceback)."""
+    try:
+        return CaptureSettings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        raise InvalidInput(
+            f"invalid capture settings: {err['msg'].removeprefix('Value error, ')} "
+            f"(got {err.get('input')!r})",
+            where=f"MLOPS_CAPTURE_{field.upper()}",
+            hint="see serving/README.md for the environment variables",
+        ) from None
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass' __init__ costs the request path 2x
@@ -258,13 +275,15 @@ class CaptureWriter:
 
     def _write_group(self, requests: list[_Request]) -> int:
         schema = requests[0].schema
-        n = sum(len(r) for r in requests)
         try:
             table = to_table(schema, requests)
-        except Exception as exc:  # noqa: BLE001 - a conversion bug must not kill the thread
-            log.error("capture conversion failed", version=schema.version, error=str(exc)[:300])
-            self.metrics.dropped.labels("error").inc(n)
-            return 0
+        except Exception:  # noqa: BLE001 - a conversion bug must not kill the thread
+            # One request's values (e.g. an integer beyond int64, which validation allows
+            # up to float32's range) must not cost every other request of the batch:
+            # convert them one by one and drop only those that fail.
+            table = self._convert_each(schema, requests)
+            if table is None:
+                return 0
         written = 0
         batch = self.settings.batch_records
         for offset in range(0, table.num_rows, batch):
@@ -288,6 +307,20 @@ class CaptureWriter:
             self.metrics.files.inc()
             written += part.num_rows
         return written
+
+    def _convert_each(self, schema: CaptureSchema, requests: list[_Request]) -> pa.Table | None:
+        tables, lost, error = [], 0, ""
+        for r in requests:
+            try:
+                tables.append(to_table(schema, [r]))
+            except Exception as exc:  # noqa: BLE001 - see _write_group
+                lost += len(r)
+                error = error or str(exc)[:300]
+        if lost:
+            log.error("capture conversion failed", version=schema.version, records=lost,
+                      error=error)  # fmt: skip
+            self.metrics.dropped.labels("error").inc(lost)
+        return pa.concat_tables(tables) if tables else None
 
 
 def for_service(

@@ -319,6 +319,9 @@ def main() -> None:
     """The container entry (``python -m serving``): everything from the environment."""
     try:
         settings = load_settings()
+        from serving.capture import check_settings
+
+        check_settings()
     except MlopsError as exc:
         configure()
         print(exc.render(), file=sys.stderr)

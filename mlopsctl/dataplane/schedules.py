@@ -54,7 +54,11 @@ def aws_cron_to_croniter(fields: str) -> str:
         raise ValueError("L, W and # in cron expressions are not supported locally")
 
     def day(token: str) -> str:
-        return DAYS[int(token) - 1] if token.isdigit() else token
+        if not token.isdigit():
+            return token
+        if not 1 <= int(token) <= 7:
+            raise ValueError(f"cron day of week {token} is not 1-7 (SUN-SAT)")
+        return DAYS[int(token) - 1]
 
     dow = "*" if dow == "?" else re.sub(r"\d+", lambda m: day(m.group()), dow)
     dom = "*" if dom == "?" else dom
@@ -112,7 +116,7 @@ class Schedules:
             try:
                 if self._due(key, expression, now):
                     fire()
-            except ValueError as exc:
+            except Exception as exc:  # noqa: BLE001 - one bad schedule must not starve the rest
                 log.warning("schedule not fired", schedule=key, error=str(exc))
         for gone in set(self._armed) - seen:
             del self._armed[gone]

@@ -115,3 +115,11 @@ def test_aws_cron_expressions_are_read_as_aws_means_them(aws_cron, five_fields):
     assert aws_cron_to_croniter(aws_cron) == five_fields
     with pytest.raises(ValueError, match="year"):
         aws_cron_to_croniter("0 2 * * ? 2027")
+
+
+@pytest.mark.parametrize("dow", ["0", "8", "9", "1-9"])
+def test_a_cron_day_of_week_out_of_range_is_refused_not_an_index_error(dow):
+    # An IndexError escaped the data plane's per-schedule guard and stopped every
+    # schedule listed after this one from firing.
+    with pytest.raises(ValueError, match="day of week"):
+        aws_cron_to_croniter(f"0 0 ? * {dow} *")

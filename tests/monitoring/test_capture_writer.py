@@ -225,3 +225,38 @@ def test_the_schema_follows_the_versions_task():
     assert schema_for(SimpleNamespace(**vars(m), task="classification")).task == "classification"
     schema = schema_for(SimpleNamespace(**vars(m), task="classification"))
     assert str(schema.arrow_schema.field("output").type.field("prediction").type) == "string"
+
+
+def test_one_unconvertible_request_costs_only_its_own_records(platform, schema):
+    """An integer beyond int64 passes validation (it is bounded by float32's range, the
+    model's precision) but not the capture's int64 column: only that request is dropped,
+    not the other requests of its batch."""
+    from serving.schema import RequestParser
+
+    hostile, _ = RequestParser(list(schema.features)).parse(
+        b'{"x0": 1.0, "x1": 2.0, "items": 100000000000000000000, "color": "red"}'
+    )
+    w, registry = writer(platform)
+    w.start()
+    honest = records(columns(list(schema.features), 20, seed=3))
+    w.submit(schema, honest[:10], [1.0] * 10)
+    w.submit(schema, hostile, [1.0])
+    w.submit(schema, honest[10:], [2.0] * 10)
+    w.close()
+    got = capture.records(window(platform, schema).table)
+    assert [r["input"] for r in got] == honest
+    dropped = "mlops_serving_capture_dropped_records_total"
+    assert value(registry, dropped, reason="error") == 1
+    assert value(registry, "mlops_serving_capture_written_records_total") == 20
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "150", "-1"])
+def test_bad_capture_settings_are_a_clear_error(monkeypatch, value):
+    """python -m serving checks them before forking (it printed pydantic's traceback)."""
+    from mlops_core.errors import InvalidInput
+    from serving.capture import check_settings
+
+    monkeypatch.setenv("MLOPS_CAPTURE_PERCENT", value)
+    with pytest.raises(InvalidInput) as info:
+        check_settings()
+    assert "MLOPS_CAPTURE_PERCENT" in info.value.render() and value in str(info.value)

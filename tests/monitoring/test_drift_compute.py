@@ -205,3 +205,28 @@ def test_a_baseline_without_a_feature_is_an_integrity_error():
     del broken["features"]["x1"]["sample"]
     with pytest.raises(IntegrityError, match="feature 'x1'"):
         run(columns(FEATURES, 200, 13), baseline=broken)
+
+
+def test_an_integer_beyond_float64_precision_does_not_fail_the_run():
+    """Serving accepts integers up to float32's range and captures them as int64: one
+    above 2**53 made pyarrow's checked cast raise, so every run over its window failed."""
+    cols = columns(FEATURES, 500, seed=8)
+    cols["items"] = cols["items"].astype(np.float64)
+    cols["items"][0] = 1e17  # exact as a double, above 2**53 as an int64
+    result = run(cols)
+    items = next(c for c in result.features if c.name == "items")
+    assert items.rows == 500 and items.test is not None
+
+
+def test_unreadable_capture_files_are_said_in_the_summary():
+    """The CLI's last line and the Drifted condition's message: "too few rows" alone would
+    send the operator to wait for traffic when the writer is what is broken."""
+    table = window_table(SCHEMA, columns(FEATURES, 0, 7), START, timedelta(hours=1))
+    window = Window(START, START + timedelta(hours=1), table, files=0, skipped=["a", "b"])
+    result = drift.compute(
+        project="drift-demo", env="prod", version=SCHEMA.version, baseline=BASELINE,
+        features=FEATURES, window=window, config=config(), computed_at=START,
+    )  # fmt: skip
+    assert result.verdict == "insufficient_data"
+    assert "2 capture files unreadable" in result.summary()
+    assert "unreadable" not in run(columns(FEATURES, 500, 7)).summary()

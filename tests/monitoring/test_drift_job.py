@@ -166,6 +166,22 @@ def test_bad_input_is_a_clear_error(live, capsys):
     assert "no live version" in capsys.readouterr().err
 
 
+def test_out_of_range_and_future_windows_are_bad_input(live, capsys):
+    """Never a traceback (whose exit code 1 reads as "drift"), and never a result filed
+    under a future hour, which latest() would return until then."""
+    base = ["drift", "--env", "prod", "--project", PROJECT]
+    for extra, said in [
+        (["--since", "99999999999d"], "longer than"),
+        (["--from", "0001-01-01T00:00:00+05:00"], "out of range"),
+        (["--to", "0001-01-01T03:00:00Z"], "before year 1"),
+        (["--to", "9999-12-31T23:59:59Z"], "in the future"),
+    ]:
+        assert main([*base, *extra]) == 2, extra
+        assert said in capsys.readouterr().err, extra
+    manifest, _ = live
+    assert drift_result.latest(PROJECT, "prod", manifest.version, env_platform()) is None
+
+
 def test_the_job_module_is_the_same_run(live, platform, aws_env):
     """``python -m monitoring``, configured as the scheduled task is: by environment."""
     manifest, schema = live
@@ -286,3 +302,14 @@ def test_the_deployments_rules_come_from_its_live_revision_and_options_win(live,
     # What the command line (or the job's own environment) sets wins.
     assert main([*base, "--drift-share", "0.5"]) == 0
     assert json.loads(capsys.readouterr().out)["config"]["drift_share"] == 0.5
+
+
+def test_invalid_deployed_rules_name_the_variable_and_why():
+    """A rule the controller let through but the job refuses: the message says which
+    variable and why, not only "1 validation error for DriftSettings"."""
+    from mlops_core.errors import InvalidInput
+    from monitoring.settings import DriftSettings, with_deployed
+
+    with pytest.raises(InvalidInput) as info:
+        with_deployed(DriftSettings(project=PROJECT, env="prod"), {"MLOPS_DRIFT_WINDOW": "0h"})
+    assert "MLOPS_DRIFT_WINDOW='0h'" in str(info.value) and "not a duration" in str(info.value)
