@@ -162,7 +162,8 @@ class Supervisor:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)
         import serving.app  # noqa: F401
         import serving.protocol  # noqa: F401
-        from serving.capture import CaptureSettings, preload
+        from serving.capture import preload
+        from serving.capture_settings import CaptureSettings
 
         if CaptureSettings().enabled:
             preload()
@@ -319,7 +320,7 @@ def main() -> None:
     """The container entry (``python -m serving``): everything from the environment."""
     try:
         settings = load_settings()
-        from serving.capture import check_settings
+        from serving.capture_settings import check_settings
 
         check_settings()
     except MlopsError as exc:
