@@ -20,7 +20,8 @@ Hostile input gets a 422 that names the field and never a 5xx:
 - ``NaN``, ``Infinity`` and numbers too large for a double (``1e400``) are parsed, so the
   error names the field they are in ("Input should be a finite number");
 - a number beyond float32's range (the precision the model computes in) is refused
-  naming the field, the limit and why;
+  naming the field, the limit and why, and so is an integer beyond ±2**53, the integers
+  a double holds exactly (a captured record, the drift job and JSON readers hold it as one);
 - invalid JSON, including a lone surrogate escape, is ``json_invalid``;
 - the 422 body echoes at most :data:`EXCERPT_CHARS` of any input value or field name, and
   at most :data:`MAX_ERRORS` errors, so a huge bad value gets a small answer.
@@ -46,6 +47,8 @@ DEFAULT_MAX_DEPTH = 32
 #: Largest float32; a double at or above the rounding midpoint past it becomes inf.
 F32_MAX = float(np.finfo(np.float32).max)
 F32_MAX_INT = int(F32_MAX)
+#: The largest integer an integer feature takes: every integer up to it is a double.
+INT_LIMIT = 2**53
 EXCERPT_CHARS = 64
 MAX_ERRORS = 20
 
@@ -101,7 +104,7 @@ def _field(spec: FeatureSpec) -> Any:
         low: float = -F32_MAX if spec.min is None else max(spec.min, -F32_MAX)
         high: float = F32_MAX if spec.max is None else min(spec.max, F32_MAX)
         if spec.type == "integer":  # integer bounds for an integer field
-            low, high = math.ceil(low), math.floor(high)
+            low, high = max(math.ceil(low), -INT_LIMIT), min(math.floor(high), INT_LIMIT)
         kwargs = {"strict": True, "ge": low, "le": high}
         if spec.type == "number":
             kwargs["allow_inf_nan"] = False
@@ -132,6 +135,11 @@ def _float32_msg(error: Mapping[str, Any]) -> str:
         return (
             f"{error['msg']}: the model computes in float32, whose range is "
             f"±{F32_MAX:.7g}; a larger value would overflow"
+        )
+    if limit is not None and abs(limit) == INT_LIMIT:
+        return (
+            f"{error['msg']}: integers are exact up to ±2**53, as a double holds them "
+            "(the captured record and the drift job read them as one)"
         )
     return error["msg"]
 
