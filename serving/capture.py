@@ -166,15 +166,18 @@ class CaptureWriter:
                 return
             request = _Request(schema, rows, predictions, probabilities, request_id, time.time())
             with self._lock:
-                if not self._open or self._buffered + n > self.settings.buffer_records:
+                buffered = self._buffered
+                if not self._open or buffered + n > self.settings.buffer_records:
                     full = True
                 else:
                     full = False
                     self._pending.append(request)
-                    self._buffered += n
-                    buffered = self._buffered
+                    self._buffered = buffered = buffered + n
             if full:
                 self.metrics.dropped.labels("buffer_full").inc(n)
+                # Said here too: a writer thread stuck in a write that never answers
+                # cannot report the buffer it is not emptying.
+                self.metrics.buffered.set(buffered)
                 return
             # The buffered gauge is the writer thread's to set (a multiprocess gauge
             # write per request is a cost the request path need not pay).
@@ -194,8 +197,12 @@ class CaptureWriter:
         self._thread.start()
         return self
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Stop accepting records, write everything buffered, stop the thread."""
+    def close(self, timeout: float = 15.0) -> None:
+        """Stop accepting records, write everything buffered, stop the thread; within
+        ``timeout`` seconds to start the last write (a writer stuck in a write that never
+        answers does not hold the service's shutdown past its stop timeout: what is still
+        buffered then is dropped and counted as write_failed)."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._open = False
             self._stop = True
@@ -203,7 +210,7 @@ class CaptureWriter:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        self.flush()
+        self.flush(timeout=max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.settings.flush_seconds
@@ -224,9 +231,20 @@ class CaptureWriter:
                 deadline = time.monotonic() + self.settings.flush_seconds
 
     # -- writing ------------------------------------------------------------------------
-    def flush(self) -> int:
-        """Write every buffered record now; returns how many were written."""
-        with self._write_lock:
+    def flush(self, timeout: float | None = None) -> int:
+        """Write every buffered record now; returns how many were written. With a
+        ``timeout``, a flush still running elsewhere after it drops what is buffered."""
+        if not self._write_lock.acquire(timeout=-1 if timeout is None else timeout):
+            with self._lock:
+                pending, self._pending = self._pending, []
+                self._buffered = 0
+            lost = sum(len(r) for r in pending)
+            if lost:
+                log.warning("capture records dropped: a write did not finish in time",
+                            records=lost, timeout_s=timeout)  # fmt: skip
+                self.metrics.dropped.labels("write_failed").inc(lost)
+            return 0
+        try:
             with self._lock:
                 pending, self._pending = self._pending, []
                 self._buffered = 0
@@ -235,6 +253,8 @@ class CaptureWriter:
             for group in _group(pending):
                 written += self._write_group(group)
             return written
+        finally:
+            self._write_lock.release()
 
     def _write_group(self, requests: list[_Request]) -> int:
         schema = requests[0].schema

@@ -256,3 +256,37 @@ def test_bad_capture_settings_are_a_clear_error(monkeypatch, value):
     with pytest.raises(InvalidInput) as info:
         check_settings()
     assert "MLOPS_CAPTURE_PERCENT" in info.value.render() and value in str(info.value)
+
+
+def test_a_write_that_never_answers_neither_hides_the_buffer_nor_holds_shutdown(
+    platform, schema, monkeypatch
+):
+    """S3 accepts the connection and never answers: the writer thread is stuck in its
+    PUT. The buffered gauge still says what waits (the drop path reports it), and close()
+    gives up on its deadline, counting what it could not write."""
+    import threading
+
+    stuck, release = threading.Event(), threading.Event()
+
+    def put_that_hangs(*_args, **_kwargs):
+        stuck.set()
+        release.wait(60)
+        raise OSError("read timeout")
+
+    monkeypatch.setattr(capture, "put_batch", put_that_hangs)
+    w, registry = writer(platform, buffer_records=12, batch_records=4, flush_seconds=60)
+    w.start()
+    rows = records(columns(list(schema.features), 4, seed=5))
+    w.submit(schema, rows, [1.0] * 4)  # a full batch: the writer takes it and hangs
+    assert stuck.wait(10), "the writer never started its write"
+    for _ in range(4):  # 12 fit beside the stuck batch; the fourth request is dropped
+        w.submit(schema, rows, [1.0] * 4)
+    assert value(registry, "mlops_serving_capture_dropped_records_total", reason="buffer_full") == 4
+    assert value(registry, "mlops_serving_capture_buffered_records") == 12
+    started = time.monotonic()
+    w.close(timeout=1.0)
+    assert time.monotonic() - started < 5
+    assert (
+        value(registry, "mlops_serving_capture_dropped_records_total", reason="write_failed") == 12
+    )
+    release.set()
