@@ -19,6 +19,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FEATURE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+#: Largest float32 (the model computes in float32; serving bounds every number by it).
+#: A double at or above the rounding midpoint past it becomes inf.
+F32_MAX = float(np.finfo(np.float32).max)
 
 FeatureType = Literal["number", "integer", "category"]
 

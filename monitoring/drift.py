@@ -27,7 +27,7 @@ from mlops_core.drift_result import (
     StatTest,
 )
 from mlops_core.errors import IntegrityError
-from mlops_core.features import FeatureSpec
+from mlops_core.features import F32_MAX, FeatureSpec
 from mlops_core.logs import get_logger
 from monitoring import stats
 
@@ -145,14 +145,21 @@ class _Column:
 
 
 def _as_float(column: pa.ChunkedArray) -> np.ndarray:
-    """A fresh, writable float array (nulls as NaN): the job sorts it in place."""
-    # Unchecked: an integer above 2**53 (which serving accepts and captures as int64)
-    # rounds to the nearest double rather than failing the run.
+    """A fresh, writable float array (nulls as NaN): the job sorts it in place.
+
+    A value serving never captures (infinite, or beyond float32's range, which bounds
+    every number it accepts) can only come from a file written by something else: it is
+    counted as missing, not measured (an infinity made the Wasserstein distance NaN, and
+    the result one its own reader refused)."""
+    # Unchecked: an integer above 2**53 (in a capture written before serving bounded
+    # integers to it) rounds to the nearest double rather than failing the run.
     floats = column.cast(pa.float64(), safe=False)
     if floats.null_count:
         floats = floats.fill_null(float("nan"))
     values = floats.to_numpy()
-    return values if values.flags.writeable else values.copy()
+    values = values if values.flags.writeable else values.copy()
+    values[~(np.abs(values) <= F32_MAX)] = np.nan  # NaN compares False: stays missing
+    return values
 
 
 def _numeric(ref: Reference, values: np.ndarray, config: DriftConfig, col: _Column) -> None:

@@ -39,13 +39,11 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import from_json
 from typing_extensions import TypedDict
 
-from mlops_core.features import FeatureEncoder, FeatureSpec
+from mlops_core.features import F32_MAX, FeatureEncoder, FeatureSpec
 
 INSTANCES_KEY = "instances"
 DEFAULT_MAX_BATCH = 1000
 DEFAULT_MAX_DEPTH = 32
-#: Largest float32; a double at or above the rounding midpoint past it becomes inf.
-F32_MAX = float(np.finfo(np.float32).max)
 F32_MAX_INT = int(F32_MAX)
 #: The largest integer an integer feature takes: every integer up to it is a double.
 INT_LIMIT = 2**53

@@ -230,3 +230,19 @@ def test_unreadable_capture_files_are_said_in_the_summary():
     assert result.verdict == "insufficient_data"
     assert "2 capture files unreadable" in result.summary()
     assert "unreadable" not in run(columns(FEATURES, 500, 7)).summary()
+
+
+def test_values_serving_never_captures_are_missing_not_measured():
+    """An infinity or a double beyond float32's range in a capture file (written by
+    something other than serving) made the Wasserstein distance NaN: the job wrote a
+    result its own reader refused. They count as missing instead."""
+    cols = columns(FEATURES, 500, seed=9)
+    cols["x1"] = cols["x1"].astype(np.float64)
+    cols["x1"][:3] = [np.inf, -np.inf, 1.7e308]
+    result = run(cols)
+    x1 = next(c for c in result.features if c.name == "x1")
+    assert x1.rows == 497 and x1.test is not None
+    assert all(np.isfinite(v) for v in x1.scores.values()), x1.scores
+    assert x1.missing is not None and x1.missing.current_rate == pytest.approx(3 / 500)
+    # What the job writes, its reader reads back.
+    assert DriftResult.model_validate_json(result.model_dump_json()) == result
