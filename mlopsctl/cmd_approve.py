@@ -54,7 +54,8 @@ def _decide(
     source: str | None,
     output: Output,
 ) -> None:
-    if not reason.strip():
+    reason = context.check_reason(reason)
+    if not reason:
         raise InvalidInput(
             f"{decision} needs --reason TEXT", hint="the reason is recorded with who decided"
         )

@@ -213,7 +213,8 @@ def deploy(
         raise InvalidInput(f"--until must be 'applied' or 'ready', not {until!r}")
     if sum(map(bool, (version, candidate, latest))) > 1:
         raise InvalidInput("give one of --version, --latest or --candidate")
-    if force and not reason.strip():
+    reason = context.check_reason(reason)
+    if force and not reason:
         raise InvalidInput(
             "--force needs --reason TEXT saying why the gates are overridden",
             hint="the reason is recorded in spec.gates.override, the pointer and the promotion log",

@@ -140,6 +140,7 @@ def promote(
     owns ENV."""
     from mlops_core.promotion import promote as do_promote
 
+    reason = context.check_reason(reason)
     name = project_name(project, project_dir_)
     pointer, results = do_promote(
         name, env, version, reason=reason, force=force, registry=Registry(context.platform())
@@ -162,6 +163,7 @@ def rollback(
     while a ModelDeployment owns ENV, unless forced)."""
     from mlops_core.promotion import rollback as do_rollback
 
+    reason = context.check_reason(reason)
     name = project_name(project, project_dir_)
     before, after = do_rollback(
         name, env, reason=reason, force=force, registry=Registry(context.platform())

@@ -65,6 +65,7 @@ def set_(
     project_dir_: Path = typer.Option(None, "--project-dir", help=PROJECT_DIR_HELP),
 ) -> None:
     """Make project.yaml's envs and gates the registration in force (revision N+1)."""
+    reason = context.check_reason(reason)
     config = project_config(project_dir_)
     change = Registry(context.platform()).policy.set(config, reason=reason, dry_run=dry_run)
     head = change.head

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -97,6 +98,24 @@ def print_document(doc: Any, output: Output) -> bool:
         )
         return True
     return False
+
+
+#: Bidirectional overrides and isolates: text that displays in another order than it reads.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def check_reason(reason: str, option: str = "--reason") -> str:
+    """A reason a person typed, as it is recorded (stripped): one line of printable text.
+    Records are shown in terminals (status, history, describe): a newline, an escape
+    sequence or a bidi override in one would rewrite what the next reader sees."""
+    text = reason.strip()
+    bad = next((c for c in text if unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS), None)
+    if bad is not None:
+        raise InvalidInput(
+            f"{option} holds the control character U+{ord(bad):04X}",
+            hint="give the reason as one line of plain text (no newlines, tabs or escapes)",
+        )
+    return text
 
 
 _DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
