@@ -122,6 +122,17 @@ def test_folder_source_lists_reads_writes_status_beside_the_manifest(tmp_path):
     assert src.get_status(NAME) is None
 
 
+@pytest.mark.parametrize("body", [b"\xff\xfe{", b"{not json", b'{"name": 3}'])
+def test_a_damaged_status_file_is_ignored_not_raised(tmp_path, body):
+    """A status file that is not UTF-8 (as a hand edit or a bad copy leaves it) is as
+    unreadable as one that is not JSON: the deployment starts over, nothing raises."""
+    src = open_source(str(tmp_path))
+    src.put_manifest(example())
+    (tmp_path / f"{NAME}.status.json").write_bytes(body)
+    assert src.read_status(NAME) is None
+    assert src.get_status(NAME) is None
+
+
 def test_folder_source_must_exist_unless_created(tmp_path):
     with pytest.raises(InvalidInput, match="does not exist"):
         open_source(str(tmp_path / "nope"))
