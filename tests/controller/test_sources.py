@@ -12,7 +12,7 @@ from configured import env_platform
 
 from controller.api import ModelDeploymentStatus
 from controller.leases import FileLock, S3Lease
-from controller.manifests import dump_manifest, parse_manifest, spec_hash
+from controller.manifests import dump_manifest, load_document, parse_manifest, spec_hash
 from controller.sources import (
     DirectorySource,
     S3Source,
@@ -144,6 +144,17 @@ def test_aliases_and_merge_keys_are_not_duplicates():
     with pytest.raises(InvalidInput, match="unknown field") as got:
         parse_manifest(merged, "m.yaml", expected_name=NAME)
     assert "duplicate" not in str(got.value)
+
+
+def test_an_alias_bomb_in_an_annotation_is_not_expanded():
+    """Nine levels of nine aliases is 9**9 strings once expanded: the loose read of the
+    annotations (kept for the delete policy) must not str() it."""
+    lines = ['x0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    lines += ["metadata:", f"  name: {NAME}", "  annotations:", "    boom: *a8", "    keep: yes"]
+    doc = load_document("\n".join(lines).encode(), "bomb.yaml", NAME)
+    assert doc.error is not None and "annotations.boom" in str(doc.error)
+    assert doc.annotations == {"keep": "True"}
 
 
 @pytest.mark.parametrize("body", [b"\xff\xfe{", b"{not json", b'{"name": 3}'])
