@@ -82,14 +82,17 @@ def judge(
                 f"{base_p99:.1f} ms (maxLatencyP99Ratio)"
             )
     if analysis.max_prediction_shift is not None:
-        if prediction_shift is None:
+        # A revision that answers 5xx captures no predictions: what already failed must
+        # not wait for a shift that can never be measured.
+        if prediction_shift is None and not failed:
             return Verdict(
                 INCONCLUSIVE,
                 f"waiting for captured predictions of both revisions ({MIN_PREDICTIONS} "
                 "each) to compare them; " + ", ".join(seen),
             )
-        seen.append(f"prediction shift {prediction_shift:.3f}")
-        if prediction_shift > analysis.max_prediction_shift:
+        if prediction_shift is not None:
+            seen.append(f"prediction shift {prediction_shift:.3f}")
+        if prediction_shift is not None and prediction_shift > analysis.max_prediction_shift:
             failed.append(
                 f"prediction shift {prediction_shift:.3f} is above "
                 f"{analysis.max_prediction_shift:g} (maxPredictionShift)"

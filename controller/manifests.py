@@ -94,9 +94,12 @@ def load_document(raw: bytes | MlopsError, where: str, name: str):
     loose = _loose(text)
     fields: dict[str, Any] = {
         "key": key_of(text, name),
+        # Scalars only: str() of a list would expand YAML aliases (a 1 KB alias bomb in
+        # one annotation made gigabytes); a non-string value is the manifest's error anyway.
         "annotations": {
             str(k): str(v)
             for k, v in ((loose.get("metadata") or {}).get("annotations") or {}).items()
+            if isinstance(v, str | int | float | bool)
         }
         if isinstance((loose.get("metadata") or {}).get("annotations"), dict)
         else None,

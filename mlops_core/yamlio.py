@@ -53,6 +53,31 @@ def format_validation_error(err: ValidationError, source: str, root: yaml.Node |
     return "\n".join(lines)
 
 
+def _duplicate_key(root: yaml.Node | None) -> yaml.Node | None:
+    """The first key that repeats within one mapping, or None. PyYAML keeps the last of
+    them silently; YAML says keys are unique (and kubectl refuses duplicate fields).
+    Each node is visited once, so aliases (``*a`` reused many times) cost nothing."""
+    seen_nodes: set[int] = set()
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[tuple[str, str]] = set()
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
+                    key = (key_node.tag, key_node.value)
+                    if key in keys:
+                        return key_node
+                    keys.add(key)
+                stack.extend((key_node, value_node))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return None
+
+
 def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
     """Parse text into (data, node tree) or raise InvalidInput naming the line."""
     try:
@@ -63,6 +88,13 @@ def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
         where = f"{source}:{mark.line + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc)
         raise InvalidInput(f"invalid YAML: {problem}", where=where) from None
+    duplicate = _duplicate_key(root)
+    if duplicate is not None:
+        raise InvalidInput(
+            f"invalid YAML: duplicate key {duplicate.value!r} (only the last would count)",
+            where=f"{source}:{duplicate.start_mark.line + 1}",
+            hint="remove one of them",
+        )
     return data, root
 
 

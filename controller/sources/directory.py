@@ -114,7 +114,8 @@ class DirectorySource:
     def read_status(self, name: str) -> StatusRecord | None:
         path = self._status_path(name)
         try:
-            return StatusRecord.model_validate_json(path.read_text())
+            # Bytes, not text: pydantic reports a status that is not UTF-8 as invalid JSON.
+            return StatusRecord.model_validate_json(path.read_bytes())
         except FileNotFoundError:
             return None
         except ValidationError:

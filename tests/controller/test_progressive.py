@@ -221,6 +221,22 @@ def test_a_rollback_is_neither_held_nor_analysed():
             "Inconclusive",
             "captured predictions",
         ),
+        (  # a revision answering 5xx captures nothing: it fails, it does not wait
+            (100, 100, 30.0),
+            (100, 0, 25.0),
+            None,
+            {"maxPredictionShift": 0.3},
+            "Fail",
+            "100.00% is above 5.00% (maxErrorRate)",
+        ),
+        (
+            (100, 0, 300.0),
+            (100, 0, 25.0),
+            None,
+            {"maxPredictionShift": 0.3},
+            "Fail",
+            "more than 1.5x the stable",
+        ),
     ],
 )
 def test_judge_gives_every_value_it_rests_on(canary, stable, shift, limits, verdict, says):

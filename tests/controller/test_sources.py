@@ -12,7 +12,7 @@ from configured import env_platform
 
 from controller.api import ModelDeploymentStatus
 from controller.leases import FileLock, S3Lease
-from controller.manifests import dump_manifest, parse_manifest, spec_hash
+from controller.manifests import dump_manifest, load_document, parse_manifest, spec_hash
 from controller.sources import (
     DirectorySource,
     S3Source,
@@ -119,6 +119,52 @@ def test_folder_source_lists_reads_writes_status_beside_the_manifest(tmp_path):
     )
     assert src.scan()[NAME] != tokens[NAME], "an edit changes the change token"
     src.delete_status(NAME)
+    assert src.get_status(NAME) is None
+
+
+def test_a_duplicate_key_is_refused_naming_its_line():
+    """A repeated field is an error, not "the last one wins" (an old `env:` line left
+    above a new one would have deployed the other env)."""
+    text = EXAMPLE.read_text().replace("  env: prod\n", "  env: prod\n  env: staging\n", 1)
+    assert text != EXAMPLE.read_text()
+    line = text.splitlines().index("  env: staging") + 1
+    with pytest.raises(InvalidInput, match="duplicate key 'env'") as got:
+        parse_manifest(text, "m.yaml", expected_name=NAME)
+    assert f"m.yaml:{line}" in str(got.value)
+
+
+def test_aliases_and_merge_keys_are_not_duplicates():
+    bomb = "a: &a [1, 2, 3]\n" + "".join(
+        f"{k}: &{k} [{', '.join([f'*{p}'] * 9)}]\n"
+        for p, k in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    with pytest.raises(InvalidInput, match="unknown field"):  # fast: each node seen once
+        parse_manifest(bomb, "bomb.yaml", expected_name=NAME)
+    merged = EXAMPLE.read_text() + "x: &x {p: 1}\ny:\n  <<: *x\n  q: 2\n"
+    with pytest.raises(InvalidInput, match="unknown field") as got:
+        parse_manifest(merged, "m.yaml", expected_name=NAME)
+    assert "duplicate" not in str(got.value)
+
+
+def test_an_alias_bomb_in_an_annotation_is_not_expanded():
+    """Nine levels of nine aliases is 9**9 strings once expanded: the loose read of the
+    annotations (kept for the delete policy) must not str() it."""
+    lines = ['x0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    lines += ["metadata:", f"  name: {NAME}", "  annotations:", "    boom: *a8", "    keep: yes"]
+    doc = load_document("\n".join(lines).encode(), "bomb.yaml", NAME)
+    assert doc.error is not None and "annotations.boom" in str(doc.error)
+    assert doc.annotations == {"keep": "True"}
+
+
+@pytest.mark.parametrize("body", [b"\xff\xfe{", b"{not json", b'{"name": 3}'])
+def test_a_damaged_status_file_is_ignored_not_raised(tmp_path, body):
+    """A status file that is not UTF-8 (as a hand edit or a bad copy leaves it) is as
+    unreadable as one that is not JSON: the deployment starts over, nothing raises."""
+    src = open_source(str(tmp_path))
+    src.put_manifest(example())
+    (tmp_path / f"{NAME}.status.json").write_bytes(body)
+    assert src.read_status(NAME) is None
     assert src.get_status(NAME) is None
 
 
