@@ -569,10 +569,38 @@ class _Planner:
                 f"{gate_failure}; nothing changed"
                 + (f" ({serving} is still served)" if serving else ""),
             )
+        unmeasurable = self.unmeasurable_shift()
+        if unmeasurable is not None:
+            return self.blocked("InvalidSpec", unmeasurable)
         superseded = self.supersede(version)
         if superseded is not None:
             return superseded
         return self.converge(version)
+
+    def unmeasurable_shift(self) -> str | None:
+        """Why a rollout's prediction shift could never be measured, if so: the analysis
+        compares the new revision's captured predictions with the live revision's, and a
+        live revision that captures none (capture came with this very change) has none to
+        compare. Its steps would wait for ECS's timeout, which then fails the version."""
+        analysis, svc = self.spec.analysis, self.observed.service
+        if (
+            analysis is None
+            or analysis.max_prediction_shift is None
+            or svc is None
+            or not self.spec.strategy.shifts_traffic
+            or (self.report is not None and self.report.rollback)  # not analysed
+        ):
+            return None
+        live = _td(self.observed, svc.task_definition)
+        if live is None or live.spec is None or live.spec.capture_percent > 0:
+            return None
+        return (
+            "spec.analysis.maxPredictionShift compares the new revision's captured "
+            f"predictions with those of the live revision ({live.spec.version}), which "
+            "captures none: deploy spec.monitoring.capturePercent without "
+            f"maxPredictionShift first, then add it; nothing changed ({live.spec.version} "
+            "is still served)"
+        )
 
     def supersede(self, version: str) -> Decision | None:
         """A traffic-shifting rollout of another version is in progress: ECS would start a

@@ -450,7 +450,9 @@ def test_once_prints_a_table_and_fails_on_a_degraded_deployment(
     proc = mlopsctl("controller", "run", "--source", str(folder), "--once", "-o", "wide")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and "MESSAGE" in out, (out, err)
-    assert "typo.yaml:19" in out and "replica" in out  # the InvalidSpec message, wrapped
+    assert "TAKEN" in out and "InvalidSpec" in next(r for r in out.splitlines() if "typo" in r)
+    typo = by_name["typo"]["status"]["conditions"]
+    assert any("typo.yaml:19" in c.get("message", "") for c in typo), typo
 
 
 @pytest.mark.e2e

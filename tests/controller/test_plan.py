@@ -818,3 +818,41 @@ def test_gates_older_than_the_ones_that_judged_the_live_value_judge_nothing():
     # A rollback pointer records no revision (no gate judges one): nothing to compare.
     rolled = replace(deleted, pointer=obs.pointer.model_copy(update={"policy_revision": None}))
     assert not decide(desired(newer, status), rolled).degraded
+
+
+def _shifting(version: Manifest, generation: int, **spec) -> ModelDeployment:
+    data = make_deployment(version=version.version, generation=generation).model_dump(by_alias=True)
+    data["spec"].update({"strategy": {"type": "Canary"}, **spec})
+    return ModelDeployment.model_validate(data)
+
+
+def test_a_prediction_shift_the_live_revision_cannot_be_compared_on_is_refused_first():
+    """maxPredictionShift compares captured predictions of both revisions: added together
+    with capture, the live revision has none, so every step would wait for ECS's timeout
+    and the new version be failed. Refused with nothing written; capture first, then the
+    analysis, goes out."""
+    lbs = replace(NETWORK, load_balancers="managed")
+    capture = {"monitoring": {"capturePercent": 100}}
+    judged = {**capture, "analysis": {"maxPredictionShift": 0.3}}
+    dep1 = _shifting(GOOD, 1)
+    obs = observed(version=GOOD.version)
+    d = decide(desired(dep1, None, lbs), obs)
+    obs = settle(apply(obs, d.actions), COMPLETED)
+    status = decide(desired(dep1, d.status, lbs), obs).status
+
+    dep2 = _shifting(BETTER, 2, **judged)
+    d = decide(desired(dep2, status, lbs), replace(obs, desired_version=BETTER.version))
+    assert d.actions == []
+    assert cond(d.status, "Degraded") == ("True", "InvalidSpec")
+    message = d.status.condition("Degraded").message
+    assert f"live revision ({GOOD.version}), which captures none" in message
+
+    # Capture first (the same version, no shift to measure), then the analysis.
+    dep3 = _shifting(GOOD, 3, **capture)
+    d = decide(desired(dep3, status, lbs), obs)
+    assert "UpdateService" in kinds(d.actions)
+    obs = settle(apply(obs, d.actions), COMPLETED)
+    status = decide(desired(dep3, d.status, lbs), obs).status
+    dep4 = _shifting(BETTER, 4, **judged)
+    d = decide(desired(dep4, status, lbs), replace(obs, desired_version=BETTER.version))
+    assert "UpdateService" in kinds(d.actions), d.status.conditions
