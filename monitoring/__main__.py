@@ -2,7 +2,8 @@
 
 What the ECS task runs (the serving image, command ``python -m monitoring``); the same
 code as ``mlopsctl drift``. Settings come from the environment (:mod:`monitoring.settings`).
-Exit code: 0 no drift, 1 drift, 3 too few captured rows, else the platform's error codes.
+Exit code: 0 no drift, 1 drift, 3 too few captured rows, 70 an unexpected error, else the
+platform's error codes.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
       -> drift.compute -> report.html + drift.json (S3) -> CloudWatch metrics
 
 Exit codes (:func:`exit_code`): 0 no drift, 1 drift, 3 too few captured rows to test
-(the result is still written and says so), and the platform's error codes otherwise.
+(the result is still written and says so), the platform's error codes for the errors it
+knows, and 70 for one it did not expect (never 1, which means drift).
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+)
 
 from mlops_core import aws, capture, drift_result
 from mlops_core.artifacts import BASELINE_FILE
 from mlops_core.drift_result import RULES_ENV_PREFIX, SERVING_CONTAINER, DriftResult
-from mlops_core.errors import IntegrityError, InvalidInput, NotFound
+from mlops_core.errors import IntegrityError, InvalidInput, MlopsError, NotFound
 from mlops_core.logs import get_logger
 from mlops_core.naming import Platform
 from mlops_core.pointer import PointerStore
@@ -33,6 +40,8 @@ log = get_logger("monitoring.job")
 EXIT_NO_DRIFT = 0
 EXIT_DRIFT = 1
 EXIT_INSUFFICIENT = NotFound.exit_code
+#: An unexpected error: no verdict (EX_SOFTWARE of sysexits.h).
+EXIT_CRASHED = 70
 #: How far past now a window may end (clocks differ a little).
 FUTURE_SKEW = timedelta(minutes=5)
 #: CloudWatch accepts at most 1000 values per PutMetricData call.
@@ -117,6 +126,25 @@ def _baseline(registry: Registry, project: str, version: str) -> dict[str, Any]:
         raise IntegrityError(f"baseline.json of {version} is not JSON: {exc}") from None
 
 
+class JobCrashed(MlopsError):
+    """An error the job did not expect (a bug): its own exit code, never 1, which says
+    "drift" to whoever reads the code (a scheduler, a pipeline, the retry policy)."""
+
+    reason = "JobCrashed"
+    exit_code = EXIT_CRASHED
+
+
+#: What :func:`mlops_core.exits.run` already turns into a message and an exit code.
+_EXPECTED = (
+    MlopsError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    KeyboardInterrupt,
+)
+
+
 def run(
     settings: DriftSettings,
     *,
@@ -124,6 +152,29 @@ def run(
     end: datetime | None = None,
     platform: Platform | None = None,
     now: datetime | None = None,
+) -> Outcome:
+    """One drift check (see the module docstring). Any error it did not expect is
+    :class:`JobCrashed` (exit 70), logged with its traceback."""
+    try:
+        return _run(settings, start=start, end=end, platform=platform, now=now)
+    except _EXPECTED:
+        raise
+    except Exception as exc:
+        log.exception("drift job crashed", project=settings.project, env=settings.env)
+        raise JobCrashed(
+            f"the drift job failed unexpectedly: {type(exc).__name__}: {str(exc)[:300]}",
+            hint="no verdict was reached (exit 70 is never drift); the log holds the "
+            "traceback: please report it",
+        ) from exc
+
+
+def _run(
+    settings: DriftSettings,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    platform: Platform | None,
+    now: datetime | None,
 ) -> Outcome:
     if settings.project is None or settings.env is None:
         raise InvalidInput(

@@ -313,3 +313,22 @@ def test_invalid_deployed_rules_name_the_variable_and_why():
     with pytest.raises(InvalidInput) as info:
         with_deployed(DriftSettings(project=PROJECT, env="prod"), {"MLOPS_DRIFT_WINDOW": "0h"})
     assert "MLOPS_DRIFT_WINDOW='0h'" in str(info.value) and "not a duration" in str(info.value)
+
+
+def test_an_unexpected_error_is_its_own_exit_code_never_drift(live, platform, capsys, monkeypatch):
+    """A bug in the job (here, in the computation) exited 1 with a traceback: "drift" to
+    a scheduler or a pipeline reading the code. It is 70, one line, the traceback logged."""
+    from monitoring import drift as drift_module
+
+    manifest, schema = live
+    capture_rows(platform, schema, 500, seed=6)
+
+    def broken(**_kwargs):
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(drift_module, "compute", broken)
+    code = main(["drift", "--env", "prod", "--project", PROJECT, "--since", "3h"])
+    err = capsys.readouterr().err
+    assert code == 70, err
+    assert "the drift job failed unexpectedly: ZeroDivisionError: float division by zero" in err
+    assert err.rstrip().splitlines()[-2].startswith("error: the drift job failed unexpectedly")
