@@ -324,7 +324,11 @@ class Controller:
             # A spec that no longer parses keeps the target it last deployed.
             project=spec.project if spec else (previous.project if previous else None),
             env=spec.env if spec else (previous.env if previous else None),
-            delete_policy=self._policy(doc),
+            # Said when the spec is new or edited: on a folder or S3 a typo would
+            # otherwise surface only when the manifest is removed, as the default.
+            delete_policy=self._policy(
+                doc, warn=previous is None or previous.spec_hash != doc.digest
+            ),
             status=status,
         )
         described = [describe(a) for a in actions]

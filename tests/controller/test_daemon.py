@@ -456,6 +456,35 @@ def test_once_prints_a_table_and_fails_on_a_degraded_deployment(
 
 
 @pytest.mark.e2e
+def test_a_mistyped_delete_policy_is_said_when_applied_not_only_when_removed(
+    platform, versions, network, tmp_path
+):
+    """A folder has no Events: the typo (meant ScaleToZero) is a warning the first time the
+    spec is seen, naming the value and the default it falls back to, not silence until the
+    manifest's removal quietly retains the service."""
+    folder = tmp_path / "deployments"
+    folder.mkdir()
+    text = manifest(versions[0]).replace(
+        "  labels:\n",
+        "  annotations:\n    mlops.platform.io/delete-policy: ScaleToZer0\n  labels:\n",
+        1,
+    )
+    (folder / f"{NAME}.yaml").write_text(text)
+    proc = mlopsctl("controller", "run", "--source", str(folder), "--once")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    warned = [json.loads(line) for line in err.splitlines() if "invalid delete policy" in line]
+    assert len(warned) == 1 and warned[0]["level"] == "warning", err
+    assert (
+        "'ScaleToZer0'" in warned[0]["error"]
+        and "applying the default, Retain" in (warned[0]["error"])
+    )
+    proc = mlopsctl("controller", "run", "--source", str(folder), "--once")
+    out, err = proc.communicate(timeout=120)
+    assert "invalid delete policy" not in err  # said once per spec, not every pass
+
+
+@pytest.mark.e2e
 def test_output_without_once_is_refused(aws_env, tmp_path):
     proc = mlopsctl("controller", "run", "--source", str(tmp_path), "-o", "json")
     out, err = proc.communicate(timeout=60)
