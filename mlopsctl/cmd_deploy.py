@@ -177,7 +177,7 @@ def deploy(
         "ready",
         help="With --wait: 'applied' (AWS updated, rollout under way) or 'ready' (rolled out).",
     ),
-    timeout: float = typer.Option(600, help="With --wait: give up after this many seconds."),
+    timeout: float = typer.Option(600, min=1, help="With --wait: give up after this many seconds."),
     max_monthly_usd: float = typer.Option(
         None,
         "--max-monthly-usd",

@@ -90,6 +90,13 @@ def open_source(
 ) -> ManifestStore:
     """A folder path, ``file://PATH``, ``s3://BUCKET/PREFIX`` or ``s3`` (the platform's
     default desired-state prefix). ``create`` makes a missing folder (for writers)."""
+    if not uri.strip() or not uri.removeprefix("file://").strip():
+        # Path("") is the current folder: an unset CI variable must not make a controller
+        # converge (or a deploy write into) whatever folder it was started in.
+        raise InvalidInput(
+            "the source is empty",
+            hint="give a folder, s3://BUCKET/PREFIX, s3 (the default bucket) or kube",
+        )
     if uri == "kube":
         raise InvalidInput(
             "'kube' is not a manifest store: the Kubernetes operator watches the API server",

@@ -192,3 +192,13 @@ def test_deploy_wait_exits_6_when_the_controller_refuses_the_budget(
     assert "exceeds the budget $30.00; nothing changed" in out
     assert "$36.04/month" in out and "lower serving.replicas" in out
     assert PointerStore(platform).get("usedcar-price", "prod") is None
+
+
+def test_a_timeout_below_one_second_is_refused_before_anything_is_written(tmp_path, capsys):
+    source = tmp_path / "deployments"
+    version = "20260101T000000Z-aaaaaaa"
+    args = ["--env", "prod", "--project", "demo", "--version", version, "--source", str(source)]
+    code = main(["deploy", *args, "--timeout", "-1"])
+    out = capsys.readouterr()
+    assert code == 2 and "--timeout" in out.err, out
+    assert not source.exists()

@@ -493,6 +493,17 @@ def test_output_without_once_is_refused(aws_env, tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("source", ["", " ", "file://"])
+def test_an_empty_source_is_refused_not_the_current_folder(aws_env, tmp_path, source):
+    """An unset CI variable (--source "$DEPLOYMENTS") read the folder the controller was
+    started in, and reported success over whatever manifests it held."""
+    proc = mlopsctl("controller", "run", "--source", source, "--once")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, (out, err)
+    assert "the source is empty" in err and "Traceback" not in err
+
+
+@pytest.mark.e2e
 def test_a_missing_folder_is_a_clear_error(aws_env, tmp_path):
     proc = mlopsctl("controller", "run", "--source", str(tmp_path / "nope"), "--once")
     out, err = proc.communicate(timeout=60)
