@@ -506,8 +506,10 @@ class ObjectMeta(_Wire):
     )  # Kubernetes adds uid, resourceVersion, managedFields...: not ours to police
 
     name: str = Field(pattern=DNS1123_RE.pattern)
-    namespace: str | None = None
-    generation: int | None = None
+    # As Kubernetes has them (a label; an int64 from 0): from a folder or S3 they are the
+    # manifest author's, and the key they make is written into claims and pointers.
+    namespace: str | None = Field(None, pattern=DNS1123_RE.pattern)
+    generation: int | None = Field(None, ge=0, le=2**63 - 1)
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 

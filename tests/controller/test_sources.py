@@ -321,3 +321,37 @@ def test_every_source_implements_the_source_protocol(platform, tmp_path):
     client = KubeClient(kopf.ConnectionInfo(server="http://127.0.0.1:1"))
     kube = KubeSource(client, Lease(KubeLeaseStore(client, "mlops")))
     assert isinstance(kube, Source) and not isinstance(kube, ManifestStore)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("namespace", "../../etc x"),
+        ("namespace", "Prod"),
+        ("generation", -7),
+        ("generation", 10**30),
+    ],  # fmt: skip
+)
+def test_metadata_a_manifest_author_sets_is_held_to_what_kubernetes_allows(field, value):
+    """From a folder or S3, namespace and generation are the author's: the key they make
+    is written into the env's claim and the pointer, the generation into the status."""
+    from pydantic import ValidationError
+
+    from controller.api import ModelDeployment
+
+    doc = {
+        "metadata": {"name": "demo-prod", field: value},
+        "spec": {
+            "project": "demo",
+            "env": "prod",
+            "model": {"version": "20260101T000000Z-aaaaaaa"},
+            "serving": {"image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/s:1"},
+        },
+    }
+    with pytest.raises(ValidationError) as info:
+        ModelDeployment.model_validate(doc)
+    assert info.value.errors()[0]["loc"] == ("metadata", field)
+    doc["metadata"][field] = "ml" if field == "namespace" else 3
+    assert (
+        ModelDeployment.model_validate(doc).metadata.model_dump()[field] == doc["metadata"][field]
+    )
