@@ -135,7 +135,7 @@ class PlatformSettings(BaseSettings):
             given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
             return cls(**given)
         except ValidationError as exc:
-            raise _invalid(cls, exc) from None
+            raise settings_error(cls, exc) from None
 
     # -- what the components are built from ---------------------------------------------
     def names(self) -> Platform:
@@ -163,18 +163,23 @@ class PlatformSettings(BaseSettings):
         return None if self.log_format is None else self.log_format == "json"
 
 
-def _invalid(cls: type[BaseSettings], exc: ValidationError) -> InvalidInput:
+def settings_error(
+    cls: type[BaseSettings], exc: ValidationError, hint: str | None = None
+) -> InvalidInput:
+    """``exc`` from building ``cls`` from the environment, as one line naming the
+    variable (its alias, else the class' ``env_prefix`` and the field) and its value."""
     err = exc.errors()[0]
     name = str(err["loc"][0]) if err["loc"] else ""
     f = cls.model_fields.get(name)
     alias = f.validation_alias if f is not None else None
     if isinstance(alias, AliasChoices):
         alias = alias.choices[0]
-    variable = str(alias or name)
+    prefix = str(cls.model_config.get("env_prefix") or "")
+    variable = str(alias or (f"{prefix}{name}".upper() if prefix else name))
     value = os.environ.get(variable, err.get("input"))
     msg = err["msg"].removeprefix("Value error, ")
     return InvalidInput(
         f"invalid value {value!r}: {msg}",
         where=variable,
-        hint=_HINTS.get(variable, "fix or unset the variable"),
+        hint=hint or _HINTS.get(variable, "fix or unset the variable"),
     )

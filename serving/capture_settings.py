@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mlops_core.errors import InvalidInput
+from mlops_core.config import settings_error
 
 
 class CaptureSettings(BaseSettings):
@@ -39,11 +39,6 @@ def check_settings() -> CaptureSettings:
     try:
         return CaptureSettings()
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else ""
-        raise InvalidInput(
-            f"invalid capture settings: {err['msg'].removeprefix('Value error, ')} "
-            f"(got {err.get('input')!r})",
-            where=f"MLOPS_CAPTURE_{field.upper()}",
-            hint="see serving/README.md for the environment variables",
+        raise settings_error(
+            CaptureSettings, exc, hint="see serving/README.md for the environment variables"
         ) from None
