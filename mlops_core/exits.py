@@ -20,6 +20,16 @@ from botocore.exceptions import (
 
 from mlops_core.errors import MlopsError
 
+#: The errors :func:`run` turns into a message and an exit code (anything else is a bug).
+EXPECTED: tuple[type[BaseException], ...] = (
+    MlopsError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ClientError,
+    KeyboardInterrupt,
+)
+
 AWS_UNREACHABLE = 10
 AWS_REFUSED = 11
 INTERRUPTED = 130

@@ -16,15 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    NoRegionError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
-from mlops_core import aws, capture, drift_result
+from mlops_core import aws, capture, drift_result, exits
 from mlops_core.artifacts import BASELINE_FILE
 from mlops_core.drift_result import RULES_ENV_PREFIX, SERVING_CONTAINER, DriftResult
 from mlops_core.errors import IntegrityError, InvalidInput, MlopsError, NotFound
@@ -134,17 +128,6 @@ class JobCrashed(MlopsError):
     exit_code = EXIT_CRASHED
 
 
-#: What :func:`mlops_core.exits.run` already turns into a message and an exit code.
-_EXPECTED = (
-    MlopsError,
-    ClientError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    NoRegionError,
-    KeyboardInterrupt,
-)
-
-
 def run(
     settings: DriftSettings,
     *,
@@ -157,7 +140,7 @@ def run(
     :class:`JobCrashed` (exit 70), logged with its traceback."""
     try:
         return _run(settings, start=start, end=end, platform=platform, now=now)
-    except _EXPECTED:
+    except exits.EXPECTED:
         raise
     except Exception as exc:
         log.exception("drift job crashed", project=settings.project, env=settings.env)
