@@ -78,16 +78,35 @@ def _duplicate_key(root: yaml.Node | None) -> yaml.Node | None:
     return None
 
 
-def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
-    """Parse text into (data, node tree) or raise InvalidInput naming the line."""
+def _invalid_yaml(exc: yaml.YAMLError, source: str) -> InvalidInput:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{source}:{mark.line + 1}" if mark else source
+    problem = getattr(exc, "problem", None) or str(exc)
+    return InvalidInput(f"invalid YAML: {problem}", where=where)
+
+
+def compose_yaml(text: str, source: str) -> yaml.Node | None:
+    """The node tree of one YAML document (positions kept), or InvalidInput naming the
+    line. This is the one parse of the text: values come from the tree
+    (:func:`construct_yaml`), not from parsing again."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InvalidInput(f"invalid YAML: {problem}", where=where) from None
+        raise _invalid_yaml(exc, source) from None
+
+
+def construct_yaml(root: yaml.Node | None, source: str) -> Any:
+    """The Python values of a composed tree, as ``yaml.safe_load`` would give them
+    (an alias is one shared object, never a copy)."""
+    if root is None:
+        return None
+    try:
+        return yaml.SafeLoader("").construct_document(root)
+    except yaml.YAMLError as exc:
+        raise _invalid_yaml(exc, source) from None
+
+
+def check_duplicate_keys(root: yaml.Node | None, source: str) -> None:
     duplicate = _duplicate_key(root)
     if duplicate is not None:
         raise InvalidInput(
@@ -95,11 +114,18 @@ def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
             where=f"{source}:{duplicate.start_mark.line + 1}",
             hint="remove one of them",
         )
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """Parse text (once) into (data, node tree) or raise InvalidInput naming the line."""
+    root = compose_yaml(text, source)
+    data = construct_yaml(root, source)
+    check_duplicate_keys(root, source)
     return data, root
 
 
-def validate_yaml(text: str, model: type[M], source: str) -> M:
-    data, root = parse_yaml(text, source)
+def validate_data(data: Any, root: yaml.Node | None, model: type[M], source: str) -> M:
+    """Validate parsed data; errors name the line of each field, found in ``root``."""
     if not isinstance(data, dict):
         raise InvalidInput("expected a mapping at the top level", where=source)
     try:
@@ -109,6 +135,16 @@ def validate_yaml(text: str, model: type[M], source: str) -> M:
             format_validation_error(err, source, root),
             hint=f"fix the field(s) above in {source}",
         ) from None
+
+
+def validate_yaml(text: str, model: type[M], source: str) -> M:
+    data, root = parse_yaml(text, source)
+    return validate_data(data, root, model, source)
+
+
+def line_of(root: yaml.Node | None, *loc: Any) -> int | None:
+    """1-based line of the field at ``loc`` (or of its deepest existing parent)."""
+    return _line_of(root, loc)
 
 
 def load_yaml_file(path: Path, model: type[M]) -> M:

@@ -32,6 +32,13 @@ class ManifestUnreadable(MlopsError):
     exit_code = 10
 
 
+class StatusUnusable(MlopsError):
+    """A source cannot keep a status record where it must (a folder is in the way):
+    the key is retried with backoff, and the error says what to move."""
+
+    reason = "StatusUnusable"
+
+
 @dataclass(frozen=True)
 class Document:
     """One manifest as its source holds it: a deployment, or the error that stops it."""

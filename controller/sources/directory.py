@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,15 +22,25 @@ from pydantic import ValidationError
 
 from controller.api import ModelDeployment, ModelDeploymentStatus
 from controller.leases import FileLock
-from controller.manifests import dump_manifest, load_document, manifest_name, spec_hash
+from controller.manifests import (
+    MANIFEST_SUFFIXES,
+    MAX_MANIFEST_BYTES,
+    dump_manifest,
+    load_document,
+    manifest_name,
+    one_of,
+    spec_hash,
+    too_large,
+)
 from controller.sources.base import (
     Document,
     ManifestUnreadable,
     PutResult,
     StatusRecord,
+    StatusUnusable,
     strip_namespace,
 )
-from mlops_core.errors import InvalidInput
+from mlops_core.errors import InvalidInput, MlopsError
 from mlops_core.logs import get_logger
 
 log = get_logger("controller.sources.directory")
@@ -51,6 +62,37 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def _status_in_the_way(path: Path) -> StatusUnusable:
+    name = path.name[: -len(STATUS_SUFFIX)]
+    return StatusUnusable(
+        f"{path.name} is a folder: the controller keeps {name}'s status in that file",
+        where=str(path),
+        hint="rename or move the folder",
+    )
+
+
+def _read_capped(path: Path) -> bytes:
+    """The bytes of a manifest file, at most one more than the cap; InvalidInput for a
+    folder, a FIFO or device (opened without blocking), or a file above the cap."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise InvalidInput(
+                f"{path.name} is a folder, not a manifest file",
+                where=str(path),
+                hint=f"rename or move the folder; a manifest is a YAML file named {path.name}",
+            )
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidInput(f"{path.name} is not a regular file", where=str(path))
+        if st.st_size > MAX_MANIFEST_BYTES:
+            raise too_large(st.st_size, str(path))
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(MAX_MANIFEST_BYTES + 1)  # load_document refuses one byte more
+    finally:
+        os.close(fd)
+
+
 class DirectorySource:
     def __init__(self, path: str | Path, *, create: bool = False) -> None:
         self.path = Path(path).expanduser().resolve()
@@ -63,49 +105,59 @@ class DirectorySource:
                 "or pass --source s3://BUCKET/PREFIX",
             )
         self.uri = str(self.path)
-        self._files: dict[str, str] = {}  # NAME -> file name, from the last scan
+        self._files: dict[str, list[str]] = {}  # NAME -> its file(s), from the last scan
 
     # -- reading ---------------------------------------------------------------------
     def scan(self) -> dict[str, str]:
-        found: dict[str, tuple[str, str]] = {}
+        found: dict[str, list[tuple[str, str]]] = {}
         with os.scandir(self.path) as entries:
             for entry in entries:
                 name = manifest_name(entry.name)
-                if name is None or not entry.is_file():
-                    continue
+                if name is None or not (entry.is_file() or entry.is_dir()):
+                    continue  # a folder NAME.yaml is read as InvalidSpec, not skipped
                 st = entry.stat()
                 token = f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
-                # NAME.yaml wins over NAME.yml if both exist (one key, one file).
-                if name not in found or entry.name.endswith(".yaml"):
-                    found[name] = (entry.name, token)
-        self._files = {n: f for n, (f, _) in found.items()}
-        return {n: t for n, (_, t) in found.items()}
+                found.setdefault(name, []).append((entry.name, token))
+        # NAME.yaml and NAME.yml are one key: both present is an error read() reports.
+        found = {
+            n: sorted(files, key=lambda f: not f[0].endswith(".yaml")) for n, files in found.items()
+        }
+        self._files = {n: [f for f, _ in files] for n, files in found.items()}
+        return {n: "|".join(t for _, t in files) for n, files in found.items()}
 
     def recorded(self) -> list[str]:
         return sorted(p.name[: -len(STATUS_SUFFIX)] for p in self.path.glob(f"*{STATUS_SUFFIX}"))
 
-    def _file(self, name: str) -> Path:
+    def _paths(self, name: str) -> list[Path]:
         known = self._files.get(name)
         if known:
-            return self.path / known
-        yaml_path, yml_path = self.path / f"{name}.yaml", self.path / f"{name}.yml"
-        return yml_path if yml_path.exists() and not yaml_path.exists() else yaml_path
+            return [self.path / f for f in known]
+        return [self.path / f"{name}{suffix}" for suffix in MANIFEST_SUFFIXES]
+
+    def _file(self, name: str) -> Path:
+        paths = self._paths(name)
+        return next((p for p in paths if p.exists()), paths[0])
 
     def where(self, name: str) -> str:
         return str(self._file(name))
 
     def read(self, name: str) -> Document | None:
-        path = self._file(name)
+        docs = [(str(path), doc) for path in self._paths(name) if (doc := self._read(path, name))]
+        return one_of(docs)
+
+    def _read(self, path: Path, name: str) -> Document | None:
         try:
-            raw: bytes | ManifestUnreadable = path.read_bytes()
+            raw: bytes | MlopsError = _read_capped(path)
         except FileNotFoundError:
             return None
-        except OSError as exc:  # permissions, a folder named NAME.yaml, I/O errors
+        except OSError as exc:  # permissions, I/O errors
             raw = ManifestUnreadable(
                 f"cannot read the manifest: {exc.strerror or exc}",
                 where=str(path),
-                hint="check the file's permissions and that it is a regular file",
+                hint="check the file's permissions",
             )
+        except InvalidInput as exc:  # a folder named NAME.yaml, a manifest above the cap
+            raw = exc
         return load_document(raw, str(path), name)
 
     def _status_path(self, name: str) -> Path:
@@ -118,6 +170,8 @@ class DirectorySource:
             return StatusRecord.model_validate_json(path.read_bytes())
         except FileNotFoundError:
             return None
+        except IsADirectoryError:
+            raise _status_in_the_way(path) from None
         except ValidationError:
             # A hand-edited or truncated status is not the user's desired state: start over.
             log.warning("unreadable status file ignored", path=str(path))
@@ -133,7 +187,11 @@ class DirectorySource:
 
     # -- writing ---------------------------------------------------------------------
     def write_status(self, name: str, record: StatusRecord) -> None:
-        atomic_write(self._status_path(name), record.to_json())
+        path = self._status_path(name)
+        try:
+            atomic_write(path, record.to_json())
+        except IsADirectoryError:
+            raise _status_in_the_way(path) from None
 
     def delete_status(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -23,7 +23,16 @@ from pydantic import ValidationError
 
 from controller.api import ModelDeployment, ModelDeploymentStatus
 from controller.leases import S3Lease
-from controller.manifests import dump_manifest, load_document, manifest_name, spec_hash
+from controller.manifests import (
+    MANIFEST_SUFFIXES,
+    MAX_MANIFEST_BYTES,
+    dump_manifest,
+    load_document,
+    manifest_name,
+    one_of,
+    spec_hash,
+    too_large,
+)
 from controller.sources.base import (
     Document,
     ManifestUnreadable,
@@ -32,7 +41,7 @@ from controller.sources.base import (
     strip_namespace,
 )
 from mlops_core import aws
-from mlops_core.errors import InvalidInput
+from mlops_core.errors import InvalidInput, MlopsError
 from mlops_core.logs import get_logger
 from mlops_core.naming import Platform
 
@@ -78,7 +87,7 @@ class S3Source:
         )
         self._lock = threading.Lock()
         self._etags: dict[str, str] = {}  # NAME -> ETag from the last listing
-        self._keys: dict[str, str] = {}  # NAME -> object key
+        self._keys: dict[str, list[str]] = {}  # NAME -> its object key(s), .yaml first
         self._docs: dict[str, tuple[str, Document]] = {}  # NAME -> (ETag, parsed)
         self._records: dict[str, StatusRecord | None] = {}
         self._records_epoch = -1
@@ -100,17 +109,20 @@ class S3Source:
 
     # -- reading ---------------------------------------------------------------------
     def scan(self) -> dict[str, str]:
-        etags: dict[str, str] = {}
-        keys: dict[str, str] = {}
+        found: dict[str, list[tuple[str, str]]] = {}  # NAME -> [(key, ETag)]
         pages = self._s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"
         )
         for page in pages:
             for obj in page.get("Contents", []):
                 name = manifest_name(obj["Key"][len(self.prefix) :])
-                if name is not None and (name not in keys or obj["Key"].endswith(".yaml")):
-                    etags[name] = obj["ETag"]
-                    keys[name] = obj["Key"]
+                if name is not None:
+                    found.setdefault(name, []).append((obj["Key"], obj["ETag"]))
+        # NAME.yaml and NAME.yml are one key: both present is an error read() reports.
+        for objects in found.values():
+            objects.sort(key=lambda o: not o[0].endswith(".yaml"))
+        etags = {n: "|".join(etag for _, etag in objects) for n, objects in found.items()}
+        keys = {n: [key for key, _ in objects] for n, objects in found.items()}
         with self._lock:
             self._etags, self._keys = etags, keys
         return dict(etags)
@@ -128,7 +140,7 @@ class S3Source:
         )
 
     def _key(self, name: str) -> str:
-        return self._keys.get(name, f"{self.prefix}{name}.yaml")
+        return self._keys.get(name, [f"{self.prefix}{name}.yaml"])[0]
 
     def where(self, name: str) -> str:
         return f"s3://{self.bucket}/{self._key(name)}"
@@ -138,12 +150,34 @@ class S3Source:
         cached = self._docs.get(name)
         if cached is not None and listed is not None and cached[0] == listed:
             return cached[1]
-        where = self.where(name)
-        try:
-            obj = self._s3.get_object(Bucket=self.bucket, Key=self._key(name))
-            raw: bytes | ManifestUnreadable = obj["Body"].read()
-        except self._s3.exceptions.NoSuchKey:
+        docs: list[tuple[str, Document]] = []
+        etags: list[str] = []
+        listed_keys = self._keys.get(name)
+        for key in listed_keys or [f"{self.prefix}{name}{s}" for s in MANIFEST_SUFFIXES]:
+            got = self._read(name, key)
+            if got is not None:
+                etags.append(got[0])
+                docs.append((f"s3://{self.bucket}/{key}", got[1]))
+        doc = one_of(docs)
+        if doc is None:
             self._docs.pop(name, None)
+        elif not doc.transient:
+            self._docs[name] = ("|".join(etags), doc)
+        return doc
+
+    def _read(self, name: str, key: str) -> tuple[str, Document] | None:
+        """(ETag, Document) of one object, or None if it is gone."""
+        where = f"s3://{self.bucket}/{key}"
+        try:
+            obj = self._s3.get_object(Bucket=self.bucket, Key=key)
+            raw: bytes | MlopsError
+            with contextlib.closing(obj["Body"]) as body:
+                size = obj.get("ContentLength")
+                if size is not None and size > MAX_MANIFEST_BYTES:
+                    raw = too_large(size, where)  # refused unread: the body is not fetched
+                else:
+                    raw = body.read(MAX_MANIFEST_BYTES + 1)  # load_document refuses more
+        except self._s3.exceptions.NoSuchKey:
             return None
         except (ClientError, BotoCoreError) as exc:  # denied, throttled, unreachable
             raw = ManifestUnreadable(
@@ -151,10 +185,8 @@ class S3Source:
                 where=where,
                 hint="check the controller's s3:GetObject permission on the prefix",
             )
-            return load_document(raw, where, name)
-        doc = load_document(raw, where, name)
-        self._docs[name] = (obj["ETag"], doc)
-        return doc
+            return "", load_document(raw, where, name)
+        return obj["ETag"], load_document(raw, where, name)
 
     def _status_key(self, name: str) -> str:
         return f"{self.prefix}{STATUS_DIR}{name}.json"

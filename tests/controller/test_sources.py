@@ -355,3 +355,171 @@ def test_metadata_a_manifest_author_sets_is_held_to_what_kubernetes_allows(field
     assert (
         ModelDeployment.model_validate(doc).metadata.model_dump()[field] == doc["metadata"][field]
     )
+
+
+# -- limits: size, one parse, things that are not manifest files -----------------------
+def _padded(size: int) -> bytes:
+    """The example plus one comment line, ``size`` bytes in all."""
+    body = EXAMPLE.read_bytes()
+    return body + b"#" + b"x" * (size - len(body) - 2) + b"\n"
+
+
+def test_a_manifest_above_the_cap_is_refused_naming_the_file_and_its_size(tmp_path):
+    import time
+
+    from controller.manifests import MAX_MANIFEST_BYTES
+
+    src = DirectorySource(tmp_path)
+    (tmp_path / f"{NAME}.yaml").write_bytes(_padded(MAX_MANIFEST_BYTES))
+    assert src.read(NAME).deployment == example(), "at the cap: still a manifest"
+    (tmp_path / f"{NAME}.yaml").write_bytes(_padded(8 * MAX_MANIFEST_BYTES))
+    started = time.monotonic()
+    doc = src.read(NAME)
+    assert time.monotonic() - started < 0.5, "refused before parsing"
+    assert doc.deployment is None and isinstance(doc.error, InvalidInput)
+    message = doc.error.render()
+    assert f"{8 * MAX_MANIFEST_BYTES:,} bytes" in message and "1 MiB" in message
+    assert str(tmp_path / f"{NAME}.yaml") in message
+
+
+def test_an_s3_manifest_above_the_cap_is_refused_naming_the_object_and_its_size(platform):
+    from controller.manifests import MAX_MANIFEST_BYTES
+
+    src = S3Source(f"s3://{platform.artifact_bucket}/big/")
+    key = f"big/{NAME}.yaml"
+    s3 = aws.client("s3")
+    s3.put_object(Bucket=platform.artifact_bucket, Key=key, Body=_padded(MAX_MANIFEST_BYTES))
+    src.scan()
+    assert src.read(NAME).deployment == example(), "at the cap: still a manifest"
+    s3.put_object(Bucket=platform.artifact_bucket, Key=key, Body=_padded(3 * MAX_MANIFEST_BYTES))
+    src.scan()
+    doc = src.read(NAME)
+    assert doc.deployment is None and doc.error.reason == "InvalidSpec"
+    message = doc.error.render()
+    assert f"{3 * MAX_MANIFEST_BYTES:,} bytes" in message
+    assert f"s3://{platform.artifact_bucket}/{key}" in message
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        None,  # valid
+        ("replicas: 2", "replicas: two"),  # invalid field
+        ("name: usedcar-price-prod", "name: other"),  # name mismatch (its line)
+        ("  env: prod\n", "  env: prod\n  env: staging\n"),  # duplicate key
+    ],
+)
+def test_a_manifest_is_parsed_once(monkeypatch, edit):
+    """One compose, no second parse for the key, the annotations or the values: a slow
+    manifest costs its parse once, not four times."""
+    import yaml
+
+    text = EXAMPLE.read_text()
+    if edit:
+        text = text.replace(*edit, 1)
+    calls: list[str] = []
+    for fn in ("compose", "safe_load", "load", "compose_all", "load_all", "safe_load_all"):
+        real = getattr(yaml, fn)
+        monkeypatch.setattr(
+            yaml, fn, lambda *a, _r=real, _n=fn, **k: calls.append(_n) or _r(*a, **k)
+        )
+    doc = load_document(text.encode(), "m.yaml", NAME)
+    assert (doc.error is None) == (edit is None)
+    assert calls == ["compose"]
+    assert doc.key == f"default/{NAME}" and doc.project == "usedcar-price"
+
+
+def test_a_folder_named_like_a_manifest_is_an_invalid_spec_not_a_crash(tmp_path):
+    (tmp_path / f"{NAME}.yaml").mkdir()
+    src = DirectorySource(tmp_path)
+    assert list(src.scan()) == [NAME], "reported, not silently skipped"
+    doc = src.read(NAME)
+    assert isinstance(doc.error, InvalidInput) and not doc.transient
+    assert (
+        doc.error.render().splitlines()[0].endswith(f"{NAME}.yaml is a folder, not a manifest file")
+    )
+
+
+def test_a_folder_where_the_status_file_goes_is_one_warning_not_a_traceback(tmp_path):
+    import structlog
+
+    from controller.runtime import Controller
+    from controller.sources.base import StatusUnusable
+    from controller.workqueue import WorkQueue
+
+    class NoAws:
+        def reconcile_many(self, items, fence=None):
+            raise AssertionError("nothing may reach AWS")
+
+        def retire(self, *args):
+            raise AssertionError("nothing may reach AWS")
+
+    (tmp_path / f"{NAME}.status.json").mkdir()
+    src = DirectorySource(tmp_path)
+    with pytest.raises(StatusUnusable, match="is a folder"):
+        src.read_status(NAME)
+    src.put_manifest(example())
+    ctl = Controller(src, NoAws(), queue=WorkQueue(base_delay=0.01, max_delay=0.02))
+    with structlog.testing.capture_logs() as logs:
+        (outcome,) = ctl.run_once()
+    assert outcome.failed and f"{NAME}.status.json is a folder" in outcome.error
+    assert not [e for e in logs if e["event"] == "reconcile raised"], "no traceback"
+    assert all("exc_info" not in e for e in logs)
+
+
+# -- NAME.yaml and NAME.yml: one deployment, two files ---------------------------------
+def _staging() -> str:
+    return EXAMPLE.read_text().replace("  env: prod\n", "  env: staging\n", 1)
+
+
+def test_name_yaml_and_name_yml_in_one_folder_are_a_conflict_naming_both(tmp_path):
+    import structlog
+
+    from controller.runtime import Controller
+
+    class NoAws:
+        def reconcile_many(self, items, fence=None):
+            raise AssertionError("nothing may reach AWS for an ambiguous manifest")
+
+        def retire(self, *args):
+            raise AssertionError("nothing may reach AWS for an ambiguous manifest")
+
+    (tmp_path / f"{NAME}.yaml").write_text(EXAMPLE.read_text())
+    (tmp_path / f"{NAME}.yml").write_text(_staging())
+    src = DirectorySource(tmp_path)
+    assert list(src.scan()) == [NAME]
+    with structlog.testing.capture_logs() as logs:
+        (outcome,) = Controller(src, NoAws()).run_once()
+    degraded = outcome.status.condition("Degraded")
+    assert degraded.status == "True" and degraded.reason == "InvalidSpec"
+    for name in (f"{NAME}.yaml", f"{NAME}.yml"):
+        assert str(tmp_path / name) in degraded.message
+    warned = [e for e in logs if e["log_level"] == "warning"]
+    assert warned and f"{NAME}.yml" in warned[0]["error"] and f"{NAME}.yaml" in warned[0]["error"]
+
+    tokens = src.scan()
+    (tmp_path / f"{NAME}.yml").write_text(_staging().replace("replicas: 2", "replicas: 3"))
+    assert src.scan() != tokens, "an edit of either file is a change"
+    (tmp_path / f"{NAME}.yml").unlink()
+    src.scan()
+    assert src.read(NAME).deployment == example(), "one file left: it is the manifest"
+
+
+def test_name_yaml_and_name_yml_under_one_s3_prefix_are_a_conflict_naming_both(platform):
+    src = S3Source(f"s3://{platform.artifact_bucket}/both/")
+    s3 = aws.client("s3")
+    s3.put_object(Bucket=platform.artifact_bucket, Key=f"both/{NAME}.yml", Body=_staging().encode())
+    src.scan()
+    assert src.read(NAME).deployment.spec.env == "staging", "one file: it is the manifest"
+    s3.put_object(
+        Bucket=platform.artifact_bucket, Key=f"both/{NAME}.yaml", Body=EXAMPLE.read_bytes()
+    )
+    assert list(src.scan()) == [NAME]
+    doc = src.read(NAME)
+    assert doc.deployment is None and doc.error.reason == "InvalidSpec"
+    message = doc.error.render()
+    for key in (f"both/{NAME}.yaml", f"both/{NAME}.yml"):
+        assert f"s3://{platform.artifact_bucket}/{key}" in message
+    s3.delete_object(Bucket=platform.artifact_bucket, Key=f"both/{NAME}.yml")
+    src.scan()
+    assert src.read(NAME).deployment == example()
