@@ -106,6 +106,8 @@ def _reason(o: Outcome) -> str:
 def outcome_table(outcomes: Sequence[Outcome], *, wide: bool = False) -> Table:
     columns = ["KEY", "GENERATION", "VERSION", "READY", "REASON", "ACTIONS"]
     table = Table(*columns, *(["MESSAGE", "TAKEN"] if wide else []), box=None)
+    for column in (table.columns[0], table.columns[2]):  # key, version: copied, kept whole
+        column.no_wrap = True
     for o in outcomes:
         status = o.status
         ready = status.condition("Ready") if status else None

@@ -108,6 +108,7 @@ def models(
     table = Table(
         "version", "created", "task", "metric", "value", "baseline", "rows", "size", "live in"
     )
+    table.columns[0].no_wrap = True  # the id users copy into deploy --version: kept whole
     for m in registry.list_versions(name):
         key = primary(m.task)
         value, base = metric(m.metrics, key), metric(m.metrics, key, of="baseline")
@@ -218,6 +219,7 @@ def history(
         "seq", "version", "action", "by", "at", "reason", *(["back", "sha256"] if wide else []),
         title=f"{name}/{env}",
     )  # fmt: skip
+    table.columns[1].no_wrap = True  # the version id: kept whole, the reason wraps instead
     for e in entries:
         extra = ["-" if e.back is None else str(e.back), e.sha256[:12]] if wide else []
         table.add_row(
@@ -311,8 +313,10 @@ def _env_doc(
     return doc
 
 
-def _ecs_cells(doc: dict[str, Any], ecs_error: str | None) -> list[str]:
-    """The service, serving, rollout and tasks cells of one env's row."""
+def _ecs_cells(doc: dict[str, Any], ecs_error: str | None, *, short: bool = False) -> list[str]:
+    """The service, serving, rollout and tasks cells of one env's row. ``short``: the
+    serving cell is "= version" when the service pins the pointer's version, and
+    "≠ VERSION" (the id whole) when it does not."""
     if ecs_error is not None:
         return ["?"] * 4
     service = doc["service"]
@@ -322,7 +326,9 @@ def _ecs_cells(doc: dict[str, Any], ecs_error: str | None) -> list[str]:
     if service["status"] != "ACTIVE":
         revision += f" ({service['status']})"
     serving = escape(service["version"] or "?")
-    if doc["drift"]:
+    if short:
+        serving = "= version" if not doc["drift"] else f"[bold red]≠[/] {serving}"
+    elif doc["drift"]:
         serving += " [bold red]≠ pointer[/]"
     deployment = service["deployment"]
     if deployment is None:
@@ -390,20 +396,28 @@ def status(
     if ecs_error is not None:
         err.print(f"[yellow]warning:[/] {escape(ecs_error)}; showing the pointers only")
     wide = output is Output.wide
-    # Within 100 columns by default (kubectl's habit); -o wide adds who, why and the
-    # service's revision.
-    columns = ["env", "version", "metric", "promoted at"]
-    columns += ["by", "reason", "service"] if wide else []
-    columns += ["serving", "rollout", "tasks", "endpoint"]
-    table = Table(*columns, title=name)
+    # Within 100 columns by default (kubectl's habit), version ids whole (they are copied
+    # into approve/deploy --version): serving says "= version" when the service pins the
+    # pointer's version. -o wide adds when, who, why, the service's revision and rollout.
+    table = Table(title=name)
+    table.add_column("env")
+    table.add_column("version", no_wrap=True)
+    table.add_column("metric")
+    if wide:
+        for column in ("promoted at", "by", "reason", "service"):
+            table.add_column(column)
+    table.add_column("serving", no_wrap=True)
+    if wide:
+        table.add_column("rollout")
+    table.add_column("tasks", no_wrap=True)
+    table.add_column("endpoint", overflow="fold")
     for doc in docs:
         pointer = doc["pointer"]
-        service, serving, rollout, tasks = _ecs_cells(doc, ecs_error)
-        ecs = [service, serving, rollout, tasks] if wide else [serving, rollout, tasks]
+        service, serving, rollout, tasks = _ecs_cells(doc, ecs_error, short=not wide)
         if pointer is None:
             table.add_row(
-                doc["env"], "-", "-", "-", *(["-", ""] if wide else []), *ecs,
-                doc["endpoint"] or "-",
+                doc["env"], "-", "-", *(["-", "-", "", service] if wide else []), serving,
+                *([rollout] if wide else []), tasks, doc["endpoint"] or "-",
             )  # fmt: skip
             continue
         if not doc["published"]:
@@ -415,14 +429,20 @@ def status(
         else:
             r2 = f"{doc['metric']['label']} {doc['metric']['value']:.4f}"
         promoted_at = datetime.fromisoformat(pointer["promoted_at"])
-        who = [escape(pointer["promoted_by"]), escape(pointer["reason"])] if wide else []
+        more = [
+            f"{promoted_at:%Y-%m-%d %H:%M}",
+            escape(pointer["promoted_by"]),
+            escape(pointer["reason"]),
+            service,
+        ]
         table.add_row(
             doc["env"],
             pointer["version"],
             r2,
-            f"{promoted_at:%Y-%m-%d %H:%M}",
-            *who,
-            *ecs,
+            *(more if wide else []),
+            serving,
+            *([rollout] if wide else []),
+            tasks,
             doc["endpoint"] or "-",
         )
     console.print(table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import unicodedata
 from datetime import timedelta
@@ -22,9 +23,11 @@ from mlops_core.project import ProjectConfig, find_project_dir, load_project
 
 
 def _console(stderr: bool = False) -> Console:
-    # Rich wraps tables at 80 columns when not on a terminal; logs and CI want them whole.
+    """Rich's console. Piped, Rich would wrap tables at 80 columns: a width given in
+    ``COLUMNS`` is honoured (Rich reads it), else 200, so that logs and CI get them whole."""
     c = Console(stderr=stderr, highlight=False)
-    if not c.is_terminal:
+    # COLUMNS is the terminal's convention, not a platform setting: read as Rich reads it.
+    if not c.is_terminal and not os.environ.get("COLUMNS", "").strip().isdigit():
         c = Console(stderr=stderr, highlight=False, width=200)
     return c
 

@@ -16,6 +16,9 @@ from pathlib import Path
 # keep the real packages first on sys.path whatever way pytest is started.
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# pytest-xdist's workers start with COLUMNS=80, which the CLI's piped console honours (as
+# a user's COLUMNS=100 should be): tests see the console as a pipe without it sees it.
+os.environ.pop("COLUMNS", None)
 
 import pytest  # noqa: E402
 from configured import env_platform  # noqa: E402

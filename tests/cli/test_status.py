@@ -240,12 +240,57 @@ def test_the_table_fits_100_columns_and_wide_and_yaml_show_more(converged, capsy
     assert code == 0
     assert max(len(line) for line in out.splitlines()) <= 100, out
     assert "reason" not in out
+    assert table(out)["prod"]["version"] == converged, "the id whole, on one line"
+    assert table(out)["prod"]["serving"] == "= version"
     monkeypatch.setattr(context.console, "width", 200)
     code, out, _ = run(capsys, "-o", "wide")
     assert code == 0 and "reason" in out and "service" in out
     code, out, _ = run(capsys, "-o", "yaml")
     doc = yaml.safe_load(out)
     assert doc["project"] == PROJECT and {e["env"] for e in doc["envs"]} >= {"prod"}
+
+
+def test_at_100_columns_on_a_terminal_both_version_ids_stay_whole(
+    converged, versions, platform, capsys, monkeypatch
+):
+    """A pointer moved by hand: the version and the one the service serves are both shown,
+    each on one line (users copy them into approve/deploy --version), as a real
+    100-column terminal renders them."""
+    from rich.console import Console
+
+    from mlopsctl import cmd_models
+
+    manifest = Registry(platform).get_manifest(PROJECT, versions[0])
+    PointerStore(platform).put(
+        PROJECT,
+        "prod",
+        ModelPointer(
+            version=versions[0],
+            uri=platform.version_uri(PROJECT, versions[0]),
+            sha256=manifest.model_sha256,
+            promoted_at=now(),
+            promoted_by="bob",
+            reason="by hand",
+        ),
+    )
+    terminal = Console(width=100, force_terminal=True, color_system=None, highlight=False)
+    monkeypatch.setattr(cmd_models, "console", terminal)
+    code, out, err = run(capsys)
+    assert code == 0, err
+    assert max(len(line) for line in out.splitlines()) <= 100, out
+    prod = table(out)["prod"]
+    assert prod["version"] == versions[0]
+    assert prod["serving"] == f"≠ {converged}"
+    assert prod["tasks"] == f"0/{REPLICAS}"
+
+
+def test_piped_output_honours_columns_and_is_wide_without_it(monkeypatch):
+    from mlopsctl.context import _console
+
+    monkeypatch.setenv("COLUMNS", "100")
+    assert _console().width == 100
+    monkeypatch.delenv("COLUMNS")
+    assert _console().width == 200, "scripts that read the table get it whole"
 
 
 def test_the_newest_drift_check_of_the_live_version_is_shown(converged, platform, capsys):
@@ -266,3 +311,19 @@ def test_the_newest_drift_check_of_the_live_version_is_shown(converged, platform
     prod = status_json(capsys)["envs"][2]
     assert prod["drifted"]["status"] == "True"
     assert prod["drifted"]["report"].startswith(f"s3://{platform.artifact_bucket}/")
+
+
+def test_the_controller_once_table_keeps_key_and_version_whole_at_80_columns():
+    from rich.console import Console
+
+    from controller.api import ModelDeploymentStatus
+    from controller.runtime import Outcome
+    from mlopsctl.cmd_controller import outcome_table
+
+    version = "20261128T064500Z-3f9a2c1"
+    status = ModelDeploymentStatus(current_version=version)
+    outcome = Outcome("usedcar-price-prod", "default/usedcar-price-prod", 1, status)
+    terminal = Console(width=80, force_terminal=True, color_system=None)
+    with terminal.capture() as got:
+        terminal.print(outcome_table([outcome] * 2))
+    assert "default/usedcar-price-prod" in got.get() and version in got.get(), got.get()
