@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from controller.api import ModelDeployment, ModelDeploymentStatus
-from controller.leases import S3Lease
+from controller.leases import Holder, S3Lease
 from controller.manifests import dump_manifest, load_document, manifest_name, spec_hash
 from controller.sources.base import (
     Document,
@@ -228,6 +228,10 @@ class S3Source:
 
     def heartbeat(self) -> bool:
         return self.lease.ensure()
+
+    def holder(self, name: str | None = None) -> Holder | None:
+        """One lease for the whole source: its holder and expiry, whatever NAME."""
+        return self.lease.current_holder()
 
     def may_write(self) -> bool:
         return self.lease.may_write()
