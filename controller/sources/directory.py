@@ -147,7 +147,7 @@ class DirectorySource:
 
     def put_manifest(self, deployment: ModelDeployment) -> PutResult:
         name = deployment.metadata.name
-        path = self.path / f"{name}.yaml"
+        path = self._file(name)  # NAME.yml if that is the file NAME is in
         atomic_write(path, dump_manifest(deployment))
         return PutResult(name=name, where=str(path), spec_hash=spec_hash(deployment))
 

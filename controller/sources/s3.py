@@ -208,7 +208,7 @@ class S3Source:
 
     def put_manifest(self, deployment: ModelDeployment) -> PutResult:
         name = deployment.metadata.name
-        key = f"{self.prefix}{name}.yaml"
+        key = self._key(name)  # NAME.yml if that is the object NAME is in
         self._s3.put_object(
             Bucket=self.bucket,
             Key=key,

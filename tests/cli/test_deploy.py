@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from pathlib import Path
 
 import pytest
 import yaml
@@ -11,6 +13,8 @@ from factories import make_artifacts, project_config
 
 from controller.runtime import Controller
 from controller.sources import open_source
+from mlops_core import aws
+from mlops_core.claims import Claims
 from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry
 from mlopsctl.cli import main
@@ -202,3 +206,71 @@ def test_a_timeout_below_one_second_is_refused_before_anything_is_written(tmp_pa
     out = capsys.readouterr()
     assert code == 2 and "--timeout" in out.err, out
     assert not source.exists()
+
+
+# -- the manifest that owns the env, whatever it is called ---------------------------------
+def _a50(capsys, source: str, version: str) -> None:
+    """A manifest named a50 that declares usedcar-price/prod (written by deploy under its
+    default name, then renamed, as a user would have)."""
+    code, out = _deploy(capsys, "--env", "prod", "--source", source, "--image", IMAGE,
+                        "--version", version)  # fmt: skip
+    assert code == 0, out
+    src = open_source(source)
+    doc = src.read("usedcar-price-prod")
+    assert doc is not None and doc.deployment is not None
+    meta = doc.deployment.metadata.model_copy(update={"name": "a50"})
+    src.put_manifest(doc.deployment.model_copy(update={"metadata": meta}))
+    if source.startswith("s3://"):
+        bucket, _, prefix = source.removeprefix("s3://").partition("/")
+        aws.client("s3").delete_object(Bucket=bucket, Key=f"{prefix}usedcar-price-prod.yaml")
+    else:
+        (Path(source) / "usedcar-price-prod.yaml").unlink()
+    assert sorted(open_source(source).scan()) == ["a50"]
+
+
+def _declared(source: str) -> dict[str, str]:
+    src = open_source(source)
+    return {n: src.read(n).deployment.spec.model.version for n in sorted(src.scan())}
+
+
+@pytest.mark.parametrize("kind", ["folder", "s3"])
+@pytest.mark.parametrize("claimed", [True, False], ids=["claimed", "unclaimed"])
+def test_deploy_updates_the_manifest_that_owns_the_env_whatever_its_name(
+    versions, platform, network_env, monkeypatch, tmp_path, capsys, kind, claimed
+):
+    for name, value in network_env.items():
+        monkeypatch.setenv(name, value)
+    source = (
+        str(tmp_path / "deployments") if kind == "folder"
+        else f"s3://{platform.artifact_bucket}/team-a/"
+    )  # fmt: skip
+    _a50(capsys, source, versions[0])
+    if claimed:
+        Claims(platform).create("usedcar-price", "prod", "default/a50", open_source(source).uri)
+    code, out = _deploy(capsys, "--env", "prod", "--source", source, "--dry-run", "-o", "json",
+                        "--version", versions[1])  # fmt: skip
+    assert code == 0, out
+    assert json.loads(out[: out.rindex("}") + 1])["deployment"] == "default/a50"
+    code, out = _deploy(capsys, "--env", "prod", "--source", source, "--version", versions[1])
+    assert code == 0, out
+    assert "a50 now declares version" in out, out
+    assert _declared(source) == {"a50": versions[1]}, "a50 updated, no second manifest"
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["deploy", "dry-run"])
+def test_deploy_refuses_an_env_owned_from_another_source_before_writing(
+    versions, platform, tmp_path, capsys, dry_run
+):
+    source = tmp_path / "deployments"
+    other = f"s3://{platform.artifact_bucket}/team-b/"
+    Claims(platform).create("usedcar-price", "prod", "ml/a50", other)
+    files = sorted(p.name for p in (tmp_path / "v1").iterdir())
+    code, out = _deploy(
+        capsys, "--env", "prod", "--source", str(source), "--image", IMAGE,
+        "--candidate", str(tmp_path / "v1"), *(["--dry-run"] if dry_run else []),
+    )  # fmt: skip
+    assert code == 4, out
+    assert "owned by ModelDeployment ml/a50, declared in " + other in out, out
+    assert f"--source {other}" in out
+    assert not source.exists() or not list(source.iterdir()), "nothing written"
+    assert sorted(p.name for p in (tmp_path / "v1").iterdir()) == files, "nor signed"
