@@ -21,6 +21,11 @@ not judge by max_regression (``mlops_core.gates.check``). ``--force --reason TEX
 records ``spec.gates.override`` for that one version, so it goes live although gates
 fail; the override is recorded in the pointer and the promotion log.
 
+A version that failed (rolled back, rejected) at the declared generation is not rolled
+out again while the spec stays as it is: deploying it again changes nothing, and says so
+(exit 1); ``--retry`` bumps ``spec.retry``, a new spec and generation, which rolls it out
+again (and so gets a rejected rollout a new decision).
+
 Exit codes follow :mod:`mlops_core.exits`: a gate failure is 6 (GateFailed), whether
 the dry run or ``--wait`` sees it.
 """
@@ -212,6 +217,12 @@ def deploy(
         "spec.gates.override, the pointer and the promotion log).",
     ),
     reason: str = typer.Option("", "--reason", help="With --force: why, recorded."),
+    retry: bool = typer.Option(
+        False,
+        "--retry",
+        help="Roll the version out again although it failed (rolled back, rejected) in "
+        "the spec as it is: bumps spec.retry, a new generation.",
+    ),
     output: Output = output_option(),
 ) -> None:
     """Declare that ENV serves a model version; the controller makes it so."""
@@ -299,6 +310,12 @@ def deploy(
         monitoring=None if capture_percent is None else {"capturePercent": capture_percent},
         override=override,
     )
+    if retry:
+        previous = current.spec.retry if current is not None else None
+        spec = desired.spec.model_copy(update={"retry": (previous or 0) + 1})
+        desired = desired.model_copy(update={"spec": spec})
+    elif current is not None and src is not None:
+        _check_changed(src, current, desired, model)
     if dry_run:
         _dry_run(src, desired, output)
         return
@@ -310,6 +327,41 @@ def deploy(
     console.print(f"{deployment_name} now declares {what}, in {put.where}")
     if wait:
         _wait(src, put, until=until, timeout=timeout, version=model.get("version"))
+
+
+def _check_changed(src, current, desired, model: dict) -> None:
+    """A deploy that changes nothing, of a version that failed in the spec as it is,
+    would change nothing at all: the controller does not roll a failed version out
+    again until the spec changes. Said, with the way to a new rollout (exit 1)."""
+    from controller.manifests import spec_hash
+
+    if spec_hash(current) != spec_hash(desired) or "version" not in model:
+        return
+    record = src.get_record(desired.metadata.name)
+    status = record.status if record is not None else None
+    version = model["version"]
+    if (
+        status is None
+        or status.failed_version != version
+        or status.failed_generation != record.generation
+    ):
+        return
+    degraded = status.condition("Degraded")
+    reason = degraded.reason if degraded is not None and degraded.status == "True" else None
+    what = (
+        f"{desired.key} already declares version {version}, which failed at generation "
+        f"{record.generation}{f' ({reason})' if reason else ''}: nothing changed, and the "
+        "controller does not roll it out again while the spec stays as it is"
+    )
+    where = src.where(desired.metadata.name)
+    if reason == GateFailed.reason:  # judged and refused: exit 6, as --wait would
+        raise GateFailed(what, where=where, hint=GATE_HINT + "; --retry judges it again")
+    raise DeployFailed(
+        what,
+        where=where,
+        hint="add --retry to roll it out again (a new generation), or deploy another "
+        "version (--version V, --latest)",
+    )
 
 
 def _open_for_dry_run(uri: str, platform: Platform):

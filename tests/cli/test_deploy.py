@@ -274,3 +274,94 @@ def test_deploy_refuses_an_env_owned_from_another_source_before_writing(
     assert f"--source {other}" in out
     assert not source.exists() or not list(source.iterdir()), "nothing written"
     assert sorted(p.name for p in (tmp_path / "v1").iterdir()) == files, "nor signed"
+
+
+# -- a version that failed in the spec as it is ---------------------------------------------
+def _rolled_back(source, version: str, restored: str, reason: str = "RolloutFailed") -> None:
+    """The status the controller writes after a rejected or failed rollout of
+    ``version`` at the manifest's generation 1: restored, Degraded RolloutFailed."""
+    from controller.api import degraded_status
+    from controller.manifests import spec_hash
+    from controller.sources import StatusRecord
+
+    src = open_source(str(source))
+    deployment = src.read("usedcar-price-prod").deployment
+    status = degraded_status(None, 1, reason, f"{version} rejected by ci: no")
+    status = status.model_copy(
+        update={"current_version": restored, "failed_version": version,
+                "failed_generation": 1, "observed_generation": 1}
+    )  # fmt: skip
+    src.write_status("usedcar-price-prod", StatusRecord(
+        name="usedcar-price-prod", key=deployment.key, generation=1,
+        spec_hash=spec_hash(deployment), project="usedcar-price", env="prod", status=status,
+    ))  # fmt: skip
+
+
+@pytest.mark.parametrize(("reason", "exit_code"), [("RolloutFailed", 1), ("GateFailed", 6)])
+def test_deploy_of_the_version_that_failed_says_nothing_changed_and_retry_rolls_it_again(
+    versions, platform, network_env, monkeypatch, tmp_path, capsys, reason, exit_code
+):
+    from controller.manifests import spec_hash
+    from controller.sources import next_generation
+
+    for name, value in network_env.items():
+        monkeypatch.setenv(name, value)
+    source = tmp_path / "deployments"
+    path = source / "usedcar-price-prod.yaml"
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--image", IMAGE,
+                        "--version", versions[1])  # fmt: skip
+    assert code == 0, out
+    _rolled_back(source, versions[1], versions[0], reason)
+    before = path.read_bytes()
+
+    for dry in ([], ["--dry-run"]):
+        code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--no-wait",
+                            "--version", versions[1], *dry)  # fmt: skip
+        assert code == exit_code, out
+        assert "now declares" not in out
+        assert f"already declares version {versions[1]}, which failed at generation 1" in out
+        assert "--retry" in out
+        assert path.read_bytes() == before, "nothing written"
+
+    # --retry: a new spec, so a new generation, in which the planner rolls it out again.
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--dry-run",
+                        "-o", "json", "--version", versions[1], "--retry")  # fmt: skip
+    assert code == 0, out
+    plan = json.loads(out[: out.rindex("}") + 1])
+    assert plan["generation"] == 2 and plan["actions"], plan
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source),
+                        "--version", versions[1], "--retry")  # fmt: skip
+    assert code == 0 and f"now declares version {versions[1]}" in out, out
+    src = open_source(str(source))
+    declared = src.read("usedcar-price-prod").deployment
+    assert declared.spec.retry == 1 and declared.spec.model.version == versions[1]
+    assert next_generation(None, spec_hash(declared), src.read_status("usedcar-price-prod")) == 2
+
+
+def test_a_spec_without_retry_keeps_the_hash_it_had():
+    """spec.retry came later: unset, it must not change any spec's hash (a new hash is a
+    new generation, which would roll every failed version out again on upgrade)."""
+    import hashlib
+
+    from controller.manifests import parse_manifest, spec_hash
+
+    text = (Path(__file__).parents[2] / "crds/examples/usedcar-price-prod.yaml").read_text()
+    deployment = parse_manifest(text, "usedcar-price-prod.yaml")
+    dumped = deployment.spec.model_dump(mode="json", by_alias=True)
+    dumped.pop("retry")
+    old = hashlib.sha256(json.dumps(dumped, sort_keys=True, separators=(",", ":")).encode())
+    assert spec_hash(deployment) == old.hexdigest()
+    bumped = deployment.spec.model_copy(update={"retry": 1})
+    assert spec_hash(deployment.model_copy(update={"spec": bumped})) != old.hexdigest()
+
+
+def test_deploy_refuses_an_unclaimed_env_that_two_manifests_declare(versions, tmp_path, capsys):
+    source = tmp_path / "deployments"
+    _a50(capsys, str(source), versions[0])
+    text = (source / "a50.yaml").read_text()
+    (source / "b50.yaml").write_text(text.replace("name: a50", "name: b50"))
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--version", versions[1])
+    assert code == 4, out
+    assert "2 manifests declare usedcar-price/prod: default/a50" in out and "default/b50" in out
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before, "nothing written"
