@@ -48,7 +48,7 @@ from controller.metrics import ControllerMetrics
 from controller.reconcile import BACKOFF, DONE, LeaseLost, ReconcileResult, Requeue
 from controller.sources.base import Document, Source, StatusRecord, next_generation
 from controller.workqueue import Backoff, WorkQueue, run_workers
-from mlops_core.errors import Conflict, MlopsError
+from mlops_core.errors import MlopsError
 from mlops_core.logs import get_logger
 
 log = get_logger("controller")
@@ -146,6 +146,8 @@ class Controller:
                     if not held.enter_context(self.source.guard(name)):
                         self._busy(name)
                         continue
+                    with self._lock:
+                        self._busy_since.pop(name, None)
                     prepared = self._prepare(name)
                 except Exception as exc:  # noqa: BLE001 - anything: logged, retried, capped
                     self._failed(name, None, None, exc)
@@ -454,9 +456,15 @@ class Controller:
         """One full pass over every manifest; returns each one's outcome, by name. Ends
         whatever happens: each key is tried at most ``once_attempts`` times."""
         self._once = True
+        self._busy_since.clear()
         try:
-            self._lead_once()
+            held_by = self._lead_once()
             names = sorted(set(self.source.scan()) | set(self.source.recorded()))
+            if held_by is not None:
+                # The same report as a key a peer holds in a folder: held, not failed.
+                for name in names:
+                    self._record(Outcome(name, self._key_of(name), None, None, held_by=held_by))
+                return [self.outcomes[n] for n in names]
             self.queue.add_all(names)
             threads = self._start_workers()
             self.queue.wait_idle()
@@ -468,12 +476,13 @@ class Controller:
         with self._lock:
             return [self.outcomes[n] for n in names if n in self.outcomes]
 
-    def _lead_once(self) -> None:
+    def _lead_once(self) -> str | None:
         """Take the source's lease for a ``once`` pass. Held by another controller: wait
         for it to expire or be released (a dead holder's, or another pass that ends),
-        for up to the lease's expiry and at least ``busy_wait`` seconds; still held then
-        (its holder is alive and renewing), a Conflict naming the holder and expiry."""
+        for up to the lease's expiry and at least ``busy_wait`` seconds. Still held then
+        (its holder is alive and renewing): who holds it and until when."""
         deadline: float | None = None
+        started = time.monotonic()
         while not self.source.heartbeat():
             holder = self.source.holder(None)
             now = time.monotonic()
@@ -488,13 +497,16 @@ class Controller:
                 )
             if now >= deadline:
                 who = holder.describe() if holder else "another controller"
-                raise Conflict(
-                    f"another controller holds the lease on {self.source.uri}: held by "
-                    f"{who}; it kept it while this pass waited",
-                    hint="that controller converges this source already: read the status "
-                    "it writes, or stop it and run --once again",
+                log.warning(
+                    "skipped: the source's lease is held by another controller",
+                    source=self.source.uri,
+                    holder=who,
+                    action="skip",
+                    waited=round(now - started, 1),
                 )
+                return who
             time.sleep(max(0.05, min(self.lease_retry, deadline - now)))
+        return None
 
     def run(self, stop: threading.Event, *, ready: threading.Event | None = None) -> None:
         """Watch and reconcile until ``stop`` is set; then finish in-flight reconciles,

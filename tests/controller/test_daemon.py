@@ -36,6 +36,7 @@ from mlops_core.claims import Claims
 from mlops_core.config import PlatformSettings
 from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry
+from mlopsctl.cmd_controller import once_failure
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "crds" / "examples" / "usedcar-price-prod.yaml"
@@ -390,9 +391,12 @@ def test_once_on_s3_waits_out_the_lease_of_a_dead_controller(platform, versions,
     assert live(platform) == (v1, v1)
 
 
-def test_once_on_s3_names_a_live_holder_and_its_expiry(platform, versions, network):
-    from mlops_core.errors import Conflict
-
+def test_once_on_s3_reports_a_live_holder_and_its_expiry_as_holding_every_key(
+    platform, versions, network
+):
+    """A live daemon leads the prefix: a --once pass waits about one ttl, then reports
+    each deployment as held by that daemon (until when), as a folder pass reports a key
+    a peer holds; not as failed, and without acting."""
     s3 = aws.client("s3")
     key = f"{platform.desired_state_prefix}{NAME}.yaml"
     s3.put_object(Bucket=platform.artifact_bucket, Key=key, Body=manifest(versions[0]).encode())
@@ -410,17 +414,18 @@ def test_once_on_s3_names_a_live_holder_and_its_expiry(platform, versions, netwo
         wait_for(alive.lease.held)
         src = S3Source("s3", platform=env_platform(), lease_ttl=3)
         started = time.monotonic()
-        with pytest.raises(Conflict) as caught:
-            controller(src, network, lease_retry=0.2, busy_wait=3).run_once()
+        (outcome,) = controller(src, network, lease_retry=0.2, busy_wait=3).run_once()
         waited = time.monotonic() - started
     finally:
         stop.set()
         renewer.join(timeout=10)
         alive.close()
     assert 2.5 < waited < 15, "waited about one lease ttl, then gave up"
-    message = caught.value.render()
-    assert f"held by {PEER} until 20" in message, message
-    assert caught.value.exit_code == 4
+    assert outcome.key == f"default/{NAME}" and not outcome.failed
+    assert outcome.held_by is not None and outcome.held_by.startswith(f"{PEER} until 20")
+    failure = once_failure([outcome], src.uri)
+    assert failure is not None and failure.exit_code == 4
+    assert f"default/{NAME} (held by {PEER} until 20" in failure.render()
     assert live_or_none(platform) is None, "nothing was deployed"
 
 
