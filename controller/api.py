@@ -477,6 +477,13 @@ class ModelDeploymentSpec(_Wire):
         description="Hold before production traffic shifts until approved (default: the "
         "project's approvalRequired envs).",
     )
+    retry: int | None = Field(
+        None,
+        ge=1,
+        le=2**31 - 1,
+        description="Bumped by 'mlopsctl deploy --retry': a new spec, so a new generation, "
+        "in which a version that failed (rolled back, rejected) is rolled out again.",
+    )
 
     @model_validator(mode="after")
     def _progressive(self) -> ModelDeploymentSpec:

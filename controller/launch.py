@@ -47,6 +47,7 @@ def make_controller(
         resync=settings.resync,
         poll=settings.poll_for(source.uri),
         once_attempts=settings.once_attempts,
+        busy_wait=settings.lease_ttl,
         delete_policy=settings.delete_policy,
         metrics=metrics,
     )

@@ -4,7 +4,8 @@ Two kinds:
 
 - :class:`FileLock` (folder source): an ``fcntl`` lock on ``DIR/.leases/NAME.lock``, taken
   without blocking around each reconcile of NAME. The kernel drops it when the process
-  dies, so there is nothing to expire.
+  dies, so there is nothing to expire. The holder writes its id into the file, so that
+  a controller that finds the lock taken can say who has it (:meth:`FileLock.holder`).
 - :class:`Lease` (S3 and Kubernetes sources): leader election over a
   :class:`LeaseStore` written only with conditional writes. For S3 one lease object per
   source, ``PREFIX/.leases/controller.json``,
@@ -30,6 +31,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -39,11 +41,27 @@ from mlops_core.logs import get_logger
 log = get_logger("controller.leases")
 
 
-class FileLock:
-    """A non-blocking exclusive ``fcntl.flock`` on one file."""
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lock or lease that this controller could not take, for messages."""
 
-    def __init__(self, path: Path):
+    holder: str | None  # the id it recorded (host:pid:random), None if it recorded none
+    until: float | None = None  # wall-clock expiry of a lease; None for an fcntl lock
+
+    def describe(self) -> str:
+        who = self.holder or "an unidentified controller"
+        if self.until is None:
+            return who
+        when = datetime.fromtimestamp(self.until, UTC).isoformat(timespec="seconds")
+        return f"{who} until {when.replace('+00:00', 'Z')}"
+
+
+class FileLock:
+    """A non-blocking exclusive ``fcntl.flock`` on one file, which holds its holder's id."""
+
+    def __init__(self, path: Path, holder: str | None = None):
         self.path = path
+        self.holder_id = holder
         self._fd: int | None = None
 
     def try_acquire(self) -> bool:
@@ -55,7 +73,18 @@ class FileLock:
             os.close(fd)
             return False
         self._fd = fd
+        if self.holder_id:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, self.holder_id.encode(), 0)
         return True
+
+    def holder(self) -> Holder:
+        """Who holds the lock now, as its file says (read when :meth:`try_acquire` failed)."""
+        try:
+            text = self.path.read_text(errors="replace").strip()
+        except OSError:
+            text = ""
+        return Holder(text[:200] or None)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -189,6 +218,16 @@ class Lease:
         self.epoch += 1
         log.info("lease acquired", lease=self.uri, holder=self.holder)
         return True
+
+    def current_holder(self) -> Holder | None:
+        """Who holds the lease as its store says now (None: free, expired or ours)."""
+        current = self.store.read()
+        if current is None:
+            return None
+        record = current[0]
+        if record.holder == self.holder or not record.live(self._wall()):
+            return None
+        return Holder(record.holder, record.expires_at)
 
     def release(self) -> None:
         """Write the lease expired so that a standby controller takes it at once."""

@@ -193,8 +193,13 @@ def dump_manifest(deployment: ModelDeployment) -> str:
 def spec_hash(deployment: ModelDeployment) -> str:
     """sha256 of the spec in canonical JSON: formatting, comments and defaults spelled
     out or not make no difference; any change of meaning does."""
+    spec = deployment.spec.model_dump(mode="json", by_alias=True)
+    if spec.get("retry") is None:
+        # Added after specs were first hashed: unset, it leaves their hash (and so their
+        # generation and any failed version's hold) as it was.
+        spec.pop("retry", None)
     canonical = json.dumps(
-        deployment.spec.model_dump(mode="json", by_alias=True),
+        spec,
         sort_keys=True,
         separators=(",", ":"),
     )

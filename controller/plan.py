@@ -102,7 +102,10 @@ ROLLOUT_POLL_SECONDS = 15.0
 AFTER_ACTION_SECONDS = 5.0
 RETRY_SECONDS = 30.0
 
-RETRY_HINT = ". Change the spec to try again."
+RETRY_HINT = (
+    ". Change the spec to try again: declare another version, or roll this one out again "
+    "with 'mlopsctl deploy --retry' (kubectl: bump spec.retry)."
+)
 # How an ECS service deployment ends when it did not go through.
 ROLLED_BACK = ("ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED", "ROLLBACK_IN_PROGRESS", "STOPPED")
 

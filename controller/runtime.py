@@ -14,6 +14,11 @@ manifests and their status; everything else happens here, the same way for all t
 - One worker per key at a time (the queue); several keys per batch (shared AWS reads).
 - Every exception is logged with its key and retried with the key's backoff; with
   ``once`` each key has at most ``once_attempts`` attempts, so a pass always ends.
+- A key (or, S3 and Kubernetes, the source) that another live controller holds is not a
+  failure: a daemon tries again later; a ``once`` pass waits for the holder to let go,
+  for at most ``busy_wait`` seconds (the lease's ttl), and then reconciles the key
+  itself. A key still held past that is reported as held by that controller
+  (:attr:`Outcome.held_by`), not failed.
 - A key whose manifest is gone had its delete policy applied from its last status
   record (a folder or S3 manifest leaves nothing else behind).
 
@@ -37,12 +42,13 @@ from controller.api import (
     ModelDeploymentStatus,
     degraded_status,
     delete_policy,
+    deployment_key,
 )
 from controller.metrics import ControllerMetrics
 from controller.reconcile import BACKOFF, DONE, LeaseLost, ReconcileResult, Requeue
 from controller.sources.base import Document, Source, StatusRecord, next_generation
 from controller.workqueue import Backoff, WorkQueue, run_workers
-from mlops_core.errors import Conflict, MlopsError
+from mlops_core.errors import MlopsError
 from mlops_core.logs import get_logger
 
 log = get_logger("controller")
@@ -70,6 +76,8 @@ class Outcome:
     actions: list[str] = field(default_factory=list)
     degraded: bool = False
     error: str | None = None
+    #: ``once``: another live controller held the key past the wait (who, until when).
+    held_by: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -101,6 +109,7 @@ class Controller:
         poll: float = 1.0,
         lease_retry: float = 2.0,
         once_attempts: int = 4,
+        busy_wait: float = 30.0,
         delete_policy: DeletePolicy = "Retain",
         queue: WorkQueue | None = None,
         metrics: ControllerMetrics | None = None,
@@ -113,6 +122,10 @@ class Controller:
         self.poll = poll
         self.lease_retry = lease_retry
         self.once_attempts = max(1, once_attempts)
+        #: How long a ``once`` pass waits for another controller to let go of a key or
+        #: of the source (at least this, and at least up to the source lease's expiry).
+        self.busy_wait = max(0.0, busy_wait)
+        self._busy_since: dict[str, float] = {}
         self.default_policy: DeletePolicy = delete_policy
         self.queue = queue or WorkQueue()
         self.metrics = metrics or ControllerMetrics()
@@ -133,6 +146,8 @@ class Controller:
                     if not held.enter_context(self.source.guard(name)):
                         self._busy(name)
                         continue
+                    with self._lock:
+                        self._busy_since.pop(name, None)
                     prepared = self._prepare(name)
                 except Exception as exc:  # noqa: BLE001 - anything: logged, retried, capped
                     self._failed(name, None, None, exc)
@@ -143,11 +158,54 @@ class Controller:
                 self._reconcile(ready)
 
     def _busy(self, name: str) -> None:
-        """Another controller holds this key (or the source) right now: try later."""
-        if self._once:
-            self._retry(name, None, None, "another controller holds its lease")
-        else:
+        """Another controller holds this key (or the source) right now: try later. With
+        ``once``, for up to ``busy_wait`` seconds; then report who holds it (not a failure:
+        that controller is converging it)."""
+        if not self._once:
             self.queue.add_after(name, self.lease_retry)
+            return
+        now = time.monotonic()
+        with self._lock:
+            since = self._busy_since.setdefault(name, now)
+        if now - since < self.busy_wait:
+            if since == now:
+                log.info(
+                    "waiting for another controller",
+                    key=self._key_of(name),
+                    action="wait",
+                    holder=self._holder(name),
+                    wait=self.busy_wait,
+                )
+            self.queue.add_after(name, min(self.lease_retry, self.busy_wait - (now - since)))
+            return
+        holder = self._holder(name)
+        key = self._key_of(name)
+        log.warning(
+            "skipped: held by another controller",
+            key=key,
+            action="skip",
+            holder=holder,
+            waited=round(now - since, 1),
+        )
+        self._record(Outcome(name, key, None, None, held_by=holder))
+
+    def _holder(self, name: str) -> str:
+        try:
+            holder = self.source.holder(name)
+        except Exception as exc:  # noqa: BLE001 - only for a message
+            return f"another controller (unknown: {type(exc).__name__})"
+        return holder.describe() if holder is not None else "another controller"
+
+    def _key_of(self, name: str) -> str:
+        """``namespace/name`` of NAME before it was prepared (for logs and outcomes):
+        from its manifest if it can be read, else in the default namespace."""
+        if "/" in name:
+            return name  # Kubernetes: the queue key is namespace/name already
+        try:
+            doc = self.source.read(name)
+        except Exception:  # noqa: BLE001 - only for a name
+            doc = None
+        return doc.key if doc is not None else deployment_key(None, name)
 
     def _prepare(self, name: str) -> _Prepared | None:
         doc = self.source.read(name)
@@ -271,21 +329,22 @@ class Controller:
     def _retry(self, name: str, key: str | None, generation: int | None, why: str) -> None:
         """Schedule ``name`` again with its backoff; with ``once``, give up (and record it)
         after ``once_attempts`` attempts, so that a pass always ends."""
+        key = key or self._key_of(name)
         if self._once and self.queue.failures(name) + 1 >= self.once_attempts:
             log.error(
                 "giving up",
-                key=key or name,
+                key=key,
                 generation=generation,
                 action="give-up",
                 error=why,
                 attempts=self.once_attempts,
             )
-            self._record(Outcome(name, key or name, generation, None, error=why))
+            self._record(Outcome(name, key, generation, None, error=why))
             return
         delay = self.queue.retry(name)
         log.warning(
             "will retry",
-            key=key or name,
+            key=key,
             generation=generation,
             action="retry",
             error=why,
@@ -297,8 +356,9 @@ class Controller:
         """Something raised (a source that cannot be reached, a bug): log it with the key
         and retry with backoff, leaving the status as it was."""
         why = exc.render() if isinstance(exc, MlopsError) else f"{type(exc).__name__}: {exc}"
+        key = key or self._key_of(name)
         if not isinstance(exc, MlopsError):
-            log.exception("reconcile raised", key=key or name, generation=generation)
+            log.exception("reconcile raised", key=key, generation=generation)
         self.metrics.failed()
         self._retry(name, key, generation, why)
 
@@ -396,13 +456,15 @@ class Controller:
         """One full pass over every manifest; returns each one's outcome, by name. Ends
         whatever happens: each key is tried at most ``once_attempts`` times."""
         self._once = True
+        self._busy_since.clear()
         try:
-            if not self.source.heartbeat():
-                raise Conflict(
-                    f"another controller holds the lease on {self.source.uri}",
-                    hint="that controller converges this source already; or stop it first",
-                )
+            held_by = self._lead_once()
             names = sorted(set(self.source.scan()) | set(self.source.recorded()))
+            if held_by is not None:
+                # The same report as a key a peer holds in a folder: held, not failed.
+                for name in names:
+                    self._record(Outcome(name, self._key_of(name), None, None, held_by=held_by))
+                return [self.outcomes[n] for n in names]
             self.queue.add_all(names)
             threads = self._start_workers()
             self.queue.wait_idle()
@@ -413,6 +475,38 @@ class Controller:
             self.source.close()
         with self._lock:
             return [self.outcomes[n] for n in names if n in self.outcomes]
+
+    def _lead_once(self) -> str | None:
+        """Take the source's lease for a ``once`` pass. Held by another controller: wait
+        for it to expire or be released (a dead holder's, or another pass that ends),
+        for up to the lease's expiry and at least ``busy_wait`` seconds. Still held then
+        (its holder is alive and renewing): who holds it and until when."""
+        deadline: float | None = None
+        started = time.monotonic()
+        while not self.source.heartbeat():
+            holder = self.source.holder(None)
+            now = time.monotonic()
+            if deadline is None:
+                until = holder.until - time.time() if holder and holder.until else 0.0
+                deadline = now + max(self.busy_wait, until + self.lease_retry)
+                log.info(
+                    "waiting for the source's lease",
+                    source=self.source.uri,
+                    holder=holder.describe() if holder else None,
+                    wait=round(deadline - now, 1),
+                )
+            if now >= deadline:
+                who = holder.describe() if holder else "another controller"
+                log.warning(
+                    "skipped: the source's lease is held by another controller",
+                    source=self.source.uri,
+                    holder=who,
+                    action="skip",
+                    waited=round(now - started, 1),
+                )
+                return who
+            time.sleep(max(0.05, min(self.lease_retry, deadline - now)))
+        return None
 
     def run(self, stop: threading.Event, *, ready: threading.Event | None = None) -> None:
         """Watch and reconcile until ``stop`` is set; then finish in-flight reconciles,

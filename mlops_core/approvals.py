@@ -137,7 +137,8 @@ class Approvals:
                 f"the rollout of {version} in {project}/{env} was already {who}",
                 where=self._where(key),
                 hint="a rollout is decided once; a new decision needs a new rollout: "
-                "declare another version, or change the spec (a rejected version is not "
+                "declare another version, or roll this one out again with 'mlopsctl deploy "
+                f"--env {env} --version {version} --retry' (a rejected version is not "
                 "tried again while the spec that failed stays as it is)",
             ) from None
         return entry

@@ -6,7 +6,9 @@
     mlopsctl controller run --source kube                     the Kubernetes operator
     mlopsctl controller run --source DIR --once               one pass; exit 1 if any Degraded
                                                               (6 if every one is refused by its
-                                                              gates or budget)
+                                                              gates or budget; 4 if none failed
+                                                              but another controller held some
+                                                              past the wait)
     mlopsctl controller run --source DIR --once -o json       the pass's outcomes as a document
 
 The same runtime serves every source (``controller.runtime``). Runs until SIGTERM or
@@ -34,7 +36,7 @@ from controller.runtime import Outcome
 from controller.settings import ControllerSettings
 from mlops_core import aws, logs
 from mlops_core.cost.estimate import BudgetExceeded
-from mlops_core.errors import GateFailed, InvalidInput, MlopsError
+from mlops_core.errors import Conflict, GateFailed, InvalidInput, MlopsError
 from mlopsctl.context import Output, console, output_option, print_document
 
 app = typer.Typer(
@@ -49,6 +51,11 @@ class DeploymentsDegraded(MlopsError):
 
     reason = "Degraded"
     exit_code = 1
+
+
+class DeploymentsHeld(Conflict):
+    """``--once`` found deployments that another live controller held for longer than
+    the pass waited (exit 4): not failed, that controller is converging them."""
 
 
 class DeploymentsRefused(GateFailed):
@@ -68,10 +75,21 @@ def _degraded_reason(o: Outcome) -> str | None:
 def once_failure(outcomes: Sequence[Outcome], where: str) -> MlopsError | None:
     """What ``--once`` exits with: None when nothing failed; DeploymentsRefused (6) when
     every failure is a gate refusal (GateFailed, BudgetExceeded); else
-    DeploymentsDegraded (1)."""
+    DeploymentsDegraded (1). With no failure, DeploymentsHeld (4) when another
+    controller held some deployment for longer than the pass waited for it."""
     failed = [o for o in outcomes if o.failed]
     if not failed:
-        return None
+        held = [o for o in outcomes if o.held_by is not None]
+        if not held:
+            return None
+        return DeploymentsHeld(
+            f"{len(held)} of {len(outcomes)} deployment(s) held by another controller "
+            "for longer than this pass waited: "
+            + ", ".join(f"{o.key} (held by {o.held_by})" for o in held),
+            where=where,
+            hint="nothing failed: that controller is converging them; run --once again "
+            "when it is done (or stop it first)",
+        )
     what = f"{len(failed)} of {len(outcomes)} deployment(s) Degraded or failed: " + ", ".join(
         o.key for o in failed
     )
@@ -98,6 +116,8 @@ def _reason(o: Outcome) -> str:
     degraded = status.condition("Degraded") if status else None
     if o.error:
         return f"Error: {o.error.splitlines()[0]}"
+    if o.held_by is not None:
+        return f"HeldByAnotherController: {o.held_by}"
     if degraded is not None and degraded.status == "True":
         return degraded.reason
     return ready.reason if ready else "-"
@@ -141,6 +161,7 @@ def outcome_document(outcomes: Sequence[Outcome], where: str) -> dict[str, Any]:
                 "reason": _reason(o),
                 "failed": o.failed,
                 "error": o.error,
+                "held_by": o.held_by,
                 "actions": list(o.actions),
                 "status": (
                     o.status.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -166,13 +187,17 @@ def run(
         False,
         "--once",
         help="One full pass, print its outcome (-o), exit 1 if any deployment is Degraded "
-        "(6 if every Degraded one is refused by its gates or budget).",
+        "(6 if every Degraded one is refused by its gates or budget; 4 if none is but "
+        "another controller held one for longer than --lease-ttl).",
     ),
     poll: float = typer.Option(
         None, min=0.05, help="Seconds between change checks (default: 0.5 folder, 5 S3)."
     ),
     lease_ttl: float = typer.Option(
-        None, min=3.0, help="Lease lifetime (default 30); a standby takes over after it expires."
+        None,
+        min=3.0,
+        help="Lease lifetime (default 30); a standby takes over after it expires. --once "
+        "waits this long for a deployment another controller holds.",
     ),
     metrics_port: int = typer.Option(
         None, min=0, max=65535, help="Port of /metrics and /readyz (default 9090; 0: any)."

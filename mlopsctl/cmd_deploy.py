@@ -1,9 +1,12 @@
 """``mlopsctl deploy``: declare a deployment; the controller converges AWS onto it.
 
-``deploy`` never touches ECS or the pointer itself. It writes (or updates) the
-ModelDeployment manifest ``{project}-{env}`` in the controller's source (an S3 prefix or
-a folder; ``MLOPS_DEPLOY_SOURCE``, default the platform bucket's ``deployments/``) and,
-with ``--wait``, follows the status the controller writes back.
+``deploy`` never touches ECS or the pointer itself. It updates the ModelDeployment
+manifest that owns the env in the controller's source (an S3 prefix or a folder;
+``MLOPS_DEPLOY_SOURCE``, default the platform bucket's ``deployments/``): the one the
+env's claim names, or, unclaimed, the one whose spec names the env, whatever its file is
+called; with none, it writes ``{project}-{env}``. An env owned from another source is
+refused (exit 4, naming the owner) before anything is written. With ``--wait`` it follows
+the status the controller writes back.
 
 ``--dry-run`` writes nothing at all: it builds the same manifest, has the controller's
 own reconciler observe and plan it (``Reconciler.dry_run``: AWS reads only), and prints
@@ -17,6 +20,11 @@ published one. A version live in the env before is a rollback, which the control
 not judge by max_regression (``mlops_core.gates.check``). ``--force --reason TEXT``
 records ``spec.gates.override`` for that one version, so it goes live although gates
 fail; the override is recorded in the pointer and the promotion log.
+
+A version that failed (rolled back, rejected) at the declared generation is not rolled
+out again while the spec stays as it is: deploying it again changes nothing, and says so
+(exit 1); ``--retry`` bumps ``spec.retry``, a new spec and generation, which rolls it out
+again (and so gets a rejected rollout a new decision).
 
 Exit codes follow :mod:`mlops_core.exits`: a gate failure is 6 (GateFailed), whether
 the dry run or ``--wait`` sees it.
@@ -32,7 +40,7 @@ from pathlib import Path
 import typer
 
 from mlops_core import aws
-from mlops_core.errors import GateFailed, InvalidInput, MlopsError, NotFound
+from mlops_core.errors import Conflict, GateFailed, InvalidInput, MlopsError, NotFound
 from mlops_core.naming import Platform
 from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry, sign_candidate
@@ -90,6 +98,7 @@ def _desired(
     project: str,
     env: str,
     model: dict,
+    namespace: str | None = None,
     serving: dict,
     budget: dict | None = None,
     monitoring: dict | None = None,
@@ -108,7 +117,11 @@ def _desired(
         doc = {
             "apiVersion": "mlops.platform.io/v1alpha1",
             "kind": "ModelDeployment",
-            "metadata": {"name": name, "labels": {"mlops.platform.io/project": project}},
+            "metadata": {
+                "name": name,
+                **({"namespace": namespace} if namespace else {}),
+                "labels": {"mlops.platform.io/project": project},
+            },
             "spec": {"project": project, "env": env, "model": model, "serving": serving},
         }
     if budget:
@@ -204,6 +217,12 @@ def deploy(
         "spec.gates.override, the pointer and the promotion log).",
     ),
     reason: str = typer.Option("", "--reason", help="With --force: why, recorded."),
+    retry: bool = typer.Option(
+        False,
+        "--retry",
+        help="Roll the version out again although it failed (rolled back, rejected) in "
+        "the spec as it is: bumps spec.retry, a new generation.",
+    ),
     output: Output = output_option(),
 ) -> None:
     """Declare that ENV serves a model version; the controller makes it so."""
@@ -231,6 +250,15 @@ def deploy(
     registry = Registry(settings.names())
     config = registry.get_project(name)
     config.check_env(env)
+    uri = source or settings.deploy_source
+    src = (
+        _open_for_dry_run(uri, registry.platform)
+        if dry_run
+        else open_source(uri, platform=registry.platform, create=True)
+    )
+    # Which manifest declares this env: its owner's, wherever it is named. Refused (exit
+    # 4) before anything is written or signed when the owner lives in another source.
+    deployment_name, namespace, current = _owning_manifest(src, uri, registry.platform, name, env)
     if candidate:
         if not dry_run:
             # The controller publishes only signed candidates and never signs: whoever
@@ -262,14 +290,6 @@ def deploy(
         else None
     )
 
-    uri = source or settings.deploy_source
-    deployment_name = registry.platform.deployment_name(name, env)
-    src = (
-        _open_for_dry_run(uri, registry.platform)
-        if dry_run
-        else open_source(uri, platform=registry.platform, create=True)
-    )
-    current = _read_existing(src, deployment_name) if src is not None else None
     serving = {
         k: v
         for k, v in {"image": image, "cpu": cpu, "memory": memory, "replicas": replicas}.items()
@@ -281,6 +301,7 @@ def deploy(
     desired = _desired(
         current,
         name=deployment_name,
+        namespace=namespace,
         project=name,
         env=env,
         model=model,
@@ -289,6 +310,12 @@ def deploy(
         monitoring=None if capture_percent is None else {"capturePercent": capture_percent},
         override=override,
     )
+    if retry:
+        previous = current.spec.retry if current is not None else None
+        spec = desired.spec.model_copy(update={"retry": (previous or 0) + 1})
+        desired = desired.model_copy(update={"spec": spec})
+    elif current is not None and src is not None:
+        _check_changed(src, current, desired, model)
     if dry_run:
         _dry_run(src, desired, output)
         return
@@ -300,6 +327,41 @@ def deploy(
     console.print(f"{deployment_name} now declares {what}, in {put.where}")
     if wait:
         _wait(src, put, until=until, timeout=timeout, version=model.get("version"))
+
+
+def _check_changed(src, current, desired, model: dict) -> None:
+    """A deploy that changes nothing, of a version that failed in the spec as it is,
+    would change nothing at all: the controller does not roll a failed version out
+    again until the spec changes. Said, with the way to a new rollout (exit 1)."""
+    from controller.manifests import spec_hash
+
+    if spec_hash(current) != spec_hash(desired) or "version" not in model:
+        return
+    record = src.get_record(desired.metadata.name)
+    status = record.status if record is not None else None
+    version = model["version"]
+    if (
+        status is None
+        or status.failed_version != version
+        or status.failed_generation != record.generation
+    ):
+        return
+    degraded = status.condition("Degraded")
+    reason = degraded.reason if degraded is not None and degraded.status == "True" else None
+    what = (
+        f"{desired.key} already declares version {version}, which failed at generation "
+        f"{record.generation}{f' ({reason})' if reason else ''}: nothing changed, and the "
+        "controller does not roll it out again while the spec stays as it is"
+    )
+    where = src.where(desired.metadata.name)
+    if reason == GateFailed.reason:  # judged and refused: exit 6, as --wait would
+        raise GateFailed(what, where=where, hint=GATE_HINT + "; --retry judges it again")
+    raise DeployFailed(
+        what,
+        where=where,
+        hint="add --retry to roll it out again (a new generation), or deploy another "
+        "version (--version V, --latest)",
+    )
 
 
 def _open_for_dry_run(uri: str, platform: Platform):
@@ -398,10 +460,68 @@ def _print_dry_run(doc: dict, dry) -> None:
     )
 
 
-def _read_existing(src, name: str):
-    doc = src.read(name)
-    # An invalid (or unreadable) manifest is replaced by a valid one.
-    return doc.deployment if doc is not None else None
+def _declares(doc, project: str, env: str) -> bool:
+    spec = doc.deployment.spec if doc is not None and doc.deployment is not None else None
+    return spec is not None and (spec.project, spec.env) == (project, env)
+
+
+def _owning_manifest(src, uri: str, platform: Platform, project: str, env: str):
+    """(NAME, namespace, its deployment or None) of the manifest in ``src`` that declares
+    ``project``/``env``: the env's owner as its claim names it; unclaimed, the one
+    manifest whose spec names the env (whatever its file is called), else a new
+    ``{project}-{env}``. Conflict (exit 4), naming the owner, when the owner is not in
+    this source (another folder, prefix or cluster) or several manifests declare the env:
+    a second manifest would only be refused as Conflict by the controller."""
+    from controller.sources.base import strip_namespace
+    from mlops_core.claims import Claims
+
+    default = platform.deployment_name(project, env)
+    here = src.uri if src is not None else str(Path(uri.removeprefix("file://")).expanduser())
+    claim = Claims(platform).get(project, env)
+    if claim is not None:
+        owner_doc = src.read(strip_namespace(claim.owner)) if src is not None else None
+        if (
+            owner_doc is not None
+            and owner_doc.key == claim.owner
+            and (owner_doc.deployment is None or _declares(owner_doc, project, env))
+        ):
+            return owner_doc.name, claim.owner.partition("/")[0], owner_doc.deployment
+        elsewhere = claim.source and claim.source != here
+        raise Conflict(
+            f"{project}/{env} is owned by ModelDeployment {claim.owner}"
+            + (f", declared in {claim.source}" if claim.source else "")
+            + f"; {here} has no manifest of it",
+            where=Claims(platform).uri(project, env),
+            hint=(
+                f"deploy to its source (--source {claim.source}), or delete {claim.owner} "
+                "there so that its claim is released"
+                if elsewhere
+                else "its manifest was removed: run the controller once "
+                f"('mlopsctl controller run --source {uri} --once') to release the claim, "
+                "then deploy again"
+            ),
+        )
+    if src is None:
+        return default, None, None
+    found = src.read(default)
+    if found is not None and _declares(found, project, env):
+        return default, None, found.deployment
+    matches = []
+    for name in sorted(src.scan()):
+        doc = found if name == default else src.read(name)
+        if _declares(doc, project, env):
+            matches.append(doc)
+    if len(matches) > 1:
+        raise Conflict(
+            f"{len(matches)} manifests declare {project}/{env}: "
+            + ", ".join(f"{d.key} ({src.where(d.name)})" for d in matches),
+            where=src.uri,
+            hint="one project/env has one ModelDeployment: delete all but one, then deploy",
+        )
+    if matches:
+        return matches[0].name, None, matches[0].deployment
+    # None, or an invalid (or unreadable) {project}-{env}: replaced by a valid one.
+    return default, None, None
 
 
 def _wait(src, put, *, until: str, timeout: float, version: str | None) -> None:

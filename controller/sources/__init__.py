@@ -109,4 +109,4 @@ def open_source(
             f"unsupported source {uri!r}",
             hint="use a folder path, s3://BUCKET/PREFIX, s3 (the default bucket) or kube",
         )
-    return DirectorySource(uri.removeprefix("file://"), create=create)
+    return DirectorySource(uri.removeprefix("file://"), create=create, holder=holder)

@@ -22,6 +22,7 @@ from pydantic.alias_generators import to_camel
 
 from controller.actions import Action
 from controller.api import API_VERSION, DeletePolicy, ModelDeployment, ModelDeploymentStatus
+from controller.leases import Holder
 from mlops_core.errors import MlopsError
 
 
@@ -168,6 +169,12 @@ class Source(Protocol):
     def heartbeat(self) -> bool:
         """Renew or acquire leases that are due (on every poll); False while another
         controller holds the whole source (this one is a standby)."""
+        ...
+
+    def holder(self, name: str | None = None) -> Holder | None:
+        """Who holds NAME (None: the whole source) when :meth:`guard` or
+        :meth:`heartbeat` said no: the id it recorded and, for a lease, its expiry.
+        None if nobody does (any more)."""
         ...
 
     def close(self) -> None:

@@ -4,7 +4,8 @@ Layout::
 
     DIR/NAME.yaml              the desired state (the user's or GitOps' file)
     DIR/NAME.status.json       written by the controller: generation, spec hash, status
-    DIR/.leases/NAME.lock      fcntl lock held while a controller reconciles NAME
+    DIR/.leases/NAME.lock      fcntl lock held while a controller reconciles NAME; it
+                               holds that controller's id (host:pid:random)
 
 Changes are found by polling each file's (mtime, size): one ``scandir`` per poll.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from controller.api import ModelDeployment, ModelDeploymentStatus
-from controller.leases import FileLock
+from controller.leases import FileLock, Holder, holder_id
 from controller.manifests import (
     MANIFEST_SUFFIXES,
     MAX_MANIFEST_BYTES,
@@ -94,7 +95,12 @@ def _read_capped(path: Path) -> bytes:
 
 
 class DirectorySource:
-    def __init__(self, path: str | Path, *, create: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, create: bool = False, holder: str | None = None
+    ) -> None:
+        #: Written into each lock file this controller holds, so that another one can
+        #: say who holds a key (see :meth:`holder`).
+        self.identity = holder or holder_id()
         self.path = Path(path).expanduser().resolve()
         if create:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -199,14 +205,14 @@ class DirectorySource:
 
     def put_manifest(self, deployment: ModelDeployment) -> PutResult:
         name = deployment.metadata.name
-        path = self.path / f"{name}.yaml"
+        path = self._file(name)  # NAME.yml if that is the file NAME is in
         atomic_write(path, dump_manifest(deployment))
         return PutResult(name=name, where=str(path), spec_hash=spec_hash(deployment))
 
     # -- leases ----------------------------------------------------------------------
     @contextlib.contextmanager
     def guard(self, name: str) -> Iterator[bool]:
-        lock = FileLock(self.path / LEASE_DIR / f"{name}.lock")
+        lock = FileLock(self._lock_path(name), holder=self.identity)
         if not lock.try_acquire():
             yield False
             return
@@ -214,6 +220,13 @@ class DirectorySource:
             yield True
         finally:
             lock.release()
+
+    def _lock_path(self, name: str) -> Path:
+        return self.path / LEASE_DIR / f"{name}.lock"
+
+    def holder(self, name: str | None = None) -> Holder | None:
+        """Who holds NAME's lock, as the lock file says (the whole folder: nobody)."""
+        return None if name is None else FileLock(self._lock_path(name)).holder()
 
     def heartbeat(self) -> bool:
         """Nothing to renew (fcntl locks live as long as their holder); always may act."""

@@ -38,7 +38,7 @@ from controller.api import (
     deployment_key,
 )
 from controller.kubeapi import KubeApiError, KubeClient, now_rfc3339
-from controller.leases import Lease, LeaseRecord
+from controller.leases import Holder, Lease, LeaseRecord
 from controller.manifests import spec_hash
 from controller.sources.base import Document, StatusRecord
 from mlops_core.errors import InvalidInput, MlopsError
@@ -304,6 +304,10 @@ class KubeSource:
 
     def heartbeat(self) -> bool:
         return self.lease.ensure()
+
+    def holder(self, name: str | None = None) -> Holder | None:
+        """One Lease for every key: its holder and expiry."""
+        return self.lease.current_holder()
 
     def may_write(self) -> bool:
         return self.lease.may_write()

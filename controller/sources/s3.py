@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from controller.api import ModelDeployment, ModelDeploymentStatus
-from controller.leases import S3Lease
+from controller.leases import Holder, S3Lease
 from controller.manifests import (
     MANIFEST_SUFFIXES,
     MAX_MANIFEST_BYTES,
@@ -240,7 +240,7 @@ class S3Source:
 
     def put_manifest(self, deployment: ModelDeployment) -> PutResult:
         name = deployment.metadata.name
-        key = f"{self.prefix}{name}.yaml"
+        key = self._key(name)  # NAME.yml if that is the object NAME is in
         self._s3.put_object(
             Bucket=self.bucket,
             Key=key,
@@ -260,6 +260,10 @@ class S3Source:
 
     def heartbeat(self) -> bool:
         return self.lease.ensure()
+
+    def holder(self, name: str | None = None) -> Holder | None:
+        """One lease for the whole source: its holder and expiry, whatever NAME."""
+        return self.lease.current_holder()
 
     def may_write(self) -> bool:
         return self.lease.may_write()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from pathlib import Path
 
 import pytest
 import yaml
@@ -11,6 +13,8 @@ from factories import make_artifacts, project_config
 
 from controller.runtime import Controller
 from controller.sources import open_source
+from mlops_core import aws
+from mlops_core.claims import Claims
 from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry
 from mlopsctl.cli import main
@@ -202,3 +206,162 @@ def test_a_timeout_below_one_second_is_refused_before_anything_is_written(tmp_pa
     out = capsys.readouterr()
     assert code == 2 and "--timeout" in out.err, out
     assert not source.exists()
+
+
+# -- the manifest that owns the env, whatever it is called ---------------------------------
+def _a50(capsys, source: str, version: str) -> None:
+    """A manifest named a50 that declares usedcar-price/prod (written by deploy under its
+    default name, then renamed, as a user would have)."""
+    code, out = _deploy(capsys, "--env", "prod", "--source", source, "--image", IMAGE,
+                        "--version", version)  # fmt: skip
+    assert code == 0, out
+    src = open_source(source)
+    doc = src.read("usedcar-price-prod")
+    assert doc is not None and doc.deployment is not None
+    meta = doc.deployment.metadata.model_copy(update={"name": "a50"})
+    src.put_manifest(doc.deployment.model_copy(update={"metadata": meta}))
+    if source.startswith("s3://"):
+        bucket, _, prefix = source.removeprefix("s3://").partition("/")
+        aws.client("s3").delete_object(Bucket=bucket, Key=f"{prefix}usedcar-price-prod.yaml")
+    else:
+        (Path(source) / "usedcar-price-prod.yaml").unlink()
+    assert sorted(open_source(source).scan()) == ["a50"]
+
+
+def _declared(source: str) -> dict[str, str]:
+    src = open_source(source)
+    return {n: src.read(n).deployment.spec.model.version for n in sorted(src.scan())}
+
+
+@pytest.mark.parametrize("kind", ["folder", "s3"])
+@pytest.mark.parametrize("claimed", [True, False], ids=["claimed", "unclaimed"])
+def test_deploy_updates_the_manifest_that_owns_the_env_whatever_its_name(
+    versions, platform, network_env, monkeypatch, tmp_path, capsys, kind, claimed
+):
+    for name, value in network_env.items():
+        monkeypatch.setenv(name, value)
+    source = (
+        str(tmp_path / "deployments") if kind == "folder"
+        else f"s3://{platform.artifact_bucket}/team-a/"
+    )  # fmt: skip
+    _a50(capsys, source, versions[0])
+    if claimed:
+        Claims(platform).create("usedcar-price", "prod", "default/a50", open_source(source).uri)
+    code, out = _deploy(capsys, "--env", "prod", "--source", source, "--dry-run", "-o", "json",
+                        "--version", versions[1])  # fmt: skip
+    assert code == 0, out
+    assert json.loads(out[: out.rindex("}") + 1])["deployment"] == "default/a50"
+    code, out = _deploy(capsys, "--env", "prod", "--source", source, "--version", versions[1])
+    assert code == 0, out
+    assert "a50 now declares version" in out, out
+    assert _declared(source) == {"a50": versions[1]}, "a50 updated, no second manifest"
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["deploy", "dry-run"])
+def test_deploy_refuses_an_env_owned_from_another_source_before_writing(
+    versions, platform, tmp_path, capsys, dry_run
+):
+    source = tmp_path / "deployments"
+    other = f"s3://{platform.artifact_bucket}/team-b/"
+    Claims(platform).create("usedcar-price", "prod", "ml/a50", other)
+    files = sorted(p.name for p in (tmp_path / "v1").iterdir())
+    code, out = _deploy(
+        capsys, "--env", "prod", "--source", str(source), "--image", IMAGE,
+        "--candidate", str(tmp_path / "v1"), *(["--dry-run"] if dry_run else []),
+    )  # fmt: skip
+    assert code == 4, out
+    assert "owned by ModelDeployment ml/a50, declared in " + other in out, out
+    assert f"--source {other}" in out
+    assert not source.exists() or not list(source.iterdir()), "nothing written"
+    assert sorted(p.name for p in (tmp_path / "v1").iterdir()) == files, "nor signed"
+
+
+# -- a version that failed in the spec as it is ---------------------------------------------
+def _rolled_back(source, version: str, restored: str, reason: str = "RolloutFailed") -> None:
+    """The status the controller writes after a rejected or failed rollout of
+    ``version`` at the manifest's generation 1: restored, Degraded RolloutFailed."""
+    from controller.api import degraded_status
+    from controller.manifests import spec_hash
+    from controller.sources import StatusRecord
+
+    src = open_source(str(source))
+    deployment = src.read("usedcar-price-prod").deployment
+    status = degraded_status(None, 1, reason, f"{version} rejected by ci: no")
+    status = status.model_copy(
+        update={"current_version": restored, "failed_version": version,
+                "failed_generation": 1, "observed_generation": 1}
+    )  # fmt: skip
+    src.write_status("usedcar-price-prod", StatusRecord(
+        name="usedcar-price-prod", key=deployment.key, generation=1,
+        spec_hash=spec_hash(deployment), project="usedcar-price", env="prod", status=status,
+    ))  # fmt: skip
+
+
+@pytest.mark.parametrize(("reason", "exit_code"), [("RolloutFailed", 1), ("GateFailed", 6)])
+def test_deploy_of_the_version_that_failed_says_nothing_changed_and_retry_rolls_it_again(
+    versions, platform, network_env, monkeypatch, tmp_path, capsys, reason, exit_code
+):
+    from controller.manifests import spec_hash
+    from controller.sources import next_generation
+
+    for name, value in network_env.items():
+        monkeypatch.setenv(name, value)
+    source = tmp_path / "deployments"
+    path = source / "usedcar-price-prod.yaml"
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--image", IMAGE,
+                        "--version", versions[1])  # fmt: skip
+    assert code == 0, out
+    _rolled_back(source, versions[1], versions[0], reason)
+    before = path.read_bytes()
+
+    for dry in ([], ["--dry-run"]):
+        code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--no-wait",
+                            "--version", versions[1], *dry)  # fmt: skip
+        assert code == exit_code, out
+        assert "now declares" not in out
+        assert f"already declares version {versions[1]}, which failed at generation 1" in out
+        assert "--retry" in out
+        assert path.read_bytes() == before, "nothing written"
+
+    # --retry: a new spec, so a new generation, in which the planner rolls it out again.
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--dry-run",
+                        "-o", "json", "--version", versions[1], "--retry")  # fmt: skip
+    assert code == 0, out
+    plan = json.loads(out[: out.rindex("}") + 1])
+    assert plan["generation"] == 2 and plan["actions"], plan
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source),
+                        "--version", versions[1], "--retry")  # fmt: skip
+    assert code == 0 and f"now declares version {versions[1]}" in out, out
+    src = open_source(str(source))
+    declared = src.read("usedcar-price-prod").deployment
+    assert declared.spec.retry == 1 and declared.spec.model.version == versions[1]
+    assert next_generation(None, spec_hash(declared), src.read_status("usedcar-price-prod")) == 2
+
+
+def test_a_spec_without_retry_keeps_the_hash_it_had():
+    """spec.retry came later: unset, it must not change any spec's hash (a new hash is a
+    new generation, which would roll every failed version out again on upgrade)."""
+    import hashlib
+
+    from controller.manifests import parse_manifest, spec_hash
+
+    text = (Path(__file__).parents[2] / "crds/examples/usedcar-price-prod.yaml").read_text()
+    deployment = parse_manifest(text, "usedcar-price-prod.yaml")
+    dumped = deployment.spec.model_dump(mode="json", by_alias=True)
+    dumped.pop("retry")
+    old = hashlib.sha256(json.dumps(dumped, sort_keys=True, separators=(",", ":")).encode())
+    assert spec_hash(deployment) == old.hexdigest()
+    bumped = deployment.spec.model_copy(update={"retry": 1})
+    assert spec_hash(deployment.model_copy(update={"spec": bumped})) != old.hexdigest()
+
+
+def test_deploy_refuses_an_unclaimed_env_that_two_manifests_declare(versions, tmp_path, capsys):
+    source = tmp_path / "deployments"
+    _a50(capsys, str(source), versions[0])
+    text = (source / "a50.yaml").read_text()
+    (source / "b50.yaml").write_text(text.replace("name: a50", "name: b50"))
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--version", versions[1])
+    assert code == 4, out
+    assert "2 manifests declare usedcar-price/prod: default/a50" in out and "default/b50" in out
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before, "nothing written"

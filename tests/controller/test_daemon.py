@@ -36,6 +36,7 @@ from mlops_core.claims import Claims
 from mlops_core.config import PlatformSettings
 from mlops_core.pointer import PointerStore
 from mlops_core.registry import Registry
+from mlopsctl.cmd_controller import once_failure
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "crds" / "examples" / "usedcar-price-prod.yaml"
@@ -320,6 +321,112 @@ def test_two_controllers_on_one_s3_prefix_one_leads_the_other_takes_over(
     (tb if leader is a else ta).join(timeout=30)
     assert writes.calls["CreateService"] == 1
     assert writes.calls["PutParameter"] == 2
+
+
+# -- --once beside another controller ------------------------------------------------------
+PEER = "peer-host:4242:abcd"
+
+
+def test_once_waits_for_a_key_another_controller_holds_then_reconciles_it(
+    platform, versions, network, tmp_path, writes
+):
+    """Two overlapping --once passes (CI jobs) on one folder: the one that finds a key
+    locked waits for the other to let go and reconciles it itself; nothing failed."""
+    v1, _ = versions
+    folder = tmp_path / "deployments"
+    folder.mkdir()
+    (folder / f"{NAME}.yaml").write_text(manifest(v1))
+    peer = FileLock(folder / ".leases" / f"{NAME}.lock", holder=PEER)
+    assert peer.try_acquire()
+    # Longer than the 4 backoff attempts a failing key gets (0.5 + 1 + 2 s at most).
+    threading.Timer(5.0, peer.release).start()
+    ctl = controller(DirectorySource(folder), network, lease_retry=0.2)
+    (outcome,) = ctl.run_once()
+    assert outcome.key == f"default/{NAME}"
+    assert not outcome.failed and outcome.error is None and outcome.held_by is None
+    assert outcome.generation == 1 and outcome.status.current_version == v1
+    assert live(platform) == (v1, v1)
+    assert writes.calls["CreateService"] == 1
+
+
+@pytest.mark.e2e
+def test_once_reports_a_key_held_past_the_wait_by_its_holder_not_as_failed(
+    platform, versions, network, tmp_path
+):
+    folder = tmp_path / "deployments"
+    folder.mkdir()
+    (folder / f"{NAME}.yaml").write_text(manifest(versions[0]))
+    peer = FileLock(folder / ".leases" / f"{NAME}.lock", holder=PEER)
+    assert peer.try_acquire()
+    try:
+        proc = mlopsctl(
+            "controller", "run", "--source", str(folder), "--once", "-o", "json",
+            "--lease-ttl", "3",
+        )  # fmt: skip
+        out, err = proc.communicate(timeout=120)
+    finally:
+        peer.release()
+    assert proc.returncode == 4, (out, err)  # not 1: nothing failed
+    (d,) = json.loads(out)["deployments"]
+    assert d["key"] == f"default/{NAME}" and d["failed"] is False and d["error"] is None
+    assert d["held_by"] == PEER and d["reason"] == f"HeldByAnotherController: {PEER}"
+    assert f"held by another controller for longer than this pass waited: default/{NAME}" in err
+    assert "giving up" not in err
+
+
+def test_once_on_s3_waits_out_the_lease_of_a_dead_controller(platform, versions, network):
+    """A controller killed (kill -9) while it led: its lease stays until it expires; a
+    --once pass waits for that and converges, rather than refusing."""
+    v1, _ = versions
+    s3 = aws.client("s3")
+    key = f"{platform.desired_state_prefix}{NAME}.yaml"
+    s3.put_object(Bucket=platform.artifact_bucket, Key=key, Body=manifest(v1).encode())
+    dead = S3Source("s3", platform=env_platform(), lease_ttl=3, holder=PEER)
+    assert dead.heartbeat()  # and never again: its process is gone
+    src = S3Source("s3", platform=env_platform(), lease_ttl=3)
+    started = time.monotonic()
+    (outcome,) = controller(src, network, lease_retry=0.2, busy_wait=3).run_once()
+    assert time.monotonic() - started < 15
+    assert outcome.key == f"default/{NAME}" and not outcome.failed
+    assert live(platform) == (v1, v1)
+
+
+def test_once_on_s3_reports_a_live_holder_and_its_expiry_as_holding_every_key(
+    platform, versions, network
+):
+    """A live daemon leads the prefix: a --once pass waits about one ttl, then reports
+    each deployment as held by that daemon (until when), as a folder pass reports a key
+    a peer holds; not as failed, and without acting."""
+    s3 = aws.client("s3")
+    key = f"{platform.desired_state_prefix}{NAME}.yaml"
+    s3.put_object(Bucket=platform.artifact_bucket, Key=key, Body=manifest(versions[0]).encode())
+    alive = S3Source("s3", platform=env_platform(), lease_ttl=3, holder=PEER)
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.is_set():
+            alive.heartbeat()
+            stop.wait(0.2)
+
+    renewer = threading.Thread(target=renew, daemon=True)
+    renewer.start()
+    try:
+        wait_for(alive.lease.held)
+        src = S3Source("s3", platform=env_platform(), lease_ttl=3)
+        started = time.monotonic()
+        (outcome,) = controller(src, network, lease_retry=0.2, busy_wait=3).run_once()
+        waited = time.monotonic() - started
+    finally:
+        stop.set()
+        renewer.join(timeout=10)
+        alive.close()
+    assert 2.5 < waited < 15, "waited about one lease ttl, then gave up"
+    assert outcome.key == f"default/{NAME}" and not outcome.failed
+    assert outcome.held_by is not None and outcome.held_by.startswith(f"{PEER} until 20")
+    failure = once_failure([outcome], src.uri)
+    assert failure is not None and failure.exit_code == 4
+    assert f"default/{NAME} (held by {PEER} until 20" in failure.render()
+    assert live_or_none(platform) is None, "nothing was deployed"
 
 
 # -- drift --------------------------------------------------------------------------------

@@ -264,8 +264,10 @@ def test_every_exception_is_logged_with_its_key_and_once_gives_up(
         (outcome,) = ctl.run_once()
     assert outcome.failed and "Input/output error" in outcome.error
     raised = [e for e in logs if e["event"] == "reconcile raised"]
-    assert len(raised) == 3 and all(e["key"] == "broken" for e in raised)
-    assert [e["key"] for e in logs if e["event"] == "giving up"] == ["broken"]
+    # Keyed namespace/name, as every log line is, although it failed before it was read.
+    assert len(raised) == 3 and all(e["key"] == "default/broken" for e in raised)
+    assert [e["key"] for e in logs if e["event"] == "giving up"] == ["default/broken"]
+    assert outcome.key == "default/broken"
 
 
 @pytest.fixture

@@ -27,9 +27,11 @@ def test_a_decision_is_recorded_once_and_read_back(platform):
     made = approvals.record("demo", "prod", service_deployment=SD, decision="approve",
                             version=V2, by="ana", reason="looked at the canary")  # fmt: skip
     assert approvals.get("demo", "prod", SD) == made
-    with pytest.raises(Conflict, match="already approved by ana"):
+    with pytest.raises(Conflict, match="already approved by ana") as second:
         approvals.record("demo", "prod", service_deployment=SD, decision="reject",
                          version=V2, by="bob", reason="no")  # fmt: skip
+    # The way to a new decision is one that works: deploy --retry rolls the version again.
+    assert f"'mlopsctl deploy --env prod --version {V2} --retry'" in second.value.render()
     assert approvals.get("demo", "prod", OTHER) is None  # one rollout only
 
 
