@@ -23,6 +23,7 @@ EDGES = {
     "serving/settings.py": "serving's entry point reads its variables as one mapping",
     "serving/server.py": "hands the environment to the workers it forks",
     "mlopsctl/cmd_dev.py": "points the bootstrap at the local endpoint it started",
+    "mlopsctl/context.py": "COLUMNS, the terminal's convention, read as Rich reads it",
     "mlopsctl/local_aws.py": "the environment of the servers dev up starts",
     "mlopsctl/motoserver.py": "moto builds some URLs from MOTO_PORT",
     "mlopsctl/dataplane/server.py": "the same, for the data plane's embedded moto",
