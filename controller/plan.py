@@ -575,6 +575,9 @@ class _Planner:
         unmeasurable = self.unmeasurable_shift()
         if unmeasurable is not None:
             return self.blocked("InvalidSpec", unmeasurable)
+        unapproved = self.approval_policy_unmet(version)
+        if unapproved is not None:
+            return self.blocked("InvalidSpec", unapproved)
         superseded = self.supersede(version)
         if superseded is not None:
             return superseded
@@ -603,6 +606,34 @@ class _Planner:
             "captures none: deploy spec.monitoring.capturePercent without "
             f"maxPredictionShift first, then add it; nothing changed ({live.spec.version} "
             "is still served)"
+        )
+
+    def approval_policy_unmet(self, version: str) -> str | None:
+        """Why this rollout would skip the approval the project's policy requires for the
+        env (``approval_required``, changed only by ``mlopsctl policy set --reason``), if
+        it would: a policy that any manifest author could opt out of, by choosing Rolling
+        or ``approval.required: false``, would govern nothing. A rollback is never held
+        (it returns to a version that ran), nor is a version already live."""
+        project, spec = self.observed.project, self.spec
+        if (
+            project is None
+            or spec.env not in project.approval_required
+            or _live_version(self.observed) in (None, version)
+            or (self.report is not None and self.report.rollback)
+        ):
+            return None
+        if not spec.strategy.shifts_traffic:
+            why = f"its strategy is {spec.strategy.type}, which no one approves"
+        elif spec.approval is not None and not spec.approval.required:
+            why = "spec.approval.required is false"
+        else:
+            return None
+        serving = self.st.current_version if self.st else None
+        return (
+            f"{spec.project}/{spec.env} requires approval of each new version (the "
+            f"project's approval_required policy), but {why}: use a Canary, Linear or "
+            "BlueGreen strategy and leave spec.approval out (or required: true); "
+            "nothing changed" + (f" ({serving} is still served)" if serving else "")
         )
 
     def supersede(self, version: str) -> Decision | None:

@@ -123,8 +123,9 @@ class ProjectConfig(_Strict):
     envs: list[str] = Field(default_factory=lambda: list(DEFAULT_ENVS), min_length=1)
     approval_required: list[str] = Field(
         default_factory=list,
-        description="Envs where a traffic-shifting rollout waits for 'mlopsctl approve' "
-        "before production traffic shifts (a deployment's spec.approval overrides).",
+        description="Envs where each new version waits for 'mlopsctl approve' before "
+        "production traffic shifts: a deployment must use a traffic-shifting strategy "
+        "there and cannot set approval.required false (a rollback is never held).",
     )
 
     @field_validator("envs")

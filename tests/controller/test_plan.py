@@ -9,6 +9,7 @@ import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from factories import FEATURES, project_config
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
@@ -856,3 +857,61 @@ def test_a_prediction_shift_the_live_revision_cannot_be_compared_on_is_refused_f
     dep4 = _shifting(BETTER, 4, **judged)
     d = decide(desired(dep4, status, lbs), replace(obs, desired_version=BETTER.version))
     assert "UpdateService" in kinds(d.actions), d.status.conditions
+
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ({"strategy": {"type": "Rolling"}}, "its strategy is Rolling"),
+        (
+            {"strategy": {"type": "Canary"}, "approval": {"required": False}},
+            "spec.approval.required is false",
+        ),
+    ],
+)
+def test_a_manifest_cannot_opt_out_of_the_projects_approval_policy(spec, why):
+    """The project's approval_required (a versioned policy) binds every new version of
+    the env: a Rolling strategy or approval.required: false is refused with nothing
+    written, naming the policy and what to use. A version already live, and a rollback,
+    are not held."""
+    governed = PROJECT.model_copy(update={"approval_required": ["prod"]})
+    lbs = replace(NETWORK, load_balancers="managed")
+    dep1, status, obs = deploy(GOOD)
+    obs = replace(obs, project=governed)
+    data = make_deployment(version=BETTER.version, generation=2).model_dump(by_alias=True)
+    data["spec"].update(spec)
+    dep2 = ModelDeployment.model_validate(data)
+    d = decide(desired(dep2, status, lbs), replace(obs, desired_version=BETTER.version))
+    assert d.actions == []
+    assert cond(d.status, "Degraded") == ("True", "InvalidSpec")
+    message = d.status.condition("Degraded").message
+    assert "requires approval" in message and "approval_required" in message and why in message
+    assert f"({GOOD.version} is still served)" in message
+
+    # Nothing to approve: the same spec on the version already live converges.
+    live = make_deployment(version=GOOD.version, generation=2).model_dump(by_alias=True)
+    live["spec"].update(spec)
+    same = ModelDeployment.model_validate(live)
+    assert not decide(desired(same, status, lbs), obs).degraded
+    # Without the policy, the same change rolls out.
+    d = decide(
+        desired(dep2, status, lbs), replace(obs, desired_version=BETTER.version, project=PROJECT)
+    )
+    assert "UpdateService" in kinds(d.actions)
+
+
+def test_a_rollback_is_not_held_by_the_approval_policy():
+    """Returning to the version that ran before needs no approval, whatever the
+    strategy: the policy governs new versions."""
+    governed = PROJECT.model_copy(update={"approval_required": ["prod"]})
+    _, status, obs = deploy(GOOD)
+    dep2 = make_deployment(version=BETTER.version, generation=2)
+    d = decide(desired(dep2, status), replace(obs, desired_version=BETTER.version))
+    obs = settle(apply(obs, d.actions), COMPLETED)
+    status = decide(desired(dep2, d.status), obs).status
+    back = make_deployment(version=GOOD.version, generation=3)
+    # GOOD was live before: its entry in the env's promotion log makes this a rollback.
+    obs = replace(obs, desired_version=GOOD.version, project=governed, live_at=1)
+    d = decide(desired(back, status), obs)
+    assert not d.degraded, d.status.conditions
+    assert "UpdateService" in kinds(d.actions)
