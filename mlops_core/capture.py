@@ -75,10 +75,13 @@ class CaptureSchema:
     labels: tuple[str, ...] = ()
     #: Category names by feature, for decoding an encoded matrix's codes.
     _categories: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    #: The features' names, in schema order (the order of an encoded matrix's columns).
+    feature_names: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         cats = {f.name: tuple(f.categories or ()) for f in self.features if f.type == "category"}
         object.__setattr__(self, "_categories", cats)
+        object.__setattr__(self, "feature_names", tuple(f.name for f in self.features))
 
     @property
     def arrow_schema(self) -> pa.Schema:
