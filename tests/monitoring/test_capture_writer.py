@@ -82,6 +82,8 @@ def test_records_round_trip_in_the_documented_layout(platform, schema):
     assert [r["output"]["prediction"] for r in got] == [1.5, 2.5, 3.5, 4.5, 5.5, 7.0, 8.0]
     assert all(abs(r["time"] - datetime.now(UTC)) < timedelta(minutes=5) for r in got)
     assert value(registry, "mlops_serving_capture_written_records_total") == 7
+    # What the writer spent on them, in its own CPU time (converting, encoding, the PUT).
+    assert 0 < value(registry, "mlops_serving_capture_writer_cpu_seconds_total") < 10
 
 
 def test_batches_are_bounded_and_written_without_waiting_for_close(platform, schema):
