@@ -495,12 +495,12 @@ def to_table(chunk: _Chunk) -> pa.Table:
     else:
         predictions = pa.array(chunk.predictions, type=output_type.field("prediction").type)
     probability_type = output_type.field("probabilities").type
-    if all(p is None for p in chunk.probabilities.tolist()):
+    proba = chunk.probabilities.tolist()
+    if proba.count(None) == n:
         probabilities = pa.nulls(n, probability_type)
     else:
         probabilities = pa.array(
-            [_probability_items(schema, p) for p in chunk.probabilities.tolist()],
-            type=probability_type,
+            [_probability_items(schema, p) for p in proba], type=probability_type
         )
     event_ids = pc.binary_join_element_wise(
         f"{capture.new_batch_id()}-", pc.cast(pa.array(np.arange(n)), pa.string()), ""
