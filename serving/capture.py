@@ -496,7 +496,7 @@ def to_table(chunk: _Chunk) -> pa.Table:
         predictions = pa.array(chunk.predictions, type=output_type.field("prediction").type)
     probability_type = output_type.field("probabilities").type
     proba = chunk.probabilities.tolist()
-    if proba.count(None) == n:
+    if all(p is None for p in proba):  # (not list.count: an ndarray == None is no bool)
         probabilities = pa.nulls(n, probability_type)
     else:
         probabilities = pa.array(
