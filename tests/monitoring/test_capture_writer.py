@@ -9,6 +9,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from drift_data import capture_schema, columns, publish_version, records, schema_features
 from prometheus_client import CollectorRegistry
@@ -340,3 +342,53 @@ def test_buffering_leaves_the_cyclic_gc_nothing_to_track(platform, schema):
     w.close()
     assert grown < 100, f"{grown} tracked objects for 5000 buffered requests"
     assert window(platform, schema).rows == 5000
+
+
+def test_files_of_a_newer_layout_are_skipped_and_named(platform, schema):
+    """A file a newer platform wrote (a layout this reader does not know) is left out and
+    named, never read as if it were this one's."""
+    w, _ = writer(platform)
+    w.start()
+    w.submit(schema, records(columns(list(schema.features), 3, seed=8)), [1.0, 2.0, 3.0])
+    w.close()
+    s3 = aws.client("s3")
+    (key,) = capture.list_window(
+        platform, schema.project, "prod", schema.version,
+        datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(minutes=1),
+    )  # fmt: skip
+    table = pq.read_table(
+        pa.BufferReader(s3.get_object(Bucket=platform.artifact_bucket, Key=key)["Body"].read())
+    )
+    newer = table.replace_schema_metadata({capture.SCHEMA_VERSION_KEY: b"2"})
+    newer_key = key.replace(".parquet", "-v2.parquet")
+    s3.put_object(Bucket=platform.artifact_bucket, Key=newer_key, Body=capture.encode_table(newer))
+    got = window(platform, schema)
+    assert got.rows == 3 and got.skipped == [newer_key]
+
+
+def test_a_long_window_lists_whole_days_at_once(platform, schema):
+    """Three days and a bit: whole days are one listing each, the ends hour by hour, and
+    the files of every hour are found, in time order."""
+    s3 = aws.client("s3")
+    start = datetime(2026, 11, 1, 22, 30, tzinfo=UTC)
+    end = datetime(2026, 11, 5, 1, 15, tzinfo=UTC)
+    prefixes = capture._prefixes(platform, schema.project, "prod", schema.version, start, end)
+    base = platform.capture_prefix(schema.project, "prod", schema.version)
+    assert [p[len(base) :] for p in prefixes] == [
+        "2026/11/01/22/", "2026/11/01/23/", "2026/11/02/", "2026/11/03/", "2026/11/04/",
+        "2026/11/05/00/", "2026/11/05/01/",
+    ]  # fmt: skip
+    hours = [start + timedelta(hours=h) for h in range(0, 75, 7)]
+    keys = [
+        capture.batch_key(platform, schema.project, "prod", schema.version, t, f"b{i:02d}")
+        for i, t in enumerate(hours)
+    ]
+    for key in reversed(keys):
+        s3.put_object(Bucket=platform.artifact_bucket, Key=key, Body=b"x")
+    outside = capture.batch_key(
+        platform, schema.project, "prod", schema.version, end + timedelta(hours=1), "late"
+    )
+    s3.put_object(Bucket=platform.artifact_bucket, Key=outside, Body=b"x")
+    assert capture.list_window(platform, schema.project, "prod", schema.version, start, end) == [
+        k for k, t in zip(keys, hours, strict=True) if t < end
+    ]
