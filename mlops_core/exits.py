@@ -2,7 +2,8 @@
 
 ``mlopsctl`` and the job modules (``python -m monitoring``) run their work through
 :func:`run`, so an error reads and exits the same whichever way a command was started:
-2 bad input, 3 not found, 4 conflict, 5 integrity, 6 gate failed, 10 AWS unreachable,
+2 bad input, 3 not found, 4 conflict, 5 integrity, 6 gate failed, 7 too few captured rows
+for a drift verdict (``drift``, the drift job), 10 AWS unreachable,
 11 AWS refused, 130 interrupted. No traceback for any of them.
 """
 
