@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 from pydantic.alias_generators import to_camel
 
 from mlops_core.artifacts import VERSION_RE
+from mlops_core.durations import DURATION_PATTERN, parse_duration
 from mlops_core.naming import ENV_RE, PROJECT_RE
 
 # Spelled out once, as a literal the type checker sees; group and version derive from it.
@@ -394,7 +395,6 @@ class Budget(_Wire):
 
 # EventBridge schedule expressions, as Terraform's drift_schedule_expression takes them.
 SCHEDULE_RE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
-DURATION_RE = re.compile(r"^\d+(\.\d+)?[smhdw]$")
 
 
 class DriftPolicy(_Wire):
@@ -409,7 +409,7 @@ class DriftPolicy(_Wire):
         "Informational: the schedule itself is Terraform's drift_schedule_expression.",
     )
     window: str | None = Field(
-        None, pattern=DURATION_RE.pattern, description="How far back a run looks, e.g. 24h."
+        None, pattern=DURATION_PATTERN, description="How far back a run looks, e.g. 24h."
     )
     correction: Literal["bonferroni", "bh"] | None = Field(
         None, description="Multiple-testing correction: bonferroni or bh (Benjamini-Hochberg)."
@@ -431,6 +431,14 @@ class DriftPolicy(_Wire):
         None, ge=0, le=1, description="Share of drifted features that makes dataset drift."
     )
     min_rows: int | None = Field(None, ge=1, description="Values a column needs to be tested.")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        # The job's own parser: a window accepted here is one the job runs (not 0h).
+        if value is not None:
+            parse_duration(value)
+        return value
 
     def job_environment(self) -> dict[str, str]:
         """The set fields as the drift job's ``MLOPS_DRIFT_*`` variables."""

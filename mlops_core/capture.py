@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,6 +48,9 @@ from mlops_core.project import Task
 log = get_logger("capture")
 
 CAPTURE_SCHEMA_VERSION = 1
+#: The files' Parquet metadata key that says which layout wrote them: a reader skips
+#: (and names) files of a newer layout rather than misreading them.
+SCHEMA_VERSION_KEY = b"mlops.capture.schema_version"
 FILE_SUFFIX = ".parquet"
 #: lz4 over zstd: a window reads about 1.5x faster (decoding is most of the job's read
 #: time on two cores) for about 10 % more bytes.
@@ -75,10 +78,13 @@ class CaptureSchema:
     labels: tuple[str, ...] = ()
     #: Category names by feature, for decoding an encoded matrix's codes.
     _categories: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    #: The features' names, in schema order (the order of an encoded matrix's columns).
+    feature_names: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         cats = {f.name: tuple(f.categories or ()) for f in self.features if f.type == "category"}
         object.__setattr__(self, "_categories", cats)
+        object.__setattr__(self, "feature_names", tuple(f.name for f in self.features))
 
     @property
     def arrow_schema(self) -> pa.Schema:
@@ -123,7 +129,7 @@ def arrow_schema(features: Sequence[FeatureSpec], task: Task = "regression") -> 
                 ),
             ),
         ],
-        metadata={"mlops.capture.schema_version": str(CAPTURE_SCHEMA_VERSION)},
+        metadata={SCHEMA_VERSION_KEY: str(CAPTURE_SCHEMA_VERSION).encode()},
     )
 
 
@@ -224,11 +230,24 @@ def check_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
         ) from None
 
 
-def _hours(start: datetime, end: datetime) -> Iterator[datetime]:
+def _prefixes(
+    platform: Platform, project: str, env: str, version: str, start: datetime, end: datetime
+) -> list[str]:
+    """The key prefixes that cover the hours of ``[start, end)``, in time order: a whole
+    day inside the window is one prefix (one listing, not 24), the hours at its ends are
+    listed one by one."""
+    base = platform.capture_prefix(project, env, version)
+    out: list[str] = []
     hour = hour_floor(start)
     while hour < end:
-        yield hour
-        hour += timedelta(hours=1)
+        day_end = hour + timedelta(days=1)
+        if hour.hour == 0 and day_end <= end:
+            out.append(f"{base}{hour:%Y/%m/%d}/")
+            hour = day_end
+        else:
+            out.append(f"{base}{hour:%Y/%m/%d/%H}/")
+            hour += timedelta(hours=1)
+    return out
 
 
 def list_window(
@@ -237,14 +256,19 @@ def list_window(
     """Keys of the batch files whose hour overlaps ``[start, end)``, in time order."""
     s3 = aws.client("s3")
     paginator = s3.get_paginator("list_objects_v2")
-    keys: list[str] = []
-    for hour in _hours(start, end):
-        prefix = hour_prefix(platform, project, env, version, hour)
-        for page in paginator.paginate(Bucket=platform.artifact_bucket, Prefix=prefix):
-            keys.extend(
-                o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(FILE_SUFFIX)
-            )
-    return keys
+
+    def listed(prefix: str) -> list[str]:
+        return [
+            o["Key"]
+            for page in paginator.paginate(Bucket=platform.artifact_bucket, Prefix=prefix)
+            for o in page.get("Contents", [])
+            if o["Key"].endswith(FILE_SUFFIX)
+        ]
+
+    prefixes = _prefixes(platform, project, env, version, start, end)
+    # A long window (--since 720h) is many listings: concurrent, as the reads are.
+    with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+        return [key for keys in pool.map(listed, prefixes) for key in keys]
 
 
 def _read_one(bucket: str, key: str, schema: pa.Schema) -> pa.Table | None:
@@ -252,6 +276,16 @@ def _read_one(bucket: str, key: str, schema: pa.Schema) -> pa.Table | None:
     try:
         # Only the columns asked for are decoded (Parquet is columnar).
         table = pq.read_table(pa.BufferReader(body), columns=schema.names)
+        written = (table.schema.metadata or {}).get(SCHEMA_VERSION_KEY, b"1")
+        if not written.isdigit() or int(written) > CAPTURE_SCHEMA_VERSION:
+            log.warning(
+                "capture file skipped: a layout this reader does not know",
+                key=key,
+                schema_version=written.decode(errors="replace")[:20],
+                reads=CAPTURE_SCHEMA_VERSION,
+                hint="upgrade the drift job to the platform version that wrote it",
+            )
+            return None
         # Files of one version share its schema; anything else is not this contract.
         return table.cast(schema)
     except (pa.ArrowException, KeyError, ValueError) as exc:

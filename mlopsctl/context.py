@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import unicodedata
 from datetime import timedelta
 from enum import StrEnum
@@ -16,6 +15,7 @@ import typer
 import yaml
 from rich.console import Console
 
+from mlops_core import durations
 from mlops_core.config import PlatformSettings
 from mlops_core.errors import InvalidInput
 from mlops_core.naming import Platform, check_project
@@ -121,16 +121,12 @@ def check_reason(reason: str, option: str = "--reason") -> str:
     return text
 
 
-_DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
 def parse_duration(text: str, option: str = "--since") -> timedelta:
-    """``90s``, ``10m``, ``12h``, ``30d`` -> a timedelta (a bad one is exit 2)."""
-    m = _DURATION_RE.fullmatch(text.strip())
-    if m is None:
+    """``90s``, ``10m``, ``12h``, ``30d`` -> a timedelta (a bad one is exit 2); the grammar
+    is :mod:`mlops_core.durations`'."""
+    try:
+        return durations.parse_duration(text)
+    except ValueError as exc:
         raise InvalidInput(
-            f"{option} {text!r} is not a duration",
-            hint="use a number and a unit: 90s, 10m, 12h or 30d",
-        )
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+            f"{option} {exc}", hint="use a number and a unit: 90s, 10m, 12h, 30d or 2w"
+        ) from None

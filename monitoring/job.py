@@ -3,8 +3,8 @@
     pointer (or --version) -> verified baseline.json -> captured window (Parquet)
       -> drift.compute -> report.html + drift.json (S3) -> CloudWatch metrics
 
-Exit codes (:func:`exit_code`): 0 no drift, 1 drift, 3 too few captured rows to test
-(the result is still written and says so), the platform's error codes for the errors it
+Exit codes (:func:`exit_code`): 0 no drift, 1 drift, 7 too few captured rows to test
+(the result is still written and says so; 3 is the platform's not found: no live version), the platform's error codes for the errors it
 knows, and 70 for one it did not expect (never 1, which means drift).
 """
 
@@ -33,7 +33,8 @@ log = get_logger("monitoring.job")
 
 EXIT_NO_DRIFT = 0
 EXIT_DRIFT = 1
-EXIT_INSUFFICIENT = NotFound.exit_code
+#: No verdict for want of rows: its own code, so a pipeline tells it from not found (3).
+EXIT_INSUFFICIENT = 7
 #: An unexpected error: no verdict (EX_SOFTWARE of sysexits.h).
 EXIT_CRASHED = 70
 #: How far past now a window may end (clocks differ a little).

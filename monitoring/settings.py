@@ -12,7 +12,6 @@ the deployment's rules fill in the rest, the defaults below the remainder.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -22,22 +21,9 @@ from pydantic_settings import SettingsConfigDict
 from mlops_core.artifacts import VERSION_RE
 from mlops_core.config import PlatformSettings
 from mlops_core.drift_result import Correction, DriftConfig, NumericEffect
+from mlops_core.durations import parse_duration
 from mlops_core.errors import InvalidInput
 from mlops_core.naming import ENV_RE, PROJECT_RE
-
-DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``90m``, ``24h``, ``7d``... as a timedelta."""
-    match = DURATION_RE.match(str(text))
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"{text!r} is not a duration like 30m, 24h or 7d")
-    try:
-        return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
-    except OverflowError:
-        raise ValueError(f"{text!r} is longer than a timedelta can hold") from None
 
 
 class DriftSettings(PlatformSettings):

@@ -29,17 +29,15 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from mlops_core import capture
+from mlops_core import aws, capture
 from mlops_core.capture import CaptureSchema
 from mlops_core.logs import get_logger
 from mlops_core.naming import Platform
@@ -56,25 +54,132 @@ GAUGE_SECONDS = 1.0
 
 
 def preload() -> None:
-    """Pay pyarrow's one-off cost of a first conversion (it imports pandas: 0.2 s of
-    CPU) in the process that forks the workers, rather than in every worker at its first
-    flush, under traffic."""
+    """Pay the writer's one-off costs in the process that forks the workers, rather than
+    in every worker at its first flush, under traffic: pyarrow's first conversion (it
+    imports pandas: 0.2 s of CPU) and the S3 client (botocore loads S3's service model:
+    0.1 s). The client opens no connection until its first call, in the worker, so
+    nothing the fork shares is a socket."""
     pa.array([0])
+    aws.client("s3")
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass' __init__ costs the request path 2x
-class _Request:
-    """One submitted request, as the request path handed it over (not converted yet)."""
+#: Records per chunk of the buffer (one allocation of its columns; a request with more
+#: records than this gets a chunk of its own size).
+CHUNK_RECORDS = 4096
 
-    schema: CaptureSchema
-    rows: Sequence[Mapping[str, Any]] | np.ndarray
-    predictions: Sequence[Any] | np.ndarray
-    probabilities: Sequence[Mapping[str, float]] | np.ndarray | None
-    request_id: str | None
-    time: float  # epoch seconds
 
-    def __len__(self) -> int:
-        return len(self.predictions)
+class _Chunk:
+    """Buffered records of one schema, column by column, in numpy arrays.
+
+    Buffering a record stores references to its values (numbers, strings) into these
+    arrays and allocates no object that the cyclic GC tracks. That keeps the collector as
+    idle as it is with capture off: a tuple, list or dataclass per buffered request made it
+    run every few hundred requests and walk whatever was in flight, and its full
+    collections walk the whole heap; measured, that cost as much CPU per record as the
+    conversion and the write together."""
+
+    __slots__ = ("schema", "capacity", "size", "inputs", "predictions", "probabilities",
+                 "times", "request_ids")  # fmt: skip
+
+    def __init__(self, schema: CaptureSchema, capacity: int):
+        self.schema = schema
+        self.capacity = capacity
+        self.size = 0
+        self.inputs = np.empty((capacity, len(schema.features)), dtype=object)
+        labels = schema.task == "classification"
+        self.predictions = np.empty(capacity, dtype=object if labels else np.float64)
+        # Per record: None, the runtime's probability row, or a {label: p} mapping.
+        self.probabilities = np.empty(capacity, dtype=object)
+        self.times = np.empty(capacity, dtype=np.float64)
+        self.request_ids = np.empty(capacity, dtype=object)
+
+    def add(
+        self,
+        rows: Sequence[Mapping[str, Any]] | np.ndarray,
+        predictions: Sequence[Any] | np.ndarray,
+        probabilities: Sequence[Mapping[str, float]] | np.ndarray | None,
+        request_id: str | None,
+        at: float,
+        n: int,
+    ) -> None:
+        """Append one request's ``n`` records; on an error nothing is appended."""
+        k, names = self.size, self.schema.feature_names
+        if n == 1 and not isinstance(rows, np.ndarray):  # the common case, kept short
+            row = rows[0]
+            self.inputs[k] = list(map((row if isinstance(row, Mapping) else vars(row)).get, names))
+            self.predictions[k] = predictions[0]
+            if probabilities is not None:
+                self.probabilities[k] = probabilities[0]
+            self.times[k] = at
+            self.request_ids[k] = request_id
+            self.size = k + 1
+            return
+        end = k + n
+        if isinstance(rows, np.ndarray):
+            self.inputs[k:end] = _decoded(self.schema, rows)
+        else:
+            self.inputs[k:end] = [
+                list(map((row if isinstance(row, Mapping) else vars(row)).get, names))
+                for row in rows
+            ]
+        self.predictions[k:end] = predictions
+        if probabilities is not None:
+            for j in range(n):
+                self.probabilities[k + j] = probabilities[j]
+        self.times[k:end] = at
+        self.request_ids[k:end] = request_id
+        self.size = end
+
+    def used(self) -> _Chunk:
+        """This chunk cut to the records it holds (views, no copies)."""
+        if self.size == self.capacity:
+            return self
+        cut = _Chunk.__new__(_Chunk)
+        cut.schema, cut.capacity, cut.size = self.schema, self.size, self.size
+        for name in ("inputs", "predictions", "probabilities", "times", "request_ids"):
+            setattr(cut, name, getattr(self, name)[: self.size])
+        return cut
+
+    def take(self, index: np.ndarray) -> _Chunk:
+        """The records at ``index`` (numpy fancy indexing: copies)."""
+        out = _Chunk.__new__(_Chunk)
+        out.schema, out.capacity, out.size = self.schema, len(index), len(index)
+        for name in ("inputs", "predictions", "probabilities", "times", "request_ids"):
+            setattr(out, name, getattr(self, name)[index])
+        return out
+
+
+def _concat(chunks: list[_Chunk]) -> _Chunk:
+    """One chunk of all the records of ``chunks`` (of one schema), in order."""
+    used = [c.used() for c in chunks]
+    if len(used) == 1:
+        return used[0]
+    out = _Chunk.__new__(_Chunk)
+    out.schema = used[0].schema
+    out.capacity = out.size = sum(c.size for c in used)
+    for name in ("inputs", "predictions", "probabilities", "times", "request_ids"):
+        setattr(out, name, np.concatenate([getattr(c, name) for c in used]))
+    return out
+
+
+def _decoded(schema: CaptureSchema, matrix: np.ndarray) -> np.ndarray:
+    """An encoded matrix (category codes, NaN for missing) as rows of record values."""
+    matrix = np.asarray(matrix, dtype=np.float64).reshape(len(matrix), len(schema.features))
+    out = np.empty(matrix.shape, dtype=object)
+    for i, spec in enumerate(schema.features):
+        col = matrix[:, i]
+        missing = np.isnan(col)
+        if spec.type == "category":
+            cats = schema._categories[spec.name]
+            lookup = np.array([*cats, None], dtype=object)
+            unknown = missing | (col < 0) | (col >= len(cats))
+            codes = np.where(unknown, len(cats), np.where(missing, 0, col)).astype(np.intp)
+            out[:, i] = lookup[codes]
+        else:
+            cast = int if spec.type == "integer" else float
+            flags = missing.tolist()
+            out[:, i] = [None if m else cast(v) for v, m in zip(col.tolist(), flags, strict=True)]
+    return out
 
 
 class CaptureMetrics:
@@ -96,6 +201,13 @@ class CaptureMetrics:
         self.buffered = Gauge(
             f"{METRIC_PREFIX}_buffered_records",
             "Records waiting in the capture buffer.",
+            registry=registry,
+        )
+        # What capture costs the service, in its own terms: CPU seconds the writer spends
+        # converting, encoding and writing (per written record: benchmarks/capture.py).
+        self.cpu = Counter(
+            f"{METRIC_PREFIX}_writer_cpu_seconds",
+            "CPU time spent converting, encoding and writing captured records.",
             registry=registry,
         )
         for reason in ("buffer_full", "write_failed", "error"):
@@ -124,7 +236,8 @@ class CaptureWriter:
         self.metrics = CaptureMetrics(registry)
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
-        self._pending: list[_Request] = []
+        # Buffered records by schema (the version that answered them), in chunks.
+        self._pending: dict[int, list[_Chunk]] = {}
         self._buffered = 0
         self._wake = threading.Event()
         self._stop = False
@@ -164,14 +277,20 @@ class CaptureWriter:
             n = len(predictions)
             if n == 0:
                 return
-            request = _Request(schema, rows, predictions, probabilities, request_id, time.time())
+            at, key = time.time(), id(schema)
             with self._lock:
                 buffered = self._buffered
                 if not self._open or buffered + n > self.settings.buffer_records:
                     full = True
                 else:
                     full = False
-                    self._pending.append(request)
+                    chunks = self._pending.get(key)
+                    if chunks is None:
+                        chunks = self._pending[key] = []
+                    if not chunks or chunks[-1].size + n > chunks[-1].capacity:
+                        capacity = max(n, min(CHUNK_RECORDS, self.settings.buffer_records))
+                        chunks.append(_Chunk(schema, capacity))
+                    chunks[-1].add(rows, predictions, probabilities, request_id, at, n)
                     self._buffered = buffered = buffered + n
             if full:
                 self.metrics.dropped.labels("buffer_full").inc(n)
@@ -231,40 +350,44 @@ class CaptureWriter:
                 deadline = time.monotonic() + self.settings.flush_seconds
 
     # -- writing ------------------------------------------------------------------------
+    def _take(self) -> list[_Chunk]:
+        """Everything buffered, one chunk per schema; the buffer is empty after."""
+        with self._lock:
+            pending, self._pending, self._buffered = self._pending, {}, 0
+        return [_concat(chunks) for chunks in pending.values() if chunks]
+
     def flush(self, timeout: float | None = None) -> int:
         """Write every buffered record now; returns how many were written. With a
         ``timeout``, a flush still running elsewhere after it drops what is buffered."""
         if not self._write_lock.acquire(timeout=-1 if timeout is None else timeout):
-            with self._lock:
-                pending, self._pending = self._pending, []
-                self._buffered = 0
-            lost = sum(len(r) for r in pending)
+            lost = sum(c.size for c in self._take())
             if lost:
                 log.warning("capture records dropped: a write did not finish in time",
                             records=lost, timeout_s=timeout)  # fmt: skip
                 self.metrics.dropped.labels("write_failed").inc(lost)
             return 0
+        cpu, written, taken = time.thread_time(), 0, []
         try:
-            with self._lock:
-                pending, self._pending = self._pending, []
-                self._buffered = 0
+            taken = self._take()
             self.metrics.buffered.set(0)
-            written = 0
-            for group in _group(pending):
-                written += self._write_group(group)
+            for chunk in taken:
+                for part in _by_hour(chunk):
+                    written += self._write_group(part)
             return written
         finally:
             self._write_lock.release()
+            if taken:
+                self.metrics.cpu.inc(time.thread_time() - cpu)
 
-    def _write_group(self, requests: list[_Request]) -> int:
-        schema = requests[0].schema
+    def _write_group(self, chunk: _Chunk) -> int:
+        schema = chunk.schema
         try:
-            table = to_table(schema, requests)
+            table = to_table(chunk)
         except Exception:  # noqa: BLE001 - a conversion bug must not kill the thread
-            # One request's values (e.g. an integer beyond int64, which validation allows
-            # up to float32's range) must not cost every other request of the batch:
-            # convert them one by one and drop only those that fail.
-            table = self._convert_each(schema, requests)
+            # One record's values (e.g. an integer beyond int64, which serving's
+            # validation refuses but another caller may not) must not cost every other
+            # record of the batch: convert them one by one and drop only those that fail.
+            table = self._convert_each(chunk)
             if table is None:
                 return 0
         written = 0
@@ -291,16 +414,16 @@ class CaptureWriter:
             written += part.num_rows
         return written
 
-    def _convert_each(self, schema: CaptureSchema, requests: list[_Request]) -> pa.Table | None:
+    def _convert_each(self, chunk: _Chunk) -> pa.Table | None:
         tables, lost, error = [], 0, ""
-        for r in requests:
+        for j in range(chunk.size):
             try:
-                tables.append(to_table(schema, [r]))
+                tables.append(to_table(chunk.take(np.array([j]))))
             except Exception as exc:  # noqa: BLE001 - see _write_group
-                lost += len(r)
+                lost += 1
                 error = error or str(exc)[:300]
         if lost:
-            log.error("capture conversion failed", version=schema.version, records=lost,
+            log.error("capture conversion failed", version=chunk.schema.version, records=lost,
                       error=error)  # fmt: skip
             self.metrics.dropped.labels("error").inc(lost)
         return pa.concat_tables(tables) if tables else None
@@ -333,110 +456,63 @@ def for_service(
     return CaptureWriter(settings, platform=platform, env=serving.env, registry=registry)
 
 
-def _group(pending: list[_Request]) -> list[list[_Request]]:
-    """Requests by (version, hour of their time): one file never spans either."""
-    groups: dict[tuple[str, str, int], list[_Request]] = defaultdict(list)
-    for r in pending:
-        groups[(r.schema.project, r.schema.version, int(r.time // 3600))].append(r)
-    return list(groups.values())
+def _by_hour(chunk: _Chunk) -> list[_Chunk]:
+    """The chunk's records by the hour of their time: one file never spans two."""
+    hours = (chunk.times // 3600).astype(np.int64)
+    if hours[0] == hours[-1] and (hours == hours[0]).all():
+        return [chunk]
+    return [chunk.take(np.flatnonzero(hours == h)) for h in np.unique(hours)]
 
 
 # -- conversion (background thread only) ------------------------------------------------
-# Column by column over all the requests of a batch, not value by value per request: the
-# writer thread shares its process (and its GIL) with the request path, so its Python
-# work per record is what capture costs the service (benchmarks/capture.py).
-def _input_columns(schema: CaptureSchema, requests: list[_Request]) -> list[list[Any]]:
-    """Each input feature's values over ``requests``, in record order."""
-    columns: list[list[Any]] = [[] for _ in schema.features]
-    for is_matrix, group in groupby(requests, key=lambda r: isinstance(r.rows, np.ndarray)):
-        run = list(group)
-        if is_matrix:
-            parts = [np.asarray(r.rows) for r in run]
-            matrix = parts[0] if len(parts) == 1 else np.vstack(parts)
-            for i, spec in enumerate(schema.features):
-                columns[i].extend(_matrix_column(schema, spec.name, spec.type, matrix[:, i]))
-        else:
-            rows = [_mapping(row) for r in run for row in r.rows]
-            for i, spec in enumerate(schema.features):
-                name = spec.name
-                columns[i].extend([row.get(name) for row in rows])
-    return columns
-
-
-def _matrix_column(schema: CaptureSchema, name: str, kind: str, col: np.ndarray) -> list[Any]:
-    """One encoded column (category codes, NaN for missing) as the record's values."""
-    missing = np.isnan(col)
-    if kind == "category":
-        cats = schema._categories[name]
-        lookup = np.array([*cats, None], dtype=object)
-        unknown = missing | (col < 0) | (col >= len(cats))
-        codes = np.where(unknown, len(cats), np.where(missing, 0, col)).astype(np.intp)
-        return list(lookup[codes])
-    flags = missing.tolist()
-    if kind == "integer":
-        return [None if m else int(v) for v, m in zip(col.tolist(), flags, strict=True)]
-    return [None if m else v for v, m in zip(col.tolist(), flags, strict=True)]
-
-
-def _mapping(row: Any) -> Mapping[str, Any]:
-    """A validated row: a mapping, or a request model (its fields)."""
-    return row if isinstance(row, Mapping) else vars(row)
-
-
-def _probability_items(
-    schema: CaptureSchema, proba: Sequence[Mapping[str, float]] | np.ndarray
-) -> list[list[tuple[str, float]]]:
+# Whole columns at a time, handed to pyarrow as numpy arrays to convert in C++, never
+# value by value in Python: the writer thread shares its process (and its GIL) with the
+# request path, so its Python work per record is what capture costs the service
+# (benchmarks/capture.py).
+def _probability_items(schema: CaptureSchema, proba: Any) -> list[tuple[str, float]] | None:
+    if proba is None:
+        return None
     if isinstance(proba, np.ndarray):
-        return [list(zip(schema.labels, row, strict=True)) for row in proba.tolist()]
-    return [list(p.items()) for p in proba]
+        return list(zip(schema.labels, proba.tolist(), strict=True))
+    return list(proba.items())
 
 
-def to_table(schema: CaptureSchema, requests: list[_Request]) -> pa.Table:
-    """The records of ``requests`` (all of one schema) as a table of the capture schema."""
+def to_table(chunk: _Chunk) -> pa.Table:
+    """The records of ``chunk`` as a table of its schema's capture layout."""
+    schema, n = chunk.schema, chunk.size
     arrow = schema.arrow_schema
     input_type = arrow.field("input").type
     output_type = arrow.field("output").type
-    n = sum(len(r) for r in requests)
-    batch_id = capture.new_batch_id()
     inputs = pa.StructArray.from_arrays(
-        [
-            pa.array(values, type=input_type.field(i).type)
-            for i, values in enumerate(_input_columns(schema, requests))
-        ],
+        [pa.array(chunk.inputs[:, i], type=f.type) for i, f in enumerate(input_type)],
         fields=list(input_type),
     )
-    predictions: list[Any] = []
-    probabilities: list[Any] = []
-    for r in requests:
-        preds = r.predictions.tolist() if isinstance(r.predictions, np.ndarray) else r.predictions
-        if schema.task == "classification":
-            predictions.extend(None if p is None else str(p) for p in preds)
-        else:
-            predictions.extend(preds)
-        if r.probabilities is None:
-            probabilities.extend([None] * len(r))
-        else:
-            probabilities.extend(_probability_items(schema, r.probabilities))
-    outputs = pa.StructArray.from_arrays(
-        [
-            pa.array(predictions, type=output_type.field("prediction").type),
-            pa.array(probabilities, type=output_type.field("probabilities").type),
-        ],
-        fields=list(output_type),
+    if schema.task == "classification":
+        predictions = pa.array(
+            [None if p is None else str(p) for p in chunk.predictions.tolist()],
+            type=output_type.field("prediction").type,
+        )
+    else:
+        predictions = pa.array(chunk.predictions, type=output_type.field("prediction").type)
+    probability_type = output_type.field("probabilities").type
+    proba = chunk.probabilities.tolist()
+    if all(p is None for p in proba):  # (not list.count: an ndarray == None is no bool)
+        probabilities = pa.nulls(n, probability_type)
+    else:
+        probabilities = pa.array(
+            [_probability_items(schema, p) for p in proba], type=probability_type
+        )
+    event_ids = pc.binary_join_element_wise(
+        f"{capture.new_batch_id()}-", pc.cast(pa.array(np.arange(n)), pa.string()), ""
     )
-    times = np.repeat(
-        np.array([int(r.time * 1_000_000) for r in requests], dtype=np.int64),
-        [len(r) for r in requests],
-    )
-    request_ids = [r.request_id for r in requests for _ in range(len(r))]
     return pa.Table.from_arrays(
         [
-            pa.array([f"{batch_id}-{i}" for i in range(n)], type=pa.string()),
-            pa.array(times, type=pa.timestamp("us", tz="UTC")),
-            pa.array([schema.version] * n, type=pa.string()),
-            pa.array(request_ids, type=pa.string()),
+            event_ids,
+            pa.array((chunk.times * 1_000_000).astype(np.int64), type=pa.timestamp("us", tz="UTC")),
+            pa.repeat(pa.scalar(schema.version, pa.string()), n),
+            pa.array(chunk.request_ids, type=pa.string()),
             inputs,
-            outputs,
+            pa.StructArray.from_arrays([predictions, probabilities], fields=list(output_type)),
         ],
         schema=arrow,
     )

@@ -39,6 +39,7 @@ from typing import Any
 import structlog
 import uvicorn
 
+from mlops_core import aws
 from mlops_core.errors import InvalidInput, MlopsError
 from mlops_core.logs import configure
 from serving.settings import ServingSettings, load_settings
@@ -250,6 +251,9 @@ class Supervisor:
 def serve(settings: ServingSettings, *, log_level: str = "info") -> None:
     """Serve ``settings`` until interrupted: in this process, or with one worker process
     per core under a supervisor (see the module docstring)."""
+    # Serving's own AWS call limits (pointer reads, capture writes): short enough that
+    # a dead endpoint costs a worker seconds, not the CLI's minutes of retries.
+    aws.configure(aws.SERVING)
     count = worker_count(settings)
     if count == 1:
         serve_worker(settings, log_level=log_level)

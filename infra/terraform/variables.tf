@@ -428,7 +428,7 @@ variable "drift_image" {
 }
 
 variable "drift_command" {
-  description = "Command of the drift job container; it runs once per env with MLOPS_PROJECT and MLOPS_ENV set (exit 0 no drift, 1 drift, 3 too few captured rows)."
+  description = "Command of the drift job container; it runs once per env with MLOPS_PROJECT and MLOPS_ENV set (exit 0 no drift, 1 drift, 7 too few captured rows)."
   type        = list(string)
   default     = ["python", "-m", "monitoring"]
 

@@ -3,11 +3,14 @@ the bounded buffer that drops and counts, flushing on interval and on close."""
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from drift_data import capture_schema, columns, publish_version, records, schema_features
 from prometheus_client import CollectorRegistry
@@ -81,6 +84,8 @@ def test_records_round_trip_in_the_documented_layout(platform, schema):
     assert [r["output"]["prediction"] for r in got] == [1.5, 2.5, 3.5, 4.5, 5.5, 7.0, 8.0]
     assert all(abs(r["time"] - datetime.now(UTC)) < timedelta(minutes=5) for r in got)
     assert value(registry, "mlops_serving_capture_written_records_total") == 7
+    # What the writer spent on them, in its own CPU time (converting, encoding, the PUT).
+    assert 0 < value(registry, "mlops_serving_capture_writer_cpu_seconds_total") < 10
 
 
 def test_batches_are_bounded_and_written_without_waiting_for_close(platform, schema):
@@ -290,3 +295,100 @@ def test_a_write_that_never_answers_neither_hides_the_buffer_nor_holds_shutdown(
         value(registry, "mlops_serving_capture_dropped_records_total", reason="write_failed") == 12
     )
     release.set()
+
+
+def test_records_either_side_of_an_hour_go_to_their_own_hours_files(platform, schema, monkeypatch):
+    """One buffer, one flush, two hours: each file holds its hour's records only (the
+    drift job lists a window by hour prefix)."""
+    top = (time.time() // 3600) * 3600  # this hour's start
+    w, _ = writer(platform)
+    w.start()
+    rows = records(columns(list(schema.features), 6, seed=4))
+    for i, at in enumerate((top - 2.0, top - 1.0, top + 1.0)):
+        monkeypatch.setattr(time, "time", lambda at=at: at)
+        w.submit(schema, rows[2 * i : 2 * i + 2], [float(i)] * 2, request_id=f"r{i}")
+    monkeypatch.undo()
+    w.close()
+    start = datetime.fromtimestamp(top - 3600, UTC)
+    keys = capture.list_window(
+        platform, schema.project, "prod", schema.version, start, start + timedelta(hours=2)
+    )
+    hours = sorted(k.rsplit("/", 1)[0][-13:] for k in keys)
+    before, after = (datetime.fromtimestamp(t, UTC) for t in (top - 1, top))
+    assert hours == [f"{before:%Y/%m/%d/%H}", f"{after:%Y/%m/%d/%H}"]
+    got = capture.records(
+        capture.read_window(platform, schema, "prod", start, start + timedelta(hours=2)).table
+    )
+    assert sorted(r["request_id"] for r in got) == ["r0", "r0", "r1", "r1", "r2", "r2"]
+
+
+def test_buffering_leaves_the_cyclic_gc_nothing_to_track(platform, schema):
+    """What waits in the buffer is numbers and strings in numpy columns: thousands of
+    buffered requests add no object the cyclic GC tracks (one per request made it run
+    every few hundred requests, walking everything in flight: CPU the service lost)."""
+    w, _ = writer(platform, batch_records=100_000, buffer_records=100_000)
+    w.start()
+    row = records(columns(list(schema.features), 1, seed=5))[0]
+    prediction = np.array([1.5])
+    try:
+        gc.collect()
+        gc.disable()
+        before = len(gc.get_objects())
+        for i in range(5000):
+            w.submit(schema, [dict(row)], prediction, request_id=f"req-{i}")
+        grown = len(gc.get_objects()) - before
+    finally:
+        gc.enable()
+    w.close()
+    assert grown < 100, f"{grown} tracked objects for 5000 buffered requests"
+    assert window(platform, schema).rows == 5000
+
+
+def test_files_of_a_newer_layout_are_skipped_and_named(platform, schema):
+    """A file a newer platform wrote (a layout this reader does not know) is left out and
+    named, never read as if it were this one's."""
+    w, _ = writer(platform)
+    w.start()
+    w.submit(schema, records(columns(list(schema.features), 3, seed=8)), [1.0, 2.0, 3.0])
+    w.close()
+    s3 = aws.client("s3")
+    (key,) = capture.list_window(
+        platform, schema.project, "prod", schema.version,
+        datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(minutes=1),
+    )  # fmt: skip
+    table = pq.read_table(
+        pa.BufferReader(s3.get_object(Bucket=platform.artifact_bucket, Key=key)["Body"].read())
+    )
+    newer = table.replace_schema_metadata({capture.SCHEMA_VERSION_KEY: b"2"})
+    newer_key = key.replace(".parquet", "-v2.parquet")
+    s3.put_object(Bucket=platform.artifact_bucket, Key=newer_key, Body=capture.encode_table(newer))
+    got = window(platform, schema)
+    assert got.rows == 3 and got.skipped == [newer_key]
+
+
+def test_a_long_window_lists_whole_days_at_once(platform, schema):
+    """Three days and a bit: whole days are one listing each, the ends hour by hour, and
+    the files of every hour are found, in time order."""
+    s3 = aws.client("s3")
+    start = datetime(2026, 11, 1, 22, 30, tzinfo=UTC)
+    end = datetime(2026, 11, 5, 1, 15, tzinfo=UTC)
+    prefixes = capture._prefixes(platform, schema.project, "prod", schema.version, start, end)
+    base = platform.capture_prefix(schema.project, "prod", schema.version)
+    assert [p[len(base) :] for p in prefixes] == [
+        "2026/11/01/22/", "2026/11/01/23/", "2026/11/02/", "2026/11/03/", "2026/11/04/",
+        "2026/11/05/00/", "2026/11/05/01/",
+    ]  # fmt: skip
+    hours = [start + timedelta(hours=h) for h in range(0, 75, 7)]
+    keys = [
+        capture.batch_key(platform, schema.project, "prod", schema.version, t, f"b{i:02d}")
+        for i, t in enumerate(hours)
+    ]
+    for key in reversed(keys):
+        s3.put_object(Bucket=platform.artifact_bucket, Key=key, Body=b"x")
+    outside = capture.batch_key(
+        platform, schema.project, "prod", schema.version, end + timedelta(hours=1), "late"
+    )
+    s3.put_object(Bucket=platform.artifact_bucket, Key=outside, Body=b"x")
+    assert capture.list_window(platform, schema.project, "prod", schema.version, start, end) == [
+        k for k, t in zip(keys, hours, strict=True) if t < end
+    ]

@@ -83,3 +83,23 @@ def test_workers_share_the_port_and_the_metrics(model_dir, live_server):
     assert server.proc.wait(timeout=30) == 0
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_the_service_calls_aws_with_serving_limits(model_dir, monkeypatch):
+    """Pointer reads and capture writes run with serving's own limits (short timeouts,
+    few attempts, AWS_MAX_ATTEMPTS honoured), not the CLI's minutes of retries: a dead
+    endpoint must cost a worker seconds while its health checks wait."""
+    from mlops_core import aws
+    from serving import server
+
+    seen = []
+    monkeypatch.setattr(
+        server, "serve_worker", lambda settings, log_level: seen.append(aws.limits())
+    )
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    try:
+        server.serve(server.run_settings(model_dir=model_dir, workers=1))
+    finally:
+        aws.configure(aws.CLI)
+    assert seen == [aws.CallLimits(connect_timeout=3, read_timeout=10, max_attempts=2)]
+    assert aws.SERVING.worst_case() < aws.CLI.worst_case() / 4
