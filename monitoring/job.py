@@ -4,8 +4,9 @@
       -> drift.compute -> report.html + drift.json (S3) -> CloudWatch metrics
 
 Exit codes (:func:`exit_code`): 0 no drift, 1 drift, 7 too few captured rows to test
-(the result is still written and says so; 3 is the platform's not found: no live version), the platform's error codes for the errors it
-knows, and 70 for one it did not expect (never 1, which means drift).
+(the result is still written and says so; 3 is the platform's not found: no live
+version), the platform's error codes for the errors it knows, and 70 for one it did not
+expect (never 1, which means drift).
 """
 
 from __future__ import annotations
