@@ -35,6 +35,7 @@ from controller.manifests import (
 )
 from controller.sources.base import (
     Document,
+    LockUnusable,
     ManifestUnreadable,
     PutResult,
     StatusRecord,
@@ -70,6 +71,17 @@ def _status_in_the_way(path: Path) -> StatusUnusable:
         where=str(path),
         hint="rename or move the folder",
     )
+
+
+def _lock_unusable(path: Path, exc: OSError) -> LockUnusable:
+    leases = path.parent
+    if leases.exists() and not leases.is_dir():
+        what = f"{LEASE_DIR} is not a folder: the controller keeps its lock files in it"
+    elif path.is_dir():
+        what = f"{LEASE_DIR}/{path.name} is a folder: the controller keeps a lock in that file"
+    else:
+        what = f"cannot take the lock {LEASE_DIR}/{path.name}: {exc.strerror or exc}"
+    return LockUnusable(what, where=str(path), hint="rename or move what is in the way")
 
 
 def _read_capped(path: Path) -> bytes:
@@ -212,8 +224,13 @@ class DirectorySource:
     # -- leases ----------------------------------------------------------------------
     @contextlib.contextmanager
     def guard(self, name: str) -> Iterator[bool]:
-        lock = FileLock(self._lock_path(name), holder=self.identity)
-        if not lock.try_acquire():
+        path = self._lock_path(name)
+        lock = FileLock(path, holder=self.identity)
+        try:
+            acquired = lock.try_acquire()
+        except OSError as exc:
+            raise _lock_unusable(path, exc) from None
+        if not acquired:
             yield False
             return
         try:
