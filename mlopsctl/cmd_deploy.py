@@ -312,7 +312,10 @@ def deploy(
     )
     if retry:
         previous = current.spec.retry if current is not None else None
-        spec = desired.spec.model_copy(update={"retry": (previous or 0) + 1})
+        # Wraps at spec.retry's limit (2**31 - 1, an int32 as the CRD has it) back to 1:
+        # any other value than the current one is a new spec; one above it is invalid.
+        bumped = (previous or 0) % RETRY_MAX + 1
+        spec = desired.spec.model_copy(update={"retry": bumped})
         desired = desired.model_copy(update={"spec": spec})
     elif current is not None and src is not None:
         _check_changed(src, current, desired, model)
@@ -327,6 +330,10 @@ def deploy(
     console.print(f"{deployment_name} now declares {what}, in {put.where}")
     if wait:
         _wait(src, put, until=until, timeout=timeout, version=model.get("version"))
+
+
+#: The largest spec.retry (ModelDeploymentSpec.retry's ``le``).
+RETRY_MAX = 2**31 - 1
 
 
 def _check_changed(src, current, desired, model: dict) -> None:
@@ -520,6 +527,27 @@ def _owning_manifest(src, uri: str, platform: Platform, project: str, env: str):
         )
     if matches:
         return matches[0].name, None, matches[0].deployment
+    if (
+        found is not None
+        and found.project
+        and found.env
+        and (found.project, found.env)
+        != (
+            project,
+            env,
+        )
+    ):
+        # {project}-{env}.yaml is another env's manifest (a copy edited, an env changed):
+        # writing this env over it would drop that one's declaration, and leave its
+        # service, pointer and claim with no manifest.
+        where = src.where(default)
+        raise Conflict(
+            f"{where} declares {found.project}/{found.env}, not {project}/{env}; deploying "
+            f"{project}/{env} there would replace that declaration",
+            where=where,
+            hint=f"rename that manifest (file and metadata.name) after what it declares, "
+            f"or delete it if {found.project}/{found.env} is no longer wanted; then deploy again",
+        )
     # None, or an invalid (or unreadable) {project}-{env}: replaced by a valid one.
     return default, None, None
 
