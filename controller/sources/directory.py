@@ -131,10 +131,19 @@ class DirectorySource:
         with os.scandir(self.path) as entries:
             for entry in entries:
                 name = manifest_name(entry.name)
-                if name is None or not (entry.is_file() or entry.is_dir()):
-                    continue  # a folder NAME.yaml is read as InvalidSpec, not skipped
-                st = entry.stat()
-                token = f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
+                if name is None:
+                    continue
+                try:
+                    if not (entry.is_file() or entry.is_dir()):
+                        continue  # a folder NAME.yaml is read as InvalidSpec, not skipped
+                    st = entry.stat()
+                    token = f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
+                except FileNotFoundError:
+                    continue  # removed while the folder was listed
+                except OSError as exc:
+                    # A symlink loop, a permission error: that key's read says so (and
+                    # is retried); one bad entry must not stop the pass over the folder.
+                    token = f"error:{exc.errno}"
                 found.setdefault(name, []).append((entry.name, token))
         # NAME.yaml and NAME.yml are one key: both present is an error read() reports.
         found = {

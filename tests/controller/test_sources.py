@@ -223,6 +223,20 @@ def test_a_lock_holder_is_printed_without_control_characters_and_read_only_in_pa
     assert Holder("x\ny", until=0).describe() == "x?y until 1970-01-01T00:00:00Z"
 
 
+def test_a_symlink_loop_is_that_manifest_s_error_not_the_folder_s(tmp_path):
+    """NAME.yaml a symlink to itself: scan lists it (the read says 'Too many levels of
+    symbolic links', retried), and every other manifest is still listed; the scan used to
+    raise OSError, which ended a --once pass with a traceback (a daemon: 'source
+    unreachable' for ever, no manifest of the folder reconciled)."""
+    (tmp_path / "a.yaml").symlink_to(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text("kind: ModelDeployment\n")
+    source = DirectorySource(tmp_path)
+    assert sorted(source.scan()) == ["a", "b"]
+    doc = source.read("a")
+    assert doc is not None and doc.transient
+    assert "symbolic links" in doc.error.render()
+
+
 def test_file_lock_excludes_another_process_until_released(tmp_path):
     path = tmp_path / ".leases" / "a.lock"
     lock = FileLock(path)
