@@ -472,6 +472,15 @@ def _declares(doc, project: str, env: str) -> bool:
     return spec is not None and (spec.project, spec.env) == (project, env)
 
 
+def _one_file(doc):
+    """``doc``, unless its NAME is both NAME.yaml and NAME.yml: then the InvalidSpec
+    naming both (exit 2). Writing one of them would change nothing the controller
+    applies (it refuses the key while both exist), yet read as 'now declares'."""
+    if doc is not None and doc.digest.startswith("ambiguous:") and doc.error is not None:
+        raise doc.error
+    return doc
+
+
 def _owning_manifest(src, uri: str, platform: Platform, project: str, env: str):
     """(NAME, namespace, its deployment or None) of the manifest in ``src`` that declares
     ``project``/``env``: the env's owner as its claim names it; unclaimed, the one
@@ -486,7 +495,7 @@ def _owning_manifest(src, uri: str, platform: Platform, project: str, env: str):
     here = src.uri if src is not None else str(Path(uri.removeprefix("file://")).expanduser())
     claim = Claims(platform).get(project, env)
     if claim is not None:
-        owner_doc = src.read(strip_namespace(claim.owner)) if src is not None else None
+        owner_doc = _one_file(src.read(strip_namespace(claim.owner))) if src is not None else None
         if (
             owner_doc is not None
             and owner_doc.key == claim.owner
@@ -510,7 +519,7 @@ def _owning_manifest(src, uri: str, platform: Platform, project: str, env: str):
         )
     if src is None:
         return default, None, None
-    found = src.read(default)
+    found = _one_file(src.read(default))
     if found is not None and _declares(found, project, env):
         return default, None, found.deployment
     matches = []

@@ -303,6 +303,28 @@ def test_deploy_refuses_to_write_over_a_manifest_of_another_env_named_like_this_
     assert {p.name: p.read_bytes() for p in source.iterdir()} == before, "nothing written"
 
 
+@pytest.mark.parametrize("dry_run", [False, True], ids=["deploy", "dry-run"])
+def test_deploy_refuses_a_name_that_is_both_yaml_and_yml(versions, tmp_path, capsys, dry_run):
+    """usedcar-price-prod.yaml and usedcar-price-prod.yml: the controller applies neither
+    while both exist, so deploy says so (exit 2, naming both) and writes nothing; it
+    used to rewrite the .yaml and say 'now declares', which nothing would ever apply."""
+    source = tmp_path / "deployments"
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--image", IMAGE,
+                        "--version", versions[0])  # fmt: skip
+    assert code == 0, out
+    path = source / "usedcar-price-prod.yaml"
+    path.with_suffix(".yml").write_text(path.read_text())
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    code, out = _deploy(
+        capsys, "--env", "prod", "--source", str(source), "--version", versions[1],
+        *(["--dry-run"] if dry_run else []),
+    )  # fmt: skip
+    assert code == 2, out
+    assert "two manifests name the deployment usedcar-price-prod" in out, out
+    assert "now declares" not in out
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before, "nothing written"
+
+
 # -- a version that failed in the spec as it is ---------------------------------------------
 def _rolled_back(source, version: str, restored: str, reason: str = "RolloutFailed") -> None:
     """The status the controller writes after a rejected or failed rollout of
