@@ -49,11 +49,18 @@ class Holder:
     until: float | None = None  # wall-clock expiry of a lease; None for an fcntl lock
 
     def describe(self) -> str:
-        who = self.holder or "an unidentified controller"
+        # What a peer wrote (a lock file anyone can edit, a lease's JSON) reaches the
+        # terminal: no control characters (escape sequences, newlines), at most 200.
+        who = printable(self.holder or "")[:200] or "an unidentified controller"
         if self.until is None:
             return who
         when = datetime.fromtimestamp(self.until, UTC).isoformat(timespec="seconds")
         return f"{who} until {when.replace('+00:00', 'Z')}"
+
+
+def printable(text: str) -> str:
+    """``text`` with each character that is not printable (ESC, newline, NUL) as '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 class FileLock:
@@ -72,6 +79,9 @@ class FileLock:
         except BlockingIOError:
             os.close(fd)
             return False
+        except BaseException:
+            os.close(fd)
+            raise
         self._fd = fd
         if self.holder_id:
             os.ftruncate(fd, 0)
@@ -81,9 +91,11 @@ class FileLock:
     def holder(self) -> Holder:
         """Who holds the lock now, as its file says (read when :meth:`try_acquire` failed)."""
         try:
-            text = self.path.read_text(errors="replace").strip()
+            with self.path.open("rb") as f:
+                head = f.read(4096)  # an id is short; a huge or sparse file is not read
         except OSError:
-            text = ""
+            head = b""
+        text = head.replace(b"\x00", b"").decode(errors="replace").strip()
         return Holder(text[:200] or None)
 
     def release(self) -> None:

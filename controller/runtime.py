@@ -467,7 +467,19 @@ class Controller:
                 return [self.outcomes[n] for n in names]
             self.queue.add_all(names)
             threads = self._start_workers()
-            self.queue.wait_idle()
+            # Renew the source's lease while the pass runs, as a daemon's loop does: a
+            # batch that takes longer than the lease would otherwise lose it and report
+            # its own keys as held by another controller (S3: nobody renewed it).
+            renewing = threading.Event()
+            renewer = threading.Thread(
+                target=self._renew_while, args=(renewing,), name="renew", daemon=True
+            )
+            renewer.start()
+            try:
+                self.queue.wait_idle()
+            finally:
+                renewing.set()
+                renewer.join()
             self.queue.shutdown()
             for t in threads:
                 t.join()
@@ -475,6 +487,19 @@ class Controller:
             self.source.close()
         with self._lock:
             return [self.outcomes[n] for n in names if n in self.outcomes]
+
+    def _renew_while(self, done: threading.Event) -> None:
+        """The heartbeat of a ``once`` pass until ``done``: cheap when nothing is due (a
+        lease renews itself only every ttl/3), and it takes a lapsed lease back."""
+        while not done.wait(min(self.poll, 0.5)):
+            try:
+                self.source.heartbeat()
+            except Exception as exc:  # noqa: BLE001 - the next write's fence says no
+                log.warning(
+                    "lease renewal failed",
+                    source=self.source.uri,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
 
     def _lead_once(self) -> str | None:
         """Take the source's lease for a ``once`` pass. Held by another controller: wait

@@ -8,7 +8,7 @@ them); command-line flags override them.
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from controller.api import DeletePolicy
@@ -31,9 +31,21 @@ class ControllerSettings(PlatformSettings):
     once_attempts: int = Field(4, ge=1, description="Attempts per key in a --once pass.")
     identity: str | None = Field(
         None,
+        max_length=253,
         description="This replica's lease identity; stable per replica (the pod's name) so a "
-        "restart after a crash takes the lease back at once. Default: host:pid:random.",
+        "restart after a crash takes the lease back at once. Default: host:pid:random. At "
+        "most 253 printable characters.",
     )
+
+    @field_validator("identity")
+    @classmethod
+    def _printable_identity(cls, value: str | None) -> str | None:
+        # Written into lock files and leases, and printed when another controller finds
+        # a key held: no newline, tab or escape sequence.
+        if value is not None and not value.isprintable():
+            raise ValueError("printable characters only (no newline, tab or escape sequence)")
+        return value
+
     delete_policy: DeletePolicy = Field(
         "Retain",
         validation_alias=AliasChoices("MLOPS_DELETE_POLICY", "MLOPS_CONTROLLER_DELETE_POLICY"),

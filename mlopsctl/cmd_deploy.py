@@ -312,7 +312,10 @@ def deploy(
     )
     if retry:
         previous = current.spec.retry if current is not None else None
-        spec = desired.spec.model_copy(update={"retry": (previous or 0) + 1})
+        # Wraps at spec.retry's limit (2**31 - 1, an int32 as the CRD has it) back to 1:
+        # any other value than the current one is a new spec; one above it is invalid.
+        bumped = (previous or 0) % RETRY_MAX + 1
+        spec = desired.spec.model_copy(update={"retry": bumped})
         desired = desired.model_copy(update={"spec": spec})
     elif current is not None and src is not None:
         _check_changed(src, current, desired, model)
@@ -327,6 +330,10 @@ def deploy(
     console.print(f"{deployment_name} now declares {what}, in {put.where}")
     if wait:
         _wait(src, put, until=until, timeout=timeout, version=model.get("version"))
+
+
+#: The largest spec.retry (ModelDeploymentSpec.retry's ``le``).
+RETRY_MAX = 2**31 - 1
 
 
 def _check_changed(src, current, desired, model: dict) -> None:
@@ -465,6 +472,15 @@ def _declares(doc, project: str, env: str) -> bool:
     return spec is not None and (spec.project, spec.env) == (project, env)
 
 
+def _one_file(doc):
+    """``doc``, unless its NAME is both NAME.yaml and NAME.yml: then the InvalidSpec
+    naming both (exit 2). Writing one of them would change nothing the controller
+    applies (it refuses the key while both exist), yet read as 'now declares'."""
+    if doc is not None and doc.digest.startswith("ambiguous:") and doc.error is not None:
+        raise doc.error
+    return doc
+
+
 def _owning_manifest(src, uri: str, platform: Platform, project: str, env: str):
     """(NAME, namespace, its deployment or None) of the manifest in ``src`` that declares
     ``project``/``env``: the env's owner as its claim names it; unclaimed, the one
@@ -479,7 +495,7 @@ def _owning_manifest(src, uri: str, platform: Platform, project: str, env: str):
     here = src.uri if src is not None else str(Path(uri.removeprefix("file://")).expanduser())
     claim = Claims(platform).get(project, env)
     if claim is not None:
-        owner_doc = src.read(strip_namespace(claim.owner)) if src is not None else None
+        owner_doc = _one_file(src.read(strip_namespace(claim.owner))) if src is not None else None
         if (
             owner_doc is not None
             and owner_doc.key == claim.owner
@@ -503,7 +519,7 @@ def _owning_manifest(src, uri: str, platform: Platform, project: str, env: str):
         )
     if src is None:
         return default, None, None
-    found = src.read(default)
+    found = _one_file(src.read(default))
     if found is not None and _declares(found, project, env):
         return default, None, found.deployment
     matches = []
@@ -520,6 +536,27 @@ def _owning_manifest(src, uri: str, platform: Platform, project: str, env: str):
         )
     if matches:
         return matches[0].name, None, matches[0].deployment
+    if (
+        found is not None
+        and found.project
+        and found.env
+        and (found.project, found.env)
+        != (
+            project,
+            env,
+        )
+    ):
+        # {project}-{env}.yaml is another env's manifest (a copy edited, an env changed):
+        # writing this env over it would drop that one's declaration, and leave its
+        # service, pointer and claim with no manifest.
+        where = src.where(default)
+        raise Conflict(
+            f"{where} declares {found.project}/{found.env}, not {project}/{env}; deploying "
+            f"{project}/{env} there would replace that declaration",
+            where=where,
+            hint=f"rename that manifest (file and metadata.name) after what it declares, "
+            f"or delete it if {found.project}/{found.env} is no longer wanted; then deploy again",
+        )
     # None, or an invalid (or unreadable) {project}-{env}: replaced by a valid one.
     return default, None, None
 

@@ -25,10 +25,15 @@ from mlops_core.project import ProjectConfig, find_project_dir, load_project
 def _console(stderr: bool = False) -> Console:
     """Rich's console. Piped, Rich would wrap tables at 80 columns: a width given in
     ``COLUMNS`` is honoured (Rich reads it), else 200, so that logs and CI get them whole."""
-    c = Console(stderr=stderr, highlight=False)
-    # COLUMNS is the terminal's convention, not a platform setting: read as Rich reads it.
-    if not c.is_terminal and not os.environ.get("COLUMNS", "").strip().isdigit():
-        c = Console(stderr=stderr, highlight=False, width=200)
+    # COLUMNS is the terminal's convention, not a platform setting: read as Rich reads it,
+    # except COLUMNS=0, with which Rich prints nothing at all (every table, rc 0).
+    environ = dict(os.environ)
+    columns = environ.get("COLUMNS", "").strip()
+    if not columns.isdigit() or int(columns) < 1:
+        environ.pop("COLUMNS", None)
+    c = Console(stderr=stderr, highlight=False, _environ=environ)
+    if not c.is_terminal and "COLUMNS" not in environ:
+        c = Console(stderr=stderr, highlight=False, width=200, _environ=environ)
     return c
 
 

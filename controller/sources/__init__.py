@@ -54,6 +54,7 @@ from __future__ import annotations
 
 from controller.sources.base import (
     Document,
+    LockUnusable,
     ManifestStore,
     PutResult,
     Source,
@@ -69,6 +70,7 @@ from mlops_core.naming import Platform
 __all__ = [
     "DirectorySource",
     "Document",
+    "LockUnusable",
     "ManifestStore",
     "PutResult",
     "S3Source",

@@ -40,6 +40,14 @@ class StatusUnusable(MlopsError):
     reason = "StatusUnusable"
 
 
+class LockUnusable(MlopsError):
+    """A folder source cannot take a deployment's lock file (a folder is in the way,
+    ``.leases`` is a file): the key is retried with backoff, and the error says what
+    to move."""
+
+    reason = "LockUnusable"
+
+
 @dataclass(frozen=True)
 class Document:
     """One manifest as its source holds it: a deployment, or the error that stops it."""

@@ -35,6 +35,7 @@ from controller.manifests import (
 )
 from controller.sources.base import (
     Document,
+    LockUnusable,
     ManifestUnreadable,
     PutResult,
     StatusRecord,
@@ -70,6 +71,17 @@ def _status_in_the_way(path: Path) -> StatusUnusable:
         where=str(path),
         hint="rename or move the folder",
     )
+
+
+def _lock_unusable(path: Path, exc: OSError) -> LockUnusable:
+    leases = path.parent
+    if leases.exists() and not leases.is_dir():
+        what = f"{LEASE_DIR} is not a folder: the controller keeps its lock files in it"
+    elif path.is_dir():
+        what = f"{LEASE_DIR}/{path.name} is a folder: the controller keeps a lock in that file"
+    else:
+        what = f"cannot take the lock {LEASE_DIR}/{path.name}: {exc.strerror or exc}"
+    return LockUnusable(what, where=str(path), hint="rename or move what is in the way")
 
 
 def _read_capped(path: Path) -> bytes:
@@ -119,10 +131,19 @@ class DirectorySource:
         with os.scandir(self.path) as entries:
             for entry in entries:
                 name = manifest_name(entry.name)
-                if name is None or not (entry.is_file() or entry.is_dir()):
-                    continue  # a folder NAME.yaml is read as InvalidSpec, not skipped
-                st = entry.stat()
-                token = f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
+                if name is None:
+                    continue
+                try:
+                    if not (entry.is_file() or entry.is_dir()):
+                        continue  # a folder NAME.yaml is read as InvalidSpec, not skipped
+                    st = entry.stat()
+                    token = f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
+                except FileNotFoundError:
+                    continue  # removed while the folder was listed
+                except OSError as exc:
+                    # A symlink loop, a permission error: that key's read says so (and
+                    # is retried); one bad entry must not stop the pass over the folder.
+                    token = f"error:{exc.errno}"
                 found.setdefault(name, []).append((entry.name, token))
         # NAME.yaml and NAME.yml are one key: both present is an error read() reports.
         found = {
@@ -212,8 +233,13 @@ class DirectorySource:
     # -- leases ----------------------------------------------------------------------
     @contextlib.contextmanager
     def guard(self, name: str) -> Iterator[bool]:
-        lock = FileLock(self._lock_path(name), holder=self.identity)
-        if not lock.try_acquire():
+        path = self._lock_path(name)
+        lock = FileLock(path, holder=self.identity)
+        try:
+            acquired = lock.try_acquire()
+        except OSError as exc:
+            raise _lock_unusable(path, exc) from None
+        if not acquired:
             yield False
             return
         try:

@@ -276,6 +276,55 @@ def test_deploy_refuses_an_env_owned_from_another_source_before_writing(
     assert sorted(p.name for p in (tmp_path / "v1").iterdir()) == files, "nor signed"
 
 
+@pytest.mark.parametrize("dry_run", [False, True], ids=["deploy", "dry-run"])
+def test_deploy_refuses_to_write_over_a_manifest_of_another_env_named_like_this_one(
+    versions, tmp_path, capsys, dry_run
+):
+    """usedcar-price-prod.yaml that declares usedcar-price/staging (a copy edited, an env
+    changed): deploy --env prod refused (exit 4) naming both, nothing written; it used
+    to replace the file, so staging lost its manifest (its service, pointer and claim
+    left with none) and the staging owner's key suddenly declared prod."""
+    source = tmp_path / "deployments"
+    _a50(capsys, str(source), versions[0])
+    text = (source / "a50.yaml").read_text()
+    (source / "a50.yaml").unlink()
+    assert "env: prod" in text
+    staging = text.replace("name: a50", "name: usedcar-price-prod").replace(
+        "env: prod", "env: staging"
+    )
+    (source / "usedcar-price-prod.yaml").write_text(staging)
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    code, out = _deploy(
+        capsys, "--env", "prod", "--source", str(source), "--version", versions[1],
+        *(["--dry-run"] if dry_run else []),
+    )  # fmt: skip
+    assert code == 4, out
+    assert "usedcar-price-prod.yaml declares usedcar-price/staging, not usedcar-price/prod" in out
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before, "nothing written"
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["deploy", "dry-run"])
+def test_deploy_refuses_a_name_that_is_both_yaml_and_yml(versions, tmp_path, capsys, dry_run):
+    """usedcar-price-prod.yaml and usedcar-price-prod.yml: the controller applies neither
+    while both exist, so deploy says so (exit 2, naming both) and writes nothing; it
+    used to rewrite the .yaml and say 'now declares', which nothing would ever apply."""
+    source = tmp_path / "deployments"
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--image", IMAGE,
+                        "--version", versions[0])  # fmt: skip
+    assert code == 0, out
+    path = source / "usedcar-price-prod.yaml"
+    path.with_suffix(".yml").write_text(path.read_text())
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    code, out = _deploy(
+        capsys, "--env", "prod", "--source", str(source), "--version", versions[1],
+        *(["--dry-run"] if dry_run else []),
+    )  # fmt: skip
+    assert code == 2, out
+    assert "two manifests name the deployment usedcar-price-prod" in out, out
+    assert "now declares" not in out
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before, "nothing written"
+
+
 # -- a version that failed in the spec as it is ---------------------------------------------
 def _rolled_back(source, version: str, restored: str, reason: str = "RolloutFailed") -> None:
     """The status the controller writes after a rejected or failed rollout of
@@ -336,6 +385,29 @@ def test_deploy_of_the_version_that_failed_says_nothing_changed_and_retry_rolls_
     declared = src.read("usedcar-price-prod").deployment
     assert declared.spec.retry == 1 and declared.spec.model.version == versions[1]
     assert next_generation(None, spec_hash(declared), src.read_status("usedcar-price-prod")) == 2
+
+
+def test_retry_at_its_limit_wraps_to_one_rather_than_writing_an_invalid_manifest(
+    versions, tmp_path, capsys
+):
+    """spec.retry at 2**31 - 1 (its le): --retry writes 1, a new spec the controller
+    accepts, not 2**31, which it would refuse (and the next deploy would silently
+    replace with a fresh manifest, dropping whatever else the spec said)."""
+    from controller.api import ModelDeploymentSpec
+
+    source = tmp_path / "deployments"
+    path = source / "usedcar-price-prod.yaml"
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source), "--image", IMAGE,
+                        "--version", versions[0], "--retry")  # fmt: skip
+    assert code == 0, out
+    limit = ModelDeploymentSpec.model_fields["retry"].metadata[-1].le
+    path.write_text(path.read_text().replace("retry: 1", f"retry: {limit}"))
+    code, out = _deploy(capsys, "--env", "prod", "--source", str(source),
+                        "--version", versions[0], "--retry")  # fmt: skip
+    assert code == 0, out
+    doc = open_source(str(source)).read("usedcar-price-prod")
+    assert doc.error is None and doc.deployment is not None, doc.error
+    assert doc.deployment.spec.retry == 1
 
 
 def test_a_spec_without_retry_keeps_the_hash_it_had():

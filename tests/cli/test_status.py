@@ -293,6 +293,22 @@ def test_piped_output_honours_columns_and_is_wide_without_it(monkeypatch):
     assert _console().width == 200, "scripts that read the table get it whole"
 
 
+@pytest.mark.parametrize("columns", ["0", "00", "-5", "abc", " "])
+def test_a_columns_of_zero_or_garbage_is_ignored_not_an_empty_output(monkeypatch, columns):
+    """COLUMNS=0: Rich took it as a width of 0 and printed nothing at all (status,
+    models, controller --once tables: empty output, rc 0). Ignored, as garbage is."""
+    from rich.table import Table
+
+    from mlopsctl.context import _console
+
+    monkeypatch.setenv("COLUMNS", columns)
+    c = _console()
+    assert c.width == 200
+    with c.capture() as captured:
+        c.print(Table("env", "version"))
+    assert "version" in captured.get()
+
+
 def test_the_newest_drift_check_of_the_live_version_is_shown(converged, platform, capsys):
     from drift_data import drift_result_for
 

@@ -429,6 +429,39 @@ def test_once_on_s3_reports_a_live_holder_and_its_expiry_as_holding_every_key(
     assert live_or_none(platform) is None, "nothing was deployed"
 
 
+class SlowReconciler(Reconciler):
+    """The real reconciler, each batch of which first takes ``delay`` seconds (a slow
+    AWS, throttling, many keys in one batch)."""
+
+    def __init__(self, *args, delay: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.delay = delay
+
+    def reconcile_many(self, items, *args, **kwargs):
+        time.sleep(self.delay)
+        return super().reconcile_many(items, *args, **kwargs)
+
+
+def test_once_on_s3_renews_its_lease_through_a_batch_longer_than_the_ttl(
+    platform, versions, network
+):
+    """A --once pass alone on an S3 prefix whose batch outlasts the lease: it keeps
+    the lease (renewed while the pass runs, as the daemon's loop does) and converges;
+    it does not lose it and report its own keys held by 'another controller'."""
+    v1, _ = versions
+    s3 = aws.client("s3")
+    key = f"{platform.desired_state_prefix}{NAME}.yaml"
+    s3.put_object(Bucket=platform.artifact_bucket, Key=key, Body=manifest(v1).encode())
+    src = S3Source("s3", platform=env_platform(), lease_ttl=3)
+    slow = SlowReconciler(env_platform(), network=network, delay=4.0)
+    ctl = Controller(src, slow, lease_retry=0.2, busy_wait=1)
+    (outcome,) = ctl.run_once()
+    assert outcome.held_by is None, outcome.held_by
+    assert not outcome.failed and outcome.error is None
+    assert outcome.generation == 1 and outcome.status.current_version == v1
+    assert live(platform) == (v1, v1)
+
+
 # -- drift --------------------------------------------------------------------------------
 def test_resync_puts_back_a_pointer_moved_by_hand(platform, versions, network, tmp_path):
     v1, v2 = versions

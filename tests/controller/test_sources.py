@@ -11,10 +11,11 @@ import pytest
 from configured import env_platform
 
 from controller.api import ModelDeploymentStatus
-from controller.leases import FileLock, S3Lease
+from controller.leases import FileLock, Holder, S3Lease
 from controller.manifests import dump_manifest, load_document, parse_manifest, spec_hash
 from controller.sources import (
     DirectorySource,
+    LockUnusable,
     S3Source,
     StatusRecord,
     is_observed,
@@ -185,6 +186,55 @@ def test_unknown_source_schemes_are_refused(tmp_path):
 def _try_lock(path: str, queue) -> None:
     lock = FileLock(Path(path))
     queue.put(lock.try_acquire())
+
+
+@pytest.mark.parametrize("in_the_way", ["lock folder", "leases file"])
+def test_a_lock_file_in_the_way_is_a_sentence_not_a_traceback(tmp_path, in_the_way):
+    """.leases/NAME.lock a folder, or .leases a file: an MlopsError saying what to move
+    (retried with backoff, no traceback), not IsADirectoryError/FileExistsError."""
+    if in_the_way == "lock folder":
+        (tmp_path / ".leases" / "a.lock").mkdir(parents=True)
+        said = ".leases/a.lock is a folder"
+    else:
+        (tmp_path / ".leases").write_text("x")
+        said = ".leases is not a folder"
+    source = DirectorySource(tmp_path)
+    with pytest.raises(LockUnusable, match=said) as raised, source.guard("a"):
+        pass
+    assert raised.value.hint == "rename or move what is in the way"
+
+
+def test_a_lock_holder_is_printed_without_control_characters_and_read_only_in_part(tmp_path):
+    """What a lock file says its holder is (anyone can edit it) reaches the terminal:
+    escape sequences and newlines become '?', at most 200 characters, and a huge or
+    sparse file is not read whole."""
+    path = tmp_path / ".leases" / "a.lock"
+    path.parent.mkdir()
+    path.write_bytes(b"\xff evil\n\x1b[31mRED\x07" + b"A" * 500)
+    who = DirectorySource(tmp_path).holder("a")
+    assert who is not None
+    described = who.describe()
+    assert described.isprintable() and len(described) == 200
+    assert described.startswith("\ufffd evil??[31mRED?AAA")
+    with path.open("wb") as f:
+        f.truncate(10**10)  # sparse: 10 GB of NUL
+    sparse = DirectorySource(tmp_path).holder("a")
+    assert sparse is not None and sparse.describe() == "an unidentified controller"
+    assert Holder("x\ny", until=0).describe() == "x?y until 1970-01-01T00:00:00Z"
+
+
+def test_a_symlink_loop_is_that_manifest_s_error_not_the_folder_s(tmp_path):
+    """NAME.yaml a symlink to itself: scan lists it (the read says 'Too many levels of
+    symbolic links', retried), and every other manifest is still listed; the scan used to
+    raise OSError, which ended a --once pass with a traceback (a daemon: 'source
+    unreachable' for ever, no manifest of the folder reconciled)."""
+    (tmp_path / "a.yaml").symlink_to(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text("kind: ModelDeployment\n")
+    source = DirectorySource(tmp_path)
+    assert sorted(source.scan()) == ["a", "b"]
+    doc = source.read("a")
+    assert doc is not None and doc.transient
+    assert "symbolic links" in doc.error.render()
 
 
 def test_file_lock_excludes_another_process_until_released(tmp_path):

@@ -77,6 +77,17 @@ def test_settings_refuse_a_bad_delete_policy_before_starting(monkeypatch):
     assert ControllerSettings().delete_policy == "ScaleToZero"
 
 
+@pytest.mark.parametrize("identity", ["pod\x1b[31m-0", "pod\n0", "x" * 254])
+def test_settings_refuse_an_identity_a_terminal_or_lease_cannot_carry(monkeypatch, identity):
+    """MLOPS_CONTROLLER_IDENTITY goes into lock files and leases and is printed when a
+    peer finds a key held: printable, at most 253 characters (a pod's name fits)."""
+    monkeypatch.setenv("MLOPS_CONTROLLER_IDENTITY", identity)
+    with pytest.raises(ValidationError, match="printable|at most 253"):
+        ControllerSettings()
+    monkeypatch.setenv("MLOPS_CONTROLLER_IDENTITY", "mlops-controller-7d9f-abcde")
+    assert ControllerSettings().identity == "mlops-controller-7d9f-abcde"
+
+
 def _service(platform, key: str, desired: int = 2) -> str:
     ecs = aws.client("ecs")
     td = ecs.register_task_definition(
