@@ -408,3 +408,11 @@ def test_a_long_window_lists_whole_days_at_once(platform, schema):
     assert capture.list_window(platform, schema.project, "prod", schema.version, start, end) == [
         k for k, t in zip(keys, hours, strict=True) if t < end
     ]
+
+
+def test_a_window_in_the_last_hours_of_year_9999_reads_without_overflow(platform, schema):
+    """check_window admits any time up to year 9999's end; listing its hours must not step
+    past the largest date (OverflowError)."""
+    last = datetime.max.replace(tzinfo=UTC)
+    for start in (last - timedelta(hours=2), last - timedelta(days=2)):
+        assert capture.read_window(platform, schema, "prod", start, last).rows == 0
