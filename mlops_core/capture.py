@@ -240,12 +240,15 @@ def _prefixes(
     out: list[str] = []
     hour = hour_floor(start)
     while hour < end:
-        day_end = hour + timedelta(days=1)
-        if hour.hour == 0 and day_end <= end:
+        # The last day of year 9999 has no day after it (check_window admits its hours).
+        day_end = hour + timedelta(days=1) if hour.date() < datetime.max.date() else None
+        if hour.hour == 0 and day_end is not None and day_end <= end:
             out.append(f"{base}{hour:%Y/%m/%d}/")
             hour = day_end
         else:
             out.append(f"{base}{hour:%Y/%m/%d/%H}/")
+            if hour.hour == 23 and day_end is None:
+                break
             hour += timedelta(hours=1)
     return out
 

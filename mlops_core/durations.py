@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-#: The written form, as an API pattern (the CRD's, kubectl validates it).
-DURATION_PATTERN = r"^\d+(\.\d+)?[smhdw]$"
+#: The written form, as an API pattern (the CRD's, kubectl validates it). ASCII digits
+#: spelled out: ``\d`` is every Unicode digit to Python's and pydantic's engines
+#: ('٣h', '１h') but ASCII only to the API server's, so the homes would disagree.
+DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?[smhdw]$"
 _DURATION_RE = re.compile(DURATION_PATTERN)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 #: Longer than any window a person means (a capture retention is months), short enough
@@ -28,12 +30,14 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text[:40]!r} is not a duration like 30m, 24h or 7d")
     number = float(text[:-1])
     unit = _UNITS[text[-1]]
-    if number <= 0:
-        raise ValueError(f"{text!r} is not a duration: it must be longer than 0")
     try:
         value = timedelta(**{unit: number})
     except OverflowError:
         value = MAX_DURATION * 2
+    # The value, not the number: '0.0000001s' is a positive number but no time at all
+    # (a timedelta counts whole microseconds).
+    if value <= timedelta(0):
+        raise ValueError(f"{text[:40]!r} is not a duration: it must be longer than 0")
     if value > MAX_DURATION:
         raise ValueError(f"{text[:40]!r} is longer than {MAX_DURATION.days} days")
     return value

@@ -2,17 +2,11 @@
 
 ``mlopsctl`` and the job modules (``python -m monitoring``) run their work through
 :func:`run`, so an error reads and exits the same whichever way a command was started:
-<<<<<<< HEAD
-2 bad input, 3 not found, 4 conflict, 5 integrity, 6 gate failed, 10 AWS unreachable,
-11 AWS refused, 130 interrupted. No traceback for any of them. (``controller run
---once`` adds 1: a deployment Degraded or failed; its 4 is a deployment, or the source,
-that another live controller held for longer than the pass waited, and its 6 gates or
-budgets only.)
-=======
 2 bad input, 3 not found, 4 conflict, 5 integrity, 6 gate failed, 7 too few captured rows
-for a drift verdict (``drift``, the drift job), 10 AWS unreachable,
-11 AWS refused, 130 interrupted. No traceback for any of them.
->>>>>>> capture-cost2
+for a drift verdict (``drift``, the drift job), 10 AWS unreachable, 11 AWS refused, 130
+interrupted. No traceback for any of them. (``controller run --once`` adds 1: a
+deployment Degraded or failed; its 4 is a deployment, or the source, that another live
+controller held for longer than the pass waited, and its 6 gates or budgets only.)
 """
 
 from __future__ import annotations

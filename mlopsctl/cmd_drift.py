@@ -51,7 +51,7 @@ def drift(
     output: Output = output_option(),
 ) -> None:
     """Compare the captured window with the version's baseline; write drift.json and
-    report.html, publish CloudWatch metrics. Exit 0 no drift, 1 drift, 3 too few rows.
+    report.html, publish CloudWatch metrics. Exit 0 no drift, 1 drift, 7 too few rows.
     json and yaml print the drift result (drift.json's layout); table and wide the summary."""
     from monitoring import job
     from monitoring.settings import load_settings

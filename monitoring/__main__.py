@@ -2,7 +2,7 @@
 
 What the ECS task runs (the serving image, command ``python -m monitoring``); the same
 code as ``mlopsctl drift``. Settings come from the environment (:mod:`monitoring.settings`).
-Exit code: 0 no drift, 1 drift, 3 too few captured rows, 70 an unexpected error, else the
+Exit code: 0 no drift, 1 drift, 7 too few captured rows, 70 an unexpected error, else the
 platform's error codes.
 """
 

@@ -354,7 +354,10 @@ class CaptureWriter:
         """Everything buffered, one chunk per schema; the buffer is empty after."""
         with self._lock:
             pending, self._pending, self._buffered = self._pending, {}, 0
-        return [_concat(chunks) for chunks in pending.values() if chunks]
+        # A chunk made for a request whose add() failed holds no record: left out (its
+        # empty columns have no first hour to file them under).
+        merged = (_concat(chunks) for chunks in pending.values() if chunks)
+        return [chunk for chunk in merged if chunk.size]
 
     def flush(self, timeout: float | None = None) -> int:
         """Write every buffered record now; returns how many were written. With a

@@ -24,7 +24,11 @@ GOOD = {
     "2w": timedelta(days=14),
     "3660d": MAX_DURATION,
 }
-BAD = ["0h", "0.0m", "-1h", "1y", "", "h", "24", "1e3h", "3661d", "99999999999999999999d", "24 h"]
+BAD = ["0h", "0.0m", "-1h", "1y", "", "h", "24", "1e3h", "3661d", "99999999999999999999d", "24 h",
+       # no time at all once whole microseconds (what a timedelta holds)
+       "0.0000001s", "0.0000004s",
+       # digits that are not ASCII: the API server's pattern refuses them
+       "\u0663h", "\uff11h", "\u09e8\u09ea" + "h"]  # fmt: skip
 
 
 @pytest.mark.parametrize("text", GOOD)
@@ -46,3 +50,10 @@ def test_every_home_refuses_the_same_durations(text):
         DriftSettings(window=text)
     with pytest.raises(ValidationError):
         DriftPolicy(window=text)
+
+
+def test_a_refusal_quotes_at_most_40_characters_of_what_was_given():
+    for text in ("0." + "0" * 5000 + "1h", "9" * 5000 + "h", "x" * 5000):
+        with pytest.raises(ValueError) as refused:
+            parse_duration(text)
+        assert len(str(refused.value)) < 120, str(refused.value)[:200]

@@ -176,6 +176,22 @@ def test_bad_rows_are_counted_not_raised(platform, schema):
     assert value(registry, "mlops_serving_capture_dropped_records_total", reason="error") == 2
 
 
+def test_a_request_that_fails_in_a_new_chunk_costs_no_other_record(platform, schema, tmp_path):
+    """A request whose records fail while being buffered, as the first of a chunk (here:
+    the first of another version), leaves that chunk empty; close() neither raises nor
+    loses the other version's records."""
+    other = capture_schema(publish_version(tmp_path / "other", FEATURES, seed=1))
+    w, registry = writer(platform)
+    w.start()
+    w.submit(other, None, [1.0], request_id="bad")  # type: ignore[arg-type]
+    rows = records(columns(list(schema.features), 3, seed=2))
+    w.submit(schema, rows, [1.0, 2.0, 3.0], request_id="ok")
+    w.close()
+    assert value(registry, "mlops_serving_capture_dropped_records_total", reason="error") == 1
+    assert value(registry, "mlops_serving_capture_written_records_total") == 3
+    assert [r["input"] for r in capture.records(window(platform, schema).table)] == rows
+
+
 def test_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("MLOPS_CAPTURE_PERCENT", "12.5")
     monkeypatch.setenv("MLOPS_CAPTURE_FLUSH_SECONDS", "5")
@@ -392,3 +408,11 @@ def test_a_long_window_lists_whole_days_at_once(platform, schema):
     assert capture.list_window(platform, schema.project, "prod", schema.version, start, end) == [
         k for k, t in zip(keys, hours, strict=True) if t < end
     ]
+
+
+def test_a_window_in_the_last_hours_of_year_9999_reads_without_overflow(platform, schema):
+    """check_window admits any time up to year 9999's end; listing its hours must not step
+    past the largest date (OverflowError)."""
+    last = datetime.max.replace(tzinfo=UTC)
+    for start in (last - timedelta(hours=2), last - timedelta(days=2)):
+        assert capture.read_window(platform, schema, "prod", start, last).rows == 0

@@ -332,3 +332,32 @@ def test_an_unexpected_error_is_its_own_exit_code_never_drift(live, platform, ca
     assert code == 70, err
     assert "the drift job failed unexpectedly: ZeroDivisionError: float division by zero" in err
     assert err.rstrip().splitlines()[-2].startswith("error: the drift job failed unexpectedly")
+
+
+def test_every_description_of_the_exit_codes_names_the_same_code_for_too_few_rows():
+    """The CLI's help, the job module, the READMEs and Terraform's variable all say which
+    code 'too few captured rows' is: the one the job exits with."""
+    import re
+    from pathlib import Path
+
+    import monitoring.__main__ as entry
+    from mlopsctl import cmd_drift
+    from monitoring import job
+
+    root = Path(__file__).resolve().parents[2]
+    texts = {
+        "mlopsctl drift --help": cmd_drift.drift.__doc__ or "",
+        "python -m monitoring": entry.__doc__ or "",
+        **{
+            name: (root / name).read_text()
+            for name in ("README.md", "infra/terraform/README.md", "infra/terraform/variables.tf")
+        },
+    }
+    said = {
+        name: re.findall(r"\b(\d+)\s*\(?too few (?:captured )?rows", " ".join(text.split()))
+        for name, text in texts.items()
+    }
+    assert all(said.values()), said
+    assert {name: set(codes) for name, codes in said.items()} == {
+        name: {str(job.EXIT_INSUFFICIENT)} for name in said
+    }
