@@ -278,7 +278,13 @@ def _read_one(bucket: str, key: str, schema: pa.Schema) -> pa.Table | None:
     body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     try:
         # Only the columns asked for are decoded (Parquet is columnar).
-        table = pq.read_table(pa.BufferReader(body), columns=schema.names)
+        # One file per pool thread, decoded on that thread: no Arrow thread pool of its
+        # own (use_threads, pre_buffer), whose threads, still alive at interpreter exit,
+        # can abort the process after its work is done (apache/arrow#34314): the drift
+        # job's exit code is its verdict.
+        table = pq.read_table(
+            pa.BufferReader(body), columns=schema.names, use_threads=False, pre_buffer=False
+        )
         written = (table.schema.metadata or {}).get(SCHEMA_VERSION_KEY, b"1")
         if not written.isdigit() or int(written) > CAPTURE_SCHEMA_VERSION:
             log.warning(
