@@ -78,8 +78,9 @@ class _Chunk:
     collections walk the whole heap; measured, that cost as much CPU per record as the
     conversion and the write together."""
 
-    __slots__ = ("schema", "capacity", "size", "inputs", "predictions", "probabilities",
-                 "times", "request_ids")  # fmt: skip
+    #: The per-record columns, in the one order every copy and cut walks them.
+    COLUMNS = ("inputs", "predictions", "probabilities", "times", "request_ids")
+    __slots__ = ("schema", "capacity", "size", *COLUMNS)
 
     def __init__(self, schema: CaptureSchema, capacity: int):
         self.schema = schema
@@ -130,23 +131,25 @@ class _Chunk:
         self.request_ids[k:end] = request_id
         self.size = end
 
+    @classmethod
+    def of(cls, schema: CaptureSchema, columns: dict[str, np.ndarray]) -> _Chunk:
+        """A full chunk of ready ``columns`` (one array per name of :attr:`COLUMNS`)."""
+        out = cls.__new__(cls)
+        out.schema = schema
+        out.capacity = out.size = len(columns["times"])
+        for name in cls.COLUMNS:
+            setattr(out, name, columns[name])
+        return out
+
     def used(self) -> _Chunk:
         """This chunk cut to the records it holds (views, no copies)."""
         if self.size == self.capacity:
             return self
-        cut = _Chunk.__new__(_Chunk)
-        cut.schema, cut.capacity, cut.size = self.schema, self.size, self.size
-        for name in ("inputs", "predictions", "probabilities", "times", "request_ids"):
-            setattr(cut, name, getattr(self, name)[: self.size])
-        return cut
+        return _Chunk.of(self.schema, {n: getattr(self, n)[: self.size] for n in self.COLUMNS})
 
     def take(self, index: np.ndarray) -> _Chunk:
         """The records at ``index`` (numpy fancy indexing: copies)."""
-        out = _Chunk.__new__(_Chunk)
-        out.schema, out.capacity, out.size = self.schema, len(index), len(index)
-        for name in ("inputs", "predictions", "probabilities", "times", "request_ids"):
-            setattr(out, name, getattr(self, name)[index])
-        return out
+        return _Chunk.of(self.schema, {n: getattr(self, n)[index] for n in self.COLUMNS})
 
 
 def _concat(chunks: list[_Chunk]) -> _Chunk:
@@ -154,12 +157,8 @@ def _concat(chunks: list[_Chunk]) -> _Chunk:
     used = [c.used() for c in chunks]
     if len(used) == 1:
         return used[0]
-    out = _Chunk.__new__(_Chunk)
-    out.schema = used[0].schema
-    out.capacity = out.size = sum(c.size for c in used)
-    for name in ("inputs", "predictions", "probabilities", "times", "request_ids"):
-        setattr(out, name, np.concatenate([getattr(c, name) for c in used]))
-    return out
+    columns = {n: np.concatenate([getattr(c, n) for c in used]) for n in _Chunk.COLUMNS}
+    return _Chunk.of(used[0].schema, columns)
 
 
 def _decoded(schema: CaptureSchema, matrix: np.ndarray) -> np.ndarray:

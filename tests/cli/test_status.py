@@ -135,20 +135,25 @@ def test_converged_service_shows_its_revision_and_the_pointer_version(converged,
     assert ecs_reads == {"DescribeServices": 1, "DescribeTaskDefinition": 1}
 
 
-def test_pointer_moved_by_hand_is_flagged(converged, versions, platform, capsys):
-    manifest = Registry(platform).get_manifest(PROJECT, versions[0])
+def _point_prod_by_hand(platform, version):
+    """Move prod's pointer to ``version`` by hand (bob, no controller)."""
+    manifest = Registry(platform).get_manifest(PROJECT, version)
     PointerStore(platform).put(
         PROJECT,
         "prod",
         ModelPointer(
-            version=versions[0],
-            uri=platform.version_uri(PROJECT, versions[0]),
+            version=version,
+            uri=platform.version_uri(PROJECT, version),
             sha256=manifest.model_sha256,
             promoted_at=now(),
             promoted_by="bob",
             reason="by hand",
         ),
     )
+
+
+def test_pointer_moved_by_hand_is_flagged(converged, versions, platform, capsys):
+    _point_prod_by_hand(platform, versions[0])
     code, out, err = run(capsys, "-o", "wide")
     assert code == 0, err
     prod = table(out)["prod"]
@@ -260,19 +265,7 @@ def test_at_100_columns_on_a_terminal_both_version_ids_stay_whole(
 
     from mlopsctl import cmd_models
 
-    manifest = Registry(platform).get_manifest(PROJECT, versions[0])
-    PointerStore(platform).put(
-        PROJECT,
-        "prod",
-        ModelPointer(
-            version=versions[0],
-            uri=platform.version_uri(PROJECT, versions[0]),
-            sha256=manifest.model_sha256,
-            promoted_at=now(),
-            promoted_by="bob",
-            reason="by hand",
-        ),
-    )
+    _point_prod_by_hand(platform, versions[0])
     terminal = Console(width=100, force_terminal=True, color_system=None, highlight=False)
     monkeypatch.setattr(cmd_models, "console", terminal)
     code, out, err = run(capsys)
