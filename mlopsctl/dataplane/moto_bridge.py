@@ -437,6 +437,10 @@ def continue_hook(arn: str, hook_id: str, action: str) -> str | None:
         ]
         if not waiting:
             return "not-waiting"
+        # As ECS does, the hook leaves AWAITING_ACTION as soon as it is answered (before
+        # the deployment moves on): a second answer, say from a controller restarted
+        # right after the first, is refused rather than taken twice.
+        waiting[0]["status"] = "IN_PROGRESS"
         sd.setdefault("_hook_actions", {})[hook_id] = action
         sd["updatedAt"] = utcnow()
         return None

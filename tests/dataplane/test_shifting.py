@@ -144,6 +144,16 @@ def test_a_canary_holds_at_its_share_continues_and_then_rolls_back_losing_no_req
             serviceDeploymentArn=sd["serviceDeploymentArn"], hookId=hook["hookId"],
             action="CONTINUE",
         )  # fmt: skip
+        # Answered: no longer awaiting action, and a second answer is refused.
+        (answered,) = env.ecs().describe_service_deployments(
+            serviceDeploymentArns=[sd["serviceDeploymentArn"]]
+        )["serviceDeployments"]
+        assert answered["lifecycleHookDetails"][0]["status"] in ("IN_PROGRESS", "SUCCEEDED")
+        with pytest.raises(ClientError, match="InvalidParameterException"):
+            env.ecs().continue_service_deployment(
+                serviceDeploymentArn=sd["serviceDeploymentArn"], hookId=hook["hookId"],
+                action="CONTINUE",
+            )  # fmt: skip
         done = env.wait_rollout(NAME, "COMPLETED", timeout=90)
         assert done["taskDefinition"] == v2
         wait_for(lambda: load.versions[-20:] == ["v2"] * 20, what="only v2 to answer")
