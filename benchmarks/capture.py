@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
@@ -59,7 +60,7 @@ from mlops_core.config import PlatformSettings  # noqa: E402
 from mlopsctl import local_aws  # noqa: E402
 
 ENV = "prod"
-KEYS = ("rps", "p50_ms", "p99_ms")
+KEYS = ("rps", "p50_ms", "p99_ms", "cpu_us", "main_cpu_us", "other_cpu_us", "endpoint_cpu_us")
 GOAL_MAX_THROUGHPUT_COST = 0.05
 _DROPPED = re.compile(r'^mlops_serving_capture_dropped_records_total\{reason="(\w+)"\} ([\d.e+]+)$')
 
@@ -81,10 +82,38 @@ def dropped(url: str) -> tuple[dict[str, int], dict[str, float]]:
     return out, counters
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User + system CPU of a process and its children (a service's workers): in their
+    main threads (the request path) and in their other threads (capture's writer), from
+    the kernel's per-thread accounting (10 ms ticks: runs of seconds are needed)."""
+    main = other = 0.0
+    try:
+        proc = psutil.Process(pid)
+        for p in [proc, *proc.children(recursive=True)]:
+            for t in p.threads():
+                if t.id == p.pid:
+                    main += t.user_time + t.system_time
+                else:
+                    other += t.user_time + t.system_time
+    except psutil.Error:
+        pass
+    return main, other
+
+
 def measure(
-    targets: dict[str, str], body: Path, seconds: float, rounds: int
-) -> tuple[dict, dict[str, int]]:
-    """Medians per target and concurrency, and each target's count of 200s (warm-up too)."""
+    targets: dict[str, str],
+    body: Path,
+    seconds: float,
+    rounds: int,
+    pids: dict[str, int],
+    endpoint_pid: int,
+) -> tuple[dict, dict[str, int], dict]:
+    """Medians per target and concurrency, each target's count of 200s (warm-up too) and
+    the paired per-round costs (:func:`paired_costs`).
+
+    Each run also records the CPU its service spent per answered request, and the local
+    endpoint's (where capture's PUTs land): CPU per request is what capture adds, and it
+    is far steadier than throughput on a machine whose load drifts."""
     runs: dict[str, dict[int, list[dict]]] = {name: {1: [], 8: []} for name in targets}
     ok = dict.fromkeys(targets, 0)
     for name, url in targets.items():  # warm-up
@@ -93,7 +122,14 @@ def measure(
     for r in range(rounds):
         for c in (1, 8):
             for name in names if r % 2 == 0 else names[::-1]:
+                before = cpu_seconds(pids[name]), sum(cpu_seconds(endpoint_pid))
                 got = hey(targets[name], body, c, seconds=seconds)
+                after = cpu_seconds(pids[name]), sum(cpu_seconds(endpoint_pid))
+                n = max(1, got["ok"])
+                got["main_cpu_us"] = (after[0][0] - before[0][0]) / n * 1e6
+                got["other_cpu_us"] = (after[0][1] - before[0][1]) / n * 1e6
+                got["cpu_us"] = got["main_cpu_us"] + got["other_cpu_us"]
+                got["endpoint_cpu_us"] = (after[1] - before[1]) / n * 1e6
                 ok[name] += got["ok"]
                 runs[name][c].append(got)
                 log(f"round {r + 1} {name} c={c}: {got}")
@@ -104,14 +140,40 @@ def measure(
         }
         for name, per_c in runs.items()
     }
-    return medians, ok
+    return medians, ok, paired_costs(runs)
+
+
+def paired_costs(runs: dict[str, dict[int, list[dict]]]) -> dict:
+    """Capture's cost round by round: each round's on run against the off run next to it
+    (the two ran seconds apart, so the machine's drift between rounds cancels out), and
+    the median and range over the rounds. The goal is judged on that median."""
+    out = {}
+    for c in (1, 8):
+        pairs = list(zip(runs["off"][c], runs["on"][c], strict=True))
+        thr = [1 - on["rps"] / off["rps"] for off, on in pairs]
+        cpu = [on["cpu_us"] / off["cpu_us"] - 1 for off, on in pairs if off["cpu_us"] > 0]
+        out[f"c{c}"] = {
+            "throughput_cost_median": round(statistics.median(thr), 4),
+            "throughput_cost_range": [round(min(thr), 4), round(max(thr), 4)],
+            "cpu_cost_median": round(statistics.median(cpu), 4) if cpu else None,
+            "cpu_cost_range": [round(min(cpu), 4), round(max(cpu), 4)] if cpu else None,
+        }
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per hey run")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument(
+        "--on-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment of the capturing service (e.g. MLOPS_CAPTURE_BATCH_RECORDS=2000)",
+    )
     args = parser.parse_args()
+    on_env = dict(item.split("=", 1) for item in args.on_env)
     from mlops_core.logs import configure
 
     configure(level="WARNING")  # stdout carries the one JSON line only
@@ -140,14 +202,16 @@ def main() -> None:
             )
             procs.append(off)
             on, on_url, _ = start_serving(
-                onnx_dir, work, {**served, "MLOPS_CAPTURE_PERCENT": "100"}
+                onnx_dir, work, {**served, "MLOPS_CAPTURE_PERCENT": "100", **on_env}
             )
             procs.append(on)
-            http, ok = measure(
+            http, ok, paired = measure(
                 {"off": f"{off_url}/predict", "on": f"{on_url}/predict"},
                 body,
                 args.seconds,
                 args.rounds,
+                {"off": off.pid, "on": on.pid},
+                endpoint.pid,
             )
             drops, counters = dropped(on_url)
             for proc in procs:
@@ -169,6 +233,30 @@ def main() -> None:
         for c in (1, 8)
     }
     cost = {f"c{c}": round(1 - ratios[f"c{c}_rps_on_vs_off"], 4) for c in (1, 8)}
+    # What capture adds to each request's CPU: in the service, and in the service and the
+    # local endpoint together (the PUTs' share, which real S3 does not put on this machine).
+    # Where the added CPU goes, in microseconds per request: the workers' main threads
+    # (the request path: submit, and whatever the writer's work costs it), their other
+    # threads (the writer) and the local endpoint (the PUTs).
+    added_cpu_us = {
+        f"c{c}": {
+            key.removesuffix("_cpu_us"): round(on_m[f"c{c}"][key] - off_m[f"c{c}"][key], 2)
+            for key in ("main_cpu_us", "other_cpu_us", "endpoint_cpu_us")
+        }
+        for c in (1, 8)
+    }
+    cpu_cost = {
+        f"c{c}": {
+            "service": round(on_m[f"c{c}"]["cpu_us"] / off_m[f"c{c}"]["cpu_us"] - 1, 4),
+            "with_endpoint": round(
+                (on_m[f"c{c}"]["cpu_us"] + on_m[f"c{c}"]["endpoint_cpu_us"])
+                / (off_m[f"c{c}"]["cpu_us"] + off_m[f"c{c}"]["endpoint_cpu_us"])
+                - 1,
+                4,
+            ),
+        }
+        for c in (1, 8)
+    }
     all_captured = window.rows == ok["on"] and not any(drops.values())
     goal_met = cost["c8"] <= GOAL_MAX_THROUGHPUT_COST and all_captured
     print(
@@ -188,9 +276,13 @@ def main() -> None:
                 "request_records": 1,
                 "seconds_per_run": args.seconds,
                 "rounds": args.rounds,
+                "on_env": on_env,
                 "http": http,
                 "ratios": ratios,
                 "throughput_cost": cost,
+                "cpu_per_request_cost": cpu_cost,
+                "added_cpu_us_per_request": added_cpu_us,
+                "paired": paired,
                 "p50_ms_added": {
                     f"c{c}": round(on_m[f"c{c}"]["p50_ms"] - off_m[f"c{c}"]["p50_ms"], 3)
                     for c in (1, 8)
