@@ -20,7 +20,7 @@ import structlog
 from starlette.types import Receive, Scope, Send
 
 from serving.body import BodyError, ClientGone, read_json_body
-from serving.capture import CaptureWriter
+from serving.capture import BODY_MAX_BYTES, CaptureWriter
 from serving.loader import LoadedModel
 from serving.metrics import ServingMetrics
 from serving.runtime import Prediction
@@ -45,12 +45,15 @@ def run(
     probabilities: bool = False,
     capture: CaptureWriter | None = None,
     request_id: str | None = None,
+    body: bytes | None = None,
 ) -> Prediction:
-    """Predict validated ``records`` (``matrix`` is their float32 encoding).
+    """Predict validated ``records`` (``matrix`` is their float32 encoding; ``body``,
+    where given, the one record's JSON object they were validated from).
 
     The one place where the validated records and their predictions are both at hand,
-    so inference capture hooks in here: ``submit`` only samples and appends references
-    to a bounded buffer (never blocks, never raises); the writer thread converts them."""
+    so inference capture hooks in here: ``submit`` (``submit_body`` for a one-record
+    body) only appends references to a bounded buffer (never blocks, never raises); the
+    writer thread converts them."""
     captured = capture is not None and capture.sample()
     # A captured classifier request records its probabilities (prediction drift on them)
     # whether or not the client asked; ONNX computes them in the same run.
@@ -58,7 +61,17 @@ def run(
         matrix, probabilities=probabilities or (captured and model.manifest.labels is not None)
     )
     metrics.observe_predictions(prediction.values)
-    if captured:
+    if captured and body is not None:
+        assert capture is not None
+        proba = prediction.probabilities
+        capture.submit_body(
+            model.capture_schema,
+            body,
+            prediction.values[0],
+            probabilities=None if proba is None else proba[0],
+            request_id=request_id,
+        )
+    elif captured:
         assert capture is not None
         capture.submit(
             model.capture_schema,
@@ -103,13 +116,16 @@ def answer(
 ) -> tuple[int, bytes]:
     """``/predict``'s status and JSON body for a request body that has been read."""
     try:
-        records, matrix = model.parser.parse(body)
+        records, single = model.parser.parse_body(body)
     except RequestError as exc:
         return 422, json_bytes({"detail": exc.errors})
+    matrix = model.parser.encoder.encode_float32(records)
     want = model.manifest.labels is not None and wants_probabilities(query_string)
+    # A one-record body is what capture buffers of the request, cheaper than its values.
+    captured_body = body if single and len(body) <= BODY_MAX_BYTES else None
     result = run(
         model, records, matrix, metrics, probabilities=want, capture=capture,
-        request_id=request_id,
+        request_id=request_id, body=captured_body,
     )  # fmt: skip
     payload: dict[str, Any] = {
         "predictions": result.values,

@@ -246,6 +246,14 @@ class RequestParser:
         except ValidationError as exc:
             raise RequestError(shape_errors(exc.errors(include_url=False), prefix)) from None
 
+    def parse_body(self, body: bytes) -> tuple[list[dict[str, Any]], bool]:
+        """The validated records of ``body``, and whether it was one record's object
+        (neither a list nor the ``instances`` wrapper)."""
+        data = self.load(body)
+        records = self.validate(data)
+        single = isinstance(data, dict) and not (self._wrapper and INSTANCES_KEY in data)
+        return records, single
+
     def parse(self, body: bytes) -> tuple[list[dict[str, Any]], np.ndarray]:
         """The validated records of ``body`` and the model's float32 matrix of them."""
         records = self.validate(self.load(body))

@@ -416,3 +416,92 @@ def test_a_window_in_the_last_hours_of_year_9999_reads_without_overflow(platform
     last = datetime.max.replace(tzinfo=UTC)
     for start in (last - timedelta(hours=2), last - timedelta(days=2)):
         assert capture.read_window(platform, schema, "prod", start, last).rows == 0
+
+
+def _bodies_through_the_parser(platform, schema, bodies: list[bytes]):
+    """What serving does with one-record bodies: parse and validate, then hand capture
+    the body; returns what was validated."""
+    from serving.schema import RequestParser
+
+    parser = RequestParser(list(schema.features))
+    validated = []
+    w, registry = writer(platform)
+    w.start()
+    for i, body in enumerate(bodies):
+        records, single = parser.parse_body(body)
+        assert single
+        validated.append(records[0])
+        w.submit_body(schema, body, float(i), request_id=f"b{i}")
+    w.close()
+    return validated, registry
+
+
+BODIES = [
+    b'{"x0": 1.5, "x1": 2, "items": 3, "color": "red"}',
+    # Pretty-printed: newlines are whitespace, never inside a JSON string.
+    b'{\n  "x0": -0.1000000000000000055511151231257827,\r\n  "x1": 1e-300,\n  "items": 0\n}',
+    b'{"x0": 0, "x1": 9007199254740993.5, "items": 9007199254740992, "color": null}',
+    b'{"color": "bl\\u0075e", "x1": 3.25, "items": 7, "x0": 12345678.125}',
+    b'{"x0": 1, "x1": 2, "items": 1, "color": "red", "x0": 4.5}',  # a key twice
+]
+
+
+@pytest.mark.parametrize("arrow", [True, False], ids=["arrow", "one-by-one"])
+def test_one_record_bodies_are_captured_as_they_were_validated(platform, schema, monkeypatch,
+                                                               arrow):  # fmt: skip
+    """The body path decodes a batch with Arrow's JSON reader; what it records equals what
+    the request parser validated: whitespace, escapes, integers for numbers included. A
+    key given twice (the parser keeps the last; Arrow refuses it) sends the batch down
+    the one-by-one path, which decodes with the request parser's own JSON parser."""
+    import serving.capture as capture_module
+
+    bodies = BODIES[:4] if arrow else BODIES
+    if arrow:  # the one-by-one path would drop every record: prove it is not taken
+        monkeypatch.setattr(capture_module, "from_json", None)
+    validated, registry = _bodies_through_the_parser(platform, schema, bodies)
+    got = sorted(capture.records(window(platform, schema).table), key=lambda r: r["request_id"])
+    assert [r["request_id"] for r in got] == [f"b{i}" for i in range(len(bodies))]
+    expected = [{name: v.get(name) for name in schema.feature_names} for v in validated]
+    assert [r["input"] for r in got] == expected
+    assert [r["output"]["prediction"] for r in got] == [float(i) for i in range(len(bodies))]
+    assert value(registry, "mlops_serving_capture_dropped_records_total", reason="error") == 0
+    if not arrow:
+        assert got[4]["input"]["x0"] == 4.5
+
+
+def test_bodies_and_records_of_one_flush_all_land(platform, schema):
+    """A flush holds one-record bodies and multi-record requests alike: both written,
+    each record once."""
+    w, registry = writer(platform)
+    w.start()
+    rows = records(columns(list(schema.features), 3, seed=9))
+    w.submit(schema, rows, [1.0, 2.0, 3.0], request_id="many")
+    w.submit_body(schema, BODIES[0], 4.0, request_id="one")
+    w.close()
+    got = capture.records(window(platform, schema).table)
+    assert sorted(r["request_id"] for r in got) == ["many", "many", "many", "one"]
+    assert value(registry, "mlops_serving_capture_written_records_total") == 4
+
+
+def test_a_body_that_does_not_decode_costs_only_itself(platform, schema):
+    """A body no parser can read (not what serving hands over, but the writer must not
+    trust that) is dropped and counted; the others of its batch are written."""
+    w, registry = writer(platform)
+    w.start()
+    w.submit_body(schema, BODIES[0], 1.0, request_id="ok")
+    w.submit_body(schema, b'{"x0": ', 2.0, request_id="bad")
+    w.close()
+    got = capture.records(window(platform, schema).table)
+    assert [r["request_id"] for r in got] == ["ok"]
+    assert value(registry, "mlops_serving_capture_dropped_records_total", reason="error") == 1
+
+
+def test_a_full_buffer_drops_bodies_and_counts_them(platform, schema):
+    w, registry = writer(platform, buffer_records=3, batch_records=100, flush_seconds=60)
+    w.start()
+    for i in range(5):
+        w.submit_body(schema, BODIES[0], float(i))
+    dropped = "mlops_serving_capture_dropped_records_total"
+    assert value(registry, dropped, reason="buffer_full") == 2
+    w.close()
+    assert window(platform, schema).rows == 3
