@@ -218,13 +218,20 @@ class _Bodies:
         (same parser, so a key given twice keeps its last value, as it was validated),
         and how many could not be."""
         chunk, lost = _Chunk(self.schema, len(self.bodies)), 0
+        # Validation made a number of a JSON integer (an int above 2**53 is a float the
+        # parser accepted, which the capture layout's double column would refuse).
+        numbers = [f.name for f in self.schema.features if f.type == "number"]
         for body, prediction, proba, at, request_id in zip(
             self.bodies, self.predictions, self.probabilities, self.times, self.request_ids,
             strict=True,
         ):  # fmt: skip
             probabilities = None if proba is None else proba[np.newaxis]
             try:
-                chunk.add([from_json(body)], [prediction], probabilities, request_id, at, 1)
+                record = from_json(body)
+                for name in numbers:
+                    if record.get(name) is not None:
+                        record[name] = float(record[name])
+                chunk.add([record], [prediction], probabilities, request_id, at, 1)
             except Exception:  # noqa: BLE001 - one body must not cost the others
                 lost += 1
         return chunk, lost
