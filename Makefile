@@ -38,6 +38,7 @@ demo: $(STAMP)
 TEST_WORKERS ?= 4
 
 test: $(STAMP) $(TOOLS_STAMP)
+	@bash scripts/install-browser.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal

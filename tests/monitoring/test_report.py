@@ -72,7 +72,10 @@ def chromium_console(tmp_path: Path, page: Path) -> tuple[str, list[str]]:
     """(DOM after load, console messages) of ``page`` in a fresh headless Chromium."""
     exe = find_tool("chromium") or find_tool("chromium-browser")
     if exe is None:
-        pytest.skip("chromium is not installed (apt-get install chromium); .ci/run installs it")
+        pytest.skip(
+            "chromium is not installed: make test installs it as root with apt "
+            "(scripts/install-browser.sh); else apt-get install chromium"
+        )
     profile = tmp_path / f"profile-{page.stem}"
     proc = subprocess.run(
         [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
