@@ -173,11 +173,10 @@ class _Bodies:
     a batch of bodies at once with Arrow's JSON reader (C++, without the GIL) against the
     capture layout's input types (:func:`_bodies_table`).
 
-    Why bodies: measured under benchmarks/capture.py's load, storing a request's values
-    into numpy columns took 11-12 us inside the server (4-5 times what it takes in a tight
-    loop: numpy's item assignment is a long code path that is cold in the caches whenever
-    a request comes by), which made capture cost 9-11 % of /predict's throughput; with
-    the body buffered, ``submit_body`` takes 4-5 us there and capture 3-6 %."""
+    Why bodies: timed inside the server under benchmarks/capture.py's load, storing a
+    request's values into numpy columns (:meth:`CaptureWriter.submit`) took 11-12 us, 4-5
+    times what it takes in a tight loop (numpy's item assignment is a long code path, cold
+    in the caches whenever a request comes by); ``submit_body`` takes 4-5 us there."""
 
     __slots__ = ("schema", "bodies", "predictions", "probabilities", "times", "request_ids")
 
@@ -197,21 +196,19 @@ class _Bodies:
         self.times.append(at)
         self.request_ids.append(request_id)
 
-    def pick(self, index: list[int]) -> _Bodies:
-        out = _Bodies(self.schema)
-        for name in _Bodies.__slots__[1:]:
-            values = getattr(self, name)
-            setattr(out, name, [values[i] for i in index])
-        return out
-
     def by_hour(self) -> list[_Bodies]:
-        """These records by the hour of their time: one file never spans two."""
-        hours = [int(t // 3600) for t in self.times]
-        if hours[0] == hours[-1] and len(set(hours)) == 1:
+        """These records by the hour of their time (:func:`_hour_groups`)."""
+        groups = _hour_groups(np.array(self.times, dtype=np.float64))
+        if groups is None:
             return [self]
-        return [
-            self.pick([i for i, h in enumerate(hours) if h == hour]) for hour in sorted(set(hours))
-        ]
+        out = []
+        for index in groups:
+            part = _Bodies(self.schema)
+            for name in _Bodies.__slots__[1:]:
+                values = getattr(self, name)
+                setattr(part, name, [values[i] for i in index.tolist()])
+            out.append(part)
+        return out
 
     def as_chunk(self) -> tuple[_Chunk, int]:
         """The records decoded one by one, as serving's request parser decodes a body
@@ -263,7 +260,7 @@ def _bodies_table(batch: _Bodies) -> pa.Table | None:
     if read.num_rows != len(batch.bodies):
         return None
     inputs = pa.StructArray.from_arrays(
-        [read.column(f.name).combine_chunks().cast(f.type) for f in input_type],
+        [read.column(f.name).combine_chunks() for f in input_type],
         fields=list(input_type),
     )
     n = len(batch.bodies)
@@ -645,12 +642,19 @@ def _size(group: _Chunk | _Bodies) -> int:
     return len(group.bodies) if isinstance(group, _Bodies) else group.size
 
 
-def _by_hour(chunk: _Chunk) -> list[_Chunk]:
-    """The chunk's records by the hour of their time: one file never spans two."""
-    hours = (chunk.times // 3600).astype(np.int64)
+def _hour_groups(times: np.ndarray) -> list[np.ndarray] | None:
+    """The indexes of ``times`` by hour, or None when they all fall in one (the usual
+    case): one file never spans two hours."""
+    hours = (times // 3600).astype(np.int64)
     if hours[0] == hours[-1] and (hours == hours[0]).all():
-        return [chunk]
-    return [chunk.take(np.flatnonzero(hours == h)) for h in np.unique(hours)]
+        return None
+    return [np.flatnonzero(hours == h) for h in np.unique(hours)]
+
+
+def _by_hour(chunk: _Chunk) -> list[_Chunk]:
+    """The chunk's records by the hour of their time."""
+    groups = _hour_groups(chunk.times)
+    return [chunk] if groups is None else [chunk.take(index) for index in groups]
 
 
 # -- conversion (background thread only) ------------------------------------------------

@@ -508,3 +508,26 @@ def test_a_full_buffer_drops_bodies_and_counts_them(platform, schema):
     assert value(registry, dropped, reason="buffer_full") == 2
     w.close()
     assert window(platform, schema).rows == 3
+
+
+def test_bodies_either_side_of_an_hour_go_to_their_own_hours_files(platform, schema, monkeypatch):
+    top = (time.time() // 3600) * 3600
+    w, _ = writer(platform)
+    w.start()
+    for i, at in enumerate((top - 1.0, top + 1.0, top - 2.0)):
+        monkeypatch.setattr(time, "time", lambda at=at: at)
+        w.submit_body(schema, BODIES[0], float(i), request_id=f"r{i}")
+    monkeypatch.undo()
+    w.close()
+    start = datetime.fromtimestamp(top - 3600, UTC)
+    keys = capture.list_window(
+        platform, schema.project, "prod", schema.version, start, start + timedelta(hours=2)
+    )
+    assert len(keys) == 2
+    got = capture.read_window(platform, schema, "prod", start, start + timedelta(hours=2))
+    by_hour = {
+        k.rsplit("/", 1)[0][-13:]: sorted(r["request_id"] for r in capture.records(t))
+        for k, t in ((k, capture._read_one(platform.artifact_bucket, k, schema.arrow_schema))
+                     for k in keys)
+    }  # fmt: skip
+    assert sorted(by_hour.values()) == [["r0", "r2"], ["r1"]] and got.rows == 3
