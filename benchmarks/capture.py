@@ -1,6 +1,6 @@
 """Benchmark what inference capture costs /predict; prints ONE JSON line.
 
-    .venv/bin/python benchmarks/capture.py [--seconds 4] [--rounds 5]
+    .venv/bin/python benchmarks/capture.py [--seconds 3] [--rounds 6] [--instances 2]
 
 Everything in one run, on 127.0.0.1, with the load generator ``benchmarks/predict.py``
 uses (Debian's ``hey``) and its way of starting the service:
@@ -9,44 +9,62 @@ uses (Debian's ``hey``) and its way of starting the service:
   (``predict.train_example``);
 * a local AWS endpoint (moto's server on a free port, bootstrapped as ``mlopsctl dev up``
   does) holds the artifact bucket that capture writes to;
-* two services of that model (``python -m serving``, one worker per core), both told they
-  serve ``usedcar-price``/``prod``: **off** with ``MLOPS_CAPTURE_PERCENT=0``, **on** with
-  ``MLOPS_CAPTURE_PERCENT=100`` and the default buffer, batch and flush settings, so every
-  answered request is buffered, converted, encoded as Parquet and PUT to the endpoint by
-  each worker's background writer, during the measurement;
+* services of that model (``python -m serving``, one worker per core it may use), all
+  told they serve ``usedcar-price``/``prod``: the **off** arm with
+  ``MLOPS_CAPTURE_PERCENT=0``, the **on** arm with ``MLOPS_CAPTURE_PERCENT=100`` and the
+  default buffer, batch and flush settings (``--on-env`` changes them), so every answered
+  request is buffered, converted, encoded as Parquet and PUT to the endpoint by each
+  worker's background writer, during the measurement. ``--instances`` services per arm,
+  each its own process: a process's layout in memory moves its throughput by a few
+  percent for its whole life, which one process per arm would count as capture's;
+* pinned (the default on a machine of 2 cores or more): the services run on the first
+  half of the cores, hey, the endpoint and this script on the rest. A service's
+  throughput is then what its cores can do, hey's and the endpoint's work do not move
+  it, and its writer shares its workers' cores, so all of capture's own work counts;
+  the PUTs' work in the endpoint does not, as real S3's is not on the service's machine.
+  ``--no-pin`` lets everything share every core;
+* a warm-up in which every capturing worker writes its first file (its one-off costs,
+  such as the first connection to the endpoint, are not per record);
 * ``hey`` at concurrency 1 and 8 for ``--seconds`` per run with the seed's one-record
-  request; off and on take turns within each round, in alternating order, over
-  ``--rounds`` rounds so the machine's load drifts onto both; medians of the rounds'
-  req/s and p50/p99 (hey reports latency in 0.1 ms steps).
+  request; in each of ``--rounds`` rounds every service runs once per concurrency, in an
+  order that reverses from round to round so the machine's drift falls on both arms.
 
-After the runs both services stop (SIGTERM: capture flushes what it buffered) and the
-records captured in the bucket are counted against the 200s the capturing service gave
-(warm-up included): a "cost" bought by dropping records would not be capture at 100 %.
+The figures: per round, the on arm's mean req/s against the off arm's (a round's two
+arms ran seconds apart), and over the rounds the median of that cost with a 90 %
+bootstrap interval; medians of req/s, p50/p99 (hey reports latency in 0.1 ms steps) and
+CPU per answered request, split by thread (workers' main threads: the request path; their
+other threads: the writer; the endpoint's). After the runs every service stops (SIGTERM:
+capture flushes what it buffered) and the records in the bucket are counted against the
+200s the capturing services gave (warm-up included): a "cost" bought by dropping records
+would not be capture at 100 %.
 
-Goal (issue 12): capture at 100 % costs <= 5 % of ``/predict`` throughput (req/s at
-concurrency 8, where the service is saturated), with every answered request captured.
-Concurrency 1's figures are reported next to it. The writer's S3 PUTs go to moto's server
-on the same two cores, so the figure includes the endpoint's share of the work, which a
-real S3 bucket does not put on the service's machine: the local number is the stricter
-one. Absolute numbers depend on what else runs on the machine (``loadavg_1m``).
+Goal (issue 12): capture at 100 % costs <= 5 % of ``/predict`` throughput at concurrency 8
+(where the service is saturated), with every answered request captured: ``goal_met`` on
+the rounds' median, ``goal.shown`` when the upper end of its interval is within the goal
+too. Concurrency 1's figures are reported next to it. Absolute numbers depend on what
+else runs on the machine (``loadavg_1m``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform as _platform
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import numpy as np
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,8 +76,11 @@ from mlops_core import capture  # noqa: E402
 from mlops_core.artifacts import read_manifest  # noqa: E402
 from mlops_core.config import PlatformSettings  # noqa: E402
 from mlopsctl import local_aws  # noqa: E402
+from serving.capture_settings import CaptureSettings  # noqa: E402
+from serving.server import cpu_count  # noqa: E402
 
 ENV = "prod"
+ARMS = ("off", "on")
 KEYS = ("rps", "p50_ms", "p99_ms", "cpu_us", "main_cpu_us", "other_cpu_us", "endpoint_cpu_us")
 GOAL_MAX_THROUGHPUT_COST = 0.05
 _DROPPED = re.compile(r'^mlops_serving_capture_dropped_records_total\{reason="(\w+)"\} ([\d.e+]+)$')
@@ -100,53 +121,146 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return main, other
 
 
-def measure(
-    targets: dict[str, str],
-    body: Path,
-    seconds: float,
-    rounds: int,
-    pids: dict[str, int],
-    endpoint_pid: int,
-) -> tuple[dict, dict[str, int], dict]:
-    """Medians per target and concurrency, each target's count of 200s (warm-up too) and
-    the paired per-round costs (:func:`paired_costs`).
+def split_cpus(pin: bool) -> tuple[set[int], set[int]]:
+    """The cores of the services and those of everything else (the load generator, the
+    local endpoint, this script). Pinned, a service has cores of its own (one worker per
+    core): its throughput is what those cores can do, neither hey's nor the endpoint's
+    work takes from it, and its writer shares its workers' cores."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not pin or len(cpus) < 2:
+        return set(cpus), set(cpus)
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half:])
 
-    Each run also records the CPU its service spent per answered request, and the local
-    endpoint's (where capture's PUTs land): CPU per request is what capture adds, and it
-    is far steadier than throughput on a machine whose load drifts."""
-    runs: dict[str, dict[int, list[dict]]] = {name: {1: [], 8: []} for name in targets}
-    ok = dict.fromkeys(targets, 0)
-    for name, url in targets.items():  # warm-up
-        ok[name] += hey(url, body, 8, n=2000)["ok"]
-    names = list(targets)
+
+@contextlib.contextmanager
+def pinned(cpus: set[int]):
+    """Processes started inside run on ``cpus`` (children inherit the affinity)."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+@dataclass
+class Service:
+    """One ``python -m serving`` of the model: an instance of an arm (off or on)."""
+
+    arm: str
+    name: str
+    url: str
+    proc: subprocess.Popen
+
+
+def capture_counters(url: str) -> dict[str, float]:
+    return dropped(url)[1]
+
+
+def warm_up(
+    services: list[Service], body: Path, batch_records: int, workers: int
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Every service answers its first requests, and every capturing worker writes its
+    first file, before anything is measured: a worker's first write pays one-off costs
+    (the first Parquet encoding, the first connection to the endpoint) that a service
+    pays once in its life, not per record. Returns each service's 200s and each capturing
+    service's files written by the end of the warm-up."""
+    ok: dict[str, int] = {}
+    written: dict[str, int] = {}
+    for s in services:
+        n = 2000 if s.arm == "off" else (batch_records + 1000) * workers
+        ok[s.name] = hey(f"{s.url}/predict", body, 8, n=n)["ok"]
+    for s in services:
+        if s.arm == "on":
+            deadline = time.monotonic() + 30
+            files = "mlops_serving_capture_files_total"
+            while (n := int(capture_counters(s.url).get(files, 0))) < workers:
+                if time.monotonic() > deadline:
+                    log(f"{s.name}: fewer than {workers} capture files after warm-up")
+                    break
+                time.sleep(0.2)
+            written[s.name] = n
+    return ok, written
+
+
+def measure(
+    services: list[Service], body: Path, seconds: float, rounds: int, endpoint_pid: int
+) -> tuple[dict, dict[str, int], dict, dict]:
+    """Medians per arm and concurrency, each service's count of 200s (warm-up too), the
+    per-round costs (:func:`paired_costs`) and each service's median req/s.
+
+    A round runs every service once per concurrency, in an order that reverses from one
+    round to the next, so the machine's drift falls on both arms; an arm's figure for a
+    round is its services' mean. Several services per arm because a process's own
+    layout in memory moves its throughput by a few percent for its whole life: one
+    process per arm would measure that luck along with capture.
+
+    Each run also records the CPU its service spent per answered request (split by
+    thread: see :func:`cpu_seconds`) and the local endpoint's, where capture's PUTs land."""
+    runs: dict[str, dict[int, list[dict]]] = {arm: {1: [], 8: []} for arm in ARMS}
+    per_service: dict[str, dict[int, list[float]]] = {s.name: {1: [], 8: []} for s in services}
+    ok: dict[str, int] = dict.fromkeys((s.name for s in services), 0)
     for r in range(rounds):
         for c in (1, 8):
-            for name in names if r % 2 == 0 else names[::-1]:
-                before = cpu_seconds(pids[name]), sum(cpu_seconds(endpoint_pid))
-                got = hey(targets[name], body, c, seconds=seconds)
-                after = cpu_seconds(pids[name]), sum(cpu_seconds(endpoint_pid))
-                n = max(1, got["ok"])
-                got["main_cpu_us"] = (after[0][0] - before[0][0]) / n * 1e6
-                got["other_cpu_us"] = (after[0][1] - before[0][1]) / n * 1e6
-                got["cpu_us"] = got["main_cpu_us"] + got["other_cpu_us"]
-                got["endpoint_cpu_us"] = (after[1] - before[1]) / n * 1e6
-                ok[name] += got["ok"]
-                runs[name][c].append(got)
-                log(f"round {r + 1} {name} c={c}: {got}")
+            got_round: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+            for s in services if r % 2 == 0 else services[::-1]:
+                before = cpu_seconds(s.proc.pid), sum(cpu_seconds(endpoint_pid))
+                got = hey(f"{s.url}/predict", body, c, seconds=seconds)
+                after = cpu_seconds(s.proc.pid), sum(cpu_seconds(endpoint_pid))
+                got["main_cpu_s"] = after[0][0] - before[0][0]
+                got["other_cpu_s"] = after[0][1] - before[0][1]
+                got["endpoint_cpu_s"] = after[1] - before[1]
+                ok[s.name] += got["ok"]
+                per_service[s.name][c].append(got["rps"])
+                got_round[s.arm].append(got)
+                log(f"round {r + 1} {s.name} c={c}: {got['rps']:.0f} req/s")
+            for arm, gots in got_round.items():
+                n = max(1, sum(g["ok"] for g in gots))
+                main = sum(g["main_cpu_s"] for g in gots) / n * 1e6
+                other = sum(g["other_cpu_s"] for g in gots) / n * 1e6
+                runs[arm][c].append(
+                    {
+                        "rps": statistics.fmean(g["rps"] for g in gots),
+                        "p50_ms": statistics.median(g["p50_ms"] for g in gots),
+                        "p99_ms": statistics.median(g["p99_ms"] for g in gots),
+                        "main_cpu_us": main,
+                        "other_cpu_us": other,
+                        "cpu_us": main + other,
+                        "endpoint_cpu_us": sum(g["endpoint_cpu_s"] for g in gots) / n * 1e6,
+                    }
+                )
     medians = {
-        name: {
+        arm: {
             f"c{c}": {key: round(statistics.median(x[key] for x in per_c[c]), 3) for key in KEYS}
             for c in (1, 8)
         }
-        for name, per_c in runs.items()
+        for arm, per_c in runs.items()
     }
-    return medians, ok, paired_costs(runs)
+    rps = {
+        name: {f"c{c}": round(statistics.median(v[c]), 1) for c in (1, 8)}
+        for name, v in per_service.items()
+    }
+    return medians, ok, paired_costs(runs), rps
+
+
+def bootstrap_median(values: list[float], level: float = 0.9, draws: int = 4000) -> list[float]:
+    """A ``level`` confidence interval of the median of ``values`` (the rounds resampled
+    with replacement; a fixed seed, so a run's figures can be recomputed)."""
+    rng = np.random.default_rng(12)
+    sample = np.asarray(values)[rng.integers(0, len(values), size=(draws, len(values)))]
+    medians = np.median(sample, axis=1)
+    tail = (1 - level) / 2
+    return [
+        round(float(np.quantile(medians, tail)), 4),
+        round(float(np.quantile(medians, 1 - tail)), 4),
+    ]
 
 
 def paired_costs(runs: dict[str, dict[int, list[dict]]]) -> dict:
-    """Capture's cost round by round: each round's on run against the off run next to it
-    (the two ran seconds apart, so the machine's drift between rounds cancels out), and
-    the median and range over the rounds. The goal is judged on that median."""
+    """Capture's cost round by round: each round's on figure against its off figure (they
+    ran seconds apart, so the machine's drift between rounds cancels out), their median,
+    range and a 90 % confidence interval of the median. The goal is judged on these."""
     out = {}
     for c in (1, 8):
         pairs = list(zip(runs["off"][c], runs["on"][c], strict=True))
@@ -154,23 +268,33 @@ def paired_costs(runs: dict[str, dict[int, list[dict]]]) -> dict:
         cpu = [on["cpu_us"] / off["cpu_us"] - 1 for off, on in pairs if off["cpu_us"] > 0]
         out[f"c{c}"] = {
             "throughput_cost_median": round(statistics.median(thr), 4),
+            "throughput_cost_ci90": bootstrap_median(thr),
             "throughput_cost_range": [round(min(thr), 4), round(max(thr), 4)],
             "cpu_cost_median": round(statistics.median(cpu), 4) if cpu else None,
-            "cpu_cost_range": [round(min(cpu), 4), round(max(cpu), 4)] if cpu else None,
+            "cpu_cost_ci90": bootstrap_median(cpu) if cpu else None,
         }
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="per hey run")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per hey run")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds")
     parser.add_argument(
         "--on-env",
         action="append",
         default=[],
         metavar="NAME=VALUE",
         help="extra environment of the capturing service (e.g. MLOPS_CAPTURE_BATCH_RECORDS=2000)",
+    )
+    parser.add_argument(
+        "--instances", type=int, default=2, help="services per arm (each its own process)"
+    )
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="let the services share every core with the load and the endpoint",
     )
     args = parser.parse_args()
     on_env = dict(item.split("=", 1) for item in args.on_env)
@@ -180,6 +304,8 @@ def main() -> None:
     if shutil.which("hey") is None:
         raise SystemExit("the load generator 'hey' is missing: apt-get install -y hey")
 
+    service_cpus, load_cpus = split_cpus(args.pin)
+    os.sched_setaffinity(0, load_cpus)  # hey and the endpoint inherit it
     with tempfile.TemporaryDirectory(prefix="bench-capture-") as tmp:
         work = Path(tmp)
         port = local_aws.free_port()
@@ -197,23 +323,33 @@ def main() -> None:
             body.write_text(json.dumps(RECORD))
             served = {"MLOPS_PROJECT": manifest.project, "MLOPS_ENV": ENV}
             start = datetime.now(UTC)
-            off, off_url, _ = start_serving(
-                onnx_dir, work, {**served, "MLOPS_CAPTURE_PERCENT": "0"}
+            services: list[Service] = []
+            with pinned(service_cpus):
+                for i in range(args.instances):
+                    for arm in ARMS if i % 2 == 0 else ARMS[::-1]:
+                        env = {**served, "MLOPS_CAPTURE_PERCENT": "0" if arm == "off" else "100"}
+                        proc, url, _ = start_serving(
+                            onnx_dir, work, {**env, **(on_env if arm == "on" else {})}
+                        )
+                        procs.append(proc)
+                        services.append(Service(arm, f"{arm}{i + 1}", url, proc))
+            with pinned(service_cpus):
+                workers = cpu_count()  # what each service forked: one worker per core
+            batch = int(on_env.get("MLOPS_CAPTURE_BATCH_RECORDS", CaptureSettings().batch_records))
+            ok, warm_files = warm_up(services, body, batch, workers)
+            http, measured_ok, paired, per_service = measure(
+                services, body, args.seconds, args.rounds, endpoint.pid
             )
-            procs.append(off)
-            on, on_url, _ = start_serving(
-                onnx_dir, work, {**served, "MLOPS_CAPTURE_PERCENT": "100", **on_env}
-            )
-            procs.append(on)
-            http, ok, paired = measure(
-                {"off": f"{off_url}/predict", "on": f"{on_url}/predict"},
-                body,
-                args.seconds,
-                args.rounds,
-                {"off": off.pid, "on": on.pid},
-                endpoint.pid,
-            )
-            drops, counters = dropped(on_url)
+            drops: dict[str, int] = {}
+            counters: dict[str, float] = {}
+            for s in services:
+                ok[s.name] += measured_ok[s.name]
+                if s.arm == "on":
+                    d, c = dropped(s.url)
+                    for k, v in d.items():
+                        drops[k] = drops.get(k, 0) + v
+                    for k, v in c.items():
+                        counters[k] = counters.get(k, 0.0) + v
             for proc in procs:
                 stop(proc)  # the capturing workers flush what they buffered
             procs.clear()
@@ -257,8 +393,13 @@ def main() -> None:
         }
         for c in (1, 8)
     }
-    all_captured = window.rows == ok["on"] and not any(drops.values())
-    goal_met = cost["c8"] <= GOAL_MAX_THROUGHPUT_COST and all_captured
+    answered = sum(n for name, n in ok.items() if name.startswith("on"))
+    all_captured = window.rows == answered and not any(drops.values())
+    # Judged on the rounds' median cost at concurrency 8; "shown" when the upper end of
+    # its 90 % interval is within the goal too (the machine's noise cannot explain it).
+    c8 = paired["c8"]
+    goal_met = c8["throughput_cost_median"] <= GOAL_MAX_THROUGHPUT_COST and all_captured
+    goal_shown = goal_met and c8["throughput_cost_ci90"][1] <= GOAL_MAX_THROUGHPUT_COST
     print(
         json.dumps(
             {
@@ -276,8 +417,12 @@ def main() -> None:
                 "request_records": 1,
                 "seconds_per_run": args.seconds,
                 "rounds": args.rounds,
+                "instances_per_arm": args.instances,
+                "workers_per_service": workers,
+                "cpus": {"services": sorted(service_cpus), "load_and_endpoint": sorted(load_cpus)},
                 "on_env": on_env,
                 "http": http,
+                "per_service_rps": per_service,
                 "ratios": ratios,
                 "throughput_cost": cost,
                 "cpu_per_request_cost": cpu_cost,
@@ -288,9 +433,10 @@ def main() -> None:
                     for c in (1, 8)
                 },
                 "capture": {
-                    "answered": ok["on"],
+                    "answered": answered,
                     "captured_records": window.rows,
                     "files": window.files,
+                    "files_after_warm_up": warm_files,
                     "dropped": drops,
                     "all_captured": all_captured,
                     "read_back_s": round(read_s, 3),
@@ -305,7 +451,9 @@ def main() -> None:
                 },
                 "goal": {
                     "c8_throughput_cost_max": GOAL_MAX_THROUGHPUT_COST,
-                    "c8_throughput_cost": cost["c8"],
+                    "c8_throughput_cost_median": c8["throughput_cost_median"],
+                    "c8_throughput_cost_ci90": c8["throughput_cost_ci90"],
+                    "shown": goal_shown,
                     "all_captured": all_captured,
                 },
                 "goal_met": goal_met,

@@ -25,7 +25,10 @@ KEYS = {
     "load_generator",
     "seconds_per_run",
     "rounds",
+    "instances_per_arm",
     "http",
+    "per_service_rps",
+    "paired",
     "ratios",
     "throughput_cost",
     "p50_ms_added",
@@ -44,7 +47,19 @@ def test_capture_benchmark_at_one_short_round():
         if not k.startswith(("AWS_", "MLOPS_"))  # the script starts its own endpoint
     }
     proc = subprocess.run(
-        [sys.executable, "benchmarks/capture.py", "--seconds", "0.5", "--rounds", "1"],
+        [
+            sys.executable,
+            "benchmarks/capture.py",
+            "--seconds",
+            "0.5",
+            "--rounds",
+            "1",
+            "--instances",
+            "1",
+            # A small batch: the warm-up waits for every capturing worker's first file.
+            "--on-env",
+            "MLOPS_CAPTURE_BATCH_RECORDS=300",
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -57,14 +72,27 @@ def test_capture_benchmark_at_one_short_round():
     result = json.loads(lines[0])
     assert set(result) >= KEYS
     assert result["benchmark"] == "capture" and result["rounds"] == 1
+    assert result["on_env"] == {"MLOPS_CAPTURE_BATCH_RECORDS": "300"}
     for side in ("off", "on"):
         for c in ("c1", "c8"):
             assert result["http"][side][c]["rps"] > 0
+    assert set(result["per_service_rps"]) == {"off1", "on1"}
     cap = result["capture"]
     assert cap["answered"] > 0
     assert cap["captured_records"] == cap["answered"], cap
     assert cap["files"] >= 1 and not any(cap["dropped"].values())
     assert cap["all_captured"] is True
+    # Every capturing worker wrote its first file in the warm-up, before any measurement.
+    assert cap["files_after_warm_up"]["on1"] >= result["workers_per_service"] >= 1
     cost = result["throughput_cost"]["c8"]
     assert cost == pytest.approx(1 - result["ratios"]["c8_rps_on_vs_off"], abs=1e-4)
-    assert result["goal_met"] == (cost <= result["goal"]["c8_throughput_cost_max"])
+    # One round: its paired cost is the median, and the interval is that one point.
+    paired = result["paired"]["c8"]
+    off, on = result["http"]["off"]["c8"]["rps"], result["http"]["on"]["c8"]["rps"]
+    assert paired["throughput_cost_median"] == pytest.approx(1 - on / off, abs=1e-3)
+    assert paired["throughput_cost_ci90"] == [paired["throughput_cost_median"]] * 2
+    goal = result["goal"]
+    assert result["goal_met"] == (
+        paired["throughput_cost_median"] <= goal["c8_throughput_cost_max"] and cap["all_captured"]
+    )
+    assert goal["shown"] == (result["goal_met"] and paired["throughput_cost_ci90"][1] <= 0.05)
