@@ -1,6 +1,7 @@
 """Benchmark what inference capture costs /predict; prints ONE JSON line.
 
     .venv/bin/python benchmarks/capture.py [--seconds 3] [--rounds 6] [--instances 2]
+                                           [--diagnose]
 
 Everything in one run, on 127.0.0.1, with the load generator ``benchmarks/predict.py``
 uses (Debian's ``hey``) and its way of starting the service:
@@ -37,6 +38,13 @@ other threads: the writer; the endpoint's). After the runs every service stops (
 capture flushes what it buffered) and the records in the bucket are counted against the
 200s the capturing services gave (warm-up included): a "cost" bought by dropping records
 would not be capture at 100 %.
+
+``--diagnose`` adds two arms at 100 % that split the on arm's cost (``diagnosis`` in the
+line; benchmarks/capture_arms/sitecustomize.py makes them): **discard**, whose writer
+drops every batch instead of converting and writing it (the request path's and the
+buffer's share), and **primed**, which stops sampling once each worker has written its
+first file (what a worker that has converted and written records costs with no capture
+work left). Their files go to an env of their own, not counted as the on arm's.
 
 Goal (issue 12): capture at 100 % costs <= 5 % of ``/predict`` throughput at concurrency 8
 (where the service is saturated), with every answered request captured: ``goal_met`` on
@@ -81,6 +89,11 @@ from serving.server import cpu_count  # noqa: E402
 
 ENV = "prod"
 ARMS = ("off", "on")
+#: ``--diagnose``'s arms (benchmarks/capture_arms/sitecustomize.py says what each does),
+#: under an env of their own so that their files are not counted as the on arm's.
+DIAGNOSTIC_ARMS = ("discard", "primed")
+DIAGNOSTIC_ENV = "diagnose"
+ARMS_SITE = ROOT / "benchmarks" / "capture_arms"
 KEYS = ("rps", "p50_ms", "p99_ms", "cpu_us", "main_cpu_us", "other_cpu_us", "endpoint_cpu_us")
 GOAL_MAX_THROUGHPUT_COST = 0.05
 _DROPPED = re.compile(r'^mlops_serving_capture_dropped_records_total\{reason="(\w+)"\} ([\d.e+]+)$')
@@ -172,7 +185,7 @@ def warm_up(
         n = 2000 if s.arm == "off" else (batch_records + 1000) * workers
         ok[s.name] = hey(f"{s.url}/predict", body, 8, n=n)["ok"]
     for s in services:
-        if s.arm == "on":
+        if s.arm != "off":
             deadline = time.monotonic() + 30
             files = "mlops_serving_capture_files_total"
             while (n := int(capture_counters(s.url).get(files, 0))) < workers:
@@ -185,7 +198,12 @@ def warm_up(
 
 
 def measure(
-    services: list[Service], body: Path, seconds: float, rounds: int, endpoint_pid: int
+    services: list[Service],
+    body: Path,
+    seconds: float,
+    rounds: int,
+    endpoint_pid: int,
+    arms: tuple[str, ...] = ARMS,
 ) -> tuple[dict, dict[str, int], dict, dict]:
     """Medians per arm and concurrency, each service's count of 200s (warm-up too), the
     per-round costs (:func:`paired_costs`) and each service's median req/s.
@@ -198,12 +216,12 @@ def measure(
 
     Each run also records the CPU its service spent per answered request (split by
     thread: see :func:`cpu_seconds`) and the local endpoint's, where capture's PUTs land."""
-    runs: dict[str, dict[int, list[dict]]] = {arm: {1: [], 8: []} for arm in ARMS}
+    runs: dict[str, dict[int, list[dict]]] = {arm: {1: [], 8: []} for arm in arms}
     per_service: dict[str, dict[int, list[float]]] = {s.name: {1: [], 8: []} for s in services}
     ok: dict[str, int] = dict.fromkeys((s.name for s in services), 0)
     for r in range(rounds):
         for c in (1, 8):
-            got_round: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+            got_round: dict[str, list[dict]] = {arm: [] for arm in arms}
             for s in services if r % 2 == 0 else services[::-1]:
                 before = cpu_seconds(s.proc.pid), sum(cpu_seconds(endpoint_pid))
                 got = hey(f"{s.url}/predict", body, c, seconds=seconds)
@@ -241,7 +259,8 @@ def measure(
         name: {f"c{c}": round(statistics.median(v[c]), 1) for c in (1, 8)}
         for name, v in per_service.items()
     }
-    return medians, ok, paired_costs(runs), rps
+    paired = {arm: paired_costs(runs, arm) for arm in arms if arm != "off"}
+    return medians, ok, paired, rps
 
 
 def bootstrap_median(values: list[float], level: float = 0.9, draws: int = 4000) -> list[float]:
@@ -257,13 +276,14 @@ def bootstrap_median(values: list[float], level: float = 0.9, draws: int = 4000)
     ]
 
 
-def paired_costs(runs: dict[str, dict[int, list[dict]]]) -> dict:
-    """Capture's cost round by round: each round's on figure against its off figure (they
-    ran seconds apart, so the machine's drift between rounds cancels out), their median,
-    range and a 90 % confidence interval of the median. The goal is judged on these."""
+def paired_costs(runs: dict[str, dict[int, list[dict]]], arm: str = "on") -> dict:
+    """Capture's cost round by round: each round's ``arm`` figure against its off figure
+    (they ran seconds apart, so the machine's drift between rounds cancels out), their
+    median, range and a 90 % confidence interval of the median. The goal is judged on
+    the on arm's."""
     out = {}
     for c in (1, 8):
-        pairs = list(zip(runs["off"][c], runs["on"][c], strict=True))
+        pairs = list(zip(runs["off"][c], runs[arm][c], strict=True))
         thr = [1 - on["rps"] / off["rps"] for off, on in pairs]
         cpu = [on["cpu_us"] / off["cpu_us"] - 1 for off, on in pairs if off["cpu_us"] > 0]
         out[f"c{c}"] = {
@@ -289,6 +309,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--instances", type=int, default=2, help="services per arm (each its own process)"
+    )
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="also run the discard and primed arms (benchmarks/capture_arms), which split "
+        "capture's cost into the request path's, the conversion's and what stays after it",
     )
     parser.add_argument(
         "--no-pin",
@@ -324,22 +350,34 @@ def main() -> None:
             served = {"MLOPS_PROJECT": manifest.project, "MLOPS_ENV": ENV}
             start = datetime.now(UTC)
             services: list[Service] = []
+            arms = ARMS + DIAGNOSTIC_ARMS if args.diagnose else ARMS
             with pinned(service_cpus):
                 for i in range(args.instances):
-                    for arm in ARMS if i % 2 == 0 else ARMS[::-1]:
+                    for arm in arms if i % 2 == 0 else arms[::-1]:
                         env = {**served, "MLOPS_CAPTURE_PERCENT": "0" if arm == "off" else "100"}
-                        proc, url, _ = start_serving(
-                            onnx_dir, work, {**env, **(on_env if arm == "on" else {})}
-                        )
+                        if arm != "off":
+                            env.update(on_env)
+                        if arm in DIAGNOSTIC_ARMS:
+                            inherited = os.environ.get("PYTHONPATH", "")
+                            path = os.pathsep.join(
+                                filter(None, [str(ARMS_SITE), str(ROOT), inherited])
+                            )
+                            env.update(
+                                MLOPS_ENV=DIAGNOSTIC_ENV,
+                                MLOPS_BENCH_CAPTURE_ARM=arm,
+                                PYTHONPATH=path,
+                            )
+                        proc, url, _ = start_serving(onnx_dir, work, env)
                         procs.append(proc)
                         services.append(Service(arm, f"{arm}{i + 1}", url, proc))
             with pinned(service_cpus):
                 workers = cpu_count()  # what each service forked: one worker per core
             batch = int(on_env.get("MLOPS_CAPTURE_BATCH_RECORDS", CaptureSettings().batch_records))
             ok, warm_files = warm_up(services, body, batch, workers)
-            http, measured_ok, paired, per_service = measure(
-                services, body, args.seconds, args.rounds, endpoint.pid
+            http, measured_ok, paired_by_arm, per_service = measure(
+                services, body, args.seconds, args.rounds, endpoint.pid, arms
             )
+            paired = paired_by_arm["on"]
             drops: dict[str, int] = {}
             counters: dict[str, float] = {}
             for s in services:
@@ -392,6 +430,24 @@ def main() -> None:
             ),
         }
         for c in (1, 8)
+    }
+    # --diagnose: each arm's cost against off, and the CPU it adds per request by thread.
+    diagnosis = {
+        arm: {
+            f"c{c}": {
+                "throughput_cost_median": paired_by_arm[arm][f"c{c}"]["throughput_cost_median"],
+                "throughput_cost_ci90": paired_by_arm[arm][f"c{c}"]["throughput_cost_ci90"],
+                "added_main_cpu_us": round(
+                    http[arm][f"c{c}"]["main_cpu_us"] - off_m[f"c{c}"]["main_cpu_us"], 2
+                ),
+                "added_other_cpu_us": round(
+                    http[arm][f"c{c}"]["other_cpu_us"] - off_m[f"c{c}"]["other_cpu_us"], 2
+                ),
+            }
+            for c in (1, 8)
+        }
+        for arm in paired_by_arm
+        if args.diagnose
     }
     answered = sum(n for name, n in ok.items() if name.startswith("on"))
     all_captured = window.rows == answered and not any(drops.values())
@@ -457,6 +513,7 @@ def main() -> None:
                     "all_captured": all_captured,
                 },
                 "goal_met": goal_met,
+                **({"diagnosis": diagnosis} if args.diagnose else {}),
             }
         )
     )

@@ -2,8 +2,9 @@
 
 No timing thresholds here (those are the benchmark's to report); only that both services
 answered, that every request the capturing one answered was captured (nothing dropped),
-that the goal is judged from the figures it prints, and that the JSON line carries every
-documented key.
+that the goal is judged from the figures it prints, that --diagnose's arms report
+without being counted as the on arm's, and that the JSON line carries every documented
+key.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def test_capture_benchmark_at_one_short_round():
             # A small batch: the warm-up waits for every capturing worker's first file.
             "--on-env",
             "MLOPS_CAPTURE_BATCH_RECORDS=300",
+            "--diagnose",
         ],
         cwd=ROOT,
         env=env,
@@ -76,7 +78,7 @@ def test_capture_benchmark_at_one_short_round():
     for side in ("off", "on"):
         for c in ("c1", "c8"):
             assert result["http"][side][c]["rps"] > 0
-    assert set(result["per_service_rps"]) == {"off1", "on1"}
+    assert set(result["per_service_rps"]) == {"off1", "on1", "discard1", "primed1"}
     cap = result["capture"]
     assert cap["answered"] > 0
     assert cap["captured_records"] == cap["answered"], cap
@@ -84,6 +86,17 @@ def test_capture_benchmark_at_one_short_round():
     assert cap["all_captured"] is True
     # Every capturing worker wrote its first file in the warm-up, before any measurement.
     assert cap["files_after_warm_up"]["on1"] >= result["workers_per_service"] >= 1
+    # The diagnostic arms wrote (primed) or counted (discard) their first file too, and
+    # none of their records is counted as the on arm's (an env of their own: the count
+    # above would be off by their warm-up otherwise).
+    for arm in ("discard1", "primed1"):
+        assert cap["files_after_warm_up"][arm] >= result["workers_per_service"]
+    diagnosis = result["diagnosis"]
+    assert set(diagnosis) == {"on", "discard", "primed"}
+    on_c8 = result["http"]["on"]["c8"]
+    assert diagnosis["on"]["c8"]["throughput_cost_median"] == pytest.approx(
+        1 - on_c8["rps"] / result["http"]["off"]["c8"]["rps"], abs=1e-3
+    )
     cost = result["throughput_cost"]["c8"]
     assert cost == pytest.approx(1 - result["ratios"]["c8_rps_on_vs_off"], abs=1e-4)
     # One round: its paired cost is the median, and the interval is that one point.
