@@ -188,14 +188,6 @@ class _Bodies:
         self.times: list[float] = []
         self.request_ids: list[str | None] = []
 
-    def add(self, body: bytes, prediction: Any, proba: Any, request_id: str | None,
-            at: float) -> None:  # fmt: skip
-        self.bodies.append(body)
-        self.predictions.append(prediction)
-        self.probabilities.append(proba)
-        self.times.append(at)
-        self.request_ids.append(request_id)
-
     def by_hour(self) -> list[_Bodies]:
         """These records by the hour of their time (:func:`_hour_groups`)."""
         groups = _hour_groups(np.array(self.times, dtype=np.float64))
@@ -353,6 +345,10 @@ class CaptureWriter:
         rng: random.Random | None = None,
     ):
         self.settings = settings
+        # The request path's reads of the (frozen) settings, as plain attributes.
+        self._percent = settings.percent
+        self._buffer_records = settings.buffer_records
+        self._batch_records = settings.batch_records
         self.platform = platform
         self.env = env
         self.metrics = CaptureMetrics(registry)
@@ -373,7 +369,7 @@ class CaptureWriter:
         """Whether to capture the next request: one draw against ``percent``. Drawn
         before predicting, so that a classifier computes the probabilities of the requests
         it captures even when the client did not ask for them."""
-        percent = self.settings.percent
+        percent = self._percent
         return percent >= 100 or (percent > 0 and self._rng.random() * 100 < percent)
 
     def submit(
@@ -403,7 +399,7 @@ class CaptureWriter:
             at, key = time.time(), id(schema)
             with self._lock:
                 buffered = self._buffered
-                if not self._open or buffered + n > self.settings.buffer_records:
+                if not self._open or buffered + n > self._buffer_records:
                     full = True
                 else:
                     full = False
@@ -433,20 +429,30 @@ class CaptureWriter:
         for bodies up to :data:`BODY_MAX_BYTES`). The caller has drawn :meth:`sample`;
         ``probabilities`` is the runtime's row for the record. Non-blocking; never raises.
         Anything else goes through :meth:`submit`."""
+        # Every captured request comes by here: the appends and _submitted's common case
+        # inline, the settings read as plain attributes (625 -> 506 ns with sample(), in
+        # a loop; the request path pays 3-4 times that under load).
         try:
-            at, key = time.time(), id(schema)
+            at = time.time()
             with self._lock:
                 buffered = self._buffered
-                if not self._open or buffered >= self.settings.buffer_records:
-                    full = True
-                else:
-                    full = False
-                    batch = self._bodies.get(key)
+                if self._open and buffered < self._buffer_records:
+                    batch = self._bodies.get(id(schema))
                     if batch is None:
-                        batch = self._bodies[key] = _Bodies(schema)
-                    batch.add(body, prediction, probabilities, request_id, at)
+                        batch = self._bodies[id(schema)] = _Bodies(schema)
+                    batch.bodies.append(body)
+                    batch.predictions.append(prediction)
+                    batch.probabilities.append(probabilities)
+                    batch.times.append(at)
+                    batch.request_ids.append(request_id)
                     self._buffered = buffered = buffered + 1
-            self._submitted(full, buffered, 1)
+                    full = False
+                else:
+                    full = True
+            if full:
+                self._submitted(True, buffered, 1)
+            elif buffered >= self._batch_records:
+                self._wake.set()
         except Exception:  # noqa: BLE001 - capture must never fail a request
             self.metrics.dropped.labels("error").inc()
 
@@ -459,7 +465,7 @@ class CaptureWriter:
             return
         # The buffered gauge is the writer thread's to set (a multiprocess gauge
         # write per request is a cost the request path need not pay).
-        if buffered >= self.settings.batch_records:
+        if buffered >= self._batch_records:
             self._wake.set()
 
     # -- lifecycle ----------------------------------------------------------------------
