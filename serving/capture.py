@@ -4,9 +4,12 @@ The request path calls :meth:`CaptureWriter.submit` with the rows it validated a
 predictions it made, or, for a request body of one record, :meth:`CaptureWriter.submit_body`
 with the body it validated (cheaper: see :class:`_Bodies`). Either appends references to a
 bounded in-memory buffer and returns: it never blocks on I/O, never raises and never
-converts anything. A background thread turns buffered requests into batches of records
-(:mod:`mlops_core.capture`, one Parquet file per batch and hour) and writes them when a
-batch is full, at least every ``flush_seconds`` (at most a minute) and on :meth:`close`.
+converts anything. A background thread takes the buffered requests when a batch is
+full, at least every ``flush_seconds`` (at most a minute) and on :meth:`close`, and has
+them turned into batches of records (:mod:`mlops_core.capture`, one Parquet file per
+batch and hour) and written: one-record bodies by the writer's own process
+(:mod:`serving.capture_process`, ``MLOPS_CAPTURE_WRITER_PROCESS``, on by default), other
+requests by the thread itself.
 
 When the buffer is full the new request's records are dropped and counted
 (``mlops_serving_capture_dropped_records_total{reason="buffer_full"}``); a batch whose
@@ -16,7 +19,8 @@ best-effort by design: serving must never slow down or fail because of it.
 Configuration (one settings object, read at the edge): ``MLOPS_CAPTURE_PERCENT`` (share
 of requests captured, 0-100, default 0 = off; the controller sets it from
 ``spec.monitoring.capturePercent``), ``MLOPS_CAPTURE_BUFFER_RECORDS``,
-``MLOPS_CAPTURE_BATCH_RECORDS``, ``MLOPS_CAPTURE_FLUSH_SECONDS``.
+``MLOPS_CAPTURE_BATCH_RECORDS``, ``MLOPS_CAPTURE_FLUSH_SECONDS``,
+``MLOPS_CAPTURE_WRITER_PROCESS``.
 
 The service (:mod:`serving.app`) builds one writer per process with :func:`for_service`,
 starts it with the app and closes it (flushing) on shutdown. Records name the version
@@ -45,6 +49,7 @@ from mlops_core import aws, capture
 from mlops_core.capture import CaptureSchema
 from mlops_core.logs import get_logger
 from mlops_core.naming import Platform
+from serving.capture_process import WriterProcess
 from serving.capture_settings import CaptureSettings
 
 if TYPE_CHECKING:
@@ -169,9 +174,9 @@ class _Bodies:
     """Buffered one-record requests of one schema, as their bodies' bytes.
 
     The request path's cheapest capture: a few ``list.append`` calls under the lock,
-    nothing converted, nothing kept that the cyclic GC tracks. The writer thread decodes
-    a batch of bodies at once with Arrow's JSON reader (C++, without the GIL) against the
-    capture layout's input types (:func:`_bodies_table`).
+    nothing converted, nothing kept that the cyclic GC tracks. The writer process (or,
+    with it off, the writer thread) decodes a batch of bodies at once with Arrow's JSON
+    reader against the capture layout's input types (:func:`_bodies_table`).
 
     Why bodies: timed inside the server under benchmarks/capture.py's load, storing a
     request's values into numpy columns (:meth:`CaptureWriter.submit`) took 11-12 us, 4-5
@@ -187,6 +192,29 @@ class _Bodies:
         self.probabilities: list[Any] = []  # per record: None or the runtime's row
         self.times: list[float] = []
         self.request_ids: list[str | None] = []
+
+    def pack(self) -> tuple:
+        """These records for the writer process (:mod:`serving.capture_process`): the
+        bodies joined (a validated JSON text holds no :data:`_SEPARATOR`), the times as
+        float64 bytes, the rest as lists."""
+        return (
+            self.schema,
+            _SEPARATOR.join(self.bodies),
+            np.array(self.times, dtype=np.float64).tobytes(),
+            self.predictions,
+            self.probabilities,
+            self.request_ids,
+        )
+
+    @classmethod
+    def unpack(cls, packed: tuple) -> _Bodies:
+        schema, bodies, times, predictions, probabilities, request_ids = packed
+        out = cls(schema)
+        out.bodies = bodies.split(_SEPARATOR)
+        out.times = np.frombuffer(times, dtype=np.float64).tolist()
+        out.predictions, out.probabilities = predictions, probabilities
+        out.request_ids = request_ids
+        return out
 
     def by_hour(self) -> list[_Bodies]:
         """These records by the hour of their time (:func:`_hour_groups`)."""
@@ -363,6 +391,8 @@ class CaptureWriter:
         self._open = False
         self._thread: threading.Thread | None = None
         self._write_lock = threading.Lock()  # one flush at a time (thread, close, tests)
+        # Where one-record bodies are converted and written (started at the first).
+        self._process = WriterProcess(platform, env, settings) if settings.writer_process else None
 
     # -- the request path ---------------------------------------------------------------
     def sample(self) -> bool:
@@ -475,6 +505,8 @@ class CaptureWriter:
                 return self
             self._open = True
             self._stop = False
+        if self._process is not None:
+            self._process.start()
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()
         return self
@@ -493,6 +525,8 @@ class CaptureWriter:
             self._thread.join(timeout)
             self._thread = None
         self.flush(timeout=max(0.0, deadline - time.monotonic()))
+        if self._process is not None:
+            self._process.close(timeout=max(1.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.settings.flush_seconds
@@ -541,7 +575,7 @@ class CaptureWriter:
             for group in taken:
                 if isinstance(group, _Bodies):
                     for batch in group.by_hour():
-                        written += self._write_bodies(batch)
+                        written += self._write_bodies_elsewhere(batch)
                 else:
                     for part in _by_hour(group):
                         written += self._write_group(part)
@@ -550,6 +584,23 @@ class CaptureWriter:
             self._write_lock.release()
             if taken:
                 self.metrics.cpu.inc(time.thread_time() - cpu)
+
+    def _write_bodies_elsewhere(self, batch: _Bodies) -> int:
+        """Bodies to the writer process (here, with ``writer_process`` off); its counts
+        become this writer's metrics."""
+        if self._process is None:
+            return self._write_bodies(batch)
+        counts = self._process.write(batch)
+        if counts is None:
+            self.metrics.dropped.labels("write_failed").inc(len(batch.bodies))
+            return 0
+        self.metrics.written.inc(counts["written"])
+        self.metrics.files.inc(counts["files"])
+        self.metrics.cpu.inc(counts["cpu"])
+        for reason in ("buffer_full", "write_failed", "error"):
+            if counts[reason]:
+                self.metrics.dropped.labels(reason).inc(counts[reason])
+        return int(counts["written"])
 
     def _write_bodies(self, batch: _Bodies) -> int:
         try:

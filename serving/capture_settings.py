@@ -27,6 +27,11 @@ class CaptureSettings(BaseSettings):
     flush_seconds: float = Field(
         60.0, gt=0, le=60, description="Buffered records are written at least this often."
     )
+    writer_process: bool = Field(
+        True,
+        description="Convert and write one-record bodies in a process of the writer's own "
+        "(serving/capture_process.py), not in the worker's writer thread.",
+    )
 
     @property
     def enabled(self) -> bool:

@@ -10,8 +10,8 @@ its workers are forked from. Both arms run at
 
 * ``discard``: requests are sampled and buffered as in the on arm, and the writer
   thread takes every batch and drops it (counted as written, one "file" per batch)
-  instead of converting, encoding and writing it: what the request path and the
-  buffer cost on their own;
+  instead of handing it to the writer process to convert, encode and write: what the
+  request path and the buffer cost on their own;
 * ``primed``: capture as in the on arm until the worker has written its first file
   (the benchmark's warm-up sees to that in every worker), then nothing more is sampled:
   what a worker that has converted and written captured records costs afterwards, with
@@ -37,26 +37,33 @@ def apply(arm: str) -> None:
 
     if arm == "discard":
 
-        def discard(self: CaptureWriter, batch) -> int:  # instead of _write_bodies
+        def discard(self: CaptureWriter, batch) -> int:  # instead of _write_bodies_elsewhere
             n = len(batch.bodies)
             self.metrics.written.inc(n)
             self.metrics.files.inc()
             return n
 
-        CaptureWriter._write_bodies = discard  # type: ignore[method-assign]
+        CaptureWriter._write_bodies_elsewhere = discard  # type: ignore[method-assign]
     elif arm == "primed":
-        write_table, sample = CaptureWriter._write_table, CaptureWriter.sample
+        sample = CaptureWriter.sample
 
-        def write_then_stop(self: CaptureWriter, schema, table) -> int:
-            written = write_table(self, schema, table)
-            if written:
-                self._bench_primed = True  # type: ignore[attr-defined]
-            return written
+        def then_stop(write):  # bodies (to the writer process) and rows (here) alike
+            def wrapped(self: CaptureWriter, *args) -> int:
+                written = write(self, *args)
+                if written:
+                    self._bench_primed = True  # type: ignore[attr-defined]
+                return written
+
+            wrapped.__name__ = f"{write.__name__}_then_stop"
+            return wrapped
 
         def sample_until_primed(self: CaptureWriter) -> bool:
             return not getattr(self, "_bench_primed", False) and sample(self)
 
-        CaptureWriter._write_table = write_then_stop  # type: ignore[method-assign]
+        CaptureWriter._write_table = then_stop(CaptureWriter._write_table)  # type: ignore[method-assign]
+        CaptureWriter._write_bodies_elsewhere = then_stop(  # type: ignore[method-assign]
+            CaptureWriter._write_bodies_elsewhere
+        )
         CaptureWriter.sample = sample_until_primed  # type: ignore[method-assign]
     else:
         raise ValueError(f"{ARM_VARIABLE}={arm!r}: expected one of {', '.join(ARMS)}")

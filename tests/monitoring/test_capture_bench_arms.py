@@ -24,7 +24,7 @@ BODY = b'{"x0": 1.5, "x1": 2, "items": 3, "color": "red"}'
 
 def _arms(monkeypatch):
     """The module, with every CaptureWriter attribute it may replace restored after."""
-    for name in ("sample", "_write_table", "_write_bodies"):
+    for name in ("sample", "_write_table", "_write_bodies_elsewhere"):
         monkeypatch.setattr(CaptureWriter, name, getattr(CaptureWriter, name))
     spec = importlib.util.spec_from_file_location("capture_arms_site", SITE / "sitecustomize.py")
     module = importlib.util.module_from_spec(spec)
@@ -67,7 +67,7 @@ def test_the_arm_is_applied_when_serving_imports_capture_and_not_before():
     code = (
         "import sys, json; before = 'prometheus_client' in sys.modules; "
         "from serving.capture import CaptureWriter as W; "
-        "print(json.dumps([before, W.sample.__name__, W._write_table.__name__]))"
+        "print(json.dumps([before, W.sample.__name__, W._write_bodies_elsewhere.__name__]))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SITE), str(ROOT)])}
     got = subprocess.run(
@@ -75,8 +75,10 @@ def test_the_arm_is_applied_when_serving_imports_capture_and_not_before():
         env={**env, "MLOPS_BENCH_CAPTURE_ARM": "primed"},
         capture_output=True, text=True, check=True, cwd=ROOT,
     )  # fmt: skip
-    assert json.loads(got.stdout) == [False, "sample_until_primed", "write_then_stop"]
+    assert json.loads(got.stdout) == [
+        False, "sample_until_primed", "_write_bodies_elsewhere_then_stop"
+    ]  # fmt: skip
     plain = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=ROOT
     )
-    assert json.loads(plain.stdout) == [False, "sample", "_write_table"]
+    assert json.loads(plain.stdout) == [False, "sample", "_write_bodies_elsewhere"]

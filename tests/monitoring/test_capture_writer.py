@@ -4,7 +4,9 @@ the bounded buffer that drops and counts, flushing on interval and on close."""
 from __future__ import annotations
 
 import gc
+import os
 import random
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -418,14 +420,14 @@ def test_a_window_in_the_last_hours_of_year_9999_reads_without_overflow(platform
         assert capture.read_window(platform, schema, "prod", start, last).rows == 0
 
 
-def _bodies_through_the_parser(platform, schema, bodies: list[bytes]):
+def _bodies_through_the_parser(platform, schema, bodies: list[bytes], **settings):
     """What serving does with one-record bodies: parse and validate, then hand capture
     the body; returns what was validated."""
     from serving.schema import RequestParser
 
     parser = RequestParser(list(schema.features))
     validated = []
-    w, registry = writer(platform)
+    w, registry = writer(platform, **settings)
     w.start()
     for i, body in enumerate(bodies):
         records, single = parser.parse_body(body)
@@ -461,7 +463,11 @@ def test_one_record_bodies_are_captured_as_they_were_validated(platform, schema,
     bodies = [*BODIES[:4], BODIES[5]] if arrow else BODIES
     if arrow:  # the one-by-one path would drop every record: prove it is not taken
         monkeypatch.setattr(capture_module, "from_json", None)
-    validated, registry = _bodies_through_the_parser(platform, schema, bodies)
+    # Converted here, where the patch is, when it proves something; else by the writer
+    # process, as serving does.
+    validated, registry = _bodies_through_the_parser(
+        platform, schema, bodies, writer_process=not arrow
+    )
     got = sorted(capture.records(window(platform, schema).table), key=lambda r: r["request_id"])
     assert [r["request_id"] for r in got] == [f"b{i}" for i in range(len(bodies))]
     expected = [{name: v.get(name) for name in schema.feature_names} for v in validated]
@@ -531,3 +537,94 @@ def test_bodies_either_side_of_an_hour_go_to_their_own_hours_files(platform, sch
                      for k in keys)
     }  # fmt: skip
     assert sorted(by_hour.values()) == [["r0", "r2"], ["r1"]] and got.rows == 3
+
+
+def _bodies(w: CaptureWriter, schema, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        w.submit_body(schema, BODIES[0], float(i), request_id=f"p{i}")
+
+
+def test_bodies_are_converted_and_written_by_a_process_of_the_writers_own(platform, schema):
+    import psutil
+
+    w, registry = writer(platform)
+    w.start()
+    _bodies(w, schema, 3)
+    assert w.flush() == 3
+    pid = w._process.pid
+    assert pid is not None and pid != os.getpid()
+    child = psutil.Process(pid)
+    assert child.ppid() == os.getpid() and "serving.capture_process" in child.cmdline()
+    # Its counts are this writer's metrics.
+    assert value(registry, "mlops_serving_capture_written_records_total") == 3
+    assert value(registry, "mlops_serving_capture_files_total") == 1
+    assert value(registry, "mlops_serving_capture_writer_cpu_seconds_total") > 0
+    w.close()
+    assert not psutil.pid_exists(pid) or child.status() == psutil.STATUS_ZOMBIE
+    got = capture.records(window(platform, schema).table)
+    assert sorted(r["request_id"] for r in got) == ["p0", "p1", "p2"]
+
+
+def test_a_writer_process_that_dies_between_batches_is_started_again(platform, schema):
+    w, registry = writer(platform)
+    w.start()
+    _bodies(w, schema, 2)
+    assert w.flush() == 2
+    first = w._process._proc
+    first.kill()
+    first.wait()
+    _bodies(w, schema, 2, start=2)
+    assert w.flush() == 2  # nothing lost: the next batch starts another
+    assert w._process.pid != first.pid
+    w.close()
+    assert window(platform, schema).rows == 4
+    failed = value(registry, "mlops_serving_capture_dropped_records_total", reason="write_failed")
+    assert failed == 0
+
+
+def test_a_writer_process_that_fails_mid_batch_costs_that_batch_only(platform, schema, monkeypatch):
+    """A child that dies with a batch in hand may have written part of it: the batch is
+    counted as write_failed (not written twice), the writer thread lives on, and the next
+    batch goes to a new child."""
+    from serving.capture_process import WriterProcess
+
+    monkeypatch.setattr(WriterProcess, "command", (sys.executable, "-c", "pass"))
+    w, registry = writer(platform)
+    w.start()
+    _bodies(w, schema, 3)
+    assert w.flush() == 0
+    failed = value(registry, "mlops_serving_capture_dropped_records_total", reason="write_failed")
+    assert failed == 3
+    monkeypatch.undo()
+    _bodies(w, schema, 2, start=3)
+    assert w.flush() == 2
+    w.close()
+    assert window(platform, schema).rows == 2
+
+
+def test_without_the_writer_process_bodies_are_written_by_the_writer_thread(platform, schema):
+    w, registry = writer(platform, writer_process=False)
+    w.start()
+    _bodies(w, schema, 2)
+    assert w.flush() == 2
+    assert w._process is None
+    w.close()
+    assert window(platform, schema).rows == 2
+
+
+def test_a_batch_the_writer_process_cannot_write_is_counted_and_the_process_lives_on(
+    platform, schema
+):
+    from dataclasses import replace
+
+    unnamed = replace(schema, project="X")  # no key can be made of it: the write raises
+    w, registry = writer(platform)
+    w.start()
+    w.submit_body(unnamed, BODIES[0], 1.0, request_id="bad")
+    assert w.flush() == 0
+    assert value(registry, "mlops_serving_capture_dropped_records_total", reason="error") == 1
+    pid = w._process.pid
+    _bodies(w, schema, 2)
+    assert w.flush() == 2
+    assert w._process.pid == pid
+    w.close()
