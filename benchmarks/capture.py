@@ -15,13 +15,16 @@ uses (Debian's ``hey``) and its way of starting the service:
   ``MLOPS_CAPTURE_PERCENT=0``, the **on** arm with ``MLOPS_CAPTURE_PERCENT=100`` and the
   default buffer, batch and flush settings (``--on-env`` changes them), so every answered
   request is buffered, converted, encoded as Parquet and PUT to the endpoint by each
-  worker's background writer, during the measurement. ``--instances`` services per arm,
+  worker's writer (its thread and the writer process it hands bodies to), during the
+  measurement. ``--instances`` services per arm,
   each its own process: a process's layout in memory moves its throughput by a few
   percent for its whole life, which one process per arm would count as capture's;
 * pinned (the default on a machine of 2 cores or more): the services run on the first
   half of the cores, hey, the endpoint and this script on the rest. A service's
   throughput is then what its cores can do, hey's and the endpoint's work do not move
-  it, and its writer shares its workers' cores, so all of capture's own work counts;
+  it, and its writer (the writer process inherits the worker's cores) shares its
+  workers' cores, so all of capture's own work counts (the CPU figures include the
+  writer processes', as the workers' children);
   the PUTs' work in the endpoint does not, as real S3's is not on the service's machine.
   ``--no-pin`` lets everything share every core;
 * a warm-up in which every capturing worker writes its first file (its one-off costs,
@@ -117,15 +120,17 @@ def dropped(url: str) -> tuple[dict[str, int], dict[str, float]]:
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
-    """User + system CPU of a process and its children (a service's workers): in their
-    main threads (the request path) and in their other threads (capture's writer), from
-    the kernel's per-thread accounting (10 ms ticks: runs of seconds are needed)."""
+    """User + system CPU of a process and its children (a service's workers and their
+    writer processes): in the workers' main threads (the request path) and everywhere
+    else (capture's writer thread and process), from the kernel's per-thread accounting
+    (10 ms ticks: runs of seconds are needed)."""
     main = other = 0.0
     try:
         proc = psutil.Process(pid)
         for p in [proc, *proc.children(recursive=True)]:
+            writer = "serving.capture_process" in p.cmdline()
             for t in p.threads():
-                if t.id == p.pid:
+                if t.id == p.pid and not writer:
                     main += t.user_time + t.system_time
                 else:
                     other += t.user_time + t.system_time
