@@ -14,7 +14,13 @@ and the capture settings, then per batch the bodies (:meth:`_Bodies.pack`) answe
 counts the child's own writer recorded for it (written, files, dropped by reason, CPU
 seconds), which the parent adds to its metrics. A child that dies or stops answering
 costs the batch in flight (counted as ``write_failed``: its files may be partly written,
-so it is not written again) and is started again for the next one.
+so it is not written again) and is started again for the next one. A child that does not
+answer within :meth:`WriterProcess.answer_timeout` (stopped, or deadlocked) is killed,
+which is the same failure. A child that fails again and again is started again after a
+growing pause (:data:`RESTART_PAUSES`), not for every batch: the batches of that pause
+are counted as ``write_failed`` too, rather than converted in the worker, which would
+bring back the cost the process exists to keep off the request path, and would expose
+the worker to whatever made the child fail.
 
 The worker's writer thread waits for each answer (in a pipe read, without the GIL), so
 ``flush()`` still returns once the batch is in S3 or counted as lost.
@@ -27,9 +33,11 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from mlops_core import aws
 from mlops_core.logs import get_logger
 
 if TYPE_CHECKING:
@@ -50,31 +58,70 @@ COUNTS = {
     },
 }
 
+#: Seconds before a child is started again after its n-th failure in a row (the last
+#: repeats): a single crash costs only its batch; a child that cannot live is tried once
+#: a minute, not once per batch (each start imports pyarrow and botocore: about a
+#: second of CPU taken from the worker's core).
+RESTART_PAUSES = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
+
+#: Seconds a child may take for a batch beyond its PUTs' own worst case (decoding and
+#: encoding 20,000 records takes about 20 ms; this is for a container starved of CPU).
+ANSWER_GRACE_SECONDS = 30.0
+
 
 class WriterProcess:
-    """The parent's end: starts the child when first needed, hands it batches."""
+    """The parent's end: starts the child, hands it batches, ends it.
+
+    Used by the writer thread (``write``) and by whoever closes the writer (``close``),
+    possibly while a write is stuck: ``_lock`` guards which child is current."""
 
     #: The child's command line (this interpreter: the worker's own environment).
     command: tuple[str, ...] = (sys.executable, "-m", "serving.capture_process")
 
     def __init__(self, platform: Platform, env: str, settings: CaptureSettings):
         self.platform, self.env, self.settings = platform, env, settings
+        self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._busy: subprocess.Popen[bytes] | None = None  # the child a write waits on
+        self._closed = False
+        self._failures = 0  # in a row
+        self._resume_at = 0.0  # monotonic: no child is started before
 
     @property
     def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
+        proc = self._proc
+        return None if proc is None else proc.pid
 
     def start(self) -> None:
         """Start the child now (the writer's start, with the service's: its imports then
         cost the start-up, not the first flush under traffic). A child that cannot start
         is said and tried again at the next batch."""
         try:
-            if self._proc is None or self._proc.poll() is not None:
-                self._proc = self._start()
+            self._current()
         except Exception as exc:  # noqa: BLE001 - capture must never stop the service
             log.warning("capture writer process did not start", error=str(exc)[:300])
-            self._stop(timeout=0)
+            self._failed()
+
+    def _current(self) -> subprocess.Popen[bytes]:
+        """The live child, started if there is none (or it ended since the last batch)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the capture writer is closed")
+            proc = self._proc
+            if proc is not None and proc.poll() is None:
+                return proc
+        if proc is not None:
+            self._stop(proc, timeout=0)
+        if time.monotonic() < self._resume_at:
+            raise RuntimeError("the writer process failed; it is started again in "
+                               f"{self._resume_at - time.monotonic():.0f} s")  # fmt: skip
+        proc = self._start()
+        with self._lock:
+            if not self._closed and self._proc is None:
+                self._proc = proc
+                return proc
+        self._stop(proc, timeout=0)  # closed (or replaced) meanwhile
+        raise RuntimeError("the capture writer is closed")
 
     def _start(self) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
@@ -85,41 +132,91 @@ class WriterProcess:
             # ends when its stdin does (the worker closes it, or dies).
             start_new_session=True,
         )
-        assert proc.stdin is not None
-        pickle.dump((self.platform, self.env, self.settings.model_dump()), proc.stdin)
-        proc.stdin.flush()
+        try:
+            assert proc.stdin is not None
+            handshake = (self.platform, self.env, self.settings.model_dump(), aws.limits())
+            pickle.dump(handshake, proc.stdin)
+            proc.stdin.flush()
+        except Exception:
+            self._stop(proc, timeout=0)
+            raise
         return proc
 
+    def answer_timeout(self, records: int) -> float:
+        """How long the child may take to answer for a batch of ``records`` (of one hour):
+        each of its files' PUT may take its worst case."""
+        files = max(1, -(-records // self.settings.batch_records))
+        return files * aws.limits().worst_case() + ANSWER_GRACE_SECONDS
+
     def write(self, batch: _Bodies) -> dict[str, float] | None:
-        """The child's counts for ``batch``, or None when the child failed (it is gone
-        then, and the next batch starts another)."""
+        """The child's counts for ``batch``, or None when it could not be written: the
+        child failed (it is gone then), it is pausing after failures, or the writer is
+        closed. None's batch may be partly written: it is counted, never written again."""
+        timed_out = threading.Event()
         try:
-            if self._proc is None or self._proc.poll() is not None:
-                self._proc = self._start()
-            assert self._proc.stdin is not None and self._proc.stdout is not None
-            pickle.dump(batch.pack(), self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self._proc.stdin.flush()
-            counts: dict[str, float] = pickle.load(self._proc.stdout)
-            return counts
+            proc = self._current()
         except Exception as exc:  # noqa: BLE001 - a lost child costs its batch, not the thread
-            code = None if self._proc is None else self._proc.poll()
-            log.warning("capture writer process failed", error=str(exc)[:300], exit_code=code)
-            self._stop(timeout=0)
+            log.warning("capture batch not written", records=len(batch.bodies),
+                        error=str(exc)[:300])  # fmt: skip
+            if not self._closed and time.monotonic() >= self._resume_at:
+                self._failed()  # it could not start: a failure like dying
             return None
 
-    def close(self, timeout: float = 5.0) -> None:
-        """End the child (it has answered for every batch it was given)."""
-        self._stop(timeout)
+        def expire() -> None:
+            timed_out.set()
+            proc.kill()  # the blocked write or read below fails at once
 
-    def _stop(self, timeout: float) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
+        watchdog = threading.Timer(self.answer_timeout(len(batch.bodies)), expire)
+        watchdog.daemon = True
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            with self._lock:
+                self._busy = proc
+            watchdog.start()
+            pickle.dump(batch.pack(), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            proc.stdin.flush()
+            counts: dict[str, float] = pickle.load(proc.stdout)
+        except Exception as exc:  # noqa: BLE001 - a lost child costs its batch, not the thread
+            error = "no answer in time: killed" if timed_out.is_set() else str(exc)[:300]
+            log.warning("capture writer process failed", records=len(batch.bodies),
+                        error=error, exit_code=proc.poll())  # fmt: skip
+            self._stop(proc, timeout=0)
+            if not self._closed:
+                self._failed()
+            return None
+        finally:
+            watchdog.cancel()
+            with self._lock:
+                self._busy = None
+        self._failures = 0
+        return counts
+
+    def _failed(self) -> None:
+        self._failures += 1
+        pause = RESTART_PAUSES[min(self._failures, len(RESTART_PAUSES)) - 1]
+        self._resume_at = time.monotonic() + pause
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End the child: it has answered for every batch it was given, or the writer's
+        close gave up on the one still in flight (a write that outlived the writer's
+        shutdown deadline), which is then killed. No child is started after."""
+        with self._lock:
+            self._closed = True
+            busy, proc, self._proc = self._busy, self._proc, None
+        if busy is not None:
+            busy.kill()  # the stuck write fails, and its thread stops this child
+        if proc is not None and proc is not busy:
+            self._stop(proc, timeout)
+
+    def _stop(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        with self._lock:
+            if self._proc is proc:
+                self._proc = None
         try:
             if proc.stdin is not None:
                 proc.stdin.close()
             proc.wait(timeout)
-        except (OSError, subprocess.TimeoutExpired):
+        except (OSError, ValueError, subprocess.TimeoutExpired):
             proc.kill()
             proc.wait()
         if proc.stdout is not None:
@@ -133,7 +230,8 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> None:
     from serving.capture import CaptureWriter, _Bodies
     from serving.capture_settings import CaptureSettings
 
-    platform, env, settings = pickle.load(inp)
+    platform, env, settings, limits = pickle.load(inp)
+    aws.configure(limits)  # the worker's: the parent's answer timeout counts on them
     registry = CollectorRegistry()
     writer = CaptureWriter(CaptureSettings(**settings), platform=platform, env=env,
                            registry=registry)  # fmt: skip

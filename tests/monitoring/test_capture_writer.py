@@ -628,3 +628,130 @@ def test_a_batch_the_writer_process_cannot_write_is_counted_and_the_process_live
     assert w.flush() == 2
     assert w._process.pid == pid
     w.close()
+
+
+def _dropped(registry, reason="write_failed") -> float:
+    return value(registry, "mlops_serving_capture_dropped_records_total", reason=reason)
+
+
+def test_a_writer_process_that_stops_answering_is_killed_and_replaced(
+    platform, schema, monkeypatch
+):
+    """A stopped (or deadlocked) child would hold the writer thread forever: past its
+    answer timeout it is killed, its batch is counted as write_failed, and the next batch
+    goes to a new child."""
+    import signal
+
+    import psutil
+
+    from serving.capture_process import WriterProcess
+
+    monkeypatch.setattr(WriterProcess, "answer_timeout", lambda self, records: 1.0)
+    w, registry = writer(platform)
+    w.start()
+    stopped = w._process._proc
+    os.kill(stopped.pid, signal.SIGSTOP)
+    _bodies(w, schema, 3)
+    started = time.monotonic()
+    assert w.flush() == 0
+    assert time.monotonic() - started < 10
+    assert _dropped(registry) == 3
+    assert not psutil.pid_exists(stopped.pid)  # killed and reaped, not left stopped
+    _bodies(w, schema, 2, start=3)
+    assert w.flush() == 2
+    assert w._process.pid != stopped.pid
+    w.close()
+    assert sorted(r["request_id"] for r in capture.records(window(platform, schema).table)) == [
+        "p3",
+        "p4",
+    ]
+
+
+def test_a_writer_process_that_keeps_failing_is_started_again_after_a_pause(
+    platform, schema, monkeypatch
+):
+    """One crash costs its batch and the next batch starts a child at once; a child that
+    cannot live is not started for every batch: the batches of the pause are counted
+    as write_failed, and once it is over a child that works writes again."""
+    import serving.capture_process as process
+
+    monkeypatch.setattr(process, "RESTART_PAUSES", (0.0, 0.5))
+    monkeypatch.setattr(process.WriterProcess, "command", (sys.executable, "-c", "pass"))
+    starts = []
+    real_start = process.WriterProcess._start
+    monkeypatch.setattr(
+        process.WriterProcess, "_start", lambda self: starts.append(1) or real_start(self)
+    )
+    w, registry = writer(platform)
+    w.start()
+    for i in range(2):  # fails, then fails again in a child started at once
+        _bodies(w, schema, 1, start=i)
+        assert w.flush() == 0
+    assert len(starts) >= 2
+    before = len(starts)
+    for i in range(2, 4):  # in the pause
+        _bodies(w, schema, 1, start=i)
+        assert w.flush() == 0
+    assert len(starts) == before, "a child was started in the pause"
+    assert _dropped(registry) == 4
+    time.sleep(0.6)
+    monkeypatch.setattr(process.WriterProcess, "command", real_command())
+    _bodies(w, schema, 2, start=10)
+    assert w.flush() == 2
+    assert w._process._failures == 0
+    w.close()
+
+
+def real_command() -> tuple[str, ...]:
+    return (sys.executable, "-m", "serving.capture_process")
+
+
+def test_close_ends_a_writer_process_stuck_in_a_write_and_starts_none_after(platform, schema):
+    """close() does not wait on a child that never answers past its own deadline: the
+    child is killed, what it held is counted, and no child is started after close."""
+    import signal
+    import threading
+
+    import psutil
+
+    w, registry = writer(platform)
+    w.start()
+    stuck = w._process._proc
+    os.kill(stuck.pid, signal.SIGSTOP)
+    _bodies(w, schema, 3)
+    flushing = threading.Thread(target=w.flush)
+    flushing.start()
+    deadline = time.monotonic() + 10
+    while w._process._busy is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert w._process._busy is stuck
+    started = time.monotonic()
+    w.close(timeout=1.0)
+    assert time.monotonic() - started < 5
+    flushing.join(10)
+    assert not flushing.is_alive()
+    assert not psutil.pid_exists(stuck.pid)
+    assert _dropped(registry) == 3
+    # A write after close (a thread that outlived it) is counted, and starts nothing.
+    from serving.capture import _Bodies
+
+    late = _Bodies(schema)
+    late.bodies.append(BODIES[0])
+    assert w._process.write(late) is None
+    assert w._process.pid is None
+
+
+def test_the_writer_process_makes_its_calls_with_the_workers_limits(monkeypatch):
+    """The parent's answer timeout is computed from its call limits: the child uses
+    the same ones, not the library's default."""
+    import io
+    import pickle
+
+    from serving.capture_process import _serve
+
+    monkeypatch.setattr(aws, "_limits", aws.CLI)
+    limits = aws.CallLimits(connect_timeout=1, read_timeout=2, max_attempts=1)
+    settings = CaptureSettings(percent=100).model_dump()
+    handshake = pickle.dumps((Platform(), "prod", settings, limits))
+    _serve(io.BytesIO(handshake), io.BytesIO())
+    assert aws.limits() == limits
