@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import pickle
 import random
 import sys
 import time
@@ -755,3 +756,34 @@ def test_the_writer_process_makes_its_calls_with_the_workers_limits(monkeypatch)
     handshake = pickle.dumps((Platform(), "prod", settings, limits))
     _serve(io.BytesIO(handshake), io.BytesIO())
     assert aws.limits() == limits
+
+
+@pytest.mark.parametrize(
+    ("predictions", "probabilities"),
+    [
+        ([np.float32(1.5), np.float32(-2.25)], [None, None]),  # a regressor's
+        ([np.int64(3), np.int64(7)], list(np.array([[0.2, 0.8], [0.6, 0.4]], np.float32))),
+        (["cat", "dog"], [np.array([0.1, 0.9], np.float32), None]),  # one row missing
+    ],
+)
+def test_bodies_packed_for_the_writer_process_unpack_to_the_same_records(
+    schema, predictions, probabilities
+):
+    from serving.capture import _Bodies
+
+    batch = _Bodies(schema)
+    batch.bodies = [b'{"a": 1}', b'{"b":\n2}']
+    batch.predictions, batch.probabilities = list(predictions), list(probabilities)
+    batch.times, batch.request_ids = [1.0e9, 1.0e9 + 0.5], ["r1", None]
+    packed = batch.pack()
+    numeric = not isinstance(predictions[0], str)
+    assert isinstance(packed[3], np.ndarray) == numeric, "numpy scalars go as one array"
+    got = _Bodies.unpack(pickle.loads(pickle.dumps(packed)))
+    assert got.bodies == batch.bodies and got.times == batch.times
+    assert got.predictions == [p.item() if isinstance(p, np.generic) else p for p in predictions]
+    assert got.request_ids == ["r1", None]
+    assert len(got.probabilities) == 2
+    for row, want in zip(got.probabilities, probabilities, strict=True):
+        assert (row is None) == (want is None)
+        if want is not None:
+            assert row.dtype == want.dtype and row.tolist() == want.tolist()

@@ -104,14 +104,21 @@ def test_a_classifier_captures_its_probabilities_without_putting_them_in_the_ans
     )
     recs = [
         {"year": 2000 + i * 5, "odometer": 20000.0 * i, "make_encoded": i, "model_encoded": 1}
-        for i in range(4)
+        for i in range(6)
     ]
     with httpx.Client(base_url=server.url, timeout=10) as client:
         plain = client.post("/predict", json=recs[:2])
-        asked = client.post("/predict?probabilities=true", json=recs[2:])
+        asked = client.post("/predict?probabilities=true", json=recs[2:4])
+        # One-record bodies: buffered as bytes, their probability rows sent to the
+        # writer process as one array.
+        singles = [
+            client.post("/predict", json=recs[4]),
+            client.post("/predict?probabilities=true", json=recs[5]),
+        ]
     assert plain.status_code == asked.status_code == 200
+    assert [r.status_code for r in singles] == [200, 200]
     assert "probabilities" not in plain.json(), "the client did not ask for them"
-    answered = asked.json()["probabilities"]
+    answered = asked.json()["probabilities"] + singles[1].json()["probabilities"]
     _stop(server)
 
     window = _window(platform, manifest, "prod")
@@ -120,7 +127,7 @@ def test_a_classifier_captures_its_probabilities_without_putting_them_in_the_ans
             platform, capture.schema_for(manifest), "prod", window.start, window.end
         ).table
     )
-    assert len(got) == 4
+    assert len(got) == 6
     labels = {str(label) for label in manifest.labels or ()}
     for r in got:
         assert r["output"]["probabilities"] is not None
@@ -128,8 +135,13 @@ def test_a_classifier_captures_its_probabilities_without_putting_them_in_the_ans
         assert set(proba) == labels
         assert sum(proba.values()) == pytest.approx(1.0, abs=1e-5)
         assert r["output"]["prediction"] in labels | set(manifest.labels or ())
-    assert [dict(r["output"]["probabilities"]) for r in got[2:]] == [
-        pytest.approx(p) for p in answered
+    by_year = {r["input"]["year"]: r for r in got}
+    assert [
+        dict(by_year[rec["year"]]["output"]["probabilities"]) for rec in recs[2:4] + recs[5:]
+    ] == [pytest.approx(p) for p in answered]
+    assert [by_year[rec["year"]]["output"]["prediction"] for rec in recs[4:]] == [
+        singles[0].json()["predictions"][0],
+        singles[1].json()["predictions"][0],
     ]
 
 
