@@ -33,8 +33,10 @@ import pickle
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlops_core import aws
@@ -128,6 +130,7 @@ class WriterProcess:
             list(self.command),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            env=_child_environment(),
             # A terminal's Ctrl-C must not stop it before the worker's last flush: it
             # ends when its stdin does (the worker closes it, or dies).
             start_new_session=True,
@@ -223,6 +226,19 @@ class WriterProcess:
             proc.stdout.close()
 
 
+def _child_environment() -> dict[str, str]:
+    """The worker's environment, with the folder this code was imported from first on
+    ``PYTHONPATH`` unless it is the interpreter's own site-packages: a worker started
+    from a checkout by a path of its own (``uvicorn --app-dir``, a ``sys.path`` edit, a
+    ``chdir`` after start) runs a child that imports the same code, not none."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    installed = {str(Path(sysconfig.get_paths()[k]).resolve()) for k in ("purelib", "platlib")}
+    if root not in installed:
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
 def _serve(inp: BinaryIO, out: BinaryIO) -> None:
     """The child's loop: one batch in, its counts out, until stdin ends."""
     from prometheus_client import CollectorRegistry
@@ -256,8 +272,11 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> None:
         # Every record of the batch is accounted for: what no counter took was lost.
         done = sum(after[k] - before[k] for k in ("written", "write_failed", "error"))
         after["error"] += max(0.0, len(batch.bodies) - done)
-        pickle.dump({k: after[k] - before[k] for k in after}, out)
-        out.flush()
+        try:
+            pickle.dump({k: after[k] - before[k] for k in after}, out)
+            out.flush()
+        except BrokenPipeError:  # the worker is gone: nobody to answer, nothing left to do
+            return
 
 
 def main() -> None:

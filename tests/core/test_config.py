@@ -22,6 +22,7 @@ EDGES = {
     "mlops_core/__init__.py": "turns onnxruntime's telemetry off before it is imported",
     "serving/settings.py": "serving's entry point reads its variables as one mapping",
     "serving/server.py": "hands the environment to the workers it forks",
+    "serving/capture_process.py": "hands the worker's environment to its writer process",
     "mlopsctl/cmd_dev.py": "points the bootstrap at the local endpoint it started",
     "mlopsctl/context.py": "COLUMNS, the terminal's convention, read as Rich reads it",
     "mlopsctl/local_aws.py": "the environment of the servers dev up starts",

@@ -10,6 +10,7 @@ import random
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -787,3 +788,62 @@ def test_bodies_packed_for_the_writer_process_unpack_to_the_same_records(
         assert (row is None) == (want is None)
         if want is not None:
             assert row.dtype == want.dtype and row.tolist() == want.tolist()
+
+
+def test_the_writer_process_imports_the_workers_code_from_another_folder(
+    platform, schema, tmp_path, monkeypatch
+):
+    """A worker whose code is found by a path of its own (not installed, started from
+    elsewhere) still gets a child that imports that code."""
+    import shutil
+    import subprocess
+
+    from serving import capture_process
+
+    copy = tmp_path / "checkout"
+    for package in ("serving", "mlops_core"):
+        shutil.copytree(Path(capture_process.__file__).parents[1] / package, copy / package)
+    monkeypatch.setattr(capture_process, "__file__", str(copy / "serving" / "capture_process.py"))
+    monkeypatch.chdir(tmp_path)
+    env = capture_process._child_environment()
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(copy)
+    found = subprocess.run(
+        [sys.executable, "-c", "import serving.capture_process as m; print(m.__file__)"],
+        env=env, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert found.stdout.strip() == str(copy / "serving" / "capture_process.py")
+
+
+def test_a_writer_process_whose_worker_is_gone_ends_quietly(platform, schema, monkeypatch):
+    """The worker died while the child wrote its batch: the answer has nowhere to go,
+    and the child ends without a traceback (the batch it held is in S3)."""
+    import io
+
+    from serving.capture import _Bodies
+    from serving.capture_process import _serve
+
+    monkeypatch.setattr(aws, "_limits", aws.CLI)
+
+    class Gone(io.BytesIO):
+        def write(self, _data):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    batch = _Bodies(schema)
+    _bodies_into(batch, 2)
+    settings = CaptureSettings(percent=100).model_dump()
+    inp = io.BytesIO(
+        pickle.dumps((platform, "prod", settings, aws.limits()))
+        + pickle.dumps(batch.pack())
+        + pickle.dumps(batch.pack())  # never read: the child ended at the first answer
+    )
+    _serve(inp, Gone())
+    assert window(platform, schema).rows == 2
+
+
+def _bodies_into(batch, n: int) -> None:
+    for i in range(n):
+        batch.bodies.append(BODIES[0])
+        batch.predictions.append(float(i))
+        batch.probabilities.append(None)
+        batch.times.append(time.time())
+        batch.request_ids.append(f"g{i}")
