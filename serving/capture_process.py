@@ -227,11 +227,16 @@ class WriterProcess:
 
 
 def _child_environment() -> dict[str, str]:
-    """The worker's environment, with the folder this code was imported from first on
-    ``PYTHONPATH`` unless it is the interpreter's own site-packages: a worker started
-    from a checkout by a path of its own (``uvicorn --app-dir``, a ``sys.path`` edit, a
-    ``chdir`` after start) runs a child that imports the same code, not none."""
+    """The worker's environment, but for prometheus_client's multiprocess directory and
+    with the folder this code was imported from first on ``PYTHONPATH`` (unless it is
+    the interpreter's own site-packages): a worker started from a checkout by a path of
+    its own (``uvicorn --app-dir``, a ``sys.path`` edit, a ``chdir`` after start) runs a
+    child that imports the same code, not none."""
     env = dict(os.environ)
+    # Its counts reach /metrics through the worker's own metrics; its own counters in
+    # the workers' multiprocess directory would be summed in as well, counted twice.
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"):
+        env.pop(name, None)
     root = str(Path(__file__).resolve().parent.parent)
     installed = {str(Path(sysconfig.get_paths()[k]).resolve()) for k in ("purelib", "platlib")}
     if root not in installed:

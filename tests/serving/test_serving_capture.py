@@ -216,3 +216,40 @@ def test_capture_without_an_env_is_off_and_serving_is_unaffected(make_model, liv
         e.get("event") == "inference capture is off: the env is unknown"
         for e in server.log_events()
     )
+
+
+def test_with_several_workers_metrics_count_each_captured_record_once(
+    aws_env, platform, make_model, live_server
+):
+    """Each worker's writer process reports its counts to its worker, whose metrics
+    /metrics sums over the workers: the records written are the records answered, not
+    twice as many (the child's own counters kept out of the workers' directory)."""
+    folder, manifest = make_model()
+    server = live_server(
+        folder,
+        MLOPS_PROJECT=manifest.project,
+        MLOPS_ENV="prod",
+        MLOPS_WORKERS="2",
+        MLOPS_CAPTURE_PERCENT="100",
+        MLOPS_CAPTURE_BATCH_RECORDS="5",
+        MLOPS_CAPTURE_FLUSH_SECONDS="1",
+    )
+    sent = 0
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for rec in records(40, seed=5):
+            # A new connection each time: the kernel spreads them over both workers.
+            answer = httpx.post(f"{server.url}/predict", json=rec, timeout=10)
+            assert answer.status_code == 200
+            sent += 1
+        written, deadline = 0.0, time.monotonic() + 30
+        while time.monotonic() < deadline:
+            written = _metric(client.get("/metrics").text,
+                              "mlops_serving_capture_written_records_total")  # fmt: skip
+            if written >= sent:
+                break
+            time.sleep(0.2)
+        time.sleep(1.5)  # a flush interval more: nothing else comes
+        text = client.get("/metrics").text
+    assert _metric(text, "mlops_serving_capture_written_records_total") == sent
+    assert _window(platform, manifest, "prod").rows == sent
+    _stop(server)
