@@ -179,6 +179,8 @@ class WriterProcess:
             pickle.dump(batch.pack(), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             proc.stdin.flush()
             counts: dict[str, float] = pickle.load(proc.stdout)
+            if not isinstance(counts, dict) or set(counts) != set(COUNTS):
+                raise ValueError(f"not an answer of the protocol: {str(counts)[:100]}")
         except Exception as exc:  # noqa: BLE001 - a lost child costs its batch, not the thread
             error = "no answer in time: killed" if timed_out.is_set() else str(exc)[:300]
             log.warning("capture writer process failed", records=len(batch.bodies),

@@ -847,3 +847,28 @@ def _bodies_into(batch, n: int) -> None:
         batch.probabilities.append(None)
         batch.times.append(time.time())
         batch.request_ids.append(f"g{i}")
+
+
+def test_an_answer_that_is_not_the_protocols_costs_its_batch_and_its_child(
+    platform, schema, monkeypatch
+):
+    """A child that answers something else than its counts (another program on its
+    command line, a broken build) is treated as one that failed: its batch is counted,
+    it is ended, and the writer thread goes on."""
+    import psutil
+
+    from serving.capture_process import WriterProcess
+
+    impostor = (
+        "import pickle, sys, time; pickle.load(sys.stdin.buffer); pickle.load(sys.stdin.buffer);"
+        " pickle.dump(['not', 'counts'], sys.stdout.buffer); sys.stdout.flush(); time.sleep(60)"
+    )
+    monkeypatch.setattr(WriterProcess, "command", (sys.executable, "-c", impostor))
+    w, registry = writer(platform)
+    w.start()
+    child = w._process._proc
+    _bodies(w, schema, 3)
+    assert w.flush() == 0
+    assert _dropped(registry) == 3
+    assert not psutil.pid_exists(child.pid)
+    w.close()
