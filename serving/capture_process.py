@@ -97,7 +97,10 @@ class WriterProcess:
     def start(self) -> None:
         """Start the child now (the writer's start, with the service's: its imports then
         cost the start-up, not the first flush under traffic). A child that cannot start
-        is said and tried again at the next batch."""
+        is said and tried again at the next batch. After :meth:`close`, it opens the
+        writer again (an app's lifespan run twice)."""
+        with self._lock:
+            self._closed, self._failures, self._resume_at = False, 0, 0.0
         try:
             self._current()
         except Exception as exc:  # noqa: BLE001 - capture must never stop the service

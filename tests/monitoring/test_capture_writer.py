@@ -872,3 +872,20 @@ def test_an_answer_that_is_not_the_protocols_costs_its_batch_and_its_child(
     assert _dropped(registry) == 3
     assert not psutil.pid_exists(child.pid)
     w.close()
+
+
+def test_a_writer_started_again_after_close_writes_through_a_new_process(platform, schema):
+    """An app's lifespan run twice (a test client entered twice) starts its writer again:
+    bodies are written again, by a new child."""
+    w, registry = writer(platform)
+    w.start()
+    _bodies(w, schema, 2)
+    first = w._process.pid
+    w.close()
+    w.start()
+    _bodies(w, schema, 2, start=2)
+    assert w.flush() == 2
+    assert w._process.pid not in (None, first)
+    w.close()
+    assert _dropped(registry) == 0
+    assert window(platform, schema).rows == 4
