@@ -41,7 +41,7 @@ class CallLimits:
     def worst_case(self) -> float:
         """The longest one call can take before it fails: every attempt timing out, plus
         the retry backoff between them (at most 2^i s before attempt i+1, capped at 20 s)."""
-        backoff = sum(min(20.0, 2.0**i) for i in range(self.max_attempts - 1))
+        backoff = sum(min(20.0, 2.0 ** min(i, 5)) for i in range(self.max_attempts - 1))
         return self.max_attempts * (self.connect_timeout + self.read_timeout) + backoff
 
 

@@ -370,6 +370,13 @@ class CaptureMetrics:
         for reason in ("buffer_full", "write_failed", "error"):
             self.dropped.labels(reason)
 
+    def accounted(self) -> float:
+        """Records this process's writer has written or counted as lost in a write:
+        the difference across a write is what it accounted for (the values of this
+        process's own counters, as prometheus_client keeps them in either mode)."""
+        lost = (self.dropped.labels(r)._value.get() for r in ("write_failed", "error"))
+        return float(self.written._value.get() + sum(lost))
+
 
 class CaptureWriter:
     """Buffers sampled predictions and writes them in batches from a background thread.
@@ -527,21 +534,25 @@ class CaptureWriter:
         return self
 
     def close(self, timeout: float = 15.0) -> None:
-        """Stop accepting records, write everything buffered, stop the thread; within
-        ``timeout`` seconds to start the last write (a writer stuck in a write that never
-        answers does not hold the service's shutdown past its stop timeout: what is still
-        buffered then is dropped and counted as write_failed)."""
+        """Stop accepting records, write everything buffered, stop the thread, end the
+        writer process; within about ``timeout`` seconds (a writer stuck in a write that
+        never answers does not hold the service's shutdown past its stop timeout: what is
+        still buffered then, or still in the writer process, is counted as write_failed;
+        a last write in the writer thread, with the process off, is bounded by its AWS
+        call limits instead)."""
         deadline = time.monotonic() + timeout
         with self._lock:
             self._open = False
             self._stop = True
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        self.flush(timeout=max(0.0, deadline - time.monotonic()))
-        if self._process is not None:
-            self._process.close(timeout=max(1.0, deadline - time.monotonic()))
+        try:
+            if self._thread is not None:
+                self._thread.join(timeout)
+                self._thread = None
+            self.flush(timeout=max(0.0, deadline - time.monotonic()))
+        finally:  # the child ends whatever the last flush did
+            if self._process is not None:
+                self._process.close(timeout=max(1.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.settings.flush_seconds
@@ -575,7 +586,8 @@ class CaptureWriter:
 
     def flush(self, timeout: float | None = None) -> int:
         """Write every buffered record now; returns how many were written. With a
-        ``timeout``, a flush still running elsewhere after it drops what is buffered."""
+        ``timeout``, a flush still running elsewhere after it drops what is buffered,
+        and the writer process's writes must end within it too."""
         if not self._write_lock.acquire(timeout=-1 if timeout is None else timeout):
             lost = sum(_size(c) for c in self._take())
             if lost:
@@ -583,29 +595,48 @@ class CaptureWriter:
                             records=lost, timeout_s=timeout)  # fmt: skip
                 self.metrics.dropped.labels("write_failed").inc(lost)
             return 0
+        deadline = None if timeout is None else time.monotonic() + timeout
         cpu, written, taken = time.thread_time(), 0, []
         try:
             taken = self._take()
             self.metrics.buffered.set(0)
             for group in taken:
-                if isinstance(group, _Bodies):
-                    for batch in group.by_hour():
-                        written += self._write_bodies_elsewhere(batch)
-                else:
-                    for part in _by_hour(group):
-                        written += self._write_group(part)
+                try:
+                    parts = group.by_hour() if isinstance(group, _Bodies) else _by_hour(group)
+                except Exception as exc:  # noqa: BLE001 - counted, and the flush goes on
+                    log.error("capture write failed", records=_size(group), error=str(exc)[:300])
+                    self.metrics.dropped.labels("error").inc(_size(group))
+                    continue
+                for part in parts:
+                    written += self._write_part(part, deadline)
             return written
         finally:
             self._write_lock.release()
             if taken:
                 self.metrics.cpu.inc(time.thread_time() - cpu)
 
-    def _write_bodies_elsewhere(self, batch: _Bodies) -> int:
+    def _write_part(self, part: _Chunk | _Bodies, deadline: float | None) -> int:
+        """One hour's records of one schema written, every one of them accounted for:
+        what a bug let escape uncounted is counted as error (the rest of the flush goes
+        on)."""
+        before = self.metrics.accounted()
+        try:
+            if isinstance(part, _Bodies):
+                return self._write_bodies_elsewhere(part, deadline)
+            return self._write_group(part)
+        except Exception as exc:  # noqa: BLE001 - the writer thread must live on
+            uncounted = _size(part) - (self.metrics.accounted() - before)
+            log.error("capture write failed", records=_size(part), error=str(exc)[:300])
+            if uncounted > 0:
+                self.metrics.dropped.labels("error").inc(uncounted)
+            return 0
+
+    def _write_bodies_elsewhere(self, batch: _Bodies, deadline: float | None = None) -> int:
         """Bodies to the writer process (here, with ``writer_process`` off); its counts
         become this writer's metrics."""
         if self._process is None:
             return self._write_bodies(batch)
-        counts = self._process.write(batch)
+        counts = self._process.write(batch, deadline)
         if counts is None:
             self.metrics.dropped.labels("write_failed").inc(len(batch.bodies))
             return 0

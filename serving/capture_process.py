@@ -69,6 +69,35 @@ RESTART_PAUSES = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
 #: Seconds a child may take for a batch beyond its PUTs' own worst case (decoding and
 #: encoding 20,000 records takes about 20 ms; this is for a container starved of CPU).
 ANSWER_GRACE_SECONDS = 30.0
+#: ... and at most this in all (``AWS_MAX_ATTEMPTS`` in the thousands would make it hours).
+MAX_ANSWER_SECONDS = 600.0
+
+
+class _Pausing(Exception):
+    def __init__(self, seconds: float):
+        super().__init__(f"restarted in {seconds:.0f} s")
+        self.seconds = seconds
+
+
+class _Died(Exception):
+    pass
+
+
+class _NoTime(Exception):
+    pass
+
+
+def _check_answer(counts: Any, records: int) -> None:
+    """An answer of the protocol: every count, a finite number not below zero, and the
+    records accounted for exactly (what the child's writer did not count, it counted as
+    ``error``)."""
+    if not isinstance(counts, dict) or set(counts) != set(COUNTS):
+        raise ValueError(f"not an answer of the protocol: {str(counts)[:100]}")
+    if not all(type(v) in (int, float) and 0 <= v < float("inf") for v in counts.values()):
+        raise ValueError(f"counts out of range: {str(counts)[:200]}")
+    done = counts["written"] + counts["write_failed"] + counts["error"]
+    if abs(done - records) > 0.5:
+        raise ValueError(f"answered for {done:.0f} records of {records}")
 
 
 class WriterProcess:
@@ -87,6 +116,7 @@ class WriterProcess:
         self._busy: subprocess.Popen[bytes] | None = None  # the child a write waits on
         self._closed = False
         self._failures = 0  # in a row
+        self._pause_said = False  # the pause's one log line
         self._resume_at = 0.0  # monotonic: no child is started before
 
     @property
@@ -115,11 +145,13 @@ class WriterProcess:
             proc = self._proc
             if proc is not None and proc.poll() is None:
                 return proc
-        if proc is not None:
+        if proc is not None:  # it ended between batches: said, and a failure like any
             self._stop(proc, timeout=0)
+            log.warning("capture writer process exited between batches; starting another",
+                        pid=proc.pid, exit_code=proc.returncode)  # fmt: skip
+            self._failed()
         if time.monotonic() < self._resume_at:
-            raise RuntimeError("the writer process failed; it is started again in "
-                               f"{self._resume_at - time.monotonic():.0f} s")  # fmt: skip
+            raise _Pausing(self._resume_at - time.monotonic())
         proc = self._start()
         with self._lock:
             if not self._closed and self._proc is None:
@@ -152,55 +184,85 @@ class WriterProcess:
         """How long the child may take to answer for a batch of ``records`` (of one hour):
         each of its files' PUT may take its worst case."""
         files = max(1, -(-records // self.settings.batch_records))
-        return files * aws.limits().worst_case() + ANSWER_GRACE_SECONDS
+        return min(MAX_ANSWER_SECONDS, files * aws.limits().worst_case() + ANSWER_GRACE_SECONDS)
 
-    def write(self, batch: _Bodies) -> dict[str, float] | None:
+    def write(self, batch: _Bodies, deadline: float | None = None) -> dict[str, float] | None:
         """The child's counts for ``batch``, or None when it could not be written: the
-        child failed (it is gone then), it is pausing after failures, or the writer is
-        closed. None's batch may be partly written: it is counted, never written again."""
-        timed_out = threading.Event()
+        child failed (it is gone then), it is pausing after failures, the writer is
+        closed, or ``deadline`` (monotonic) came first. None's batch may be partly
+        written: it is counted, never written again."""
+        records = len(batch.bodies)
         try:
             proc = self._current()
-        except Exception as exc:  # noqa: BLE001 - a lost child costs its batch, not the thread
-            log.warning("capture batch not written", records=len(batch.bodies),
-                        error=str(exc)[:300])  # fmt: skip
-            if not self._closed and time.monotonic() >= self._resume_at:
-                self._failed()  # it could not start: a failure like dying
+        except _Pausing as pause:
+            if not self._pause_said:  # once per pause: its batches are counted, not logged
+                self._pause_said = True
+                log.warning("capture batches dropped while the writer process is paused "
+                            "after failing", failures=self._failures,
+                            restart_in_s=round(pause.seconds, 1))  # fmt: skip
             return None
+        except Exception as exc:  # noqa: BLE001 - a lost child costs its batch, not the thread
+            if not self._closed:
+                log.warning("capture writer process did not start", records=records,
+                            error=str(exc)[:300])  # fmt: skip
+                self._failed()
+            return None
+        timed_out = threading.Event()
 
         def expire() -> None:
             timed_out.set()
             proc.kill()  # the blocked write or read below fails at once
 
-        watchdog = threading.Timer(self.answer_timeout(len(batch.bodies)), expire)
-        watchdog.daemon = True
+        watchdog: threading.Timer | None = None
         try:
+            wait = self.answer_timeout(records)
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                raise _NoTime()
             assert proc.stdin is not None and proc.stdout is not None
             with self._lock:
                 self._busy = proc
+            watchdog = threading.Timer(wait, expire)
+            watchdog.daemon = True
             watchdog.start()
             pickle.dump(batch.pack(), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             proc.stdin.flush()
-            counts: dict[str, float] = pickle.load(proc.stdout)
-            if not isinstance(counts, dict) or set(counts) != set(COUNTS):
-                raise ValueError(f"not an answer of the protocol: {str(counts)[:100]}")
+            try:
+                counts = pickle.load(proc.stdout)
+            except EOFError:
+                raise _Died() from None
+            _check_answer(counts, records)
+        except _NoTime:
+            log.warning("capture batch not written: the writer's close ran out of time",
+                        records=records)  # fmt: skip
+            return None
         except Exception as exc:  # noqa: BLE001 - a lost child costs its batch, not the thread
-            error = "no answer in time: killed" if timed_out.is_set() else str(exc)[:300]
-            log.warning("capture writer process failed", records=len(batch.bodies),
-                        error=error, exit_code=proc.poll())  # fmt: skip
-            self._stop(proc, timeout=0)
+            if watchdog is not None:
+                watchdog.cancel()
+            self._stop(proc, timeout=1.0)  # reaped: its exit code is known
+            if timed_out.is_set():
+                error = f"no answer in {wait:.0f} s: killed"
+            elif isinstance(exc, _Died):
+                error = "it exited before answering"
+            else:
+                error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            log.warning("capture batch lost: the writer process failed", records=records,
+                        pid=proc.pid, exit_code=proc.returncode, error=error)  # fmt: skip
             if not self._closed:
                 self._failed()
             return None
         finally:
-            watchdog.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
             with self._lock:
                 self._busy = None
-        self._failures = 0
+        self._failures, self._pause_said = 0, False
         return counts
 
     def _failed(self) -> None:
         self._failures += 1
+        self._pause_said = False
         pause = RESTART_PAUSES[min(self._failures, len(RESTART_PAUSES)) - 1]
         self._resume_at = time.monotonic() + pause
 
@@ -292,7 +354,11 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> None:
 def main() -> None:
     # The protocol owns stdout: anything else printed (logs) goes to stderr.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    if sys.stderr is None:  # the worker runs with no stderr: the logs go nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.stderr = sys.stdout
+    else:
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from mlops_core.logs import configure
 

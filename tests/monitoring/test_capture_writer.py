@@ -889,3 +889,133 @@ def test_a_writer_started_again_after_close_writes_through_a_new_process(platfor
     w.close()
     assert _dropped(registry) == 0
     assert window(platform, schema).rows == 4
+
+
+def _accounted(registry) -> float:
+    return value(registry, "mlops_serving_capture_written_records_total") + sum(
+        _dropped(registry, reason) for reason in ("buffer_full", "write_failed", "error")
+    )
+
+
+def test_close_bounds_its_own_last_write_to_a_writer_process_that_never_answers(
+    platform, schema, monkeypatch
+):
+    """The writer thread is idle and close() itself hands the last batch to a child that
+    takes it and never answers: close still returns on its deadline (not the answer
+    timeout, minutes under serving's limits), the batch counted, the child ended."""
+    import psutil
+
+    from serving.capture_process import WriterProcess
+
+    sleeper = (
+        "import pickle, sys, time; pickle.load(sys.stdin.buffer); pickle.load(sys.stdin.buffer);"
+        " time.sleep(120)"
+    )
+    monkeypatch.setattr(WriterProcess, "command", (sys.executable, "-c", sleeper))
+    w, registry = writer(platform)
+    w.start()
+    child = w._process._proc
+    _bodies(w, schema, 3)
+    started = time.monotonic()
+    w.close(timeout=1.0)
+    assert time.monotonic() - started < 4
+    assert _dropped(registry) == 3
+    assert not psutil.pid_exists(child.pid)
+
+
+def test_close_ends_the_writer_process_even_when_its_flush_raises(platform, schema, monkeypatch):
+    import psutil
+
+    w, registry = writer(platform)
+    w.start()
+    child = w._process._proc
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(CaptureWriter, "flush", broken)
+    with pytest.raises(RuntimeError):
+        w.close(timeout=1.0)
+    child.wait(5)
+    assert not psutil.pid_exists(child.pid)
+
+
+def test_a_write_that_raises_leaves_no_record_uncounted_and_the_flush_goes_on(
+    platform, schema, monkeypatch
+):
+    """A bug in one part of a flush (here: after counting one record) costs that part's
+    other records, counted as error, not the records of the flush's other parts."""
+    from dataclasses import replace
+
+    other = replace(schema, version="20260101T000000Z-0ther00")
+
+    def half_counted(self, batch, deadline=None):
+        if batch.schema is other:
+            self.metrics.written.inc(1)
+            raise RuntimeError("a bug")
+        return real(self, batch, deadline)
+
+    real = CaptureWriter._write_bodies_elsewhere
+    monkeypatch.setattr(CaptureWriter, "_write_bodies_elsewhere", half_counted)
+    w, registry = writer(platform)
+    w.start()
+    for i in range(3):
+        w.submit_body(other, BODIES[0], float(i))
+    _bodies(w, schema, 2)
+    w.flush()
+    assert _dropped(registry, "error") == 2
+    assert _accounted(registry) == 5
+    w.close()
+    assert window(platform, schema).rows == 2
+
+
+OUT_OF_RANGE = [
+    "{k: -1.0 for k in COUNTS}",
+    "{k: float('nan') for k in COUNTS}",
+    "{k: 0.0 for k in COUNTS}",  # accounts for none of the records
+]
+
+
+@pytest.mark.parametrize("answer", OUT_OF_RANGE)
+def test_an_answer_with_counts_out_of_range_costs_its_batch(platform, schema, monkeypatch, answer):
+    """Counts that are negative, not numbers, or that do not account for the batch's
+    records exactly are not the protocol's: the batch is counted as write_failed."""
+    from serving.capture_process import WriterProcess
+
+    impostor = (
+        "import pickle, sys, time; from serving.capture_process import COUNTS;"
+        " pickle.load(sys.stdin.buffer); pickle.load(sys.stdin.buffer);"
+        f" pickle.dump({answer}, sys.stdout.buffer); sys.stdout.flush(); time.sleep(60)"
+    )
+    monkeypatch.setattr(WriterProcess, "command", (sys.executable, "-c", impostor))
+    w, registry = writer(platform)
+    w.start()
+    _bodies(w, schema, 3)
+    assert w.flush() == 0
+    assert _dropped(registry) == 3
+    assert _accounted(registry) == 3
+    w.close()
+
+
+def test_the_answer_timeout_stays_bounded_whatever_the_attempts(monkeypatch):
+    from serving.capture_process import MAX_ANSWER_SECONDS, WriterProcess
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "5000")
+    assert aws.limits().max_attempts == 5000
+    assert aws.limits().worst_case() < float("inf")
+    process = WriterProcess(Platform(), "prod", CaptureSettings(percent=100))
+    assert process.answer_timeout(20_000) == MAX_ANSWER_SECONDS
+
+
+def test_a_worker_without_stderr_still_has_its_bodies_written(platform, schema, monkeypatch):
+    """A worker started with fd 2 closed: its child has no stderr either, and writes."""
+    from serving.capture_process import WriterProcess
+
+    command = ("/bin/sh", "-c", 'exec "$0" -m serving.capture_process 2>&-', sys.executable)
+    monkeypatch.setattr(WriterProcess, "command", command)
+    w, registry = writer(platform)
+    w.start()
+    _bodies(w, schema, 3)
+    assert w.flush() == 3
+    w.close()
+    assert window(platform, schema).rows == 3
