@@ -22,10 +22,12 @@ def serve(
     ),
 ) -> None:
     """Serve predictions: /health, /ready, /predict, /metrics."""
+    from serving.capture_settings import check_settings
     from serving.server import run
 
     if (env is None) == (model_dir is None):
         raise InvalidInput("give exactly one of --env ENV or --model-dir DIR")
+    check_settings()  # MLOPS_CAPTURE_*: a clear error here, not a worker's traceback
     if model_dir is not None:
         err.print(f"serving {model_dir} on http://{host}:{port}")
         run(host, port, model_dir=model_dir.resolve())

@@ -112,6 +112,12 @@ class PrometheusResponse(Response):
     media_type = CONTENT_TYPE
 
 
+#: The capture writer's last flush at shutdown, at most (after uvicorn's graceful 10 s,
+#: within the supervisor's serving.server.STOP_SECONDS): what is not written by then is
+#: counted as write_failed.
+CAPTURE_CLOSE_SECONDS = 12.0
+
+
 def create_app(
     settings: ServingSettings | None = None,
     *,
@@ -146,7 +152,7 @@ def create_app(
                     await follower
             if writer is not None:
                 # What is buffered is written before the process goes (off the loop).
-                await asyncio.to_thread(writer.close)
+                await asyncio.to_thread(writer.close, CAPTURE_CLOSE_SECONDS)
 
     app = FastAPI(
         title="mlops model server",

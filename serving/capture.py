@@ -359,6 +359,8 @@ class CaptureMetrics:
             f"{METRIC_PREFIX}_buffered_records",
             "Records waiting in the capture buffer.",
             registry=registry,
+            # Summed over live workers: a dead worker's buffer is gone with it.
+            multiprocess_mode="livesum",
         )
         # What capture costs the service, in its own terms: CPU seconds the writer spends
         # converting, encoding and writing (per written record: benchmarks/capture.py).

@@ -8,8 +8,12 @@ conversion in a process of its own on the same core cost the service less than h
 much. The process is *spawned* (a fresh interpreter, ``python -m serving.capture_process``),
 not forked: it shares nothing with the worker but a pipe.
 
-The protocol, over the child's stdin and stdout (its logs go to stderr), pickled (both
-ends are this module, in a parent and the child it started): first the platform, the env
+The protocol, over the child's stdin and a pipe of its own for the answers (its file
+descriptor the child's one argument: not stdout, where anything printed before the
+child's code runs, a ``sitecustomize`` say, would corrupt it; the child's stdout goes to
+its stderr), pickled (both ends are this module, in a parent and the child it started;
+``-P``, so that a ``serving`` in the worker's current folder is not what it imports):
+first the platform, the env
 and the capture settings, then per batch the bodies (:meth:`_Bodies.pack`) answered by the
 counts the child's own writer recorded for it (written, files, dropped by reason, CPU
 seconds), which the parent adds to its metrics. A child that dies or stops answering
@@ -107,7 +111,7 @@ class WriterProcess:
     possibly while a write is stuck: ``_lock`` guards which child is current."""
 
     #: The child's command line (this interpreter: the worker's own environment).
-    command: tuple[str, ...] = (sys.executable, "-m", "serving.capture_process")
+    command: tuple[str, ...] = (sys.executable, "-P", "-m", "serving.capture_process")
 
     def __init__(self, platform: Platform, env: str, settings: CaptureSettings):
         self.platform, self.env, self.settings = platform, env, settings
@@ -161,15 +165,24 @@ class WriterProcess:
         raise RuntimeError("the capture writer is closed")
 
     def _start(self) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            list(self.command),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=_child_environment(),
-            # A terminal's Ctrl-C must not stop it before the worker's last flush: it
-            # ends when its stdin does (the worker closes it, or dies).
-            start_new_session=True,
-        )
+        answers, theirs = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                [*self.command, str(theirs)],
+                stdin=subprocess.PIPE,
+                pass_fds=(theirs,),
+                env=_child_environment(),
+                # A terminal's Ctrl-C must not stop it before the worker's last flush: it
+                # ends when its stdin does (the worker closes it, or dies).
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(answers)
+            raise
+        finally:
+            os.close(theirs)  # the child's now: its end closes when it exits
+        # Read as the child's output stream (closed with it in _stop).
+        proc.stdout = os.fdopen(answers, "rb")
         try:
             assert proc.stdin is not None
             handshake = (self.platform, self.env, self.settings.model_dump(), aws.limits())
@@ -352,8 +365,9 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> None:
 
 
 def main() -> None:
-    # The protocol owns stdout: anything else printed (logs) goes to stderr.
-    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    # The answers go to the pipe given as the one argument; anything printed goes to
+    # stderr, with the logs.
+    out = os.fdopen(int(sys.argv[1]), "wb")
     if sys.stderr is None:  # the worker runs with no stderr: the logs go nowhere
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.stderr = sys.stdout

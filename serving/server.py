@@ -49,6 +49,10 @@ DEV_POLL_SECONDS = 2.0
 #: A worker that dies this many times within RESTART_WINDOW seconds is not restarted.
 MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
+#: Seconds a worker has to stop after SIGTERM before the supervisor kills it: uvicorn's
+#: graceful shutdown (10 s) then the capture writer's last flush (its close timeout,
+#: serving.app.CAPTURE_CLOSE_SECONDS), within ECS's default stop timeout of 30 s.
+STOP_SECONDS = 25.0
 BACKLOG = 2048
 
 log = structlog.get_logger("serving.server")
@@ -238,7 +242,7 @@ class Supervisor:
         for proc in self.workers:
             if proc.poll() is None:
                 proc.terminate()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + STOP_SECONDS
         for proc in self.workers:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))

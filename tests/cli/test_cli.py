@@ -192,3 +192,14 @@ def test_optional_commands_fail_loudly_on_a_broken_import(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_kopf)
     cli._mount_optional()  # dropped quietly: the slim image has no controller
+
+
+@pytest.mark.parametrize("value", ["maybe", ""])
+def test_serve_with_a_bad_capture_setting_is_a_clear_error(capsys, tmp_path, monkeypatch, value):
+    """`mlopsctl serve` checks MLOPS_CAPTURE_* before it starts a worker (which would
+    end in a traceback), as the container's entry point does."""
+    monkeypatch.setenv("MLOPS_CAPTURE_WRITER_PROCESS", value)
+    code, out, err = run(capsys, "serve", "--model-dir", str(tmp_path))
+    assert code != 0
+    assert "MLOPS_CAPTURE_WRITER_PROCESS" in err
+    assert "Traceback" not in err + out

@@ -705,7 +705,7 @@ def test_a_writer_process_that_keeps_failing_is_started_again_after_a_pause(
 
 
 def real_command() -> tuple[str, ...]:
-    return (sys.executable, "-m", "serving.capture_process")
+    return (sys.executable, "-P", "-m", "serving.capture_process")
 
 
 def test_close_ends_a_writer_process_stuck_in_a_write_and_starts_none_after(platform, schema):
@@ -861,7 +861,8 @@ def test_an_answer_that_is_not_the_protocols_costs_its_batch_and_its_child(
 
     impostor = (
         "import pickle, sys, time; pickle.load(sys.stdin.buffer); pickle.load(sys.stdin.buffer);"
-        " pickle.dump(['not', 'counts'], sys.stdout.buffer); sys.stdout.flush(); time.sleep(60)"
+        " out = open(int(sys.argv[1]), 'wb'); pickle.dump(['not', 'counts'], out); out.flush();"
+        " time.sleep(60)"
     )
     monkeypatch.setattr(WriterProcess, "command", (sys.executable, "-c", impostor))
     w, registry = writer(platform)
@@ -985,7 +986,8 @@ def test_an_answer_with_counts_out_of_range_costs_its_batch(platform, schema, mo
     impostor = (
         "import pickle, sys, time; from serving.capture_process import COUNTS;"
         " pickle.load(sys.stdin.buffer); pickle.load(sys.stdin.buffer);"
-        f" pickle.dump({answer}, sys.stdout.buffer); sys.stdout.flush(); time.sleep(60)"
+        f" out = open(int(sys.argv[1]), 'wb'); pickle.dump({answer}, out); out.flush();"
+        " time.sleep(60)"
     )
     monkeypatch.setattr(WriterProcess, "command", (sys.executable, "-c", impostor))
     w, registry = writer(platform)
@@ -1011,11 +1013,33 @@ def test_a_worker_without_stderr_still_has_its_bodies_written(platform, schema, 
     """A worker started with fd 2 closed: its child has no stderr either, and writes."""
     from serving.capture_process import WriterProcess
 
-    command = ("/bin/sh", "-c", 'exec "$0" -m serving.capture_process 2>&-', sys.executable)
+    command = ("/bin/sh", "-c", 'exec "$0" -P -m serving.capture_process "$@" 2>&-', sys.executable)
     monkeypatch.setattr(WriterProcess, "command", command)
     w, registry = writer(platform)
     w.start()
     _bodies(w, schema, 3)
     assert w.flush() == 3
+    w.close()
+    assert window(platform, schema).rows == 3
+
+
+@pytest.mark.parametrize("shadow", ["cwd", "sitecustomize"])
+def test_the_writer_process_is_not_misled_by_what_the_workers_folder_holds(
+    platform, schema, tmp_path, monkeypatch, shadow
+):
+    """A ``serving.py`` in the worker's current folder (the user's own file) is not what
+    the child imports, and a ``sitecustomize`` that prints at start does not corrupt its
+    answers (they come on a pipe of their own, not stdout)."""
+    if shadow == "cwd":
+        (tmp_path / "serving.py").write_text("print('the user serving module')\n")
+        monkeypatch.chdir(tmp_path)
+    else:
+        (tmp_path / "sitecustomize.py").write_text("print('hello from sitecustomize')\n")
+        monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    w, registry = writer(platform)
+    w.start()
+    _bodies(w, schema, 3)
+    assert w.flush() == 3
+    assert _dropped(registry) == 0
     w.close()
     assert window(platform, schema).rows == 3
