@@ -648,6 +648,7 @@ def test_a_writer_process_that_stops_answering_is_killed_and_replaced(
 
     from serving.capture_process import WriterProcess
 
+    real_timeout = WriterProcess.answer_timeout
     monkeypatch.setattr(WriterProcess, "answer_timeout", lambda self, records: 1.0)
     w, registry = writer(platform)
     w.start()
@@ -659,6 +660,8 @@ def test_a_writer_process_that_stops_answering_is_killed_and_replaced(
     assert time.monotonic() - started < 10
     assert _dropped(registry) == 3
     assert not psutil.pid_exists(stopped.pid)  # killed and reaped, not left stopped
+    # The next child starts with this batch: its imports alone may take a second here.
+    monkeypatch.setattr(WriterProcess, "answer_timeout", real_timeout)
     _bodies(w, schema, 2, start=3)
     assert w.flush() == 2
     assert w._process.pid != stopped.pid
