@@ -276,18 +276,20 @@ yaml.safe_dump(doc, open(path, "w"), sort_keys=False)
 print(yaml.safe_dump({"strategy": doc["spec"]["strategy"], "analysis": doc["spec"]["analysis"]}, sort_keys=False), end="")
 PY
 # Steady load again, over varied cars (v2's training data), so each version's predictions
-# have a distribution to compare.
-python - "$URL" "$V2" "$WORK/load2.json" "$WORK/load2.stop" >"$WORK/load2.log" 2>&1 <<'PY' &
+# have a distribution to compare. From a copy: step 14 rewrites data/usedcars.csv while
+# this load starts, and a half-written file would end it before its first request.
+cp data/usedcars.csv "$WORK/load2.csv"
+python - "$URL" "$V2" "$WORK/load2.json" "$WORK/load2.stop" "$WORK/load2.csv" >"$WORK/load2.log" 2>&1 <<'PY' &
 import json, os, sys, time
 from collections import Counter
 import httpx
 import pandas as pd
 from mlops_core.config import PlatformSettings
 from mlops_core.registry import Registry
-url, version, out, stop = sys.argv[1:5]
+url, version, out, stop, data = sys.argv[1:6]
 manifest = Registry(PlatformSettings.load().names()).get_manifest("usedcar-price", version)
 integers = [f.name for f in manifest.features if f.type == "integer"]
-df = pd.read_csv("data/usedcars.csv").drop(columns=["price"]).head(2000)
+df = pd.read_csv(data).drop(columns=["price"]).head(2000)
 rows = [{k: int(v) if k in integers else v for k, v in r.items() if not pd.isna(v)}
         for r in df.to_dict(orient="records")]
 codes, versions, i = Counter(), Counter(), 0
