@@ -35,7 +35,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from mlops_core.pointer import PointerStore
-from serving import oip
+from serving import capture_settings, oip
 from serving import predict as predict_path
 from serving.body import BodyError, ClientGone, read_json_body
 from serving.capture import CaptureSettings, CaptureWriter, for_service
@@ -112,12 +112,6 @@ class PrometheusResponse(Response):
     media_type = CONTENT_TYPE
 
 
-#: The capture writer's last flush at shutdown, at most (after uvicorn's graceful 10 s,
-#: within the supervisor's serving.server.STOP_SECONDS): what is not written by then is
-#: counted as write_failed.
-CAPTURE_CLOSE_SECONDS = 12.0
-
-
 def create_app(
     settings: ServingSettings | None = None,
     *,
@@ -152,7 +146,7 @@ def create_app(
                     await follower
             if writer is not None:
                 # What is buffered is written before the process goes (off the loop).
-                await asyncio.to_thread(writer.close, CAPTURE_CLOSE_SECONDS)
+                await asyncio.to_thread(writer.close, capture_settings.CLOSE_SECONDS)
 
     app = FastAPI(
         title="mlops model server",

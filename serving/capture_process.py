@@ -251,8 +251,6 @@ class WriterProcess:
                         records=records)  # fmt: skip
             return None
         except Exception as exc:  # noqa: BLE001 - a lost child costs its batch, not the thread
-            if watchdog is not None:
-                watchdog.cancel()
             self._stop(proc, timeout=1.0)  # reaped: its exit code is known
             if timed_out.is_set():
                 error = f"no answer in {wait:.0f} s: killed"

@@ -13,6 +13,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops_core.config import settings_error
 
+#: The capture writer's last flush at shutdown, at most (after uvicorn's graceful
+#: shutdown, within the supervisor's serving.server.STOP_SECONDS): what is not written
+#: by then is counted as write_failed.
+CLOSE_SECONDS = 12.0
+
 
 class CaptureSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLOPS_CAPTURE_", extra="ignore", frozen=True)

@@ -42,6 +42,7 @@ import uvicorn
 from mlops_core import aws
 from mlops_core.errors import InvalidInput, MlopsError
 from mlops_core.logs import configure
+from serving import capture_settings
 from serving.settings import ServingSettings, load_settings
 
 #: Pointer poll interval when following an env from the CLI (promotions show up fast).
@@ -49,10 +50,12 @@ DEV_POLL_SECONDS = 2.0
 #: A worker that dies this many times within RESTART_WINDOW seconds is not restarted.
 MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
-#: Seconds a worker has to stop after SIGTERM before the supervisor kills it: uvicorn's
-#: graceful shutdown (10 s) then the capture writer's last flush (its close timeout,
-#: serving.app.CAPTURE_CLOSE_SECONDS), within ECS's default stop timeout of 30 s.
-STOP_SECONDS = 25.0
+#: Seconds uvicorn lets open requests finish after SIGTERM.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+#: Seconds a worker has to stop after SIGTERM before the supervisor kills it: the
+#: graceful shutdown, then the capture writer's last flush, and a margin (25 s, within
+#: ECS's default stop timeout of 30 s).
+STOP_SECONDS = GRACEFUL_SHUTDOWN_SECONDS + capture_settings.CLOSE_SECONDS + 3.0
 BACKLOG = 2048
 
 log = structlog.get_logger("serving.server")
@@ -99,7 +102,7 @@ def serve_worker(settings: ServingSettings, *, log_level: str = "info") -> None:
         log_level=log_level,
         access_log=False,  # the app logs one structured line per request itself
         server_header=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         timeout_keep_alive=int(math.ceil(settings.keepalive_seconds)),
         http=with_read_timeout(settings.read_timeout_seconds),
         backlog=BACKLOG,
@@ -168,9 +171,8 @@ class Supervisor:
         import serving.app  # noqa: F401
         import serving.protocol  # noqa: F401
         from serving.capture import preload
-        from serving.capture_settings import CaptureSettings
 
-        if CaptureSettings().enabled:
+        if capture_settings.CaptureSettings().enabled:
             preload()
         # What was imported lives as long as the workers: frozen, the cyclic GC never
         # scans it again, nor writes to its pages (which the fork shares copy-on-write).
@@ -328,9 +330,7 @@ def main() -> None:
     """The container entry (``python -m serving``): everything from the environment."""
     try:
         settings = load_settings()
-        from serving.capture_settings import check_settings
-
-        check_settings()
+        capture_settings.check_settings()
     except MlopsError as exc:
         configure()
         print(exc.render(), file=sys.stderr)

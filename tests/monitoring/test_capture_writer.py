@@ -852,6 +852,19 @@ def _bodies_into(batch, n: int) -> None:
         batch.request_ids.append(f"g{i}")
 
 
+def _impostor(monkeypatch, then: str) -> None:
+    """The writer process replaced by a program that reads the handshake and one batch,
+    then does ``then`` (Python, with ``out`` its answer pipe)."""
+    from serving.capture_process import WriterProcess
+
+    script = (
+        "import pickle, sys, time; from serving.capture_process import COUNTS;"
+        " pickle.load(sys.stdin.buffer); pickle.load(sys.stdin.buffer);"
+        f" out = open(int(sys.argv[1]), 'wb'); {then}"
+    )
+    monkeypatch.setattr(WriterProcess, "command", (sys.executable, "-c", script))
+
+
 def test_an_answer_that_is_not_the_protocols_costs_its_batch_and_its_child(
     platform, schema, monkeypatch
 ):
@@ -860,14 +873,7 @@ def test_an_answer_that_is_not_the_protocols_costs_its_batch_and_its_child(
     it is ended, and the writer thread goes on."""
     import psutil
 
-    from serving.capture_process import WriterProcess
-
-    impostor = (
-        "import pickle, sys, time; pickle.load(sys.stdin.buffer); pickle.load(sys.stdin.buffer);"
-        " out = open(int(sys.argv[1]), 'wb'); pickle.dump(['not', 'counts'], out); out.flush();"
-        " time.sleep(60)"
-    )
-    monkeypatch.setattr(WriterProcess, "command", (sys.executable, "-c", impostor))
+    _impostor(monkeypatch, "pickle.dump(['not', 'counts'], out); out.flush(); time.sleep(60)")
     w, registry = writer(platform)
     w.start()
     child = w._process._proc
@@ -909,13 +915,7 @@ def test_close_bounds_its_own_last_write_to_a_writer_process_that_never_answers(
     timeout, minutes under serving's limits), the batch counted, the child ended."""
     import psutil
 
-    from serving.capture_process import WriterProcess
-
-    sleeper = (
-        "import pickle, sys, time; pickle.load(sys.stdin.buffer); pickle.load(sys.stdin.buffer);"
-        " time.sleep(120)"
-    )
-    monkeypatch.setattr(WriterProcess, "command", (sys.executable, "-c", sleeper))
+    _impostor(monkeypatch, "time.sleep(120)")
     w, registry = writer(platform)
     w.start()
     child = w._process._proc
@@ -984,15 +984,7 @@ OUT_OF_RANGE = [
 def test_an_answer_with_counts_out_of_range_costs_its_batch(platform, schema, monkeypatch, answer):
     """Counts that are negative, not numbers, or that do not account for the batch's
     records exactly are not the protocol's: the batch is counted as write_failed."""
-    from serving.capture_process import WriterProcess
-
-    impostor = (
-        "import pickle, sys, time; from serving.capture_process import COUNTS;"
-        " pickle.load(sys.stdin.buffer); pickle.load(sys.stdin.buffer);"
-        f" out = open(int(sys.argv[1]), 'wb'); pickle.dump({answer}, out); out.flush();"
-        " time.sleep(60)"
-    )
-    monkeypatch.setattr(WriterProcess, "command", (sys.executable, "-c", impostor))
+    _impostor(monkeypatch, f"pickle.dump({answer}, out); out.flush(); time.sleep(60)")
     w, registry = writer(platform)
     w.start()
     _bodies(w, schema, 3)
