@@ -1,7 +1,7 @@
 """Benchmark what inference capture costs /predict; prints ONE JSON line.
 
     .venv/bin/python benchmarks/capture.py [--seconds 3] [--rounds 6] [--instances 2]
-                                           [--diagnose]
+                                           [--control] [--diagnose]
 
 Everything in one run, on 127.0.0.1, with the load generator ``benchmarks/predict.py``
 uses (Debian's ``hey``) and its way of starting the service:
@@ -41,6 +41,11 @@ other threads: the writer; the endpoint's). After the runs every service stops (
 capture flushes what it buffered) and the records in the bucket are counted against the
 200s the capturing services gave (warm-up included): a "cost" bought by dropping records
 would not be capture at 100 %.
+
+``--control`` adds an arm with capture off, like the off arm (``control`` in the line):
+its cost against off, which is nothing but the machine's noise and the processes' layout
+luck, measured round by round as the on arm's is. An on-arm cost within the control's
+range is not told apart from noise by this run.
 
 ``--diagnose`` adds two arms at 100 % that split the on arm's cost (``diagnosis`` in the
 line; benchmarks/capture_arms/sitecustomize.py makes them): **discard**, whose writer
@@ -92,6 +97,10 @@ from serving.server import cpu_count  # noqa: E402
 
 ENV = "prod"
 ARMS = ("off", "on")
+#: ``--control``'s arm: capture off, as in the off arm (an A/A comparison in the same run).
+CONTROL_ARM = "control"
+#: The arms whose services run with capture off.
+UNCAPTURED = ("off", CONTROL_ARM)
 #: ``--diagnose``'s arms (benchmarks/capture_arms/sitecustomize.py says what each does),
 #: under an env of their own so that their files are not counted as the on arm's.
 DIAGNOSTIC_ARMS = ("discard", "primed")
@@ -187,10 +196,10 @@ def warm_up(
     ok: dict[str, int] = {}
     written: dict[str, int] = {}
     for s in services:
-        n = 2000 if s.arm == "off" else (batch_records + 1000) * workers
+        n = 2000 if s.arm in UNCAPTURED else (batch_records + 1000) * workers
         ok[s.name] = hey(f"{s.url}/predict", body, 8, n=n)["ok"]
     for s in services:
-        if s.arm != "off":
+        if s.arm not in UNCAPTURED:
             deadline = time.monotonic() + 30
             files = "mlops_serving_capture_files_total"
             while (n := int(capture_counters(s.url).get(files, 0))) < workers:
@@ -316,6 +325,11 @@ def main() -> None:
         "--instances", type=int, default=2, help="services per arm (each its own process)"
     )
     parser.add_argument(
+        "--control",
+        action="store_true",
+        help="also run a second arm with capture off: its cost against off is the run's noise",
+    )
+    parser.add_argument(
         "--diagnose",
         action="store_true",
         help="also run the discard and primed arms (benchmarks/capture_arms), which split "
@@ -355,12 +369,17 @@ def main() -> None:
             served = {"MLOPS_PROJECT": manifest.project, "MLOPS_ENV": ENV}
             start = datetime.now(UTC)
             services: list[Service] = []
-            arms = ARMS + DIAGNOSTIC_ARMS if args.diagnose else ARMS
+            arms = (
+                ARMS
+                + ((CONTROL_ARM,) if args.control else ())
+                + (DIAGNOSTIC_ARMS if args.diagnose else ())
+            )
             with pinned(service_cpus):
                 for i in range(args.instances):
                     for arm in arms if i % 2 == 0 else arms[::-1]:
-                        env = {**served, "MLOPS_CAPTURE_PERCENT": "0" if arm == "off" else "100"}
-                        if arm != "off":
+                        off = arm in UNCAPTURED
+                        env = {**served, "MLOPS_CAPTURE_PERCENT": "0" if off else "100"}
+                        if not off:
                             env.update(on_env)
                         if arm in DIAGNOSTIC_ARMS:
                             inherited = os.environ.get("PYTHONPATH", "")
@@ -436,9 +455,10 @@ def main() -> None:
         }
         for c in (1, 8)
     }
+
     # --diagnose: each arm's cost against off, and the CPU it adds per request by thread.
-    diagnosis = {
-        arm: {
+    def against_off(arm: str) -> dict[str, dict[str, object]]:
+        return {
             f"c{c}": {
                 "throughput_cost_median": paired_by_arm[arm][f"c{c}"]["throughput_cost_median"],
                 "throughput_cost_ci90": paired_by_arm[arm][f"c{c}"]["throughput_cost_ci90"],
@@ -451,9 +471,17 @@ def main() -> None:
             }
             for c in (1, 8)
         }
-        for arm in paired_by_arm
-        if args.diagnose
-    }
+
+    diagnosis = {arm: against_off(arm) for arm in ("on", *DIAGNOSTIC_ARMS) if args.diagnose}
+    # --control: the same figures for an arm that differs from off in nothing, with the
+    # range of its per-round costs (what this run's noise alone makes of a "cost").
+    control: dict[str, dict[str, object]] = {}
+    if args.control:
+        control = against_off(CONTROL_ARM)
+        for key in ("c1", "c8"):
+            control[key]["throughput_cost_range"] = paired_by_arm[CONTROL_ARM][key][
+                "throughput_cost_range"
+            ]
     answered = sum(n for name, n in ok.items() if name.startswith("on"))
     all_captured = window.rows == answered and not any(drops.values())
     # Judged on the rounds' median cost at concurrency 8; "shown" when the upper end of
@@ -518,6 +546,7 @@ def main() -> None:
                     "all_captured": all_captured,
                 },
                 "goal_met": goal_met,
+                **({"control": control} if args.control else {}),
                 **({"diagnosis": diagnosis} if args.diagnose else {}),
             }
         )

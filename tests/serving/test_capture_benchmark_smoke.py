@@ -2,9 +2,9 @@
 
 No timing thresholds here (those are the benchmark's to report); only that both services
 answered, that every request the capturing one answered was captured (nothing dropped),
-that the goal is judged from the figures it prints, that --diagnose's arms report
-without being counted as the on arm's, and that the JSON line carries every documented
-key.
+that the goal is judged from the figures it prints, that --diagnose's arms and
+--control's uncaptured arm report without being counted as the on arm's, and that the
+JSON line carries every documented key.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def test_capture_benchmark_at_one_short_round():
             "--on-env",
             "MLOPS_CAPTURE_BATCH_RECORDS=300",
             "--diagnose",
+            "--control",
         ],
         cwd=ROOT,
         env=env,
@@ -78,7 +79,7 @@ def test_capture_benchmark_at_one_short_round():
     for side in ("off", "on"):
         for c in ("c1", "c8"):
             assert result["http"][side][c]["rps"] > 0
-    assert set(result["per_service_rps"]) == {"off1", "on1", "discard1", "primed1"}
+    assert set(result["per_service_rps"]) == {"off1", "on1", "control1", "discard1", "primed1"}
     cap = result["capture"]
     assert cap["answered"] > 0
     assert cap["captured_records"] == cap["answered"], cap
@@ -93,6 +94,14 @@ def test_capture_benchmark_at_one_short_round():
         assert cap["files_after_warm_up"][arm] >= result["workers_per_service"]
     diagnosis = result["diagnosis"]
     assert set(diagnosis) == {"on", "discard", "primed"}
+    # The control arm runs with capture off, under the on arm's env: had it captured, the
+    # bucket would hold more records than the on arm answered (all_captured above).
+    control = result["control"]["c8"]
+    control_rps = result["per_service_rps"]["control1"]["c8"]
+    assert control["throughput_cost_median"] == pytest.approx(
+        1 - control_rps / result["per_service_rps"]["off1"]["c8"], abs=2e-3
+    )
+    assert control["throughput_cost_range"] == [control["throughput_cost_median"]] * 2
     on_c8 = result["http"]["on"]["c8"]
     assert diagnosis["on"]["c8"]["throughput_cost_median"] == pytest.approx(
         1 - on_c8["rps"] / result["http"]["off"]["c8"]["rps"], abs=1e-3
