@@ -529,8 +529,9 @@ def main() -> None:
                     "dropped": drops,
                     "all_captured": all_captured,
                     "read_back_s": round(read_s, 3),
-                    # The writer thread's own CPU per record it wrote (converting, encoding,
-                    # the PUT): a figure the machine's noise barely moves.
+                    # The writer's own CPU per record it wrote (converting, encoding, the
+                    # PUT; the writer process's, with it on), the warm-up's first files
+                    # included: it grows with the caches' contention on the machine.
                     "writer_cpu_us_per_record": round(
                         counters.get("mlops_serving_capture_writer_cpu_seconds_total", 0.0)
                         / max(1.0, counters.get("mlops_serving_capture_written_records_total", 0.0))
