@@ -332,8 +332,9 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> None:
     platform, env, settings, limits = pickle.load(inp)
     aws.configure(limits)  # the worker's: the parent's answer timeout counts on them
     registry = CollectorRegistry()
-    writer = CaptureWriter(CaptureSettings(**settings), platform=platform, env=env,
-                           registry=registry)  # fmt: skip
+    # The child's writer writes here: it has no writer process of its own to hand to.
+    own = CaptureSettings(**{**settings, "writer_process": False})
+    writer = CaptureWriter(own, platform=platform, env=env, registry=registry)
 
     def counts() -> dict[str, float]:
         return {k: registry.get_sample_value(n, labels) or 0.0 for k, (n, labels) in COUNTS.items()}
@@ -344,6 +345,7 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> None:
         except EOFError:
             return
         before, cpu = counts(), time.process_time()
+        accounted = writer.metrics.accounted()
         batch = _Bodies.unpack(packed)
         try:
             writer._write_bodies(batch)
@@ -353,7 +355,7 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> None:
         after = counts()
         after["cpu"] += time.process_time() - cpu
         # Every record of the batch is accounted for: what no counter took was lost.
-        done = sum(after[k] - before[k] for k in ("written", "write_failed", "error"))
+        done = writer.metrics.accounted() - accounted
         after["error"] += max(0.0, len(batch.bodies) - done)
         try:
             pickle.dump({k: after[k] - before[k] for k in after}, out)
