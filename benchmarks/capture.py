@@ -456,7 +456,8 @@ def main() -> None:
         for c in (1, 8)
     }
 
-    # --diagnose: each arm's cost against off, and the CPU it adds per request by thread.
+    # An arm's cost against off, and the CPU it adds per request by thread (--diagnose's
+    # and --control's figures).
     def against_off(arm: str) -> dict[str, dict[str, object]]:
         return {
             f"c{c}": {
