@@ -567,6 +567,21 @@ def test_bodies_are_converted_and_written_by_a_process_of_the_writers_own(platfo
     assert sorted(r["request_id"] for r in got) == ["p0", "p1", "p2"]
 
 
+@pytest.mark.skipif(
+    not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's; elsewhere the default stands"
+)
+def test_the_writer_process_is_scheduled_as_batch_work(platform, schema):
+    """The child shares its worker's core: scheduled as batch work, it does not preempt
+    the request path each time a pipe read or a PUT wakes it."""
+    w, _ = writer(platform)
+    w.start()
+    _bodies(w, schema, 1)
+    assert w.flush() == 1  # the child has answered: it has set its policy by now
+    assert os.sched_getscheduler(w._process.pid) == os.SCHED_BATCH
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the worker's own is left alone
+    w.close()
+
+
 def test_a_writer_process_that_dies_between_batches_is_started_again(platform, schema):
     w, registry = writer(platform)
     w.start()
