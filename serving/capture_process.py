@@ -366,20 +366,29 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> None:
 
 
 def batch_scheduling() -> None:
-    """Have the kernel schedule this process as batch work (Linux's ``SCHED_BATCH``,
-    which any process may choose for itself; elsewhere nothing changes).
+    """Have the kernel schedule this process as batch work (Linux's ``SCHED_BATCH``);
+    elsewhere, where it is refused, or where the worker runs under a policy its operator
+    chose (``chrt``: idle or real-time), nothing changes.
 
-    The child shares its worker's core, and a pipe read or a PUT's answer wakes it many
-    times per batch. A normal task that wakes may preempt the one running, the worker in
-    the middle of a request; a batch task never does (the scheduler's tick gives it its
-    turns). Its share of the CPU stays a normal task's (same nice), so it keeps up with
-    the traffic as before. Measured with benchmarks/capture.py's services in one run,
-    arm against arm: capture's cost to /predict fell by 2-3 points of throughput, most
-    of it in the worker's request path (see the README's capture section)."""
+    The child may share its worker's core, and a pipe read or a PUT's answer wakes it
+    many times per batch. A normal task that wakes may preempt the one running, the
+    worker in the middle of a request; a batch task does not (it runs when the running
+    task sleeps, or at the scheduler's tick). Its weight stays a normal task's (same
+    nice); on a saturated core each wake-up waits for a turn, so it drains batches more
+    slowly there: fed far beyond what one worker answers, it drops sooner than with the
+    default policy (the README says by how much). Measured with benchmarks/capture.py's
+    services, arm against arm in one run: capture's cost to /predict fell by 0.8-2.9
+    points of throughput (three runs).
+
+    The policy is the calling thread's and passes to the threads it starts after: this
+    is called first in the child, before it starts any thread. Unprivileged, the switch
+    from the default policy is allowed; musl (ENOSYS) and gVisor (EINVAL) refuse it."""
     policy = getattr(os, "SCHED_BATCH", None)
-    if policy is None:
+    if policy is None or not hasattr(os, "sched_setscheduler"):
         return
     try:
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            return  # the operator's choice stands
         os.sched_setscheduler(0, policy, os.sched_param(0))
     except OSError as exc:  # a sandbox that forbids it: the default policy works too
         log.info("capture writer process keeps the default scheduling", error=str(exc))

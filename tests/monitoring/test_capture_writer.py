@@ -7,6 +7,7 @@ import gc
 import os
 import pickle
 import random
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -573,6 +574,8 @@ def test_bodies_are_converted_and_written_by_a_process_of_the_writers_own(platfo
 def test_the_writer_process_is_scheduled_as_batch_work(platform, schema):
     """The child shares its worker's core: scheduled as batch work, it does not preempt
     the request path each time a pipe read or a PUT wakes it."""
+    if os.sched_getscheduler(0) != os.SCHED_OTHER:
+        pytest.skip("run under another policy (chrt): the child keeps the one it inherits")
     w, _ = writer(platform)
     w.start()
     _bodies(w, schema, 1)
@@ -580,6 +583,21 @@ def test_the_writer_process_is_scheduled_as_batch_work(platform, schema):
     assert os.sched_getscheduler(w._process.pid) == os.SCHED_BATCH
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the worker's own is left alone
     w.close()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's; elsewhere the default stands"
+)
+def test_the_writer_process_keeps_a_policy_its_operator_chose():
+    """A worker run as idle work (``chrt -i``) spawns a child that stays idle work:
+    batch scheduling is only ever asked for in place of the default policy."""
+    code = (  # the child as `chrt -i 0` would start it (lowering one's policy is allowed)
+        "import os; os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0)); "
+        "from serving.capture_process import batch_scheduling; batch_scheduling(); "
+        "print(os.sched_getscheduler(0))"
+    )
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(got.stdout.split()[-1]) == os.SCHED_IDLE
 
 
 def test_a_writer_process_that_dies_between_batches_is_started_again(platform, schema):
