@@ -194,10 +194,6 @@ class Observed:
     # decision recorded for it, when it waits for one.
     shift: ShiftState | None = None
     approval: ApprovalRecord | None = None
-    # A traffic-shifting rollout is in progress but its service deployment was read
-    # mid-change (ECS started another, a rollback say, after the service was read):
-    # nothing is known of it until the next pass, so nothing may be started beside it.
-    shift_unread: bool = False
     # How the rollout the status follows ended, when it is over: (ECS service deployment
     # status, statusReason), e.g. ("ROLLBACK_SUCCESSFUL", "alarm ... triggered").
     rollout_end: tuple[str, str] | None = None
@@ -689,7 +685,7 @@ class Observer:
         self.reads["ecs:ListServiceDeployments"] += 1
         sd = shifts.service_deployment(self.platform, svc.arn, svc.task_definition)
         if sd is None:
-            return replace(obs, shift_unread=True)
+            return obs
         self.reads["ecs:DescribeServiceDeployments"] += 1
         self.reads["elbv2:DescribeRules"] += 1
         state = shifts.parse(sd, shifts.rule_weights(svc.production_rule))

@@ -645,22 +645,6 @@ class _Planner:
         ECS started itself (a rollback) is waited for."""
         obs = self.observed
         svc, shift = obs.service, obs.shift
-        if svc is not None and shift is None and obs.shift_unread:
-            serving = _version_of(obs, svc.task_definition)
-            if serving == version:
-                return None  # its own rollout, which converge follows
-            # A rollout read mid-change (the one stopped last pass, rolling back): the
-            # next pass reads it again; deploying now would put the version beside it.
-            message = (
-                f"{version} is declared while ECS's rollout of {serving or 'another version'}"
-                " is changing (read mid-change): waiting for the next pass; then "
-                f"{version} is deployed, never beside it"
-            )
-            s = self.status
-            s.set(DEGRADED, False, "AsExpected")
-            s.set(PROGRESSING, True, "Superseding", message)
-            s.set(READY, False, "Superseding", message)
-            return Decision([], s.build(), self.desired.polling.after_action, degraded=False)
         if svc is None or shift is None or shift.status not in ACTIVE_STATUSES:
             return None
         rolling = _version_of(obs, svc.task_definition)

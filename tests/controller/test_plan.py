@@ -540,17 +540,6 @@ def test_a_version_declared_mid_shift_rolls_the_shift_back_first_and_never_runs_
     back = replace(paused, shift=replace(shift, hook=None, status="ROLLBACK_IN_PROGRESS"))
     d = decide(desired(dep3, status2), back)
     assert d.actions == [] and "ECS is rolling it back" in d.status.condition("Progressing").message
-    # Read mid-change (ECS's newest service deployment is the rollback, not the rollout
-    # the service was read with): nothing is known of it this pass, so nothing is
-    # deployed beside it; the next pass reads it again.
-    unread = replace(paused, shift=None, shift_unread=True)
-    d = decide(desired(dep3, status2), unread)
-    assert d.actions == [], d.actions
-    assert cond(d.status, "Progressing") == ("True", "Superseding")
-    assert "read mid-change" in d.status.condition("Progressing").message
-    # ... but the desired version's own rollout read mid-change is converge's to follow.
-    d = decide(desired(dep2, status2), replace(obs2, shift=None, shift_unread=True))
-    assert cond(d.status, "Progressing")[1] != "Superseding"
     # The same version with another spec (replicas) is not superseded by this rule.
     dep2b = make_deployment(version=BETTER.version, generation=3, replicas=3)
     d = decide(desired(dep2b, status2), replace(obs2, shift=shift))
